@@ -1,0 +1,107 @@
+"""The training job end to end: papermill runs nbs/jobs/train.ipynb on the project kernel into a run folder."""
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from house_prices.data import file_sha256
+from house_prices.job import job_parameters
+from house_prices.pipeline import DEFAULT_PARAMS
+from house_prices.runs import list_runs, read_json, read_predictions
+
+from conftest import house_prices_cli
+
+
+def test_run_folder_holds_every_artifact(train_job):
+    run = train_job()
+    assert {p.name for p in run.iterdir()} == {"train.ipynb", "model.joblib", "metrics.json", "predictions.csv", "manifest.json"}
+    m = read_json(run / "manifest.json")
+    assert m["run_id"] == run.name
+    assert m["parameters"]["seed"] == 0 and m["split"]["seed"] == 0 and m["split"]["test_size"] == 0.1
+    assert m["data"]["sha256"] == "1e18addf81e5e4d347cc17ee6075bbe4a42b7fa26b9e5b063e8f692a5f929d41"
+    assert m["data"]["rows"] == 1460
+    assert m["environment"]["packages"]["scikit-learn"]
+    for name, a in m["artifacts"].items():
+        assert file_sha256(run / name) == a["sha256"], name
+    assert m["metrics"] == read_json(run / "metrics.json")
+    executed = json.loads((run / "train.ipynb").read_text())
+    assert executed["metadata"]["papermill"]["parameters"]["run_dir"].endswith(run.name)
+    assert not any(o.get("output_type") == "error" for c in executed["cells"] for o in c.get("outputs", []))
+
+
+def test_held_out_quality_beats_the_course_package(train_job):
+    m = read_json(train_job() / "metrics.json")
+    assert m["n"] == 146
+    assert m["rmse_log"] <= 0.120, m  # the course package: 0.1253 on the same split
+
+
+def test_predictions_cover_exactly_the_held_out_ids(train_job):
+    run = train_job()
+    preds = read_predictions(run)
+    m = read_json(run / "manifest.json")
+    assert len(preds) == m["split"]["held_out_rows"] == 146
+    assert preds.Id.is_unique and preds.predicted.notna().all()
+
+
+def test_same_seed_gives_bit_identical_predictions(train_job):
+    a, b = read_predictions(train_job("a")), read_predictions(train_job("b"))
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+
+
+def test_another_seed_gives_other_predictions(train_job):
+    a, c = read_predictions(train_job("a")), read_predictions(train_job("a", seed=1))
+    assert a.Id.tolist() == c.Id.tolist()  # the split has its own seed: same held-out houses
+    assert (a.predicted != c.predicted).mean() > 0.9, "the model seed should change the predictions"
+
+
+def test_fresh_process_reproduces_recorded_predictions(train_job, settings):
+    run = train_job()
+    code = f"""
+import sys, pandas as pd
+from house_prices.data import read_csv
+from house_prices.predict import Predictor
+from house_prices.runs import read_predictions
+recorded = read_predictions({str(run)!r})
+rows = read_csv({str(settings.train_csv)!r})
+rows = rows[rows.Id.isin(recorded.Id)]
+got = Predictor.load({str(run)!r}).predict(rows)
+assert got.Id.tolist() == recorded.Id.tolist()
+mismatch = (got.SalePrice.to_numpy() != recorded.predicted.to_numpy()).sum()
+print(mismatch)
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "0"
+
+
+def test_job_parameter_defaults_match_the_pipeline_defaults(settings):
+    declared = job_parameters(settings.job_notebook)
+    assert {k: declared[k] for k in DEFAULT_PARAMS} == DEFAULT_PARAMS
+
+
+def test_unknown_parameter_is_an_error_not_a_warning(settings, tmp_path):
+    r = house_prices_cli("train", "-p", "sed", "1", "-p", "runs_dir", tmp_path)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "unknown job parameter(s): sed" in r.stderr
+    assert "seed" in r.stderr  # the message lists the parameters that exist
+    assert not any(tmp_path.iterdir()), "nothing may be staged for a job that was refused"
+
+
+def test_cli_train_prints_run_folder_and_metrics(tmp_path):
+    r = house_prices_cli("train", "--no-progress", "-p", "runs_dir", tmp_path, "-p", "gbm_n_estimators", 50)
+    assert r.returncode == 0, r.stderr
+    [run] = list_runs(tmp_path)
+    assert f"run: {run}" in r.stdout
+    assert "RMSE of log price" in r.stdout
+    assert read_json(run / "manifest.json")["parameters"]["gbm_n_estimators"] == 50
+
+
+def test_failing_job_leaves_no_run_and_says_where_to_look(tmp_path):
+    r = house_prices_cli("train", "--no-progress", "-p", "runs_dir", tmp_path, "-p", "data_path", "data/house-prices/test.csv")
+    assert r.returncode == 1
+    assert "missing column(s): SalePrice" in r.stderr
+    assert "executed notebook is kept at" in r.stderr
+    assert list_runs(tmp_path) == []
+    assert len(list((tmp_path / ".failed").iterdir())) == 1
