@@ -16,11 +16,11 @@ from conftest import house_prices_cli
 
 def test_run_folder_holds_every_artifact(train_job):
     run = train_job()
-    assert {p.name for p in run.iterdir()} == {"train.ipynb", "model.joblib", "metrics.json", "predictions.csv", "manifest.json"}
+    assert {p.name for p in run.iterdir()} == {"train.ipynb", "report.html", "model.joblib", "metrics.json", "predictions.csv", "manifest.json"}
     m = read_json(run / "manifest.json")
     assert m["run_id"] == run.name
     assert m["parameters"]["seed"] == 0 and m["split"]["seed"] == 0 and m["split"]["test_size"] == 0.1
-    assert m["data"]["sha256"] == "1e18addf81e5e4d347cc17ee6075bbe4a42b7fa26b9e5b063e8f692a5f929d41"
+    assert m["data"]["file_sha256"] == "1e18addf81e5e4d347cc17ee6075bbe4a42b7fa26b9e5b063e8f692a5f929d41"
     assert m["data"]["rows"] == 1460
     assert m["environment"]["packages"]["scikit-learn"]
     for name, a in m["artifacts"].items():
@@ -45,9 +45,10 @@ def test_predictions_cover_exactly_the_held_out_ids(train_job):
     assert preds.Id.is_unique and preds.predicted.notna().all()
 
 
-def test_same_seed_gives_bit_identical_predictions(train_job):
-    a, b = read_predictions(train_job("a")), read_predictions(train_job("b"))
-    pd.testing.assert_frame_equal(a, b, check_exact=True)
+def test_same_seed_gives_bit_identical_predictions_and_model(train_job):
+    a, b = train_job("a"), train_job("b")
+    pd.testing.assert_frame_equal(read_predictions(a), read_predictions(b), check_exact=True)
+    assert file_sha256(a / "model.joblib") == file_sha256(b / "model.joblib")
 
 
 def test_another_seed_gives_other_predictions(train_job):
@@ -79,6 +80,12 @@ print(mismatch)
 def test_job_parameter_defaults_match_the_pipeline_defaults(settings):
     declared = job_parameters(settings.job_notebook)
     assert {k: declared[k] for k in DEFAULT_PARAMS} == DEFAULT_PARAMS
+
+
+def test_manifest_records_every_job_parameter(train_job, settings):
+    "reproduce re-injects the recorded parameters, so every declared one must be recorded."
+    declared = set(job_parameters(settings.job_notebook)) - {"run_dir", "runs_dir"}
+    assert set(read_json(train_job() / "manifest.json")["parameters"]) == declared
 
 
 def test_unknown_parameter_is_an_error_not_a_warning(settings, tmp_path):
