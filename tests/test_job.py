@@ -112,3 +112,18 @@ def test_failing_job_leaves_no_run_and_says_where_to_look(tmp_path):
     assert "executed notebook is kept at" in r.stderr
     assert list_runs(tmp_path) == []
     assert len(list((tmp_path / ".failed").iterdir())) == 1
+
+
+def test_same_model_from_a_copy_of_the_project_elsewhere(train_job, settings, tmp_path):
+    "A run depends on the project's content, not on where it lives: a copy elsewhere trains a byte-identical model."
+    import shutil
+    copy = tmp_path / "elsewhere" / "house-prices"
+    copy.mkdir(parents=True)
+    for name in ["pyproject.toml", "nbs", "data", "requirements"]:
+        src = settings.root / name
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, copy / name)
+    r = house_prices_cli("train", "--no-progress", env={"HOUSE_PRICES_ROOT": str(copy)})
+    assert r.returncode == 0, r.stderr
+    [run] = list_runs(copy / "runs")
+    assert file_sha256(run / "model.joblib") == file_sha256(train_job() / "model.joblib")
+    assert read_json(run / "manifest.json")["data"]["fingerprint"] == read_json(train_job() / "manifest.json")["data"]["fingerprint"]
