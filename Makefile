@@ -12,8 +12,10 @@ KERNEL := house-prices
 STAMP  := $(VENV)/.installed
 # Parameters for the training job, e.g. `make train P="-p seed 1 -p gbm_n_estimators 800"`
 P ?=
+# Options for the service, e.g. `make serve ARGS="--port 9000 --run 20261122T063200Z-7a3d88"`
+ARGS ?=
 
-.PHONY: help install runtime train test test-nbs test-py lab export clean-nbs check-sync lock bench clean
+.PHONY: help install runtime train test test-nbs test-py serve lab export clean-nbs check-sync lock bench clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -47,6 +49,9 @@ test-nbs: $(STAMP)
 
 test-py: $(STAMP)
 	$(BIN)/python -m pytest
+
+serve: $(STAMP) ## Serve the newest run over HTTP on 127.0.0.1:8000 (house-prices serve --help for options)
+	$(BIN)/house-prices serve $(ARGS)
 
 lab: $(STAMP) ## Start JupyterLab on the project kernel
 	$(BIN)/jupyter lab --notebook-dir=.

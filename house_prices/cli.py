@@ -17,7 +17,7 @@ from .manifest import IntegrityError, VersionMismatchError
 from .runs import MANIFEST, METRICS, read_json, resolve_run, run_table
 
 # %% auto #0
-__all__ = ['COMPARED', 'main', 'train', 'reproduce', 'predict', 'runs', 'runs_list', 'runs_show', 'compare_manifests',
+__all__ = ['COMPARED', 'main', 'train', 'reproduce', 'predict', 'serve', 'runs', 'runs_list', 'runs_show', 'compare_manifests',
            'runs_compare']
 
 # %% ../nbs/19_cli.ipynb #e5612239
@@ -30,7 +30,7 @@ def _fail(e: Exception):
 @click.version_option(package_name="house-prices")
 def main():
     "House prices: a notebook-first research-to-production template."
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
 
 # %% ../nbs/19_cli.ipynb #cddc7cf9
 def _metrics_table(metrics: dict) -> str:
@@ -71,27 +71,58 @@ def reproduce(run_ref, progress):
     click.echo(f"verdict: {'reproduced' if v.reproduced else 'NOT reproduced'}")
     raise SystemExit(0 if v.reproduced else 1)
 
-# %% ../nbs/19_cli.ipynb #9a1751e1
+# %% ../nbs/19_cli.ipynb #6ebed62d
+_RUN_HELP = "Run id or folder whose model to use (default: the newest finished run)."
+_MISMATCH_HELP = "Load the model even if library versions or recorded predictions differ from the run's (logs a warning)."
+
 @main.command()
 @click.argument("input", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="CSV file to write: Id, SalePrice.")
-@click.option("--run", "run_ref", default="latest", show_default=True, help="Run id or folder whose pipeline scores the input.")
-@click.option("--allow-version-mismatch", is_flag=True, help="Load the model even if library versions differ from the run's (logs a warning).")
-def predict(input, output, run_ref, allow_version_mismatch):
-    "Score a CSV file in the layout of test.csv with the pipeline of a run."
-    import pandas as pd
-    from house_prices.data import NA_STRINGS
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="File to write (.csv or .parquet): Id, SalePrice, error; one row per input row.")
+@click.option("--run", "run_ref", default="latest", help=_RUN_HELP)
+@click.option("--chunk-size", type=click.IntRange(min=1), default=50_000, show_default=True, help="Rows read and scored at a time.")
+@click.option("--issues-file", type=click.Path(dir_okay=False, path_type=Path), help="Also write every error and warning to this CSV.")
+@click.option("--allow-errors", is_flag=True, help="Exit with 0 even if some rows were refused.")
+@click.option("--allow-version-mismatch", is_flag=True, help=_MISMATCH_HELP)
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+def predict(input, output, run_ref, chunk_size, issues_file, allow_errors, allow_version_mismatch, progress):
+    "Score INPUT (.csv or .parquet, in the layout of test.csv) with the model of a run."
+    from house_prices.batch import score_file
     from house_prices.predict import Predictor
-    from house_prices.runs import atomic_write
     try:
         predictor = Predictor.load(resolve_run(run_ref, get_settings().runs_dir), allow_version_mismatch=allow_version_mismatch)
-        rows = pd.read_csv(input, dtype=str, keep_default_na=False, na_values=NA_STRINGS)
-        out = predictor.predict(rows)
+        summary = score_file(predictor, input, output, chunk_size=chunk_size, issues_file=issues_file, progress=progress)
     except _EXPECTED as e: _fail(e)
-    atomic_write(output, lambda p: out.to_csv(p, index=False))
-    click.echo(f"{len(out)} rows scored with run {predictor.run_id} -> {output}")
+    except (ValueError, OSError) as e: _fail(RuntimeError(f"cannot score {input}: {e}"))
+    click.echo(f"run {predictor.run_id} -> {output}")
+    click.echo(str(summary))
+    if summary.failed and not allow_errors:
+        click.echo(f"{summary.failed} row(s) refused: see the 'error' column of {output} (or pass --allow-errors)", err=True)
+        raise SystemExit(1)
 
-# %% ../nbs/19_cli.ipynb #83bee7e0
+# %% ../nbs/19_cli.ipynb #e8a7d2bb
+@main.command()
+@click.option("--run", "run_ref", default="latest", help=_RUN_HELP)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port to listen on.")
+@click.option("--max-records", type=click.IntRange(min=1), default=10_000, show_default=True, help="Most records in one request.")
+@click.option("--max-body-mb", type=click.FloatRange(min=0.001), default=10.0, show_default=True, help="Largest request body, in MiB.")
+@click.option("--allow-version-mismatch", is_flag=True, help=_MISMATCH_HELP)
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True)
+def serve(run_ref, host, port, max_records, max_body_mb, allow_version_mismatch, log_level):
+    "Serve the model of a run over HTTP: GET /health, GET /model, POST /predict (docs at /docs)."
+    import uvicorn
+    from house_prices.service import create_app
+    logging.getLogger("house_prices").setLevel(log_level.upper())
+    try:
+        run = resolve_run(run_ref, get_settings().runs_dir)
+        app = create_app(run, allow_version_mismatch=allow_version_mismatch, max_records=max_records,
+                         max_body_bytes=int(max_body_mb * 2**20))
+    except _EXPECTED as e: _fail(e)
+    click.echo(f"serving run {run.name} on http://{host}:{port} (docs: /docs)", err=True)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+
+# %% ../nbs/19_cli.ipynb #acf46ae0
 @main.group()
 @click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="The run store (default: runs/ in the project).")
@@ -137,7 +168,7 @@ def runs_show(runs_dir, run_ref, as_json):
     click.echo(f"code        commit {c.get('git_commit')}" + (" with uncommitted changes" if c.get("git_dirty") else ""))
     for name, a in sorted(m.get("artifacts", {}).items()): click.echo(f"file        {name:<16} {a['bytes']:>10,} bytes  sha256 {a['sha256']}")
 
-# %% ../nbs/19_cli.ipynb #ddc40a4c
+# %% ../nbs/19_cli.ipynb #69aec92a
 def _flatten(d, prefix=""):
     out = {}
     for k, v in d.items():

@@ -19,12 +19,13 @@ import pandas as pd
 from .manifest import MANIFEST_VERSION, environment, sha256_file
 
 # %% auto #0
-__all__ = ['MODEL', 'MANIFEST', 'METRICS', 'PREDICTIONS', 'NOTEBOOK', 'REPORT', 'STAGING', 'FAILED', 'JOB_INFO', 'new_run_id',
-           'stage_run', 'publish_run', 'fail_run', 'atomic_write', 'write_json', 'read_json', 'save_run', 'artifacts',
-           'finish_run', 'read_predictions', 'list_runs', 'resolve_run', 'run_table']
+__all__ = ['MODEL', 'MANIFEST', 'METRICS', 'PREDICTIONS', 'NOTEBOOK', 'REPORT', 'CONTRACT', 'HELD_OUT', 'STAGING', 'FAILED',
+           'JOB_INFO', 'new_run_id', 'stage_run', 'publish_run', 'fail_run', 'atomic_write', 'write_json', 'read_json',
+           'save_run', 'artifacts', 'finish_run', 'read_predictions', 'list_runs', 'resolve_run', 'run_table']
 
 # %% ../nbs/10_runs.ipynb #a0900494
 MODEL, MANIFEST, METRICS, PREDICTIONS, NOTEBOOK, REPORT = "model.joblib", "manifest.json", "metrics.json", "predictions.csv", "train.ipynb", "report.html"
+CONTRACT, HELD_OUT = "contract.json", "held_out.csv"
 STAGING, FAILED, JOB_INFO = ".staging", ".failed", ".job.json"
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -88,12 +89,16 @@ def save_run(
     metrics: dict[str, Any], # Held-out metrics
     manifest: dict[str, Any], # What the job knows about the run: parameters, data, split, model, ...
     lock_files: list[Path] | None = None, # Lock files whose sha256 to record
+    contract: dict[str, Any] | None = None, # The model's input contract, saved as contract.json
+    held_out: pd.DataFrame | None = None, # The held-out input rows, saved as held_out.csv (production re-predicts them at load)
 ) -> dict[str, Any]:
-    "Write model, predictions, metrics and manifest into `run_dir`; return the manifest."
+    "Write model, predictions, metrics, contract, held-out rows and manifest into `run_dir`; return the manifest."
     run_dir = Path(run_dir)
     atomic_write(run_dir / MODEL, lambda p: joblib.dump(pipeline, p))
     atomic_write(run_dir / PREDICTIONS, lambda p: predictions.to_csv(p, index=False))
     write_json(run_dir / METRICS, metrics)
+    if contract is not None: write_json(run_dir / CONTRACT, contract)
+    if held_out is not None: atomic_write(run_dir / HELD_OUT, lambda p: held_out.to_csv(p, index=False))
     full = dict(manifest_version=MANIFEST_VERSION, run_id=run_dir.name, metrics=metrics,
                 environment=environment(lock_files), **manifest)
     write_json(run_dir / MANIFEST, full)

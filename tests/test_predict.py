@@ -1,0 +1,105 @@
+"""Predictor on a real run: the input contract, row-level errors, nothing dropped, and both checking paths agree."""
+import copy
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from house_prices.data import NA_STRINGS
+from house_prices.predict import Predictor, check_records, check_rows, known_categories
+from house_prices.runs import read_json
+
+
+@pytest.fixture(scope="module")
+def predictor(train_job):
+    return Predictor.load(train_job())
+
+
+@pytest.fixture(scope="module")
+def test_frame(settings):
+    return pd.read_csv(settings.test_csv, dtype=str, keep_default_na=False, na_values=NA_STRINGS)
+
+
+@pytest.fixture(scope="module")
+def test_records(test_frame):
+    return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()} for r in test_frame.to_dict("records")]
+
+
+def test_contract_is_stored_with_the_run(train_job, predictor):
+    contract = read_json(train_job() / "contract.json")
+    assert contract == predictor.contract
+    f = {x["name"]: x for x in contract["fields"]}
+    assert f["Neighborhood"]["required"] and len(f["Neighborhood"]["categories"]) == 25
+    assert f["PoolQC"]["na"] == "absent" and f["LotFrontage"]["na"] == "unknown"
+
+
+def test_every_row_of_test_csv_is_scored(predictor, test_frame):
+    before = test_frame.copy()
+    out = predictor.predict(test_frame)
+    assert len(out) == 1459 and out.SalePrice.notna().all() and out.error.isna().all()
+    assert out.Id.tolist() == test_frame.Id.astype(int).tolist()
+    pd.testing.assert_frame_equal(test_frame, before)
+    imputed = out.warnings.dropna()
+    assert imputed.str.contains("imputed from the training data").all()
+    assert imputed.str.contains("MSZoning").sum() == test_frame.MSZoning.isna().sum() == 4
+
+
+def test_records_and_frame_give_the_same_prices(predictor, test_frame, test_records):
+    a = predictor.predict(test_frame).SalePrice.to_numpy()
+    b = np.concatenate([predictor.predict(test_records[i:i + 200]).SalePrice.to_numpy() for i in range(0, 1459, 200)])
+    assert (a == b).all()
+
+
+def corrupted(records):
+    "Records with one problem each, of every kind the contract knows."
+    base = records[0]
+    cases = [
+        {**base, "LotArea": "abc"}, {**base, "LotArea": True}, {**base, "LotArea": [1]}, {**base, "LotArea": {"a": 1}},
+        {**base, "LotArea": float("nan")}, {**base, "LotArea": float("inf")}, {**base, "LotArea": "inf"}, {**base, "LotArea": "1e3"},
+        {**base, "LotArea": 8450}, {**base, "LotArea": 8450.5}, {**base, "LotArea": " 12"}, {**base, "LotArea": ""},
+        {**base, "LotFrontage": None}, {**base, "LotFrontage": "NaN"}, {**base, "GarageYrBlt": None},
+        {**base, "Street": None}, {**base, "Street": 3}, {**base, "Street": False}, {**base, "Street": ["Pave"]},
+        {**base, "Neighborhood": "Atlantis"}, {**base, "MSSubClass": 20}, {**base, "MSSubClass": 20.0}, {**base, "MSSubClass": 20.5},
+        {**base, "MSZoning": None}, {**base, "Alley": ""}, {**base, "Id": "x"}, {**base, "Id": 3.5}, {**base, "Id": True},
+        {**base, "Id": None}, {**base, "Extra": 1}, {k: v for k, v in base.items() if k != "Street"},
+        {k: v for k, v in base.items() if k != "LotFrontage"}, {**base, "Neighborhood": "Ünïcødé\x00"}, {},
+    ]
+    return cases
+
+
+def sorted_issues(issues):
+    return issues.frame().sort_values(["row", "column", "level", "message"]).reset_index(drop=True)
+
+
+@pytest.mark.parametrize("which", ["test.csv", "corrupted"])
+def test_value_by_value_and_column_by_column_checks_agree(predictor, test_records, which):
+    records = test_records if which == "test.csv" else corrupted(test_records)
+    before = copy.deepcopy(records)
+    f1, ok1, i1 = check_records(records, predictor.contract)
+    f2, ok2, i2 = check_rows(pd.DataFrame.from_records(records), predictor.contract, known=known_categories(predictor.contract))
+    assert records == before or which == "corrupted"  # (NaN != NaN)
+    assert ok1.tolist() == ok2.tolist()
+    pd.testing.assert_frame_equal(f1[ok1].reset_index(drop=True), f2[ok2].reset_index(drop=True))
+    pd.testing.assert_frame_equal(sorted_issues(i1), sorted_issues(i2))
+
+
+def test_row_level_errors_name_row_column_value_and_expectation(predictor, test_records):
+    out = predictor.predict(corrupted(test_records))
+    refused = out[out.SalePrice.isna()]
+    assert refused.error.notna().all() and out[out.SalePrice.notna()].error.isna().all()
+    by_row = dict(zip(refused.index, refused.error))
+    assert by_row[0] == "LotArea: expected a number (got 'abc')"
+    assert by_row[1] == "LotArea: expected a number, got bool (got True)"
+    assert by_row[5] == "LotArea: expected a finite number (got inf)"
+    assert by_row[15] == "Street: is missing, but this column must have a value"
+    assert by_row[25] == "Id: expected a whole number (got 'x')"
+    scored = out[out.SalePrice.notna()]
+    assert "Neighborhood: category 'Atlantis' was not seen in training" in scored.warnings[19]
+    assert "Extra: is not a field of the model: ignored" in scored.warnings[29]
+    assert len(out) == len(corrupted(test_records))  # nothing dropped
+
+
+def test_empty_input(predictor):
+    assert len(predictor.predict([])) == 0
+    assert len(predictor.predict(pd.DataFrame())) == 0

@@ -1,0 +1,166 @@
+"""The HTTP service on a real uvicorn server on loopback: parity with research, bad input, limits, load."""
+import json
+import math
+import random
+import socket
+import subprocess
+import threading
+import time
+
+import httpx
+import pandas as pd
+import pytest
+
+from house_prices.data import NA_STRINGS
+from house_prices.runs import read_predictions
+
+from conftest import BIN
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(train_job, tmp_path_factory):
+    "A real `house-prices serve` process on a free loopback port, serving the default run."
+    port, log = free_port(), tmp_path_factory.mktemp("server") / "server.log"
+    with open(log, "w") as f:
+        proc = subprocess.Popen([str(BIN / "house-prices"), "serve", "--run", str(train_job()), "--port", str(port),
+                                 "--max-records", "2000", "--max-body-mb", "4"], stdout=f, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200: break
+        except httpx.TransportError: time.sleep(0.2)
+    else:
+        proc.kill(); pytest.fail("server did not start:\n" + log.read_text())
+    yield type("Server", (), {"url": url, "log": log, "run": train_job()})
+    proc.terminate(); proc.wait(timeout=30)
+
+
+def records_of(df):
+    return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()} for r in df.to_dict("records")]
+
+
+@pytest.fixture(scope="module")
+def test_records(settings):
+    return records_of(pd.read_csv(settings.test_csv, dtype=str, keep_default_na=False, na_values=NA_STRINGS))
+
+
+def post(server, body=None, content=None, headers=None):
+    return httpx.post(server.url + "/predict", json=body, content=content, headers=headers, timeout=60)
+
+
+def test_health_and_model(server):
+    assert httpx.get(server.url + "/health").json() == {"status": "ok", "run_id": server.run.name}
+    m = httpx.get(server.url + "/model").json()
+    assert m["run_id"] == server.run.name and m["metrics"]["rmse_log"] <= 0.12
+    assert m["versions"]["scikit-learn"] and len(m["contract"]["fields"]) == 79
+
+
+def test_openapi_schema_comes_from_the_contract(server):
+    spec = httpx.get(server.url + "/openapi.json").json()
+    schema = spec["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    record = schema["oneOf"][0]
+    assert "Neighborhood" in record["required"] and "NoRidge" in record["properties"]["Neighborhood"]["description"]
+    assert set(spec["paths"]["/predict"]["post"]["responses"]) >= {"200", "413", "422"}
+
+
+def test_parity_research_predictor_and_http_bit_identical(server):
+    "The held-out predictions the job recorded == the same rows over HTTP, after the JSON round trip."
+    held_out = pd.read_csv(server.run / "held_out.csv", dtype=str, keep_default_na=False, na_values=NA_STRINGS)
+    recorded = read_predictions(server.run)
+    r = post(server, {"records": records_of(held_out)})
+    assert r.status_code == 200, r.text
+    got = [p["SalePrice"] for p in r.json()["predictions"]]
+    assert [p["Id"] for p in r.json()["predictions"]] == recorded.Id.tolist()
+    assert got == recorded.predicted.tolist()  # exact float equality
+    one_by_one = [post(server, rec).json()["predictions"][0]["SalePrice"] for rec in records_of(held_out.head(20))]
+    assert one_by_one == recorded.predicted.head(20).tolist()
+
+
+def test_all_of_test_csv_over_http(server, test_records):
+    r = post(server, test_records)
+    assert r.status_code == 200
+    preds = r.json()["predictions"]
+    assert len(preds) == 1459 and all(p["SalePrice"] > 0 for p in preds)
+    assert [p["Id"] for p in preds] == [int(x["Id"]) for x in test_records]
+
+
+def detail(r):
+    assert r.status_code == 422, (r.status_code, r.text)
+    return r.json()["detail"]
+
+
+def test_missing_required_field(server, test_records):
+    rec = {k: v for k, v in test_records[0].items() if k != "Neighborhood"}
+    [d] = detail(post(server, rec))
+    assert d["field"] == "Neighborhood" and d["record"] == 0 and "must have a value" in d["msg"]
+    assert d["loc"] == ["body", "records", 0, "Neighborhood"]
+
+
+def test_wrong_type_and_nan_per_record_per_field(server, test_records):
+    body = ('{"records": [' + json.dumps(test_records[0]) + "," + json.dumps({**test_records[1], "LotArea": "big", "YearBuilt": True})
+            + "," + json.dumps(test_records[2]).replace('"GrLivArea": "', '"GrLivArea": NaN, "x": "') + "]}")
+    ds = detail(post(server, content=body, headers={"content-type": "application/json"}))
+    got = {(d["record"], d["field"]): d["msg"] for d in ds}
+    assert got[(1, "LotArea")] == "expected a number" and got[(1, "YearBuilt")] == "expected a number, got bool"
+    assert "must have a value" in got[(2, "GrLivArea")]
+    assert 0 not in {d["record"] for d in ds}
+
+
+def test_unknown_category_is_scored_with_a_warning(server, test_records):
+    r = post(server, {**test_records[0], "Neighborhood": "Atlantis"})
+    assert r.status_code == 200
+    [w] = [w for w in r.json()["predictions"][0]["warnings"] if w["field"] == "Neighborhood"]
+    assert "'Atlantis' was not seen in training" in w["msg"] and w["type"] == "warning"
+
+
+@pytest.mark.parametrize("content", [b"", b"not json", b"{", b"[1, 2]", b'"a string"', b"42", b"null", b"[]", b'{"records": []}',
+                                     b'{"records": "x"}', b'[{"LotArea": {"nested": [1, 2]}}]', b'{"LotArea": 1e400}',
+                                     b"\xff\xfe", b'{"records": [null]}'])
+def test_malformed_bodies_get_422_never_500(server, content):
+    r = post(server, content=content, headers={"content-type": "application/json"})
+    assert r.status_code == 422, (content, r.status_code, r.text)
+    assert r.json()["detail"]
+
+
+def test_oversized_requests_get_413(server, test_records):
+    r = post(server, [{"Id": i} for i in range(2001)])  # more records than --max-records 2000
+    assert r.status_code == 413 and "limit is 2000" in r.json()["detail"]
+    r = post(server, content=b"[" + b" " * (5 * 2**20) + b"]", headers={"content-type": "application/json"})
+    assert r.status_code == 413 and "larger than" in r.json()["detail"]
+    def chunks():
+        for _ in range(80): yield b" " * 2**16
+    r = httpx.post(server.url + "/predict", content=chunks(), headers={"content-type": "application/json"}, timeout=60)
+    assert r.status_code == 413  # a chunked upload without Content-Length is counted too
+
+
+def test_one_json_log_line_per_request_with_request_id(server, test_records):
+    r = post(server, test_records[0], headers={"x-request-id": "test-req-42"})
+    assert r.headers["x-request-id"] == "test-req-42"
+    time.sleep(0.2)
+    lines = [json.loads(l) for l in server.log.read_text().splitlines() if l.startswith("{")]
+    [line] = [l for l in lines if l.get("request_id") == "test-req-42"]
+    assert line["status"] == 200 and line["path"] == "/predict" and line["records"] == 1 and line["latency_ms"] > 0
+
+
+def test_eight_concurrent_clients_for_twenty_seconds(server, test_records):
+    stop, results, lock = time.time() + 20, [], threading.Lock()
+    def client(seed):
+        rng, mine = random.Random(seed), []
+        with httpx.Client(base_url=server.url, timeout=30) as c:
+            while time.time() < stop:
+                batch = rng.sample(test_records, rng.choice([1, 1, 1, 5, 50]))
+                r = c.post("/predict", json=batch)
+                mine.append((r.status_code, len(r.json().get("predictions", [])) == len(batch)))
+        with lock: results.extend(mine)
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(8)]
+    for t in threads: t.start()
+    for t in threads: t.join()
+    assert len(results) > 50, len(results)
+    assert all(code == 200 and complete for code, complete in results), [r for r in results if r != (200, True)][:5]
