@@ -71,7 +71,7 @@ lock: ## Re-resolve requirements/*.lock from pyproject.toml (needs network)
 	$(BIN)/python -m pip uninstall --quiet --yes uv
 
 bench: $(STAMP) ## Run the benchmarks in bench/
-	$(BIN)/python bench/predict_latency.py
+	$(BIN)/python bench/predict_speed.py
 
 clean: ## Remove the virtual environments (runs/ is kept)
 	rm -rf $(VENV) .venv-runtime

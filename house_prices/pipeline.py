@@ -14,12 +14,14 @@ from sklearn.impute import SimpleImputer
 from sklearn.linear_model import Lasso
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, PowerTransformer
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .data import CATEGORICAL, COLUMNS, NUMERIC
 from .features import HOUSE_DIFFERENCES, HOUSE_SUMS, house_features
 
 # %% auto #0
-__all__ = ['DEFAULT_PARAMS', 'DERIVED', 'ABSENT_CATEGORICAL', 'OTHER_CATEGORICAL', 'check_params', 'build_pipeline']
+__all__ = ['DEFAULT_PARAMS', 'DERIVED', 'ABSENT_CATEGORICAL', 'OTHER_CATEGORICAL', 'check_params', 'BatchInvariantLasso',
+           'build_pipeline']
 
 # %% ../nbs/03_pipeline.ipynb #8bdb9755
 DEFAULT_PARAMS: dict[str, Any] = dict(
@@ -42,7 +44,17 @@ def check_params(params: dict[str, Any]) -> dict[str, Any]:
     if not 0 <= p["linear_weight"] <= 1: raise ValueError(f"linear_weight must be within [0, 1], got {p['linear_weight']}")
     return p
 
-# %% ../nbs/03_pipeline.ipynb #400e22b4
+# %% ../nbs/03_pipeline.ipynb #7bc8a9d3
+class BatchInvariantLasso(Lasso):
+    "scikit-learn's Lasso, with a `predict` whose result for a row does not depend on the other rows in the batch."
+    def predict(self, X):
+        "Predict each row as `sum(x * coef_) + intercept_`, summed along the row."
+        check_is_fitted(self)
+        if np.ndim(self.coef_) != 1: return super().predict(X)
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        return np.sum(X * self.coef_, axis=1) + self.intercept_
+
+# %% ../nbs/03_pipeline.ipynb #47d8eb8b
 DERIVED: list[str] = [*HOUSE_SUMS, *HOUSE_DIFFERENCES]
 ABSENT_CATEGORICAL: list[str] = [c for c in CATEGORICAL if COLUMNS[c].na == "absent"]
 OTHER_CATEGORICAL: list[str] = [c for c in CATEGORICAL if COLUMNS[c].na != "absent"]
@@ -56,7 +68,7 @@ def _linear(p):
         ("absent", make_pipeline(SimpleImputer(strategy="constant", fill_value="None"), _one_hot(p["one_hot_min_frequency"])), ABSENT_CATEGORICAL),
         ("categorical", make_pipeline(SimpleImputer(strategy="most_frequent"), _one_hot(p["one_hot_min_frequency"])), OTHER_CATEGORICAL),
     ])
-    return Pipeline([("prep", prep), ("lasso", Lasso(alpha=p["lasso_alpha"], max_iter=50_000))])
+    return Pipeline([("prep", prep), ("lasso", BatchInvariantLasso(alpha=p["lasso_alpha"], max_iter=50_000))])
 
 def _trees(p):
     prep = ColumnTransformer([
@@ -71,7 +83,7 @@ def _trees(p):
         subsample=p["gbm_subsample"], max_features=p["gbm_max_features"], random_state=p["seed"])
     return Pipeline([("prep", prep), ("gbm", gbm)])
 
-# %% ../nbs/03_pipeline.ipynb #7bc8a9d3
+# %% ../nbs/03_pipeline.ipynb #dcd62c4e
 def build_pipeline(
     params: dict[str, Any] | None = None, # Overrides of `DEFAULT_PARAMS`; unknown names are an error
 ) -> Pipeline:

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .data import COLUMNS, FEATURES, ID, TARGET
+from .fastpath import NotCompilable, compile_pipeline, frame_columns
 from .manifest import MANIFEST_VERSION, VersionMismatchError, verify_artifact, version_differences
 from .runs import CONTRACT, HELD_OUT, MANIFEST, MODEL, PREDICTIONS, read_json
 
@@ -68,8 +69,8 @@ class Issues:
 
 def _missing(s: pd.Series) -> np.ndarray:
     m = s.isna().to_numpy().copy()
-    if s.dtype == object or pd.api.types.is_string_dtype(s.dtype):
-        m |= (s.astype(object) == "").to_numpy()
+    if s.dtype == object: m |= (s == "").to_numpy(dtype=bool)
+    elif pd.api.types.is_string_dtype(s.dtype): m |= (s == "").fillna(False).to_numpy(dtype=bool)
     return m
 
 def _show(v) -> str:
@@ -215,6 +216,14 @@ def check_records(
     known: dict[str, pd.Index] | None = None, # Seen categories per column (see `known_categories`)
 ) -> tuple[pd.DataFrame, np.ndarray, Issues]:
     "The same as `check_rows`, value by value: faster for a few records."
+    cols, ids, ok, issues = _check_records(records, contract, ignore, known)
+    frame = pd.DataFrame({f["name"]: (pd.array(cols[f["name"]], dtype="str") if f["kind"] == "categorical" else cols[f["name"]])
+                          for f in contract["fields"]})
+    if ids is not None: frame.insert(0, ID, ids)
+    return frame, ok, issues
+
+def _check_records(records, contract, ignore=(TARGET,), known=None):
+    "(columns as arrays, Ids or None, mask of rows that can be scored, issues)."
     known = known or known_categories(contract)
     sets = {k: set(v) for k, v in known.items()}
     n, fields, idf = len(records), contract["fields"], contract["id"]
@@ -244,11 +253,9 @@ def check_records(
                 else: ids[r] = x
         for extra, v in rec.items():
             if extra not in names and _cat(v) != (None, None): add(r, str(extra), "", "is not a field of the model: ignored", "warning")
-    frame = pd.DataFrame({f["name"]: (pd.array(cols[f["name"]], dtype="str") if f["kind"] == "categorical"
-                                      else np.array(cols[f["name"]], dtype="float64")) for f in fields})
-    if any(idf in rec for rec in records): frame.insert(0, ID, np.array(ids, dtype="float64"))
+    arrays = {f["name"]: np.array(cols[f["name"]], dtype=object if f["kind"] == "categorical" else "float64") for f in fields}
     parts = [tuple(np.array([i[k] for i in issues], dtype=np.int64 if k == 0 else object) for k in range(5))] if issues else []
-    return frame, ok, Issues.collect(parts)
+    return arrays, (np.array(ids, dtype="float64") if any(idf in rec for rec in records) else None), ok, Issues.collect(parts)
 
 # %% ../nbs/12_predict.ipynb #a5dff04a
 SMALL_BATCH = 256 # Up to this many records are checked value by value (`check_records`), more column by column (`check_rows`)
@@ -279,9 +286,13 @@ class Scored:
 
 class Predictor:
     "A fitted house-price pipeline, its input contract and the manifest of the run that made it."
-    def __init__(self, pipeline, contract: dict[str, Any], manifest: dict | None = None):
+    def __init__(self, pipeline, contract: dict[str, Any], manifest: dict | None = None, fast: bool = True):
         self.pipeline, self.contract, self.manifest = pipeline, contract, manifest or {}
         self._known = known_categories(contract)
+        self._fast = None
+        if fast:
+            try: self._fast = compile_pipeline(pipeline)
+            except NotCompilable as e: log.info("no compiled fast path for this pipeline (%s): using scikit-learn", e)
 
     @classmethod
     def load(
@@ -308,11 +319,17 @@ class Predictor:
         self = cls(joblib.load(verify_artifact(run_dir, MODEL, manifest)), contract, manifest)
         if verify:
             held_out = pd.read_csv(verify_artifact(run_dir, HELD_OUT, manifest), dtype=str, keep_default_na=False, na_values=["NA", ""])
-            recorded = pd.read_csv(verify_artifact(run_dir, PREDICTIONS, manifest))
-            got = self.score(held_out).prices
-            differ = int((got != recorded["predicted"].to_numpy()).sum())
-            if differ:
+            recorded = pd.read_csv(verify_artifact(run_dir, PREDICTIONS, manifest))["predicted"].to_numpy()
+            canon, ok, _ = check_rows(held_out, contract, known=self._known)
+            got = self.pipeline.predict(canon[FEATURES])
+            if differ := int((got != recorded).sum()):
                 refuse(f"this environment does not reproduce run {run_dir.name}: {differ} of {len(got)} held-out predictions differ")
+            if self._fast is not None:
+                cols = frame_columns(canon[FEATURES])
+                fast = np.concatenate([self._fast({k: v[i:i + 1] for k, v in cols.items()}, 1) for i in range(len(canon))])
+                if (fast != recorded).any() or (self._fast(cols, len(canon)) != recorded).any():
+                    log.warning("the compiled fast path does not reproduce run %s bit for bit here: using scikit-learn", run_dir.name)
+                    self._fast = None
         return self
 
     @property
@@ -327,13 +344,21 @@ class Predictor:
         frame = data if isinstance(data, pd.DataFrame) else None
         if frame is None and not (len(data) <= SMALL_BATCH and all(isinstance(r, dict) for r in data)):
             frame = pd.DataFrame.from_records(list(data)) if len(data) else pd.DataFrame()
-        if isinstance(data, list) and len(data) <= SMALL_BATCH and all(isinstance(r, dict) for r in data):
-            canon, ok, issues = check_records(data, self.contract, known=self._known)
-        else: canon, ok, issues = check_rows(frame, self.contract, known=self._known)
+        if frame is None:  # a few records: checked value by value, predicted by the compiled path when there is one
+            cols, ids, ok, issues = _check_records(data, self.contract, known=self._known)
+            prices = np.full(len(ok), np.nan)
+            if ok.any():
+                if self._fast is not None:
+                    prices[ok] = self._fast({k: v[ok] for k, v in cols.items()}, int(ok.sum()))
+                else:
+                    rows = pd.DataFrame({k: (pd.array(v[ok], dtype="str") if v.dtype == object else v[ok]) for k, v in cols.items()})
+                    prices[ok] = self.pipeline.predict(rows[FEATURES])
+            return Scored(prices, ok, ids, issues)
+        canon, ok, issues = check_rows(frame, self.contract, known=self._known)
         prices = np.full(len(canon), np.nan)
         if ok.any():
             rows = canon.loc[ok, FEATURES] if not ok.all() else canon[FEATURES]
-            prices[ok] = self.pipeline.predict(rows)
+            prices[ok] = self._fast(frame_columns(rows), len(rows)) if self._fast is not None else self.pipeline.predict(rows)
         return Scored(prices, ok, canon[ID].to_numpy() if ID in canon.columns else None, issues)
 
     def predict(

@@ -71,6 +71,10 @@ rows = rows[rows.Id.isin(recorded.Id)]
 got = Predictor.load({str(run)!r}).predict(rows)
 assert got.Id.tolist() == recorded.Id.tolist()
 mismatch = (got.SalePrice.to_numpy() != recorded.predicted.to_numpy()).sum()
+p = Predictor.load({str(run)!r})
+records = rows.astype(object).where(rows.notna(), None).to_dict("records")
+one_by_one = [p.score([r]).prices[0] for r in records]  # one record at a time: the same bits
+mismatch += sum(a != b for a, b in zip(one_by_one, recorded.predicted))
 print(mismatch)
 """
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
