@@ -17,8 +17,8 @@ from .manifest import IntegrityError, VersionMismatchError
 from .runs import MANIFEST, METRICS, read_json, resolve_run, run_table
 
 # %% auto #0
-__all__ = ['COMPARED', 'main', 'train', 'reproduce', 'predict', 'serve', 'runs', 'runs_list', 'runs_show', 'compare_manifests',
-           'runs_compare']
+__all__ = ['COMPARED', 'main', 'train', 'reproduce', 'predict', 'serve', 'data', 'data_fingerprint', 'data_validate',
+           'data_ingest', 'runs', 'runs_list', 'runs_show', 'compare_manifests', 'runs_compare']
 
 # %% ../nbs/19_cli.ipynb #e5612239
 _EXPECTED = (DataValidationError, FileNotFoundError, IntegrityError, VersionMismatchError)
@@ -124,6 +124,52 @@ def serve(run_ref, host, port, max_records, max_body_mb, allow_version_mismatch,
 
 # %% ../nbs/19_cli.ipynb #acf46ae0
 @main.group()
+def data():
+    "Fingerprint, validate and ingest training data."
+
+_REF_HELP = "A CSV or Parquet path, or an SQLAlchemy URL with ?table=NAME or ?query=SELECT..."
+
+@data.command("fingerprint")
+@click.argument("ref", metavar="REF")
+@click.option("--as-of", default=None, help="SQL: the rows visible at this time (ISO 8601, UTC).")
+def data_fingerprint(ref, as_of):
+    "Print the content fingerprint of REF (the same for the same rows from any source, in any order)."
+    from house_prices.data import fingerprint
+    from house_prices.sources import DataRef, load
+    try: df = load(ref, get_settings().root, as_of=as_of)
+    except (*_EXPECTED, ValueError) as e: _fail(e)
+    click.echo(f"{fingerprint(df)}  {DataRef.parse(ref).redacted()}{f' as of {as_of}' if as_of else ''}  ({len(df)} rows × {df.shape[1]} columns)")
+
+@data.command("validate")
+@click.argument("ref", metavar="REF")
+@click.option("--as-of", default=None, help="SQL: the rows visible at this time (ISO 8601, UTC).")
+def data_validate(ref, as_of):
+    "Check REF against the declared schema as training data; print every problem and exit 1 if there is one."
+    from house_prices.sources import load
+    try: df = load(ref, get_settings().root, as_of=as_of)
+    except DataValidationError as e:
+        click.echo(str(e), err=True)
+        raise SystemExit(1)
+    except (*_EXPECTED, ValueError) as e: _fail(e)
+    click.echo(f"ok: {len(df)} rows × {df.shape[1]} columns fit the schema")
+
+@data.command("ingest")
+@click.argument("source", metavar="SOURCE")
+@click.option("--into", required=True, help="SQLAlchemy URL of the database, e.g. sqlite:///runs/houses.db")
+@click.option("--table", required=True, help="Table to append to (created if missing).")
+@click.option("--batches", type=click.IntRange(min=1), default=1, show_default=True, help="Batches, each with its own timestamp.")
+@click.option("--start", default=None, help="Timestamp of the first batch (ISO 8601, UTC; default: now).")
+@click.option("--interval", "interval_s", type=float, default=86_400, show_default=True, help="Seconds between batch timestamps.")
+def data_ingest(source, into, table, batches, start, interval_s):
+    "Append SOURCE's rows to a SQL table in batches stamped with ingestion times (column ingested_at)."
+    from house_prices.sources import DataRef, ingest
+    try: stamps = ingest(source, into, table, batches=batches, start=start, interval_s=interval_s, root=get_settings().root)
+    except (*_EXPECTED, ValueError) as e: _fail(e)
+    ref = DataRef("sql", into, table=table)
+    click.echo(f"{len(stamps)} batch(es) into {ref.redacted()}: " + ", ".join(t.isoformat() for t in stamps))
+
+# %% ../nbs/19_cli.ipynb #69aec92a
+@main.group()
 @click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="The run store (default: runs/ in the project).")
 @click.pass_context
@@ -162,13 +208,15 @@ def runs_show(runs_dir, run_ref, as_json):
     click.echo(f"run         {m.get('run_id')}  ({run})")
     click.echo(f"time        {j.get('started')} -> {j.get('finished')}" + (f"  (reproduces {j['reproduces']})" if j.get("reproduces") else ""))
     click.echo("parameters  " + ", ".join(f"{k}={v}" for k, v in sorted(m.get("parameters", {}).items())))
-    click.echo(f"data        {d.get('path')}: {d.get('rows')} rows × {d.get('columns')} columns, fingerprint {d.get('fingerprint')}")
+    click.echo(f"data        {d.get('reference')}" + (f" as of {d['as_of']}" if d.get("as_of") else "")
+               + f": {d.get('rows')} rows × {d.get('columns')} columns, fingerprint {d.get('fingerprint')}")
+    click.echo(f"snapshot    {d.get('snapshot')}")
     click.echo("metrics     " + ", ".join(f"{k}={v:.6g}" for k, v in sorted(m.get("metrics", {}).items())))
     click.echo(f"environment Python {e.get('python')} on {e.get('machine')}; " + ", ".join(f"{k} {v}" for k, v in e.get("packages", {}).items() if v))
     click.echo(f"code        commit {c.get('git_commit')}" + (" with uncommitted changes" if c.get("git_dirty") else ""))
     for name, a in sorted(m.get("artifacts", {}).items()): click.echo(f"file        {name:<16} {a['bytes']:>10,} bytes  sha256 {a['sha256']}")
 
-# %% ../nbs/19_cli.ipynb #69aec92a
+# %% ../nbs/19_cli.ipynb #976972e8
 def _flatten(d, prefix=""):
     out = {}
     for k, v in d.items():

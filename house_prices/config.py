@@ -55,6 +55,8 @@ class Settings:
     @property
     def job_notebook(self) -> Path: return self.root / "nbs" / "jobs" / "train.ipynb"
     @property
+    def snapshots_dir(self) -> Path: return self.runs_dir / ".snapshots"  # the data each run trained on, by fingerprint
+    @property
     def lock_files(self) -> list[Path]: return sorted((self.root / "requirements").glob("*.lock"))
 
     def resolve(self, p: Path | str) -> Path:

@@ -14,8 +14,9 @@ import numpy as np
 import pandas as pd
 
 # %% auto #0
-__all__ = ['SCHEMA', 'COLUMNS', 'ID', 'TARGET', 'FEATURES', 'NUMERIC', 'CATEGORICAL', 'NA_STRINGS', 'FINGERPRINT_VERSION',
-           'Column', 'DataValidationError', 'to_canonical', 'read_csv', 'file_sha256', 'fingerprint']
+__all__ = ['AREA', 'COUNT', 'YEAR', 'RATING', 'SCHEMA', 'COLUMNS', 'ID', 'TARGET', 'FEATURES', 'NUMERIC', 'CATEGORICAL',
+           'NA_STRINGS', 'FINGERPRINT_VERSION', 'Column', 'DataValidationError', 'to_canonical', 'read_csv',
+           'file_sha256', 'fingerprint']
 
 # %% ../nbs/01_data.ipynb #fbfbcbda
 @dataclass(frozen=True)
@@ -25,58 +26,65 @@ class Column:
     kind: str # "id", "target", "numeric" or "categorical"
     na: str = "unknown" # What a missing value means: "absent" (the house has none), "unknown" (not recorded) or "required" (never missing)
     doc: str = "" # Short description (from the Kaggle data description)
+    domain: tuple[float, float] | None = None # For numbers: the declared range [low, high], checked in training data
 
     @property
     def dtype(self) -> str: return {"id": "int64", "target": "float64", "numeric": "float64", "categorical": "str"}[self.kind]
 
 # %% ../nbs/01_data.ipynb #d728c973
-def _cols(kind, na, names, doc=""): return [Column(n, kind, na, doc) for n in names.split()]
+AREA, COUNT, YEAR, RATING = (0, float("inf")), (0, 50), (1800, 2100), (1, 10)
+
+def _cols(kind, na, names, doc="", domain=None): return [Column(n, kind, na, doc, domain) for n in names.split()]
 
 SCHEMA: tuple[Column, ...] = tuple([
     Column("Id", "id", "required", "Row identifier; the canonical row order"),
     *_cols("categorical", "required", "MSSubClass", "Dwelling type (a code, not a quantity)"),
     *_cols("categorical", "unknown", "MSZoning", "Zoning classification"),
-    *_cols("numeric", "unknown", "LotFrontage", "Feet of street connected to the lot"),
-    *_cols("numeric", "required", "LotArea", "Lot size in square feet"),
+    *_cols("numeric", "unknown", "LotFrontage", "Feet of street connected to the lot", AREA),
+    *_cols("numeric", "required", "LotArea", "Lot size in square feet", AREA),
     *_cols("categorical", "required", "Street"),
     *_cols("categorical", "absent", "Alley", "NA: no alley access"),
     *_cols("categorical", "required", "LotShape LandContour"),
     *_cols("categorical", "unknown", "Utilities"),
     *_cols("categorical", "required", "LotConfig LandSlope Neighborhood Condition1 Condition2 BldgType HouseStyle"),
-    *_cols("numeric", "required", "OverallQual OverallCond YearBuilt YearRemodAdd", "Ratings 1-10; years"),
+    *_cols("numeric", "required", "OverallQual OverallCond", "Ratings from 1 (very poor) to 10 (very excellent)", RATING),
+    *_cols("numeric", "required", "YearBuilt YearRemodAdd", "Years", YEAR),
     *_cols("categorical", "required", "RoofStyle RoofMatl"),
     *_cols("categorical", "unknown", "Exterior1st Exterior2nd"),
     *_cols("categorical", "unknown", "MasVnrType", "Masonry veneer type; 'None' is a value, NA is unrecorded"),
-    *_cols("numeric", "unknown", "MasVnrArea"),
+    *_cols("numeric", "unknown", "MasVnrArea", "Masonry veneer area in square feet", AREA),
     *_cols("categorical", "required", "ExterQual ExterCond Foundation"),
     *_cols("categorical", "absent", "BsmtQual BsmtCond BsmtExposure BsmtFinType1", "NA: no basement"),
-    *_cols("numeric", "unknown", "BsmtFinSF1"),
+    *_cols("numeric", "unknown", "BsmtFinSF1", "Basement area in square feet", AREA),
     *_cols("categorical", "absent", "BsmtFinType2", "NA: no basement"),
-    *_cols("numeric", "unknown", "BsmtFinSF2 BsmtUnfSF TotalBsmtSF", "Basement areas in square feet"),
+    *_cols("numeric", "unknown", "BsmtFinSF2 BsmtUnfSF TotalBsmtSF", "Basement areas in square feet", AREA),
     *_cols("categorical", "required", "Heating HeatingQC CentralAir"),
     *_cols("categorical", "unknown", "Electrical"),
-    *_cols("numeric", "required", "1stFlrSF 2ndFlrSF LowQualFinSF GrLivArea", "Areas in square feet"),
-    *_cols("numeric", "unknown", "BsmtFullBath BsmtHalfBath"),
-    *_cols("numeric", "required", "FullBath HalfBath BedroomAbvGr KitchenAbvGr"),
+    *_cols("numeric", "required", "1stFlrSF 2ndFlrSF LowQualFinSF GrLivArea", "Areas in square feet", AREA),
+    *_cols("numeric", "unknown", "BsmtFullBath BsmtHalfBath", "Basement bathrooms", COUNT),
+    *_cols("numeric", "required", "FullBath HalfBath BedroomAbvGr KitchenAbvGr", "Counts above grade", COUNT),
     *_cols("categorical", "unknown", "KitchenQual"),
-    *_cols("numeric", "required", "TotRmsAbvGrd"),
+    *_cols("numeric", "required", "TotRmsAbvGrd", "Rooms above grade", COUNT),
     *_cols("categorical", "unknown", "Functional"),
-    *_cols("numeric", "required", "Fireplaces"),
+    *_cols("numeric", "required", "Fireplaces", "Number of fireplaces", COUNT),
     *_cols("categorical", "absent", "FireplaceQu", "NA: no fireplace"),
     *_cols("categorical", "absent", "GarageType", "NA: no garage"),
-    *_cols("numeric", "absent", "GarageYrBlt", "Year the garage was built; NA: no garage"),
+    *_cols("numeric", "absent", "GarageYrBlt", "Year the garage was built; NA: no garage", YEAR),
     *_cols("categorical", "absent", "GarageFinish", "NA: no garage"),
-    *_cols("numeric", "unknown", "GarageCars GarageArea"),
+    *_cols("numeric", "unknown", "GarageCars", "Garage size in cars", COUNT),
+    *_cols("numeric", "unknown", "GarageArea", "Garage area in square feet", AREA),
     *_cols("categorical", "absent", "GarageQual GarageCond", "NA: no garage"),
     *_cols("categorical", "required", "PavedDrive"),
-    *_cols("numeric", "required", "WoodDeckSF OpenPorchSF EnclosedPorch 3SsnPorch ScreenPorch PoolArea", "Areas in square feet"),
+    *_cols("numeric", "required", "WoodDeckSF OpenPorchSF EnclosedPorch 3SsnPorch ScreenPorch PoolArea", "Areas in square feet", AREA),
     *_cols("categorical", "absent", "PoolQC", "NA: no pool"),
     *_cols("categorical", "absent", "Fence", "NA: no fence"),
     *_cols("categorical", "absent", "MiscFeature", "NA: no miscellaneous feature"),
-    *_cols("numeric", "required", "MiscVal MoSold YrSold"),
+    *_cols("numeric", "required", "MiscVal", "Value of the miscellaneous feature in US dollars", AREA),
+    *_cols("numeric", "required", "MoSold", "Month sold", (1, 12)),
+    *_cols("numeric", "required", "YrSold", "Year sold", YEAR),
     *_cols("categorical", "unknown", "SaleType"),
     *_cols("categorical", "required", "SaleCondition"),
-    Column("SalePrice", "target", "required", "Sale price in US dollars"),
+    Column("SalePrice", "target", "required", "Sale price in US dollars", (1, float("inf"))),
 ])
 
 COLUMNS: dict[str, Column] = {c.name: c for c in SCHEMA}
@@ -125,6 +133,7 @@ def to_canonical(
     df: pd.DataFrame, # Raw rows: one column per declared column, values as strings or numbers
     target: bool = True, # Whether the target column (`SalePrice`) must be present
     source: str = "data", # What to call the data in error messages (a file name, say)
+    check_domain: bool | None = None, # Check numbers against their declared range; default: for training data (`target=True`)
 ) -> pd.DataFrame:
     "The canonical frame: declared columns in declared order, declared dtypes, rows sorted by `Id`; raises `DataValidationError`."
     expected = [c.name for c in SCHEMA if target or c.kind != "target"]
@@ -135,6 +144,14 @@ def to_canonical(
     if extra: problems.append(dict(column=None, id=None, value=extra, message=f"unexpected column(s): {', '.join(map(str, extra))}"))
     if problems: raise DataValidationError(problems, source)
     out = {c: _coerce(df, COLUMNS[c], problems) for c in expected}
+    if target if check_domain is None else check_domain:
+        for c in expected:
+            lo_hi = COLUMNS[c].domain
+            if lo_hi is None: continue
+            v = out[c]
+            bad = (v < lo_hi[0]) | (v > lo_hi[1])
+            for i, x in zip(_row_ids(df, bad.to_numpy())[:5], v[bad].tolist()[:5]):
+                problems.append(dict(column=c, id=i, value=x, message=f"column {c!r}, row Id={i}: {x!r} is outside the declared domain [{lo_hi[0]:g}, {lo_hi[1]:g}]"))
     ids = out[ID]
     if ids.notna().all():
         if (ids != np.floor(ids)).any():
@@ -145,7 +162,7 @@ def to_canonical(
     out[ID] = ids.astype("int64")
     return pd.DataFrame(out, index=df.index).sort_values(ID, kind="stable").reset_index(drop=True)
 
-# %% ../nbs/01_data.ipynb #80e93275
+# %% ../nbs/01_data.ipynb #b05b8d79
 def read_csv(
     path: Path | str, # A CSV file in the Kaggle layout
     target: bool = True, # Whether the file must have the target column (train.csv does, test.csv does not)
@@ -163,7 +180,7 @@ def file_sha256(path: Path | str) -> str:
         for block in iter(lambda: f.read(1 << 20), b""): h.update(block)
     return h.hexdigest()
 
-# %% ../nbs/01_data.ipynb #b05b8d79
+# %% ../nbs/01_data.ipynb #aa35f00c
 FINGERPRINT_VERSION = "house-prices-fingerprint-v1"
 
 def fingerprint(

@@ -18,7 +18,8 @@ from typing import Any
 from dataclasses import dataclass, field
 
 from .config import Settings, get_settings
-from .data import DataValidationError, fingerprint, read_csv
+from .data import DataValidationError, fingerprint
+from .sources import SnapshotError, load, load_snapshot
 from .manifest import (IntegrityError, SHAPING_PACKAGES, sha256_file, verify_artifact,
                                    version_differences)
 from .runs import (MANIFEST, MODEL, NOTEBOOK, PREDICTIONS, REPORT, fail_run, finish_run, publish_run,
@@ -198,18 +199,25 @@ def environment_differences(recorded: dict, current: dict) -> list[str]:
     return out
 
 # %% ../nbs/13_job.ipynb #391fb24b
-def _data_check(m: dict, settings: Settings) -> Check:
+def _data_check(m: dict, settings: Settings, store: Path) -> tuple[Check, str]:
+    "The data check, and the snapshot to train from ('' to load the source again)."
     d = m.get("data", {})
-    path = settings.resolve(d.get("path") or d.get("reference"))
-    try: df = read_csv(path)
-    except (FileNotFoundError, DataValidationError) as e: return Check("data fingerprint", False, f"cannot load the run's data: {e}")
+    rec = d.get("fingerprint") or ""
+    if rec and (store / f"{rec}.parquet").is_file():
+        try: df = load_snapshot(rec, store)
+        except (SnapshotError, DataValidationError) as e: return Check("data fingerprint", False, str(e)), ""
+        return Check("data fingerprint", True, f"{rec[:12]}… from the run's snapshot ({len(df)} rows × {df.shape[1]} columns)"), rec
+    try: df = load(d.get("reference") or d.get("path"), settings.root, as_of=d.get("as_of"))
+    except Exception as e:  # a database that is gone, a file that moved: say so, whatever the driver raised
+        return Check("data fingerprint", False, f"the run's snapshot is gone and its data cannot be loaded again: {e}"), ""
     fp = fingerprint(df)
-    if fp == d.get("fingerprint"): return Check("data fingerprint", True, f"{fp[:12]}… ({len(df)} rows × {df.shape[1]} columns)")
+    again = f"snapshot gone; reloaded {d.get('reference')}" + (f" as of {d['as_of']}" if d.get("as_of") else "")
+    if fp == rec: return Check("data fingerprint", True, f"{fp[:12]}… ({again}: {len(df)} rows × {df.shape[1]} columns)"), ""
     why = []
     if len(df) != d.get("rows"): why.append(f"{d.get('rows')} vs {len(df)} rows")
     if df.shape[1] != d.get("columns"): why.append(f"{d.get('columns')} vs {df.shape[1]} columns")
     if not why: why.append("same shape, different values")
-    return Check("data fingerprint", False, f"data fingerprint differs ({d.get('fingerprint', '')[:12]}… in the run, {fp[:12]}… here): " + "; ".join(why))
+    return Check("data fingerprint", False, f"data fingerprint differs ({again}: {rec[:12]}… in the run, {fp[:12]}… now): " + "; ".join(why)), ""
 
 def _same(name: str, a, b, show=lambda v: f"{str(v)[:12]}…") -> Check:
     return Check(name, a == b, f"{show(a)} in both" if a == b else f"{show(a)} in the run, {show(b)} now")
@@ -229,7 +237,8 @@ def reproduce(
         try: verify_artifact(run, name, m)
         except IntegrityError as e: bad.append(str(e))
     v.checks.append(Check("run files match manifest", not bad, "; ".join(bad) or f"{len(m.get('artifacts', {}))} files"))
-    v.checks.append(_data_check(m, settings))
+    data_check, snapshot = _data_check(m, settings, run.parent / ".snapshots")
+    v.checks.append(data_check)
     declared = job_parameters(settings.job_notebook)
     recorded = m.get("parameters", {})
     gone = [k for k in recorded if k not in declared]
@@ -239,6 +248,7 @@ def reproduce(
         v.checks += [Check(n, None, "not compared: the job was not re-executed") for n in ("held-out rows", "model file", "predictions", "metrics")]
         return v
     inject = {k: val for k, val in recorded.items() if k not in RUNNER_PARAMETERS and k != "runs_dir"}
+    if "snapshot" in declared: inject["snapshot"] = snapshot
     v.new_run = run_training({**inject, "runs_dir": str(run.parent)}, settings=settings, progress=progress, reproduces=m.get("run_id"))
     n = read_json(v.new_run / MANIFEST)
     sha = lambda man, f: man.get("artifacts", {}).get(f, {}).get("sha256")

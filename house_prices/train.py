@@ -21,6 +21,7 @@ from .config import Settings
 from .data import COLUMNS, FEATURES, ID, TARGET, file_sha256, fingerprint
 from .manifest import code_version, describe_estimator, feature_names, random_states
 from .pipeline import build_pipeline
+from .sources import DataRef
 
 # %% auto #0
 __all__ = ['split', 'fit', 'predict_frame', 'metrics', 'ids_sha256', 'training_manifest']
@@ -78,7 +79,8 @@ def training_manifest(
     parameters: dict[str, Any], # Every job parameter
     params: dict[str, Any], # The pipeline parameters (see `pipeline.check_params`)
     data_ref: str, # The data reference as the job was given it
-    data_file: Path, # The resolved data file
+    as_of: str | None, # The `as_of` cut-off the data was loaded with
+    snapshot: Path, # The snapshot of the data the run trained on
     df: pd.DataFrame, # The canonical frame loaded from it
     train: pd.DataFrame, # Training rows
     held_out: pd.DataFrame, # Held-out rows
@@ -88,12 +90,15 @@ def training_manifest(
 ) -> dict[str, Any]:
     "The manifest fields a training job knows: parameters, seeds, data, split, features, model, code."
     rel = lambda p: str(p.relative_to(settings.root)) if p.is_relative_to(settings.root) else str(p)
+    ref = DataRef.parse(data_ref)
+    data_file = settings.resolve(ref.location) if ref.kind != "sql" else None
     return dict(
         parameters=parameters,
         seeds=dict(split=split_seed, model=params["seed"], pythonhashseed=os.environ.get("PYTHONHASHSEED"),
                    random_states=random_states(pipeline)),
-        data=dict(reference=data_ref, path=rel(data_file), file_sha256=file_sha256(data_file), fingerprint=fingerprint(df),
-                  rows=int(df.shape[0]), columns=int(df.shape[1]), dtypes={c: COLUMNS[c].dtype for c in df.columns}),
+        data=dict(reference=ref.redacted(), kind=ref.kind, as_of=as_of or None, snapshot=rel(snapshot), fingerprint=fingerprint(df),
+                  file_sha256=file_sha256(data_file) if data_file else None, rows=int(df.shape[0]), columns=int(df.shape[1]),
+                  dtypes={c: COLUMNS[c].dtype for c in df.columns}),
         split=dict(seed=split_seed, test_size=test_size, train_rows=len(train), held_out_rows=len(held_out),
                    train_ids_sha256=ids_sha256(train[ID]), held_out_ids_sha256=ids_sha256(held_out[ID])),
         features=dict(input=[dict(name=c, dtype=COLUMNS[c].dtype) for c in FEATURES], output=feature_names(pipeline)),

@@ -111,7 +111,7 @@ def test_cli_train_prints_run_folder_and_metrics(tmp_path):
 
 
 def test_failing_job_leaves_no_run_and_says_where_to_look(tmp_path):
-    r = house_prices_cli("train", "--no-progress", "-p", "runs_dir", tmp_path, "-p", "data_path", "data/house-prices/test.csv")
+    r = house_prices_cli("train", "--no-progress", "-p", "runs_dir", tmp_path, "-p", "data", "data/house-prices/test.csv")
     assert r.returncode == 1
     assert "missing column(s): SalePrice" in r.stderr
     assert "executed notebook is kept at" in r.stderr

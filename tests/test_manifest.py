@@ -19,6 +19,8 @@ def test_data_section(train_job, settings):
     d = read_json(train_job() / "manifest.json")["data"]
     assert d["fingerprint"] == fingerprint(read_csv(settings.train_csv))
     assert (d["rows"], d["columns"]) == (1460, 81) and len(d["dtypes"]) == 81 and d["dtypes"]["MSSubClass"] == "str"
+    assert (d["reference"], d["kind"], d["as_of"]) == ("data/house-prices/train.csv", "csv", None)
+    assert (train_job().parent / ".snapshots" / f"{d['fingerprint']}.parquet").is_file()
 
 
 def test_split_section_hashes_the_ids(train_job):

@@ -77,17 +77,18 @@ def test_edited_library_version_is_refused_unless_allowed(store, caplog):
     assert "scikit-learn 1.0.0 in the run" in caplog.text and "allow_version_mismatch" in caplog.text
 
 
-def test_reproduce_explains_a_data_change(store, tmp_path_factory, settings):
-    [run] = list_runs(store)
-    data = tmp_path_factory.mktemp("data") / "train.csv"
+def test_data_changed_after_the_run_reproduced_from_snapshot_or_explained(tmp_path, settings):
+    data = tmp_path / "train.csv"
     lines = settings.train_csv.read_text().splitlines(keepends=True)
     data.write_text("".join(lines))
-    m = read_json(run / "manifest.json")
-    m["data"]["path"] = str(data)  # the run's data, at a place we can change
-    write_json(run / "manifest.json", m)
-    extra = lines[-1].split(",", 1)
-    data.write_text("".join(lines) + f"9999,{extra[1]}")  # one row appended after the run
-    r = house_prices_cli("reproduce", "--no-progress", run)
+    r = house_prices_cli("train", "--no-progress", "-p", "runs_dir", tmp_path / "runs", "-p", "data", data, *SMALL)
+    assert r.returncode == 0, r.stderr
+    [run] = list_runs(tmp_path / "runs")
+    data.write_text("".join(lines) + "9999," + lines[-1].split(",", 1)[1])  # one row appended after the run
+    r = house_prices_cli("reproduce", "--no-progress", run)  # the run's snapshot still has the data it trained on
+    assert r.returncode == 0 and "from the run's snapshot" in r.stdout, r.stdout + r.stderr
+    for snap in (tmp_path / "runs" / ".snapshots").iterdir(): snap.unlink()
+    r = house_prices_cli("reproduce", "--no-progress", run)  # no snapshot: reload the source, and see it changed
     assert r.returncode == 1
     assert "data fingerprint differs" in r.stdout and "1460 vs 1461 rows" in r.stdout, r.stdout
 
@@ -117,7 +118,7 @@ def test_sigkill_mid_fit_leaves_no_finished_run(tmp_path):
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     assert list_runs(tmp_path) == []
-    assert [p.name for p in tmp_path.iterdir()] == [STAGING]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".snapshots", STAGING]  # the data snapshot is complete or absent
     [row] = run_table(tmp_path)
     assert row["status"] == "abandoned"
     r = runs_cli(tmp_path, "list")

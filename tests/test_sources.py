@@ -1,0 +1,119 @@
+"""Training data from files, SQLite and a real PostgreSQL server: one fingerprint, as_of, snapshots, validation."""
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from house_prices.data import fingerprint
+from house_prices.runs import list_runs, read_json
+from house_prices.sources import ingest, load
+
+from conftest import house_prices_cli
+
+SMALL = ["-p", "gbm_n_estimators", "60"]
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    "A real PostgreSQL server on loopback, in a temporary directory, for this test session."
+    initdb = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb")) or [shutil.which("initdb")]
+    if not initdb[-1]:
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed: apt-get install postgresql (.ci/run does)")
+    bindir = Path(initdb[-1]).parent
+    home = Path(tempfile.mkdtemp(prefix="hp-pg-"))
+    as_root = os.geteuid() == 0  # initdb refuses to run as root: run the server as the postgres user
+    if as_root: shutil.chown(home, "postgres")
+    def run(*cmd):
+        cmd = [str(c) for c in cmd]
+        return subprocess.run(["runuser", "-u", "postgres", "--", *cmd] if as_root else cmd, check=True, capture_output=True, text=True)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
+    run(bindir / "initdb", "-D", home / "data", "-A", "trust", "-U", "postgres", "--no-sync")
+    run(bindir / "pg_ctl", "-D", home / "data", "-w", "-l", home / "log", "-o",
+        f"-p {port} -k {home} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        run(bindir / "pg_ctl", "-D", home / "data", "-m", "immediate", "stop")
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def csv_fp(settings):
+    return fingerprint(load("data/house-prices/train.csv", settings.root))
+
+
+def shuffled_table(settings, url, table):
+    df = load("data/house-prices/train.csv", settings.root).sample(frac=1, random_state=7)
+    df.to_sql(table, url, index=False, if_exists="replace")
+
+
+def test_same_fingerprint_from_csv_parquet_sqlite_postgres_and_shuffled_tables(settings, postgres, tmp_path, csv_fp):
+    raw = pd.read_csv(settings.train_csv, dtype=str, keep_default_na=False)
+    raw.sample(frac=1, random_state=1).to_csv(tmp_path / "shuffled.csv", index=False)
+    load("data/house-prices/train.csv", settings.root).to_parquet(tmp_path / "train.parquet")
+    sqlite = f"sqlite:///{tmp_path}/h.db"
+    shuffled_table(settings, sqlite, "houses")
+    shuffled_table(settings, postgres, "houses_shuffled")
+    ingest("data/house-prices/train.csv", postgres, "houses_ingested", batches=4, root=settings.root)
+    refs = [tmp_path / "shuffled.csv", tmp_path / "train.parquet", f"{sqlite}?table=houses",
+            f"{postgres}?table=houses_shuffled", f"{postgres}?table=houses_ingested",
+            f'{postgres}?query=SELECT * FROM houses_shuffled']
+    assert {str(r): fingerprint(load(str(r), settings.root)) for r in refs} == {str(r): csv_fp for r in refs}
+    r = house_prices_cli("data", "fingerprint", f"{postgres}?table=houses_shuffled")
+    assert r.returncode == 0 and r.stdout.startswith(csv_fp)
+
+
+@pytest.mark.parametrize("db", ["sqlite", "postgres"])
+def test_as_of_is_unchanged_by_later_appends_and_updates(settings, tmp_path, db, request):
+    url = f"sqlite:///{tmp_path}/h.db" if db == "sqlite" else request.getfixturevalue("postgres")
+    table = f"stream_{db}"
+    ingest("data/house-prices/train.csv", url, table, batches=3, start="2026-03-01T00:00:00", root=settings.root)
+    ref = f"{url}?table={table}"
+    before = load(ref, as_of="2026-03-02T12:00:00")
+    assert len(before) == 974
+    changed = load("data/house-prices/train.csv", settings.root).head(100).assign(SalePrice=1.0)  # updated prices, later
+    changed.assign(ingested_at=pd.Timestamp("2026-03-05")).to_sql(table, url, index=False, if_exists="append")
+    after = load(ref, as_of="2026-03-02T12:00:00")
+    assert fingerprint(after) == fingerprint(before)
+    latest = load(ref)
+    assert len(latest) == 1460 and (latest.head(100).SalePrice == 1.0).all()  # the newest version of each row
+
+
+def test_training_from_postgres_reproduced_after_the_table_changed(settings, postgres, tmp_path):
+    ingest("data/house-prices/train.csv", postgres, "houses_train", batches=2, start="2026-04-01T00:00:00", root=settings.root)
+    ref = f"{postgres}?table=houses_train"
+    r = house_prices_cli("train", "--no-progress", "-p", "runs_dir", tmp_path, "-p", "data", ref, "-p", "as_of", "2026-04-01T12:00:00", *SMALL)
+    assert r.returncode == 0, r.stderr
+    [run] = list_runs(tmp_path)
+    d = read_json(run / "manifest.json")["data"]
+    assert (d["kind"], d["rows"], d["as_of"]) == ("sql", 730, "2026-04-01T12:00:00")
+    ingest("data/house-prices/train.csv", postgres, "houses_train", start="2026-04-03T00:00:00", root=settings.root)  # the table changes
+    for snap in (tmp_path / ".snapshots").iterdir(): snap.unlink()  # and the snapshot is gone: reload with as_of
+    r = house_prices_cli("reproduce", "--no-progress", run)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "reloaded" in r.stdout and "as of 2026-04-01T12:00:00" in r.stdout and "verdict: reproduced" in r.stdout
+
+
+def test_corrupted_training_data_is_reported_and_nothing_is_trained(settings, tmp_path):
+    raw = pd.read_csv(settings.train_csv, dtype=str, keep_default_na=False)
+    raw.loc[4, "LotArea"] = "large"         # a string in a numeric column: Id 5
+    raw.loc[9, "YearBuilt"] = "1066"        # outside the declared domain: Id 10
+    raw.drop(columns="Street").assign(Colour="red").to_csv(tmp_path / "bad.csv", index=False)
+    r = house_prices_cli("data", "validate", tmp_path / "bad.csv")
+    assert r.returncode == 1
+    assert "missing column(s): Street" in r.stderr and "unexpected column(s): Colour" in r.stderr
+    raw.to_csv(tmp_path / "bad2.csv", index=False)
+    r = house_prices_cli("data", "validate", tmp_path / "bad2.csv")
+    assert r.returncode == 1
+    assert "column 'LotArea', row Id=5: 'large' is not a number" in r.stderr
+    assert "column 'YearBuilt', row Id=10: 1066.0 is outside the declared domain [1800, 2100]" in r.stderr
+    r = house_prices_cli("train", "--no-progress", "-p", "runs_dir", tmp_path / "runs", "-p", "data", tmp_path / "bad2.csv")
+    assert r.returncode == 1 and "row Id=5" in r.stderr
+    assert list_runs(tmp_path / "runs") == [] and not (tmp_path / "runs" / ".snapshots").exists()
