@@ -1,12 +1,4 @@
 """Training data from files, SQLite and a real PostgreSQL server: one fingerprint, as_of, snapshots, validation."""
-import glob
-import os
-import shutil
-import socket
-import subprocess
-import tempfile
-from pathlib import Path
-
 import pandas as pd
 import pytest
 
@@ -15,6 +7,7 @@ from house_prices.runs import list_runs, read_json
 from house_prices.sources import ingest, load
 
 from conftest import house_prices_cli
+from pgserver import server_binaries, temporary_postgres
 
 SMALL = ["-p", "gbm_n_estimators", "60"]
 
@@ -22,26 +15,10 @@ SMALL = ["-p", "gbm_n_estimators", "60"]
 @pytest.fixture(scope="session")
 def postgres():
     "A real PostgreSQL server on loopback, in a temporary directory, for this test session."
-    initdb = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb")) or [shutil.which("initdb")]
-    if not initdb[-1]:
+    if server_binaries() is None:
         pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed: apt-get install postgresql (.ci/run does)")
-    bindir = Path(initdb[-1]).parent
-    home = Path(tempfile.mkdtemp(prefix="hp-pg-"))
-    as_root = os.geteuid() == 0  # initdb refuses to run as root: run the server as the postgres user
-    if as_root: shutil.chown(home, "postgres")
-    def run(*cmd):
-        cmd = [str(c) for c in cmd]
-        return subprocess.run(["runuser", "-u", "postgres", "--", *cmd] if as_root else cmd, check=True, capture_output=True, text=True)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
-    run(bindir / "initdb", "-D", home / "data", "-A", "trust", "-U", "postgres", "--no-sync")
-    run(bindir / "pg_ctl", "-D", home / "data", "-w", "-l", home / "log", "-o",
-        f"-p {port} -k {home} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        run(bindir / "pg_ctl", "-D", home / "data", "-m", "immediate", "stop")
-        shutil.rmtree(home, ignore_errors=True)
+    with temporary_postgres() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
