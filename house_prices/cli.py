@@ -127,11 +127,11 @@ def serve(run_ref, host, port, max_records, max_body_mb, allow_version_mismatch,
 def data():
     "Fingerprint, validate and ingest training data."
 
-_REF_HELP = "A CSV or Parquet path, or an SQLAlchemy URL with ?table=NAME or ?query=SELECT..."
+_as_of_option = click.option("--as-of", default=None, help="SQL: the rows visible at this time (ISO 8601, UTC).")
 
 @data.command("fingerprint")
 @click.argument("ref", metavar="REF")
-@click.option("--as-of", default=None, help="SQL: the rows visible at this time (ISO 8601, UTC).")
+@_as_of_option
 def data_fingerprint(ref, as_of):
     "Print the content fingerprint of REF (the same for the same rows from any source, in any order)."
     from house_prices.data import fingerprint
@@ -142,7 +142,7 @@ def data_fingerprint(ref, as_of):
 
 @data.command("validate")
 @click.argument("ref", metavar="REF")
-@click.option("--as-of", default=None, help="SQL: the rows visible at this time (ISO 8601, UTC).")
+@_as_of_option
 def data_validate(ref, as_of):
     "Check REF against the declared schema as training data; print every problem and exit 1 if there is one."
     from house_prices.sources import load

@@ -16,7 +16,7 @@ import pandas as pd
 # %% auto #0
 __all__ = ['AREA', 'COUNT', 'YEAR', 'RATING', 'SCHEMA', 'COLUMNS', 'ID', 'TARGET', 'FEATURES', 'NUMERIC', 'CATEGORICAL',
            'NA_STRINGS', 'FINGERPRINT_VERSION', 'Column', 'DataValidationError', 'to_canonical', 'read_csv',
-           'file_sha256', 'fingerprint']
+           'fingerprint']
 
 # %% ../nbs/01_data.ipynb #fbfbcbda
 @dataclass(frozen=True)
@@ -172,13 +172,6 @@ def read_csv(
     if not path.is_file(): raise FileNotFoundError(f"data file not found: {path}")
     raw = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=NA_STRINGS)
     return to_canonical(raw, target=target, source=str(path))
-
-def file_sha256(path: Path | str) -> str:
-    "sha256 of a file's bytes, read in 1 MiB blocks."
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""): h.update(block)
-    return h.hexdigest()
 
 # %% ../nbs/01_data.ipynb #aa35f00c
 FINGERPRINT_VERSION = "house-prices-fingerprint-v1"

@@ -18,8 +18,8 @@ import os
 from pathlib import Path
 
 from .config import Settings
-from .data import COLUMNS, FEATURES, ID, TARGET, file_sha256, fingerprint
-from .manifest import code_version, describe_estimator, feature_names, random_states
+from .data import COLUMNS, FEATURES, ID, TARGET, fingerprint
+from .manifest import code_version, describe_estimator, feature_names, random_states, sha256_file
 from .pipeline import build_pipeline
 from .sources import DataRef
 
@@ -97,7 +97,7 @@ def training_manifest(
         seeds=dict(split=split_seed, model=params["seed"], pythonhashseed=os.environ.get("PYTHONHASHSEED"),
                    random_states=random_states(pipeline)),
         data=dict(reference=ref.redacted(), kind=ref.kind, as_of=as_of or None, snapshot=rel(snapshot), fingerprint=fingerprint(df),
-                  file_sha256=file_sha256(data_file) if data_file else None, rows=int(df.shape[0]), columns=int(df.shape[1]),
+                  file_sha256=sha256_file(data_file) if data_file else None, rows=int(df.shape[0]), columns=int(df.shape[1]),
                   dtypes={c: COLUMNS[c].dtype for c in df.columns}),
         split=dict(seed=split_seed, test_size=test_size, train_rows=len(train), held_out_rows=len(held_out),
                    train_ids_sha256=ids_sha256(train[ID]), held_out_ids_sha256=ids_sha256(held_out[ID])),

@@ -6,7 +6,7 @@ import sys
 import pandas as pd
 import pytest
 
-from house_prices.data import file_sha256
+from house_prices.manifest import sha256_file as file_sha256
 from house_prices.job import job_parameters
 from house_prices.pipeline import DEFAULT_PARAMS
 from house_prices.runs import list_runs, read_json, read_predictions
