@@ -12,7 +12,6 @@ Machines here are shared and noisy: compare the ratios to the reference, not the
 """
 import argparse
 import csv
-import math
 import resource
 import socket
 import statistics
@@ -26,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from house_prices.config import get_settings
-from house_prices.data import FEATURES, NA_STRINGS, read_csv
+from house_prices.data import FEATURES, read_csv
 from house_prices.predict import Predictor
 from house_prices.runs import list_runs, resolve_run
 

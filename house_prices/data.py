@@ -155,7 +155,7 @@ def to_canonical(
     ids = out[ID]
     if ids.notna().all():
         if (ids != np.floor(ids)).any():
-            problems.append(dict(column=ID, id=None, value=None, message=f"column 'Id' must hold whole numbers"))
+            problems.append(dict(column=ID, id=None, value=None, message="column 'Id' must hold whole numbers"))
         dup = [int(i) for i in ids[ids.duplicated()].unique()]
         if dup: problems.append(dict(column=ID, id=dup[0], value=dup[:5], message=f"column 'Id' must be unique, but these Ids repeat: {dup[:5]}"))
     if problems: raise DataValidationError(problems, source)

@@ -5,7 +5,7 @@
 # %% ../nbs/17_fastpath.ipynb #c2d33ca2
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -13,7 +13,7 @@ from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
 from sklearn.ensemble import VotingRegressor
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, OrdinalEncoder, PowerTransformer, StandardScaler
+from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, PowerTransformer, StandardScaler
 
 from .features import DerivedFeatures
 
@@ -25,9 +25,6 @@ class NotCompilable(TypeError):
     "The pipeline has a step that `compile_pipeline` does not handle."
 
 Columns = Mapping[str, np.ndarray] # Column name -> 1-D array: float64 for numbers, object (str or NaN) for categories
-
-def _missing(a: np.ndarray) -> np.ndarray:
-    return pd.isna(a) if a.dtype == object else np.isnan(a)
 
 # %% ../nbs/17_fastpath.ipynb #bb98fe2f
 def _block_step(est) -> Callable[[np.ndarray], np.ndarray]:

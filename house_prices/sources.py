@@ -9,13 +9,12 @@ import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import numpy as np
 import pandas as pd
 
-from .data import COLUMNS, ID, NA_STRINGS, SCHEMA, fingerprint, to_canonical
+from .data import ID, NA_STRINGS, SCHEMA, fingerprint, to_canonical
 
 # %% auto #0
 __all__ = ['OWN_PARAMS', 'DataRef', 'parse_as_of', 'read_sql', 'load', 'ingest', 'SnapshotError', 'save_snapshot',

@@ -4,7 +4,6 @@ import subprocess
 import sys
 
 import pandas as pd
-import pytest
 
 from house_prices.manifest import sha256_file as file_sha256
 from house_prices.job import job_parameters
