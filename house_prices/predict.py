@@ -179,8 +179,8 @@ def check_rows(
         _issue(parts, bad & ~_missing(s), s, contract["id"], "expected a whole number", "error")
         ok &= ~(bad & ~_missing(s))
         ids = vals
-    known = {f["name"] for f in contract["fields"]} | {contract["id"], *ignore}
-    for extra in [c for c in columns.columns if c not in known]:
+    names = {f["name"] for f in contract["fields"]} | {contract["id"], *ignore}
+    for extra in [c for c in columns.columns if c not in names]:
         present = ~_missing(columns[extra].reset_index(drop=True))
         _issue(parts, present, columns[extra].reset_index(drop=True), str(extra), "is not a field of the model: ignored", "warning", show_value=False)
     frame = pd.DataFrame({name: (pd.array(out[name], dtype="str") if f["kind"] == "categorical" else out[name])

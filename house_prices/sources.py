@@ -17,8 +17,8 @@ import pandas as pd
 from .data import ID, NA_STRINGS, SCHEMA, fingerprint, to_canonical
 
 # %% auto #0
-__all__ = ['OWN_PARAMS', 'DataRef', 'parse_as_of', 'read_sql', 'load', 'ingest', 'SnapshotError', 'save_snapshot',
-           'load_snapshot']
+__all__ = ['OWN_PARAMS', 'SQL_CHUNK_ROWS', 'DataRef', 'parse_as_of', 'read_sql', 'load', 'ingest', 'SnapshotError',
+           'save_snapshot', 'load_snapshot']
 
 # %% ../nbs/18_sources.ipynb #3072cbff
 OWN_PARAMS = ("table", "query", "as_of_column") # Query parameters of a SQL reference that are ours, not the driver's
@@ -66,6 +66,8 @@ def parse_as_of(as_of: str | datetime | None) -> datetime | None:
     t = as_of if isinstance(as_of, datetime) else datetime.fromisoformat(str(as_of).replace("Z", "+00:00"))
     return t.astimezone(timezone.utc).replace(tzinfo=None) if t.tzinfo else t
 
+SQL_CHUNK_ROWS = 100_000 # Rows fetched from a database at a time
+
 def _engine(location: str):
     from sqlalchemy import create_engine
     return create_engine(location)
@@ -79,8 +81,9 @@ def read_sql(ref: DataRef, as_of=None) -> pd.DataFrame:
         src = q(ref.table) if ref.table else f"({ref.query}) AS q"
         t, ts = parse_as_of(as_of), q(ref.as_of_column)
         sql = f"SELECT * FROM {src}" + (f" WHERE {ts} <= :as_of" if t else "") + f" ORDER BY {q(ID)}"
-        with eng.connect() as con:
-            df = pd.read_sql_query(text(sql), con, params={"as_of": t} if t else None)
+        with eng.connect() as con:  # in chunks, each stored in Arrow arrays: a fraction of the memory of Python objects
+            chunks = pd.read_sql_query(text(sql), con, params={"as_of": t} if t else None, chunksize=SQL_CHUNK_ROWS, dtype_backend="pyarrow")
+            df = pd.concat(list(chunks), ignore_index=True)
     finally:
         eng.dispose()
     if ref.as_of_column in df.columns:

@@ -35,6 +35,7 @@ def split(
     "Seeded train / held-out split of the canonical frame; both parts keep their `Id`s and are sorted by them."
     if not 0 < test_size < 1: raise ValueError(f"test_size must be between 0 and 1, got {test_size}")
     if not df[ID].is_monotonic_increasing: raise ValueError("split expects the canonical frame, sorted by Id (see data.to_canonical)")
+    if len(df) < 10: raise ValueError(f"too little data to train on: {len(df)} rows (an as_of before the first ingestion?)")
     train, held_out = train_test_split(df, test_size=test_size, random_state=seed, shuffle=True)
     return train.sort_values(ID).reset_index(drop=True), held_out.sort_values(ID).reset_index(drop=True)
 
