@@ -125,13 +125,14 @@ def _records(body: Any) -> list | None:
     if isinstance(body, dict): return [body]
     return body if isinstance(body, list) else None
 
-def _issues(scored, records, level) -> dict[int, list[Issue]]:
+def _id(scored, r: int) -> int | None:
+    return None if scored.ids is None or math.isnan(scored.ids[r]) else int(scored.ids[r])
+
+def _issues(scored, level) -> dict[int, list[Issue]]:
     iss, out = scored.issues, {}
     sel = iss.level == level
     for r, c, v, m in zip(iss.row[sel], iss.column[sel], iss.value[sel], iss.message[sel]):
-        rec = records[int(r)]
-        rid = rec.get("Id") if isinstance(rec, dict) and isinstance(rec.get("Id"), int) and not isinstance(rec.get("Id"), bool) else None
-        out.setdefault(int(r), []).append(Issue(loc=["body", "records", int(r), str(c)], record=int(r), Id=rid, field=str(c),
+        out.setdefault(int(r), []).append(Issue(loc=["body", "records", int(r), str(c)], record=int(r), Id=_id(scored, int(r)), field=str(c),
                                                 value=v or None, msg=str(m), type="value_error" if level == "error" else "warning"))
     return out
 
@@ -193,11 +194,10 @@ def create_app(
         if not_objects: return JSONResponse({"detail": not_objects}, status_code=422)
         scored = request.app.state.predictor.score(records)
         if not scored.ok.all():
-            errors = _issues(scored, records, "error")
+            errors = _issues(scored, "error")
             return JSONResponse({"detail": [i.model_dump() for r in sorted(errors) for i in errors[r]]}, status_code=422)
-        warnings = _issues(scored, records, "warning")
-        ids = scored.ids
-        preds = [PricePrediction(record=i, Id=None if ids is None or math.isnan(ids[i]) else int(ids[i]), SalePrice=float(p),
+        warnings = _issues(scored, "warning")
+        preds = [PricePrediction(record=i, Id=_id(scored, i), SalePrice=float(p),
                                  warnings=warnings.get(i, [])) for i, p in enumerate(scored.prices)]
         return PredictResponse(run_id=request.app.state.predictor.run_id, predictions=preds)
 

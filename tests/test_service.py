@@ -100,7 +100,7 @@ def detail(r):
 def test_missing_required_field(server, test_records):
     rec = {k: v for k, v in test_records[0].items() if k != "Neighborhood"}
     [d] = detail(post(server, rec))
-    assert d["field"] == "Neighborhood" and d["record"] == 0 and "must have a value" in d["msg"]
+    assert d["field"] == "Neighborhood" and d["record"] == 0 and d["Id"] == 1461 and "must have a value" in d["msg"]
     assert d["loc"] == ["body", "records", 0, "Neighborhood"]
 
 
