@@ -14,7 +14,7 @@ from typing import Iterator
 
 import pandas as pd
 
-from .data import NA_STRINGS
+from .data import read_raw_csv
 from .predict import Predictor
 
 # %% auto #0
@@ -35,7 +35,7 @@ def read_chunks(
         import pyarrow.parquet as pq
         f = pq.ParquetFile(path)
         return f.metadata.num_rows, (b.to_pandas() for b in f.iter_batches(batch_size=chunk_size))
-    return None, iter(pd.read_csv(path, dtype=str, keep_default_na=False, na_values=NA_STRINGS, chunksize=chunk_size))
+    return None, iter(read_raw_csv(path, chunksize=chunk_size))
 
 class _Writer:
     "Appends frames to a CSV or Parquet file under a temporary name; `commit` renames it into place."

@@ -15,8 +15,8 @@ import pandas as pd
 
 # %% auto #0
 __all__ = ['AREA', 'COUNT', 'YEAR', 'RATING', 'SCHEMA', 'COLUMNS', 'ID', 'TARGET', 'FEATURES', 'NUMERIC', 'CATEGORICAL',
-           'NA_STRINGS', 'FINGERPRINT_VERSION', 'Column', 'DataValidationError', 'to_canonical', 'read_csv',
-           'fingerprint']
+           'NA_STRINGS', 'FINGERPRINT_VERSION', 'Column', 'DataValidationError', 'to_canonical', 'read_raw_csv',
+           'read_csv', 'fingerprint']
 
 # %% ../nbs/01_data.ipynb #fbfbcbda
 @dataclass(frozen=True)
@@ -163,15 +163,21 @@ def to_canonical(
     return pd.DataFrame(out, index=df.index).sort_values(ID, kind="stable").reset_index(drop=True)
 
 # %% ../nbs/01_data.ipynb #b05b8d79
+def read_raw_csv(
+    path: Path | str, # A CSV file
+    chunksize: int | None = None, # Read in chunks of this many rows (returns an iterator of frames)
+) -> pd.DataFrame:
+    "The values of a CSV file as text, with only `NA` and empty fields read as missing: the input of `to_canonical`."
+    path = Path(path)
+    if not path.is_file(): raise FileNotFoundError(f"data file not found: {path}")
+    return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=NA_STRINGS, chunksize=chunksize)
+
 def read_csv(
     path: Path | str, # A CSV file in the Kaggle layout
     target: bool = True, # Whether the file must have the target column (train.csv does, test.csv does not)
 ) -> pd.DataFrame:
     "Read a house-prices CSV file into the canonical frame (see `to_canonical`)."
-    path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"data file not found: {path}")
-    raw = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=NA_STRINGS)
-    return to_canonical(raw, target=target, source=str(path))
+    return to_canonical(read_raw_csv(path), target=target, source=str(path))
 
 # %% ../nbs/01_data.ipynb #aa35f00c
 FINGERPRINT_VERSION = "house-prices-fingerprint-v1"

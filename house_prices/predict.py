@@ -16,7 +16,7 @@ import joblib
 import numpy as np
 import pandas as pd
 
-from .data import COLUMNS, FEATURES, ID, TARGET
+from .data import COLUMNS, FEATURES, ID, TARGET, read_raw_csv
 from .fastpath import NotCompilable, compile_pipeline, frame_columns
 from .manifest import MANIFEST_VERSION, VersionMismatchError, verify_artifact, version_differences
 from .runs import CONTRACT, HELD_OUT, MANIFEST, MODEL, PREDICTIONS, read_json
@@ -318,7 +318,7 @@ class Predictor:
         contract = read_json(verify_artifact(run_dir, CONTRACT, manifest))
         self = cls(joblib.load(verify_artifact(run_dir, MODEL, manifest)), contract, manifest)
         if verify:
-            held_out = pd.read_csv(verify_artifact(run_dir, HELD_OUT, manifest), dtype=str, keep_default_na=False, na_values=["NA", ""])
+            held_out = read_raw_csv(verify_artifact(run_dir, HELD_OUT, manifest))
             recorded = pd.read_csv(verify_artifact(run_dir, PREDICTIONS, manifest))["predicted"].to_numpy()
             canon, ok, _ = check_rows(held_out, contract, known=self._known)
             got = self.pipeline.predict(canon[FEATURES])

@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, urlencode
 import numpy as np
 import pandas as pd
 
-from .data import ID, NA_STRINGS, SCHEMA, fingerprint, to_canonical
+from .data import ID, SCHEMA, fingerprint, read_raw_csv, to_canonical
 
 # %% auto #0
 __all__ = ['OWN_PARAMS', 'SQL_CHUNK_ROWS', 'DataRef', 'parse_as_of', 'read_sql', 'load', 'ingest', 'SnapshotError',
@@ -106,7 +106,7 @@ def load(
         if as_of not in (None, ""): raise ValueError("as_of applies to SQL tables with a timestamp column, not to files")
         path = Path(ref.location) if root is None or Path(ref.location).is_absolute() else Path(root) / ref.location
         if not path.is_file(): raise FileNotFoundError(f"data file not found: {path}")
-        raw = pd.read_parquet(path) if ref.kind == "parquet" else pd.read_csv(path, dtype=str, keep_default_na=False, na_values=NA_STRINGS)
+        raw = pd.read_parquet(path) if ref.kind == "parquet" else read_raw_csv(path)
         source = str(path)
     return to_canonical(raw, target=target, source=source)
 

@@ -2,7 +2,7 @@
 import pandas as pd
 import pytest
 
-from house_prices.data import NA_STRINGS
+from house_prices.data import read_raw_csv
 
 from conftest import house_prices_cli
 
@@ -26,7 +26,7 @@ def test_scores_all_of_test_csv(run, settings, tmp_path):
 
 
 def test_parquet_in_and_out_same_prices(run, settings, tmp_path):
-    raw = pd.read_csv(settings.test_csv, dtype=str, keep_default_na=False, na_values=NA_STRINGS)
+    raw = read_raw_csv(settings.test_csv)
     raw.to_parquet(tmp_path / "test.parquet")
     r1 = house_prices_cli("predict", "--run", run, "--no-progress", "--chunk-size", "300", tmp_path / "test.parquet", "-o", tmp_path / "out.parquet")
     r2 = house_prices_cli("predict", "--run", run, "--no-progress", settings.test_csv, "-o", tmp_path / "out.csv")

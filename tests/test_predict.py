@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from house_prices.data import NA_STRINGS
+from house_prices.data import read_raw_csv
 from house_prices.predict import Predictor, check_records, check_rows, known_categories
 from house_prices.runs import read_json
 
@@ -18,7 +18,7 @@ def predictor(train_job):
 
 @pytest.fixture(scope="module")
 def test_frame(settings):
-    return pd.read_csv(settings.test_csv, dtype=str, keep_default_na=False, na_values=NA_STRINGS)
+    return read_raw_csv(settings.test_csv)
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,9 @@ import threading
 import time
 
 import httpx
-import pandas as pd
 import pytest
 
-from house_prices.data import NA_STRINGS
+from house_prices.data import read_raw_csv
 from house_prices.runs import read_predictions
 
 from conftest import BIN
@@ -48,7 +47,7 @@ def records_of(df):
 
 @pytest.fixture(scope="module")
 def test_records(settings):
-    return records_of(pd.read_csv(settings.test_csv, dtype=str, keep_default_na=False, na_values=NA_STRINGS))
+    return records_of(read_raw_csv(settings.test_csv))
 
 
 def post(server, body=None, content=None, headers=None):
@@ -72,7 +71,7 @@ def test_openapi_schema_comes_from_the_contract(server):
 
 def test_parity_research_predictor_and_http_bit_identical(server):
     "The held-out predictions the job recorded == the same rows over HTTP, after the JSON round trip."
-    held_out = pd.read_csv(server.run / "held_out.csv", dtype=str, keep_default_na=False, na_values=NA_STRINGS)
+    held_out = read_raw_csv(server.run / "held_out.csv")
     recorded = read_predictions(server.run)
     r = post(server, {"records": records_of(held_out)})
     assert r.status_code == 200, r.text
