@@ -113,8 +113,7 @@ def _coerce(df: pd.DataFrame, col: Column, problems: list[dict]) -> pd.Series:
     s = df[col.name]
     missing = s.isna()
     if col.kind == "categorical":
-        out = s.astype("str")
-        out[missing] = np.nan
+        out = s.astype("str")  # missing values stay missing
     else:
         out = pd.to_numeric(s, errors="coerce").astype(col.dtype if col.kind != "id" else "float64")
         bad = out.isna() & ~missing

@@ -178,7 +178,7 @@ class Verdict:
 def environment_differences(recorded: dict, current: dict) -> list[str]:
     "Sentences for each difference between two manifests' environments and code that can change results."
     ea, eb = recorded.get("environment", {}), current.get("environment", {})
-    out = version_differences(recorded, eb.get("packages", {}), names=[n for n in SHAPING_PACKAGES])
+    out = version_differences(recorded, eb.get("packages", {}), names=SHAPING_PACKAGES)
     da, db = ea.get("distributions", {}), eb.get("distributions", {})
     other = [f"{n} {da.get(n)} in the run, {db.get(n)} here" for n in sorted(set(da) | set(db))
              if da.get(n) != db.get(n) and n not in SHAPING_PACKAGES]

@@ -149,15 +149,15 @@ def _check_categorical(s, f, parts, known):
     return vals, bad
 
 # %% ../nbs/12_predict.ipynb #b6993760
-def known_categories(contract: dict[str, Any]) -> dict[str, pd.Index]:
-    "Column -> the categories seen in training, for fast membership tests."
-    return {f["name"]: pd.Index(f["categories"]) for f in contract["fields"] if f["kind"] == "categorical"}
+def known_categories(contract: dict[str, Any]) -> dict[str, frozenset]:
+    "Column -> the categories seen in training, as sets for fast membership tests."
+    return {f["name"]: frozenset(f["categories"]) for f in contract["fields"] if f["kind"] == "categorical"}
 
 def check_rows(
     columns: pd.DataFrame, # The batch: one column per field (missing columns count as missing values)
     contract: dict[str, Any], # The input contract (see `derive_contract`)
     ignore: Iterable[str] = (TARGET,), # Columns that may be present and are not fields (e.g. the target in a labelled file)
-    known: dict[str, pd.Index] | None = None, # Seen categories per column, as built by `known_categories` (cached by `Predictor`)
+    known: dict[str, frozenset] | None = None, # Seen categories per column, as built by `known_categories` (cached by `Predictor`)
 ) -> tuple[pd.DataFrame, np.ndarray, Issues]:
     "(canonical frame of all rows, mask of rows that can be scored, issues) for a batch."
     known = known or known_categories(contract)
@@ -213,7 +213,7 @@ def check_records(
     records: list[dict], # Records: dicts from field name to value
     contract: dict[str, Any], # The input contract (see `derive_contract`)
     ignore: Iterable[str] = (TARGET,), # Fields that may be present and are not model fields
-    known: dict[str, pd.Index] | None = None, # Seen categories per column (see `known_categories`)
+    known: dict[str, frozenset] | None = None, # Seen categories per column (see `known_categories`)
 ) -> tuple[pd.DataFrame, np.ndarray, Issues]:
     "The same as `check_rows`, value by value: faster for a few records."
     cols, ids, ok, issues = _check_records(records, contract, ignore, known)
@@ -225,7 +225,6 @@ def check_records(
 def _check_records(records, contract, ignore=(TARGET,), known=None):
     "(columns as arrays, Ids or None, mask of rows that can be scored, issues)."
     known = known or known_categories(contract)
-    sets = {k: set(v) for k, v in known.items()}
     n, fields, idf = len(records), contract["fields"], contract["id"]
     cols = {f["name"]: [None] * n for f in fields}
     ids, ok, issues = [np.nan] * n, np.ones(n, bool), []
@@ -242,7 +241,7 @@ def _check_records(records, contract, ignore=(TARGET,), known=None):
                 if level: add(r, name, "", msg, level)
                 if level == "error": ok[r] = False
                 val = np.nan
-            elif f["kind"] == "categorical" and val not in sets[name]:
+            elif f["kind"] == "categorical" and val not in known[name]:
                 add(r, name, _show(val), f"category {val!r} was not seen in training: scored as an unknown/infrequent category", "warning")
             cols[name][r] = val
         if idf in rec:
@@ -272,7 +271,7 @@ class Scored:
         "One row per input row: Id (when given), SalePrice, error, warnings."
         n = len(self.prices)
         out = pd.DataFrame({TARGET: self.prices})
-        if self.ids is not None: out.insert(0, ID, pd.array(np.where(np.isnan(self.ids), np.nan, self.ids), dtype="Int64") if np.isnan(self.ids).any() else self.ids.astype("int64"))
+        if self.ids is not None: out.insert(0, ID, pd.array(self.ids, dtype="Int64") if np.isnan(self.ids).any() else self.ids.astype("int64"))
         for level, col in (("error", "error"), ("warning", "warnings")):
             sel = self.issues.level == level
             text = np.full(n, None, dtype=object)
@@ -341,10 +340,8 @@ class Predictor:
     ) -> Scored:
         "Check every row against the contract and predict the rows that pass."
         if isinstance(data, dict): data = [data]
-        frame = data if isinstance(data, pd.DataFrame) else None
-        if frame is None and not (len(data) <= SMALL_BATCH and all(isinstance(r, dict) for r in data)):
-            frame = pd.DataFrame.from_records(list(data)) if len(data) else pd.DataFrame()
-        if frame is None:  # a few records: checked value by value, predicted by the compiled path when there is one
+        few = not isinstance(data, pd.DataFrame) and len(data) <= SMALL_BATCH and all(isinstance(r, dict) for r in data)
+        if few:  # a few records: checked value by value, predicted by the compiled path when there is one
             cols, ids, ok, issues = _check_records(data, self.contract, known=self._known)
             prices = np.full(len(ok), np.nan)
             if ok.any():
@@ -354,6 +351,7 @@ class Predictor:
                     rows = pd.DataFrame({k: (pd.array(v[ok], dtype="str") if v.dtype == object else v[ok]) for k, v in cols.items()})
                     prices[ok] = self.pipeline.predict(rows[FEATURES])
             return Scored(prices, ok, ids, issues)
+        frame = data if isinstance(data, pd.DataFrame) else pd.DataFrame.from_records(list(data)) if len(data) else pd.DataFrame()
         canon, ok, issues = check_rows(frame, self.contract, known=self._known)
         prices = np.full(len(canon), np.nan)
         if ok.any():
