@@ -55,21 +55,29 @@ def train(parameters, progress):
 # %% ../nbs/19_cli.ipynb #3367b0cc
 @main.command()
 @click.argument("run_ref", metavar="RUN", default="latest")
+@click.option("--against", "against", metavar="OTHER", default=None,
+              help="Compare RUN with this finished run (made elsewhere, say) instead of re-executing the job.")
+@click.option("--strict", is_flag=True, help="Accept only a bit-identical outcome (exit 1 for a numerically equivalent one).")
+@click.option("--rtol", type=float, default=None, show_default="1e-9",
+              help="Relative tolerance within which differing predictions are numerically equivalent.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar while the notebook runs.")
-def reproduce(run_ref, progress):
-    "Re-execute RUN's job with its recorded parameters and data into a new run, and compare the two."
-    from house_prices.job import JobError, reproduce as _reproduce
-    try: v = _reproduce(run_ref, progress=progress)
+def reproduce(run_ref, against, strict, rtol, progress):
+    """Re-execute RUN's job with its recorded parameters and data into a new run, and compare the two.
+
+    The verdict rests on the data, the held-out rows, the fitted parameters and the predictions. Exit code 0: bit-identical;
+    3: numerically equivalent (predictions within --rtol; 1 with --strict); 1: different, or not reproduced."""
+    from house_prices.job import CLOSE, DIFFERS, NOTE, RTOL, SAME, JobError, reproduce as _reproduce
+    try: v = _reproduce(run_ref, progress=progress, rtol=RTOL if rtol is None else rtol, against=against)
     except (JobError, *_EXPECTED) as e: _fail(e)
-    mark = {True: "ok", False: "DIFFERS", None: "-"}
-    click.echo(f"reproducing run {v.run.name}")
-    for c in v.checks: click.echo(f"  {c.name:<26} {mark[c.ok]:<8} {c.detail}")
+    mark = {SAME: "ok", CLOSE: "CLOSE", DIFFERS: "DIFFERS", NOTE: "note"}
+    click.echo(f"reproducing run {v.run.name}" + (f" against {v.new_run.name}" if against and v.new_run else ""))
+    for c in v.checks: click.echo(f"  {c.name:<26} {mark.get(c.status, '-'):<8} {c.detail}")
     if v.notes:
-        click.echo("differences between the run and here:")
+        click.echo("differences between the run and " + ("the other run:" if against else "here:"))
         for n in v.notes: click.echo(f"  - {n}")
-    if v.new_run: click.echo(f"new run: {v.new_run}")
-    click.echo(f"verdict: {'reproduced' if v.reproduced else 'NOT reproduced'}")
-    raise SystemExit(0 if v.reproduced else 1)
+    if v.new_run and not against: click.echo(f"new run: {v.new_run}")
+    click.echo(f"verdict: {v.summary(strict)}")
+    raise SystemExit(v.exit_code(strict))
 
 # %% ../nbs/19_cli.ipynb #6ebed62d
 _RUN_HELP = "Run id or folder whose model to use (default: the newest finished run)."

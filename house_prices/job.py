@@ -20,15 +20,18 @@ from dataclasses import dataclass, field
 from .config import Settings, get_settings
 from .data import DataValidationError, fingerprint
 from .sources import SnapshotError, load, load_snapshot
-from .manifest import (IntegrityError, SHAPING_PACKAGES, sha256_file, verify_artifact,
-                                   version_differences)
-from .runs import (MANIFEST, MODEL, NOTEBOOK, PREDICTIONS, REPORT, fail_run, finish_run, publish_run,
-                               read_json, resolve_run, stage_run)
+import numpy as np
+
+from .manifest import (IntegrityError, SHAPING_PACKAGES, FittedDigest, fitted_digest, fitted_differences,
+                                   sha256_file, verify_artifact, version_differences)
+from .runs import (MANIFEST, MODEL, NOTEBOOK, PREDICTIONS, REPORT, TRAIN_PREDICTIONS, fail_run, finish_run,
+                               publish_run, read_json, read_predictions, resolve_run, stage_run)
 
 # %% auto #0
-__all__ = ['RUNNER_PARAMETERS', 'JOB_ENV', 'JobError', 'UnknownParameterError', 'job_parameters', 'parse_value',
+__all__ = ['RUNNER_PARAMETERS', 'JOB_ENV', 'SAME', 'CLOSE', 'DIFFERS', 'NOTE', 'SKIPPED', 'BIT_IDENTICAL', 'EQUIVALENT',
+           'DIFFERENT', 'RTOL', 'JobError', 'UnknownParameterError', 'job_parameters', 'parse_value',
            'check_parameters', 'check_kernel', 'ipc_kernel_manager', 'run_training', 'Check', 'Verdict',
-           'environment_differences', 'reproduce']
+           'environment_differences', 'compare_runs', 'reproduce']
 
 # %% ../nbs/13_job.ipynb #a72f92e1
 class JobError(RuntimeError):
@@ -156,47 +159,163 @@ def run_training(
     return publish_run(staged, runs_dir)
 
 # %% ../nbs/13_job.ipynb #f4d6dc4c
+SAME, CLOSE, DIFFERS, NOTE, SKIPPED = "same", "close", "differs", "note", "not compared" # Outcomes of a check
+BIT_IDENTICAL, EQUIVALENT, DIFFERENT = "bit-identical", "numerically equivalent", "different" # The verdict's tiers
+RTOL = 1e-9 # Default relative tolerance of "numerically equivalent" predictions
+
 @dataclass
 class Check:
     "One line of a reproduction verdict."
     name: str # What was compared
-    ok: bool | None # True: same; False: differs; None: not compared
+    status: str # SAME, CLOSE (within the tolerance), DIFFERS, NOTE (differs, but the verdict does not rest on it) or SKIPPED
     detail: str = "" # The values, or what differs and why
 
 @dataclass
 class Verdict:
-    "The outcome of `reproduce`."
+    "The outcome of `reproduce`: the checks, the differences of environment that may explain them, the tier."
     run: Path # The run that was reproduced
     checks: list[Check] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list) # Differences of environment and code that may explain a mismatch
-    new_run: Path | None = None # The run made by re-executing the job
+    notes: list[str] = field(default_factory=list) # Differences of environment and code between the two runs
+    new_run: Path | None = None # The run made by re-executing the job (or the run compared with)
+    rtol: float = RTOL # The tolerance of "numerically equivalent"
 
     @property
-    def reproduced(self) -> bool: return bool(self.checks) and all(c.ok for c in self.checks)
+    def tier(self) -> str:
+        "BIT_IDENTICAL, EQUIVALENT or DIFFERENT."
+        s = {c.status for c in self.checks}
+        if not self.checks or DIFFERS in s or SKIPPED in s: return DIFFERENT
+        return EQUIVALENT if CLOSE in s else BIT_IDENTICAL
+
+    @property
+    def reproduced(self) -> bool: return self.tier != DIFFERENT
+
+    def exit_code(self, strict: bool = False) -> int:
+        "0 bit-identical; 3 numerically equivalent (1 when `strict`); 1 different."
+        return {BIT_IDENTICAL: 0, EQUIVALENT: 1 if strict else 3, DIFFERENT: 1}[self.tier]
+
+    def summary(self, strict: bool = False) -> str:
+        "The verdict in one line."
+        if self.tier == BIT_IDENTICAL: return "reproduced, bit-identical"
+        if self.tier == DIFFERENT: return "NOT reproduced"
+        why = ("explained by the differences of environment listed above" if self.notes
+               else "no recorded difference of environment or code explains it")
+        if strict: return f"NOT reproduced (--strict accepts only bit-identical; the runs are numerically equivalent, {why})"
+        return f"reproduced, numerically equivalent (every prediction within relative {self.rtol:g}; {why})"
 
 # %% ../nbs/13_job.ipynb #48821c5b
-def environment_differences(recorded: dict, current: dict) -> list[str]:
+def environment_differences(
+    recorded: dict, # The run's manifest
+    current: dict, # The other run's manifest
+    here: str = "here", # What to call the other run in the sentences
+) -> list[str]:
     "Sentences for each difference between two manifests' environments and code that can change results."
     ea, eb = recorded.get("environment", {}), current.get("environment", {})
-    out = version_differences(recorded, eb.get("packages", {}), names=SHAPING_PACKAGES)
+    out = [s.replace(" here", f" {here}") for s in version_differences(recorded, eb.get("packages", {}), names=SHAPING_PACKAGES)]
     da, db = ea.get("distributions", {}), eb.get("distributions", {})
-    other = [f"{n} {da.get(n)} in the run, {db.get(n)} here" for n in sorted(set(da) | set(db))
+    other = [f"{n} {da.get(n)} in the run, {db.get(n)} {here}" for n in sorted(set(da) | set(db))
              if da.get(n) != db.get(n) and n not in SHAPING_PACKAGES]
     if other: out.append(f"{len(other)} other distribution(s) differ: " + "; ".join(other[:5]) + (" ..." if len(other) > 5 else ""))
     for k in ("python", "machine", "platform"):
-        if ea.get(k) != eb.get(k): out.append(f"{k} {ea.get(k)} in the run, {eb.get(k)} here")
-    tp = lambda e: sorted((t.get("internal_api"), t.get("version"), t.get("architecture"), t.get("num_threads")) for t in e.get("threadpools", []))
-    if tp(ea) != tp(eb): out.append(f"BLAS/OpenMP libraries differ: {tp(ea)} in the run, {tp(eb)} here")
+        if ea.get(k) != eb.get(k): out.append(f"{k} {ea.get(k)} in the run, {eb.get(k)} {here}")
+    pools = lambda e: {f"{t.get('internal_api')} ({t.get('library') or t.get('prefix')})": t for t in e.get("threadpools", [])}
+    pa, pb = pools(ea), pools(eb)
+    if pa.keys() != pb.keys(): out.append(f"BLAS/OpenMP libraries differ: {', '.join(sorted(pa))} in the run, {', '.join(sorted(pb))} {here}")
+    for lib in sorted(pa.keys() & pb.keys()):
+        for k, what in (("version", "version"), ("architecture", "CPU kernel"), ("num_threads", "threads")):
+            if pa[lib].get(k) != pb[lib].get(k): out.append(f"{lib}: {what} {pa[lib].get(k)} in the run, {pb[lib].get(k)} {here}")
     for k in sorted(set(ea.get("env", {})) | set(eb.get("env", {}))):
-        if ea.get("env", {}).get(k) != eb.get("env", {}).get(k): out.append(f"${k} {ea['env'].get(k)!r} in the run, {eb['env'].get(k)!r} here")
+        if ea.get("env", {}).get(k) != eb.get("env", {}).get(k): out.append(f"${k} {ea['env'].get(k)!r} in the run, {eb['env'].get(k)!r} {here}")
     ca, cb = recorded.get("code", {}), current.get("code", {})
-    if ca.get("git_commit") != cb.get("git_commit"): out.append(f"git commit {ca.get('git_commit')} in the run, {cb.get('git_commit')} here")
+    if ca.get("git_commit") != cb.get("git_commit"): out.append(f"git commit {ca.get('git_commit')} in the run, {cb.get('git_commit')} {here}")
     if (ca.get("git_dirty"), ca.get("git_diff_sha256")) != (cb.get("git_dirty"), cb.get("git_diff_sha256")):
-        out.append(f"uncommitted changes: {'yes' if ca.get('git_dirty') else 'none'} in the run, {'yes' if cb.get('git_dirty') else 'none'} here"
+        out.append(f"uncommitted changes: {'yes' if ca.get('git_dirty') else 'none'} in the run, {'yes' if cb.get('git_dirty') else 'none'} {here}"
                    + (" (different ones)" if ca.get("git_dirty") and cb.get("git_dirty") else ""))
     ja, jb = recorded.get("job", {}), current.get("job", {})
-    if ja.get("notebook_sha256") != jb.get("notebook_sha256"): out.append("the job notebook has changed since the run")
+    if ja.get("notebook_sha256") != jb.get("notebook_sha256"): out.append("the job notebook differs")
     return out
+
+# %% ../nbs/13_job.ipynb #cf2dcab6
+def _compare_predictions(name: str, run: Path, other: Path, rows: str, rtol: float) -> Check:
+    "Predictions of two runs on the same rows: bit-identical, within `rtol`, or different."
+    file = PREDICTIONS if rows == "held_out" else TRAIN_PREDICTIONS
+    if not (run / file).is_file() or not (other / file).is_file():
+        missing = run if not (run / file).is_file() else other
+        return Check(name, NOTE if rows == "train" and missing == run else DIFFERS,
+                     f"{missing.name} has no {file}" + (" (made before training-row predictions were kept)" if rows == "train" else ""))
+    a, b = read_predictions(run, rows), read_predictions(other, rows)
+    ids = a.columns[0]
+    if len(a) != len(b) or not (a[ids].to_numpy() == b[ids].to_numpy()).all():
+        return Check(name, DIFFERS, f"other rows: {len(a)} in the run, {len(b)} in {other.name}")
+    x, y = a["predicted"].to_numpy("float64"), b["predicted"].to_numpy("float64")
+    if x.tobytes() == y.tobytes(): return Check(name, SAME, f"{len(x)} rows, bit-identical")
+    with np.errstate(invalid="ignore"):  # NaN in both is the same prediction; NaN in one only is infinitely far
+        rel = np.abs(x - y) / np.maximum(np.maximum(np.abs(x), np.abs(y)), np.finfo("float64").tiny)
+    rel = np.where(np.isnan(x) & np.isnan(y), 0.0, np.nan_to_num(rel, nan=np.inf))
+    i = int(np.argmax(rel))
+    detail = (f"{int((x != y).sum())} of {len(x)} rows differ, largest relative difference {rel[i]:.2g} "
+              f"({ids} {a[ids].iloc[i]}: {float(x[i])!r} in the run, {float(y[i])!r} in {other.name})")
+    return Check(name, CLOSE, detail + f", within {rtol:g}") if rel[i] <= rtol else Check(name, DIFFERS, detail + f", beyond {rtol:g}")
+
+def _fitted(run: Path, m: dict) -> tuple[FittedDigest | None, str]:
+    "The digest of a run's model, computed from the verified model file, else as recorded; and why not computed."
+    import joblib
+    try: return fitted_digest(joblib.load(verify_artifact(run, MODEL, m))), ""
+    except Exception as e:  # another library version, a tampered file: fall back on what the run recorded
+        rec = m.get("model", {}).get("fitted")
+        return (FittedDigest.from_record(rec) if rec else None), f"{run.name}'s model cannot be loaded here ({type(e).__name__}: {e})"
+
+def _metrics_check(a: dict, b: dict, rtol: float, other: str) -> Check:
+    "Metrics: equal, all within `rtol`, or not; shows the first metric, or the one that differs most."
+    num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+    rel = {k: abs(a[k] - b[k]) / max(abs(a[k]), abs(b[k]), 1e-300) for k in a.keys() & b.keys() if num(a[k]) and num(b[k])}
+    if a == b:
+        k = next(iter(a), None)
+        return Check("metrics", SAME, f"{k}={a[k]!r} in both" if k else "none recorded")
+    close = a.keys() == b.keys() and len(rel) == len(a) and max(rel.values()) <= rtol
+    k = max(rel, key=rel.get) if rel else next(iter(a.keys() ^ b.keys()))
+    return Check("metrics", CLOSE if close else DIFFERS, f"{k}={a.get(k)!r} in the run, {b.get(k)!r} in {other}" + (f" (within {rtol:g})" if close else ""))
+
+def compare_runs(
+    run: Path | str, # The run
+    other: Path | str, # The run to compare it with (its re-execution, or a run made elsewhere)
+    rtol: float = RTOL, # Relative tolerance for "numerically equivalent" predictions
+    data: bool = True, # Compare the data fingerprints the manifests recorded (`reproduce` checks the data itself)
+) -> list[Check]:
+    "The checks a verdict rests on, and the notes it reports, for two finished runs."
+    run, other = Path(run), Path(other)
+    m, n = read_json(run / MANIFEST), read_json(other / MANIFEST)
+    checks = []
+    if data:
+        fa, fb = m.get("data", {}).get("fingerprint"), n.get("data", {}).get("fingerprint")
+        checks.append(Check("data fingerprint", SAME if fa == fb else DIFFERS, f"{str(fa)[:12]}… in both" if fa == fb else f"{str(fa)[:12]}… in the run, {str(fb)[:12]}… in {other.name}"))
+    ha, hb = m.get("split", {}).get("held_out_ids_sha256"), n.get("split", {}).get("held_out_ids_sha256")
+    checks.append(Check("held-out rows", SAME if ha == hb else DIFFERS, f"{str(ha)[:12]}… in both" if ha == hb else f"{str(ha)[:12]}… in the run, {str(hb)[:12]}… in {other.name}"))
+    predictions = [_compare_predictions("predictions, held-out", run, other, "held_out", rtol),
+                   _compare_predictions("predictions, training", run, other, "train", rtol)]
+    (da, why_a), (db, why_b) = _fitted(run, m), _fitted(other, n)
+    if da is None or db is None:
+        fitted = Check("fitted parameters", SKIPPED, "; ".join(w for w in (why_a, why_b) if w) + ", and no digest was recorded")
+        diagnostics = Check("diagnostics", SKIPPED, "")
+    else:
+        diffs = fitted_differences(da, db)
+        loaded = "" if not (why_a or why_b) else " (recorded digests: " + "; ".join(w for w in (why_a, why_b) if w) + ")"
+        if da.sha256 == db.sha256 and not diffs:
+            fitted = Check("fitted parameters", SAME, f"{da.sha256[:12]}… in both ({len(da.attributes)} fitted attributes)" + loaded)
+        else:
+            status = CLOSE if all(c.status in (SAME, CLOSE, NOTE) for c in predictions) else DIFFERS
+            shown = "; ".join(diffs[:3]) + (f"; and {len(diffs) - 3} more" if len(diffs) > 3 else "")
+            fitted = Check("fitted parameters", status, (shown or "the digests differ") + loaded)
+        ddiffs = fitted_differences(da, db, diagnostics=True)
+        diagnostics = (Check("diagnostics", SAME, f"{len(da.diagnostics)} in both, not used in predictions") if not ddiffs else
+                       Check("diagnostics", NOTE, "not used in predictions, differ: " + "; ".join(ddiffs)))
+    sha = lambda man: man.get("artifacts", {}).get(MODEL, {}).get("sha256")
+    if sha(m) == sha(n): model_file = Check("model file", SAME, f"{str(sha(m))[:12]}… in both")
+    else:
+        why = ("pickle bytes differ although every attribute is equal: pickle memoizes objects by identity"
+               if fitted.status == SAME and diagnostics.status == SAME else
+               "pickle bytes differ through the diagnostics only" if fitted.status == SAME else "pickle bytes differ with the fitted parameters")
+        model_file = Check("model file", NOTE, f"{why} ({str(sha(m))[:12]}… in the run, {str(sha(n))[:12]}… in {other.name})")
+    return [*checks, fitted, diagnostics, model_file, *predictions, _metrics_check(m.get("metrics", {}), n.get("metrics", {}), rtol, other.name)]
 
 # %% ../nbs/13_job.ipynb #391fb24b
 def _data_check(m: dict, settings: Settings, store: Path) -> tuple[Check, str]:
@@ -205,59 +324,61 @@ def _data_check(m: dict, settings: Settings, store: Path) -> tuple[Check, str]:
     rec = d.get("fingerprint") or ""
     if rec and (store / f"{rec}.parquet").is_file():
         try: df = load_snapshot(rec, store)
-        except (SnapshotError, DataValidationError) as e: return Check("data fingerprint", False, str(e)), ""
-        return Check("data fingerprint", True, f"{rec[:12]}… from the run's snapshot ({len(df)} rows × {df.shape[1]} columns)"), rec
+        except (SnapshotError, DataValidationError) as e: return Check("data fingerprint", DIFFERS, str(e)), ""
+        return Check("data fingerprint", SAME, f"{rec[:12]}… from the run's snapshot ({len(df)} rows × {df.shape[1]} columns)"), rec
     try: df = load(d.get("reference") or d.get("path"), settings.root, as_of=d.get("as_of"))
     except Exception as e:  # a database that is gone, a file that moved: say so, whatever the driver raised
-        return Check("data fingerprint", False, f"the run's snapshot is gone and its data cannot be loaded again: {e}"), ""
+        return Check("data fingerprint", DIFFERS, f"the run's snapshot is gone and its data cannot be loaded again: {e}"), ""
     fp = fingerprint(df)
     again = f"snapshot gone; reloaded {d.get('reference')}" + (f" as of {d['as_of']}" if d.get("as_of") else "")
-    if fp == rec: return Check("data fingerprint", True, f"{fp[:12]}… ({again}: {len(df)} rows × {df.shape[1]} columns)"), ""
+    if fp == rec: return Check("data fingerprint", SAME, f"{fp[:12]}… ({again}: {len(df)} rows × {df.shape[1]} columns)"), ""
     why = []
     if len(df) != d.get("rows"): why.append(f"{d.get('rows')} vs {len(df)} rows")
     if df.shape[1] != d.get("columns"): why.append(f"{d.get('columns')} vs {df.shape[1]} columns")
     if not why: why.append("same shape, different values")
-    return Check("data fingerprint", False, f"data fingerprint differs ({again}: {rec[:12]}… in the run, {fp[:12]}… now): " + "; ".join(why)), ""
+    return Check("data fingerprint", DIFFERS, f"data fingerprint differs ({again}: {rec[:12]}… in the run, {fp[:12]}… now): " + "; ".join(why)), ""
 
-def _same(name: str, a, b, show=lambda v: f"{str(v)[:12]}…") -> Check:
-    return Check(name, a == b, f"{show(a)} in both" if a == b else f"{show(a)} in the run, {show(b)} now")
+_COMPARED = ("held-out rows", "fitted parameters", "diagnostics", "model file", "predictions, held-out", "predictions, training", "metrics")
 
 def reproduce(
     ref: Path | str, # Run id, run folder, or "latest"
     settings: Settings | None = None, # Project settings; defaults to `get_settings()`
     progress: bool = True, # Show papermill's progress bar
+    rtol: float = RTOL, # Relative tolerance for "numerically equivalent" predictions
+    against: Path | str | None = None, # Compare with this finished run instead of re-executing the job
 ) -> Verdict:
-    "Re-execute a run's job with its recorded parameters and data, and compare the outcome with the run."
+    "Re-execute a run's job with its recorded parameters and data (or take `against`), and compare the outcome with the run."
     settings = settings or get_settings()
     run = resolve_run(ref, settings.runs_dir)
     m = read_json(run / MANIFEST)
-    v = Verdict(run)
-    bad = []
-    for name in m.get("artifacts", {}):
-        try: verify_artifact(run, name, m)
-        except IntegrityError as e: bad.append(str(e))
-    v.checks.append(Check("run files match manifest", not bad, "; ".join(bad) or f"{len(m.get('artifacts', {}))} files"))
+    v = Verdict(run, rtol=rtol)
+    runs = [run] + ([resolve_run(against, settings.runs_dir)] if against is not None else [])
+    for r in runs:
+        man, bad = read_json(r / MANIFEST), []
+        for name in man.get("artifacts", {}):
+            try: verify_artifact(r, name, man)
+            except IntegrityError as e: bad.append(str(e))
+        v.checks.append(Check("run files match manifest" if r == run else "other run's files", DIFFERS if bad else SAME,
+                              "; ".join(bad) or f"{len(man.get('artifacts', {}))} files"))
+    if against is not None:
+        if all(c.status == SAME for c in v.checks):
+            v.new_run = runs[1]
+            v.checks += compare_runs(run, v.new_run, rtol)
+            v.notes = environment_differences(m, read_json(v.new_run / MANIFEST), here=f"in {v.new_run.name}")
+        return v
     data_check, snapshot = _data_check(m, settings, run.parent / ".snapshots")
     v.checks.append(data_check)
     declared = job_parameters(settings.job_notebook)
     recorded = m.get("parameters", {})
     gone = [k for k in recorded if k not in declared]
-    v.checks.append(Check("parameters still declared", not gone,
+    v.checks.append(Check("parameters still declared", DIFFERS if gone else SAME,
                           f"the job notebook no longer declares: {', '.join(gone)}" if gone else f"{len(recorded)} parameters"))
-    if not all(c.ok for c in v.checks):
-        v.checks += [Check(n, None, "not compared: the job was not re-executed") for n in ("held-out rows", "model file", "predictions", "metrics")]
+    if not all(c.status == SAME for c in v.checks):
+        v.checks += [Check(name, SKIPPED, "the job was not re-executed") for name in _COMPARED]
         return v
     inject = {k: val for k, val in recorded.items() if k not in RUNNER_PARAMETERS and k != "runs_dir"}
     if "snapshot" in declared: inject["snapshot"] = snapshot
     v.new_run = run_training({**inject, "runs_dir": str(run.parent)}, settings=settings, progress=progress, reproduces=m.get("run_id"))
-    n = read_json(v.new_run / MANIFEST)
-    sha = lambda man, f: man.get("artifacts", {}).get(f, {}).get("sha256")
-    v.checks += [
-        _same("held-out rows", m.get("split", {}).get("held_out_ids_sha256"), n.get("split", {}).get("held_out_ids_sha256")),
-        _same("model file", sha(m, MODEL), sha(n, MODEL)),
-        _same("predictions", sha(m, PREDICTIONS), sha(n, PREDICTIONS)),
-        _same("metrics", m.get("metrics"), n.get("metrics"),
-              show=lambda x: f"rmse_log={x.get('rmse_log')!r}" if isinstance(x, dict) else repr(x)),
-    ]
-    v.notes = environment_differences(m, n)
+    v.checks += compare_runs(run, v.new_run, rtol, data=False)
+    v.notes = environment_differences(m, read_json(v.new_run / MANIFEST))
     return v

@@ -11,16 +11,18 @@ import platform
 import subprocess
 import sys
 from importlib import metadata
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 # %% auto #0
-__all__ = ['MANIFEST_VERSION', 'SHAPING_PACKAGES', 'KEY_PACKAGES', 'NUMERIC_ENV_VARS', 'distributions', 'package_versions',
-           'lock_pins', 'lock_mismatches', 'environment', 'code_version', 'json_safe', 'describe_estimator',
-           'random_states', 'feature_names', 'IntegrityError', 'VersionMismatchError', 'sha256_file', 'verify_artifact',
-           'version_differences']
+__all__ = ['MANIFEST_VERSION', 'SHAPING_PACKAGES', 'KEY_PACKAGES', 'NUMERIC_ENV_VARS', 'DIGEST_VERSION', 'DIAGNOSTICS',
+           'distributions', 'package_versions', 'lock_pins', 'lock_mismatches', 'environment', 'code_version',
+           'json_safe', 'describe_estimator', 'random_states', 'feature_names', 'FittedDigest', 'fitted_digest',
+           'value_difference', 'fitted_differences', 'IntegrityError', 'VersionMismatchError', 'sha256_file',
+           'verify_artifact', 'version_differences']
 
 # %% ../nbs/11_manifest.ipynb #9e16a718
 MANIFEST_VERSION = 2
@@ -142,6 +144,173 @@ def feature_names(est, path: str = "") -> dict[str, list[str]]:
         for name, sub in est.named_estimators_.items(): out |= feature_names(sub, f"{path}/{name}" if path else name)
     return out
 
+# %% ../nbs/11_manifest.ipynb #31cde07c
+DIGEST_VERSION = "fitted-digest-v1" # Bumped whenever the digest of the same model would change
+
+DIAGNOSTICS = ( # Fitted attributes that report on the fit and never enter a prediction
+    "dual_gap_", "n_iter_",                                          # convergence of coordinate descent and other solvers
+    "train_score_", "loss_curve_", "validation_scores_", "best_loss_", "best_validation_score_",  # training curves
+    "oob_improvement_", "oob_scores_", "oob_score_",                 # out-of-bag estimates
+    "cv_results_", "refit_time_",                                    # search scores and timings
+)
+
+# %% ../nbs/11_manifest.ipynb #44844869
+def _qualname(v) -> str:
+    t = v if isinstance(v, type) else type(v)
+    return f"{t.__module__}.{t.__qualname__}"
+
+def _holds_estimators(v) -> bool:
+    from sklearn.base import BaseEstimator
+    if isinstance(v, BaseEstimator): return True
+    if isinstance(v, dict): return bool(v) and all(isinstance(x, BaseEstimator) for x in v.values())
+    if isinstance(v, (list, tuple)):
+        return bool(v) and all(isinstance(x, BaseEstimator) or (isinstance(x, tuple) and len(x) > 1 and isinstance(x[1], BaseEstimator)) for x in v)
+    return False
+
+class _Digester:
+    "Content digests of values and estimators; records each fitted attribute's digest and value by path."
+    def __init__(self):
+        self.attributes, self.diagnostics = {}, {}  # path -> (digest, value)
+        self._memo, self._recorded, self._stack = {}, set(), set()
+
+    def value(self, v) -> bytes:
+        h = hashlib.sha256(); self._feed(h, v); return h.digest()
+
+    def _feed(self, h, v):
+        from sklearn.base import BaseEstimator
+        put = lambda tag, b: h.update(tag + len(b).to_bytes(8, "little") + b)
+        if v is None: put(b"N", b"")
+        elif isinstance(v, np.ndarray):
+            if v.dtype.hasobject:
+                put(b"O", repr(v.shape).encode())
+                for x in v.ravel(order="C"): self._feed(h, x)
+            else:
+                put(b"A", f"{v.dtype.descr}{v.shape}".encode()); h.update(np.ascontiguousarray(v).tobytes())
+        elif isinstance(v, np.generic): put(b"G", v.dtype.str.encode() + v.tobytes())
+        elif isinstance(v, bool): put(b"B", bytes([v]))
+        elif isinstance(v, int): put(b"I", str(v).encode())
+        elif isinstance(v, float): put(b"F", v.hex().encode())
+        elif isinstance(v, complex): put(b"X", f"{v.real.hex()},{v.imag.hex()}".encode())
+        elif isinstance(v, str): put(b"S", v.encode("utf-8", "surrogatepass"))
+        elif isinstance(v, (bytes, bytearray)): put(b"Y", bytes(v))
+        elif isinstance(v, BaseEstimator): put(b"E", self.estimator(v))
+        elif id(v) in self._stack: put(b"R", b"")  # a cycle: its content is already being digested
+        else:
+            self._stack.add(id(v))
+            try: self._feed_container(h, v, put)
+            finally: self._stack.discard(id(v))
+
+    def _feed_container(self, h, v, put):
+        if isinstance(v, (list, tuple)):
+            put(b"L" if isinstance(v, list) else b"T", str(len(v)).encode())
+            for x in v: self._feed(h, x)
+        elif isinstance(v, dict):  # by key, not by insertion order (which can follow string hashing)
+            put(b"D", _qualname(v).encode() + str(len(v)).encode())
+            for k in sorted(v, key=repr): self._feed(h, k); self._feed(h, v[k])
+        elif isinstance(v, (set, frozenset)):
+            put(b"Z", b"".join(sorted(self.value(x) for x in v)))
+        elif isinstance(v, type) or (callable(v) and hasattr(v, "__name__")):  # classes, functions, ufuncs: by name
+            put(b"C", f"{getattr(v, '__module__', None) or ''}.{getattr(v, '__qualname__', v.__name__)}".encode())
+        elif isinstance(v, np.random.RandomState): self._feed(h, ("RandomState", v.get_state(legacy=False)))
+        elif isinstance(v, np.random.Generator): self._feed(h, ("Generator", v.bit_generator.state))
+        elif isinstance(v, np.dtype): put(b"d", str(v.descr).encode())
+        else:  # any other object: through what it pickles (its class, arguments and state)
+            r = v.__reduce_ex__(4)
+            if isinstance(r, str): put(b"P", r.encode()); return
+            put(b"P", _qualname(v).encode())
+            self._feed(h, tuple(r[1:3]))
+            for extra in r[3:5]: self._feed(h, None if extra is None else list(extra))
+
+    def estimator(self, est, path: str | None = None) -> bytes:
+        "Digest of `est`: its class and every attribute but the diagnostics; fitted attributes are recorded under `path`."
+        key = id(est)
+        if key in self._memo and (path is None or key in self._recorded): return self._memo[key][1]
+        if path is not None: self._recorded.add(key)
+        h = hashlib.sha256(_qualname(est).encode())
+        for k in sorted(vars(est)):
+            v, where = vars(est)[k], (f"{path}.{k}" if path else k) if path is not None else None
+            if k in DIAGNOSTICS:
+                if where is not None: self.diagnostics[where] = (self.value(v), v)
+                continue
+            d = self._attribute(v, None if path is None else (f"{path}/{k}" if path else k))
+            h.update(k.encode() + d)
+            if where is not None and k.endswith("_") and not k.startswith("_") and not _holds_estimators(v):
+                self.attributes[where] = (d, v)
+        self._memo[key] = (est, h.digest())
+        return h.digest()
+
+    def _attribute(self, v, path: str | None) -> bytes:
+        "Digest of an attribute's value; estimators in it become children named after their place."
+        from sklearn.base import BaseEstimator
+        if path is None or not _holds_estimators(v): return self.value(v)
+        if isinstance(v, BaseEstimator): return self.estimator(v, path)
+        h = hashlib.sha256()
+        items = v.items() if isinstance(v, dict) else enumerate(v)
+        for i, x in items:
+            if isinstance(x, tuple):  # (name, estimator, columns...)
+                h.update(self.value(x[0]) + self.estimator(x[1], f"{path}[{x[0]}]") + self.value(x[2:]))
+            else: h.update(self.value(i) + self.estimator(x, f"{path}[{i}]"))
+        return h.digest()
+
+# %% ../nbs/11_manifest.ipynb #5f670196
+@dataclass
+class FittedDigest:
+    "A content digest of a fitted estimator (see `fitted_digest`)."
+    sha256: str # Digest of the whole estimator, diagnostics excepted
+    attributes: dict[str, str] # Path of each fitted attribute -> its digest (16 hex digits)
+    diagnostics: dict[str, str] # Path of each diagnostic attribute -> its digest
+    values: dict[str, Any] = field(default_factory=dict, repr=False, compare=False) # Path -> value, for naming differences (not recorded)
+
+    def record(self) -> dict[str, Any]:
+        "What the manifest keeps (`model.fitted`)."
+        return dict(digest=DIGEST_VERSION, sha256=self.sha256, attributes=self.attributes, diagnostics=self.diagnostics)
+
+    @classmethod
+    def from_record(cls, rec: dict[str, Any]) -> "FittedDigest":
+        "The digest a manifest recorded."
+        return cls(rec["sha256"], dict(rec.get("attributes", {})), dict(rec.get("diagnostics", {})))
+
+def fitted_digest(
+    est, # A fitted scikit-learn estimator (a pipeline, an ensemble...)
+) -> FittedDigest:
+    "Content digest of a fitted estimator: the same for two fits that compute the same thing, whatever their pickles look like."
+    d = _Digester()
+    top = d.estimator(est, "")
+    short = lambda entries: {p: dig.hex()[:16] for p, (dig, _) in sorted(entries.items())}
+    values = {p: v for p, (_, v) in (d.attributes | d.diagnostics).items()}
+    return FittedDigest(top.hex(), short(d.attributes), short(d.diagnostics), values)
+
+# %% ../nbs/11_manifest.ipynb #12961cb1
+def value_difference(a, b) -> str:
+    "How two values of one attribute differ, in a few words: count, largest difference, and that relative to the largest value."
+    try:
+        x, y = np.asarray(a), np.asarray(b)
+        numeric = x.dtype.kind in "fiub" and y.dtype.kind in "fiub"
+    except Exception: numeric = False
+    if not numeric: return f"{type(a).__name__} values differ"
+    if x.shape != y.shape: return f"shape {x.shape} vs {y.shape}"
+    x, y = x.astype("float64"), y.astype("float64")
+    diff = ~((x == y) | (np.isnan(x) & np.isnan(y)))
+    if not diff.any(): return "same values, other dtype or layout"
+    gap = np.abs(x - y)[diff].max()
+    scale = max(np.nanmax(np.abs(x)), np.nanmax(np.abs(y)))  # relative to the attribute's largest value: coefficients near 0 say little
+    what = f"{int(diff.sum())} of {x.size} values differ" if x.size > 1 else f"{x.item()!r} vs {y.item()!r}"
+    return f"{what}, largest difference {gap:.3g} (relative {gap / scale if scale > 0 else np.inf:.3g})"
+
+def fitted_differences(
+    a: FittedDigest, # The run's digest
+    b: FittedDigest, # The other digest
+    diagnostics: bool = False, # Compare the diagnostics instead of the fitted attributes
+) -> list[str]:
+    "One sentence per attribute whose digest differs: its path and, where both values are known, how it differs."
+    ea, eb = (a.diagnostics, b.diagnostics) if diagnostics else (a.attributes, b.attributes)
+    out = []
+    for p in sorted(set(ea) | set(eb)):
+        if p not in ea or p not in eb: out.append(f"{p}: only in {'the run' if p in ea else 'the other'}")
+        elif ea[p] != eb[p]:
+            out.append(f"{p}: " + (value_difference(a.values[p], b.values[p]) if p in a.values and p in b.values else "differs"))
+    return out
+
 # %% ../nbs/11_manifest.ipynb #cd2e30a3
 class IntegrityError(RuntimeError):
     "A run's file does not match the sha256 its manifest recorded."
@@ -171,5 +340,5 @@ def verify_artifact(run_dir: Path | str, name: str, manifest: dict) -> Path:
 def version_differences(manifest: dict, installed: dict[str, str | None] | None = None, names=SHAPING_PACKAGES) -> list[str]:
     "One sentence per shaping library whose version here differs from the run's."
     recorded = manifest.get("environment", {}).get("packages", {})
-    installed = installed or package_versions(names)
+    installed = package_versions(names) if installed is None else installed
     return [f"{n} {recorded.get(n)} in the run, {installed.get(n)} here" for n in names if recorded.get(n) != installed.get(n)]

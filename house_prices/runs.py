@@ -19,13 +19,14 @@ import pandas as pd
 from .manifest import MANIFEST_VERSION, environment, sha256_file
 
 # %% auto #0
-__all__ = ['MODEL', 'MANIFEST', 'METRICS', 'PREDICTIONS', 'NOTEBOOK', 'REPORT', 'CONTRACT', 'HELD_OUT', 'STAGING', 'FAILED',
-           'JOB_INFO', 'new_run_id', 'stage_run', 'publish_run', 'fail_run', 'atomic_write', 'write_json', 'read_json',
-           'save_run', 'artifacts', 'finish_run', 'read_predictions', 'list_runs', 'resolve_run', 'run_table']
+__all__ = ['MODEL', 'MANIFEST', 'METRICS', 'PREDICTIONS', 'NOTEBOOK', 'REPORT', 'CONTRACT', 'HELD_OUT', 'TRAIN_PREDICTIONS',
+           'STAGING', 'FAILED', 'JOB_INFO', 'new_run_id', 'stage_run', 'publish_run', 'fail_run', 'atomic_write',
+           'write_json', 'read_json', 'save_run', 'artifacts', 'finish_run', 'read_predictions', 'list_runs',
+           'resolve_run', 'run_table']
 
 # %% ../nbs/10_runs.ipynb #a0900494
 MODEL, MANIFEST, METRICS, PREDICTIONS, NOTEBOOK, REPORT = "model.joblib", "manifest.json", "metrics.json", "predictions.csv", "train.ipynb", "report.html"
-CONTRACT, HELD_OUT = "contract.json", "held_out.csv"
+CONTRACT, HELD_OUT, TRAIN_PREDICTIONS = "contract.json", "held_out.csv", "train_predictions.csv"
 STAGING, FAILED, JOB_INFO = ".staging", ".failed", ".job.json"
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -91,6 +92,7 @@ def save_run(
     lock_files: list[Path] | None = None, # Lock files whose sha256 to record
     contract: dict[str, Any] | None = None, # The model's input contract, saved as contract.json
     held_out: pd.DataFrame | None = None, # The held-out input rows, saved as held_out.csv (production re-predicts them at load)
+    train_predictions: pd.DataFrame | None = None, # The training rows' predictions, saved as train_predictions.csv (reproduce compares them)
 ) -> dict[str, Any]:
     "Write model, predictions, metrics, contract, held-out rows and manifest into `run_dir`; return the manifest."
     run_dir = Path(run_dir)
@@ -99,6 +101,7 @@ def save_run(
     write_json(run_dir / METRICS, metrics)
     if contract is not None: write_json(run_dir / CONTRACT, contract)
     if held_out is not None: atomic_write(run_dir / HELD_OUT, lambda p: held_out.to_csv(p, index=False))
+    if train_predictions is not None: atomic_write(run_dir / TRAIN_PREDICTIONS, lambda p: train_predictions.to_csv(p, index=False))
     full = dict(manifest_version=MANIFEST_VERSION, run_id=run_dir.name, metrics=metrics,
                 environment=environment(lock_files), **manifest)
     write_json(run_dir / MANIFEST, full)
@@ -118,9 +121,12 @@ def finish_run(run_dir: Path | str, **extra) -> dict[str, Any]:
     write_json(run_dir / MANIFEST, m)
     return m
 
-def read_predictions(run_dir: Path | str) -> pd.DataFrame:
-    "The held-out predictions a run recorded, with floats exactly as written."
-    return pd.read_csv(Path(run_dir) / PREDICTIONS)
+def read_predictions(
+    run_dir: Path | str, # A run's folder
+    rows: str = "held_out", # "held_out" (predictions.csv) or "train" (train_predictions.csv)
+) -> pd.DataFrame:
+    "The predictions a run recorded for its held-out or its training rows, with floats exactly as written."
+    return pd.read_csv(Path(run_dir) / {"held_out": PREDICTIONS, "train": TRAIN_PREDICTIONS}[rows])
 
 # %% ../nbs/10_runs.ipynb #ec21c380
 def list_runs(runs_dir: Path | str) -> list[Path]:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .config import Settings
 from .data import COLUMNS, FEATURES, ID, TARGET, fingerprint
-from .manifest import code_version, describe_estimator, feature_names, random_states, sha256_file
+from .manifest import code_version, describe_estimator, feature_names, fitted_digest, random_states, sha256_file
 from .pipeline import build_pipeline
 from .sources import DataRef
 
@@ -103,6 +103,6 @@ def training_manifest(
         split=dict(seed=split_seed, test_size=test_size, train_rows=len(train), held_out_rows=len(held_out),
                    train_ids_sha256=ids_sha256(train[ID]), held_out_ids_sha256=ids_sha256(held_out[ID])),
         features=dict(input=[dict(name=c, dtype=COLUMNS[c].dtype) for c in FEATURES], output=feature_names(pipeline)),
-        model=dict(hyperparameters=params, estimator=describe_estimator(pipeline)),
+        model=dict(hyperparameters=params, estimator=describe_estimator(pipeline), fitted=fitted_digest(pipeline).record()),
         code=code_version(settings.root),
     )

@@ -6,11 +6,18 @@ import signal
 import subprocess
 import time
 
+import shutil
+
+import joblib
+import numpy as np
+import pandas as pd
 import pytest
 
 from house_prices.manifest import IntegrityError, VersionMismatchError
 from house_prices.predict import Predictor
-from house_prices.runs import STAGING, list_runs, read_json, run_table, write_json
+from house_prices.runs import STAGING, artifacts, list_runs, new_run_id, read_json, run_table, write_json
+from house_prices.sources import load_snapshot
+from house_prices.train import metrics, predict_frame, split
 
 from conftest import BIN, house_prices_cli
 
@@ -33,12 +40,94 @@ def test_reproduce_in_a_fresh_process(store):
     [run] = list_runs(store)
     r = house_prices_cli("reproduce", "--no-progress", run)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "verdict: reproduced" in r.stdout
-    for check in ("run files match manifest", "data fingerprint", "held-out rows", "model file", "predictions", "metrics"):
+    assert "verdict: reproduced, bit-identical" in r.stdout
+    for check in ("run files match manifest", "data fingerprint", "held-out rows", "fitted parameters", "diagnostics",
+                  "predictions, held-out", "predictions, training", "metrics"):
         assert re.search(rf"{check}\s+ok", r.stdout), (check, r.stdout)
+    assert re.search(r"predictions, training\s+ok\s+1314 rows, bit-identical", r.stdout)
     [_, new] = list_runs(store)
     assert read_json(new / "manifest.json")["job"]["reproduces"] == run.name
-    assert (new / "model.joblib").read_bytes() == (run / "model.joblib").read_bytes()
+
+
+def copy_run(run):
+    "A copy of a finished run under a new id in the same store, to be changed as a test needs."
+    other = run.parent / new_run_id()
+    shutil.copytree(run, other)
+    return other
+
+
+def record_files(run):
+    "Record the run's files' current sha256 in its manifest, as if the run had been made so."
+    m = read_json(run / "manifest.json")
+    m["artifacts"] = artifacts(run)
+    write_json(run / "manifest.json", m)
+
+
+def linear_model(pipeline):
+    return pipeline.steps[1][1].regressor_.estimators_[0]
+
+
+def test_pickles_that_differ_only_by_memoization_reproduce(store):
+    [run] = list_runs(store)
+    other = copy_run(run)
+    model = joblib.load(run / "model.joblib")
+    prep = linear_model(model).steps[0][1]
+    name, encoder, columns = prep.transformers_[0]
+    prep.transformers_[0] = (name, encoder, ["".join(c) for c in columns])  # equal column names in new objects
+    joblib.dump(model, other / "model.joblib")
+    record_files(other)
+    assert (other / "model.joblib").read_bytes() != (run / "model.joblib").read_bytes()
+    r = house_prices_cli("reproduce", run, "--against", other)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert re.search(r"fitted parameters\s+ok", r.stdout), r.stdout
+    assert re.search(r"model file\s+note\s+pickle bytes differ although every attribute is equal: pickle memoizes", r.stdout), r.stdout
+    assert "verdict: reproduced, bit-identical" in r.stdout
+
+
+def test_a_changed_coefficient_is_named_and_not_reproduced(store):
+    [run] = list_runs(store)
+    other = copy_run(run)
+    model = joblib.load(run / "model.joblib")
+    prep, lasso = linear_model(model).steps[0][1], linear_model(model).steps[-1][1]
+    numeric = np.char.startswith(prep.get_feature_names_out().astype(str), "numeric__")  # a number every house has
+    j = int(np.argmax(np.where(numeric, np.abs(lasso.coef_), -1)))
+    lasso.coef_[j] *= 1.01
+    joblib.dump(model, other / "model.joblib")
+    m = read_json(run / "manifest.json")  # the changed model's own predictions and metrics, on the run's rows
+    df = load_snapshot(m["data"]["fingerprint"], store / ".snapshots")
+    train, held_out = split(df, test_size=m["split"]["test_size"], seed=m["split"]["seed"])
+    predict_frame(model, held_out).to_csv(other / "predictions.csv", index=False)
+    predict_frame(model, train).to_csv(other / "train_predictions.csv", index=False)
+    p = pd.read_csv(other / "predictions.csv")
+    write_json(other / "metrics.json", metrics(p.SalePrice, p.predicted))
+    write_json(other / "manifest.json", {**read_json(other / "manifest.json"), "metrics": read_json(other / "metrics.json")})
+    record_files(other)
+    r = house_prices_cli("reproduce", run, "--against", other)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert re.search(r"fitted parameters\s+DIFFERS\s+steps\[model\]/regressor_/estimators_\[0\]/steps\[lasso\]\.coef_: "
+                     r"1 of \d+ values differ, largest difference", r.stdout), r.stdout
+    for rows, n in (("held-out", 146), ("training", 1314)):
+        assert re.search(rf"predictions, {rows}\s+DIFFERS\s+\d+ of {n} rows differ, largest relative difference .*beyond 1e-09", r.stdout), r.stdout
+    assert re.search(r"metrics\s+DIFFERS", r.stdout) and "verdict: NOT reproduced" in r.stdout
+
+
+@pytest.mark.parametrize("moved, code, verdict", [(1e-13, 3, "reproduced, numerically equivalent"), (1e-3, 1, "NOT reproduced")])
+def test_predictions_moved_by_a_relative_amount(store, moved, code, verdict):
+    [run] = list_runs(store)
+    other = copy_run(run)
+    for name in ("predictions.csv", "train_predictions.csv"):
+        p = pd.read_csv(other / name)
+        p["predicted"] *= 1 + moved
+        p.to_csv(other / name, index=False)
+    record_files(other)
+    r = house_prices_cli("reproduce", run, "--against", other)
+    assert r.returncode == code, r.stdout + r.stderr
+    assert re.search(rf"predictions, training\s+{'CLOSE' if code == 3 else 'DIFFERS'}\s+1314 of 1314 rows differ, "
+                     rf"largest relative difference {moved:.2g} \(Id \d+: ", r.stdout), r.stdout
+    assert f"verdict: {verdict}" in r.stdout
+    if code == 3:
+        r = house_prices_cli("reproduce", "--strict", run, "--against", other)
+        assert r.returncode == 1 and "verdict: NOT reproduced (--strict accepts only bit-identical" in r.stdout
 
 
 def flip_a_byte(path, offset=1000):
@@ -131,7 +220,8 @@ def test_two_concurrent_jobs_make_two_complete_runs(tmp_path):
     assert len(runs) == 2 and runs[0].name != runs[1].name
     for run in runs:
         Predictor.load(run)  # every file matches its manifest
-    assert runs[0].joinpath("model.joblib").read_bytes() == runs[1].joinpath("model.joblib").read_bytes()
+    r = house_prices_cli("reproduce", runs[0], "--against", runs[1])
+    assert r.returncode == 0 and "verdict: reproduced, bit-identical" in r.stdout, r.stdout
 
 
 def test_report_is_self_contained_html_with_plots(train_job):

@@ -75,7 +75,7 @@ def test_training_from_postgres_reproduced_after_the_table_changed(settings, pos
     for snap in (tmp_path / ".snapshots").iterdir(): snap.unlink()  # and the snapshot is gone: reload with as_of
     r = house_prices_cli("reproduce", "--no-progress", run)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "reloaded" in r.stdout and "as of 2026-04-01T12:00:00" in r.stdout and "verdict: reproduced" in r.stdout
+    assert "reloaded" in r.stdout and "as of 2026-04-01T12:00:00" in r.stdout and "verdict: reproduced, bit-identical" in r.stdout
 
 
 def test_corrupted_training_data_is_reported_and_nothing_is_trained(settings, tmp_path):
@@ -94,3 +94,24 @@ def test_corrupted_training_data_is_reported_and_nothing_is_trained(settings, tm
     r = house_prices_cli("train", "--no-progress", "-p", "runs_dir", tmp_path / "runs", "-p", "data", tmp_path / "bad2.csv")
     assert r.returncode == 1 and "row Id=5" in r.stderr
     assert list_runs(tmp_path / "runs") == [] and not (tmp_path / "runs" / ".snapshots").exists()
+
+
+@pytest.mark.parametrize("kind", ["parquet", "sqlite"])
+def test_training_from_parquet_and_sqlite_gives_the_csv_model_and_reproduces_without_snapshot(settings, tmp_path, kind):
+    runs = tmp_path / "runs"
+    if kind == "parquet":
+        ref = str(tmp_path / "houses.parquet")
+        load("data/house-prices/train.csv", settings.root).sample(frac=1, random_state=3).to_parquet(ref)
+    else:
+        shuffled_table(settings, f"sqlite:///{tmp_path}/h.db", "houses")
+        ref = f"sqlite:///{tmp_path}/h.db?table=houses"
+    for data in (ref, "data/house-prices/train.csv"):
+        r = house_prices_cli("train", "--no-progress", "-p", "runs_dir", runs, "-p", "data", data, *SMALL)
+        assert r.returncode == 0, r.stderr
+    run, from_csv = list_runs(runs)
+    r = house_prices_cli("reproduce", run, "--against", from_csv)  # the same rows from another source: the same model
+    assert r.returncode == 0 and "verdict: reproduced, bit-identical" in r.stdout, r.stdout
+    for snap in (runs / ".snapshots").iterdir(): snap.unlink()  # reload through the source's own path
+    r = house_prices_cli("reproduce", "--no-progress", run)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "reloaded" in r.stdout and "verdict: reproduced, bit-identical" in r.stdout
