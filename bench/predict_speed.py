@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from house_prices.config import get_settings
+from house_prices.core.config import get_settings
 from house_prices.data import FEATURES, read_csv
-from house_prices.predict import Predictor
-from house_prices.runs import list_runs, resolve_run
+from house_prices.core.predict import Predictor
+from house_prices.core.runs import list_runs, resolve_run
 
 BIN = Path(sys.executable).parent
 
@@ -91,7 +91,7 @@ def main():
     a = ap.parse_args()
     s = get_settings()
     if a.run == "latest" and not list_runs(s.runs_dir):
-        from house_prices.job import run_training
+        from house_prices.core.job import run_training
         print("no run yet: training one"); run_training({}, settings=s, progress=False)
     run = resolve_run(a.run, s.runs_dir)
     predictor = Predictor.load(run)
@@ -104,7 +104,7 @@ def main():
     ref = line("reference: pipeline.predict, 1-row DataFrame", timings(lambda: predictor.pipeline.predict(one_row), a.repeat))
     line("Predictor.score, 1 record (checks included)", timings(lambda: predictor.score([record]), a.repeat), ref)
     line("HTTP POST /predict, 1 record, keep-alive", http_latency(run, record, a.repeat), ref)
-    from house_prices.batch import score_file
+    from house_prices.core.batch import score_file
     out = Path(tempfile.mkdtemp()) / "out.csv"
     secs = statistics.median(timings(lambda: score_file(predictor, s.test_csv, out), 5)) / 1000
     print(f"batch in process (score_file, CSV in and out)\n  {'test.csv':<46} {len(test):>9,} rows in {secs:6.2f} s = {len(test) / secs:9,.0f} rows/s")

@@ -5,38 +5,23 @@
 # %% ../nbs/01_data.ipynb #b93d276e
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
+
+from .core import schema as core
+from .core.schema import Column, DataValidationError, Schema
 
 # %% auto #0
 __all__ = ['AREA', 'COUNT', 'YEAR', 'RATING', 'SCHEMA', 'COLUMNS', 'ID', 'TARGET', 'FEATURES', 'NUMERIC', 'CATEGORICAL',
-           'NA_STRINGS', 'FINGERPRINT_VERSION', 'Column', 'DataValidationError', 'to_canonical', 'read_raw_csv',
-           'read_csv', 'fingerprint']
-
-# %% ../nbs/01_data.ipynb #fbfbcbda
-@dataclass(frozen=True)
-class Column:
-    "One declared column of the data set."
-    name: str # Column name as in the CSV header
-    kind: str # "id", "target", "numeric" or "categorical"
-    na: str = "unknown" # What a missing value means: "absent" (the house has none), "unknown" (not recorded) or "required" (never missing)
-    doc: str = "" # Short description (from the Kaggle data description)
-    domain: tuple[float, float] | None = None # For numbers: the declared range [low, high], checked in training data
-
-    @property
-    def dtype(self) -> str: return {"id": "int64", "target": "float64", "numeric": "float64", "categorical": "str"}[self.kind]
+           'to_canonical', 'read_raw_csv', 'read_csv', 'fingerprint']
 
 # %% ../nbs/01_data.ipynb #d728c973
 AREA, COUNT, YEAR, RATING = (0, float("inf")), (0, 50), (1800, 2100), (1, 10)
 
 def _cols(kind, na, names, doc="", domain=None): return [Column(n, kind, na, doc, domain) for n in names.split()]
 
-SCHEMA: tuple[Column, ...] = tuple([
+SCHEMA = Schema(tuple([
     Column("Id", "id", "required", "Row identifier; the canonical row order"),
     *_cols("categorical", "required", "MSSubClass", "Dwelling type (a code, not a quantity)"),
     *_cols("categorical", "unknown", "MSZoning", "Zoning classification"),
@@ -85,47 +70,11 @@ SCHEMA: tuple[Column, ...] = tuple([
     *_cols("categorical", "unknown", "SaleType"),
     *_cols("categorical", "required", "SaleCondition"),
     Column("SalePrice", "target", "required", "Sale price in US dollars", (1, float("inf"))),
-])
+]), fingerprint_version="house-prices-fingerprint-v1")  # the version string this project's fingerprints were first made with
 
-COLUMNS: dict[str, Column] = {c.name: c for c in SCHEMA}
-ID, TARGET = "Id", "SalePrice"
-FEATURES: list[str] = [c.name for c in SCHEMA if c.kind in ("numeric", "categorical")]
-NUMERIC: list[str] = [c for c in FEATURES if COLUMNS[c].kind == "numeric"]
-CATEGORICAL: list[str] = [c for c in FEATURES if COLUMNS[c].kind == "categorical"]
-
-# %% ../nbs/01_data.ipynb #37d43d08
-class DataValidationError(ValueError):
-    "The data does not fit the schema; `.problems` lists each problem as a dict."
-    def __init__(self, problems: list[dict], source: str = "data"):
-        self.problems, self.source = problems, source
-        lines = [f"  - {p['message']}" for p in problems[:20]]
-        if len(problems) > 20: lines.append(f"  ... and {len(problems) - 20} more problems")
-        super().__init__(f"{source} does not fit the declared schema ({len(problems)} problem(s)):\n" + "\n".join(lines))
-
-# %% ../nbs/01_data.ipynb #419d8983
-NA_STRINGS = ["NA", ""] # How a missing value is written in the CSV files
-
-def _row_ids(df: pd.DataFrame, mask) -> list:
-    ids = df.loc[mask, ID] if ID in df.columns else df.index[mask]
-    return ids.tolist()
-
-def _coerce(df: pd.DataFrame, col: Column, problems: list[dict]) -> pd.Series:
-    s = df[col.name]
-    missing = s.isna()
-    if col.kind == "categorical":
-        out = s.astype("str")  # missing values stay missing
-    else:
-        out = pd.to_numeric(s, errors="coerce").astype(col.dtype if col.kind != "id" else "float64")
-        bad = out.isna() & ~missing
-        for i, v in zip(_row_ids(df, bad)[:5], s[bad].tolist()[:5]):
-            problems.append(dict(column=col.name, id=i, value=v, message=f"column {col.name!r}, row Id={i}: {v!r} is not a number"))
-        if bad.sum() > 5:
-            problems.append(dict(column=col.name, id=None, value=None, message=f"column {col.name!r}: {int(bad.sum()) - 5} more values that are not numbers"))
-    if col.na == "required" and missing.any():
-        ids = _row_ids(df, missing)
-        problems.append(dict(column=col.name, id=ids[0], value=None,
-            message=f"column {col.name!r} must not be missing, but is missing in {len(ids)} row(s), Id={ids[:5]}"))
-    return out
+COLUMNS: dict[str, Column] = SCHEMA.by_name
+ID, TARGET = SCHEMA.id, SCHEMA.target
+FEATURES, NUMERIC, CATEGORICAL = SCHEMA.features, SCHEMA.numeric, SCHEMA.categorical
 
 # %% ../nbs/01_data.ipynb #0fe42057
 def to_canonical(
@@ -134,32 +83,8 @@ def to_canonical(
     source: str = "data", # What to call the data in error messages (a file name, say)
     check_domain: bool | None = None, # Check numbers against their declared range; default: for training data (`target=True`)
 ) -> pd.DataFrame:
-    "The canonical frame: declared columns in declared order, declared dtypes, rows sorted by `Id`; raises `DataValidationError`."
-    expected = [c.name for c in SCHEMA if target or c.kind != "target"]
-    problems = []
-    missing = [c for c in expected if c not in df.columns]
-    extra = [c for c in df.columns if c not in COLUMNS]
-    if missing: problems.append(dict(column=None, id=None, value=missing, message=f"missing column(s): {', '.join(missing)}"))
-    if extra: problems.append(dict(column=None, id=None, value=extra, message=f"unexpected column(s): {', '.join(map(str, extra))}"))
-    if problems: raise DataValidationError(problems, source)
-    out = {c: _coerce(df, COLUMNS[c], problems) for c in expected}
-    if target if check_domain is None else check_domain:
-        for c in expected:
-            lo_hi = COLUMNS[c].domain
-            if lo_hi is None: continue
-            v = out[c]
-            bad = (v < lo_hi[0]) | (v > lo_hi[1])
-            for i, x in zip(_row_ids(df, bad.to_numpy())[:5], v[bad].tolist()[:5]):
-                problems.append(dict(column=c, id=i, value=x, message=f"column {c!r}, row Id={i}: {x!r} is outside the declared domain [{lo_hi[0]:g}, {lo_hi[1]:g}]"))
-    ids = out[ID]
-    if ids.notna().all():
-        if (ids != np.floor(ids)).any():
-            problems.append(dict(column=ID, id=None, value=None, message="column 'Id' must hold whole numbers"))
-        dup = [int(i) for i in ids[ids.duplicated()].unique()]
-        if dup: problems.append(dict(column=ID, id=dup[0], value=dup[:5], message=f"column 'Id' must be unique, but these Ids repeat: {dup[:5]}"))
-    if problems: raise DataValidationError(problems, source)
-    out[ID] = ids.astype("int64")
-    return pd.DataFrame(out, index=df.index).sort_values(ID, kind="stable").reset_index(drop=True)
+    "The canonical house-price frame (see `core.schema.to_canonical`); raises `DataValidationError`."
+    return core.to_canonical(df, SCHEMA, target=target, source=source, check_domain=check_domain)
 
 # %% ../nbs/01_data.ipynb #b05b8d79
 def read_raw_csv(
@@ -167,9 +92,7 @@ def read_raw_csv(
     chunksize: int | None = None, # Read in chunks of this many rows (returns an iterator of frames)
 ) -> pd.DataFrame:
     "The values of a CSV file as text, with only `NA` and empty fields read as missing: the input of `to_canonical`."
-    path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"data file not found: {path}")
-    return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=NA_STRINGS, chunksize=chunksize)
+    return core.read_raw_csv(path, chunksize=chunksize, na_strings=SCHEMA.na_strings)
 
 def read_csv(
     path: Path | str, # A CSV file in the Kaggle layout
@@ -179,29 +102,8 @@ def read_csv(
     return to_canonical(read_raw_csv(path), target=target, source=str(path))
 
 # %% ../nbs/01_data.ipynb #aa35f00c
-FINGERPRINT_VERSION = "house-prices-fingerprint-v1"
-
 def fingerprint(
     df: pd.DataFrame, # A canonical frame (see `to_canonical`)
 ) -> str:
-    "sha256 of the canonical content of `df`: independent of file format, row order on disk and library versions."
-    cols = [c for c in df.columns]
-    if unknown := [c for c in cols if c not in COLUMNS]: raise ValueError(f"not a canonical frame: unknown column(s) {unknown}")
-    if ID in df.columns and not df[ID].is_monotonic_increasing: raise ValueError("not a canonical frame: rows are not sorted by Id")
-    h = hashlib.sha256()
-    h.update(json.dumps([FINGERPRINT_VERSION, len(df), [[c, COLUMNS[c].dtype] for c in cols]]).encode())
-    for c in cols:
-        dtype = COLUMNS[c].dtype
-        if dtype == "str":
-            missing = df[c].isna().to_numpy()
-            vals = df[c].to_numpy(dtype=object, na_value="")
-            lengths = np.fromiter((len(v) for v in vals), dtype="<i8", count=len(vals))
-            lengths[missing] = -1
-            h.update(lengths.tobytes()); h.update("".join(vals).encode("utf-8"))
-        else:
-            a = df[c].to_numpy(dtype=dtype).astype("<i8" if dtype == "int64" else "<f8", copy=True)
-            if dtype == "float64":
-                a[np.isnan(a)] = np.nan
-                a[a == 0] = 0.0
-            h.update(a.tobytes())
-    return h.hexdigest()
+    "sha256 of the canonical content of `df` (see `core.schema.fingerprint`)."
+    return core.fingerprint(df, SCHEMA)

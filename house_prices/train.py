@@ -17,11 +17,11 @@ import hashlib
 import os
 from pathlib import Path
 
-from .config import Settings
+from .core.config import Settings
 from .data import COLUMNS, FEATURES, ID, TARGET, fingerprint
-from .manifest import code_version, describe_estimator, feature_names, fitted_digest, random_states, sha256_file
+from .core.manifest import code_version, describe_estimator, feature_names, fitted_digest, random_states, sha256_file
 from .pipeline import build_pipeline
-from .sources import DataRef
+from .core.sources import DataRef
 
 # %% auto #0
 __all__ = ['split', 'fit', 'predict_frame', 'metrics', 'ids_sha256', 'training_manifest']

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from house_prices.config import get_settings
-from house_prices.job import run_training
+from house_prices.core.config import get_settings
+from house_prices.core.job import run_training
 
 BIN = Path(sys.executable).parent
 

@@ -5,10 +5,10 @@ import sys
 
 import pandas as pd
 
-from house_prices.manifest import sha256_file as file_sha256
-from house_prices.job import job_parameters
+from house_prices.core.manifest import sha256_file as file_sha256
+from house_prices.core.job import job_parameters
 from house_prices.pipeline import DEFAULT_PARAMS
-from house_prices.runs import list_runs, read_json, read_predictions
+from house_prices.core.runs import list_runs, read_json, read_predictions
 
 from conftest import house_prices_cli
 
@@ -67,8 +67,8 @@ def test_fresh_process_reproduces_recorded_predictions(train_job, settings):
     code = f"""
 import sys, pandas as pd
 from house_prices.data import read_csv
-from house_prices.predict import Predictor
-from house_prices.runs import read_predictions
+from house_prices.core.predict import Predictor
+from house_prices.core.runs import read_predictions
 recorded = read_predictions({str(run)!r})
 rows = read_csv({str(settings.train_csv)!r})
 rows = rows[rows.Id.isin(recorded.Id)]
@@ -77,7 +77,7 @@ assert got.Id.tolist() == recorded.Id.tolist()
 mismatch = (got.SalePrice.to_numpy() != recorded.predicted.to_numpy()).sum()
 p = Predictor.load({str(run)!r})
 records = rows.astype(object).where(rows.notna(), None).to_dict("records")
-one_by_one = [p.score([r]).prices[0] for r in records]  # one record at a time: the same bits
+one_by_one = [p.score([r]).predictions[0] for r in records]  # one record at a time: the same bits
 mismatch += sum(a != b for a, b in zip(one_by_one, recorded.predicted))
 print(mismatch)
 """

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from house_prices.data import read_raw_csv
-from house_prices.predict import Predictor, check_records, check_rows, known_categories
-from house_prices.runs import read_json
+from house_prices.core.predict import Predictor, check_records, check_rows, known_categories
+from house_prices.core.runs import read_json
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from house_prices.data import read_raw_csv
-from house_prices.runs import read_predictions
+from house_prices.core.runs import read_predictions
 
 from conftest import BIN
 

@@ -3,8 +3,8 @@ import pandas as pd
 import pytest
 
 from house_prices.data import fingerprint
-from house_prices.runs import list_runs, read_json
-from house_prices.sources import ingest, load
+from house_prices.core.runs import list_runs, read_json
+from house_prices.core.sources import ingest, load
 
 from conftest import house_prices_cli
 from pgserver import server_binaries, temporary_postgres
