@@ -9,6 +9,7 @@ __all__ = ['PROJECT']
 from .core.project import Metric, Project
 from .data import SCHEMA
 from .pipeline import DEFAULT_PARAMS, build_pipeline
+from .train import metrics
 
 # %% ../nbs/05_project.ipynb #00d06efe
 PROJECT = Project(
@@ -27,5 +28,6 @@ PROJECT = Project(
     data_file="data/house-prices/train.csv",
     scoring_file="data/house-prices/test.csv",
     build_pipeline=build_pipeline,
+    evaluate=metrics,
     default_params=DEFAULT_PARAMS,
 )

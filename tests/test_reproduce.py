@@ -17,7 +17,8 @@ from house_prices.core.manifest import IntegrityError, VersionMismatchError
 from house_prices.core.predict import Predictor
 from house_prices.core.runs import STAGING, artifacts, list_runs, new_run_id, read_json, run_table, write_json
 from house_prices.core.sources import load_snapshot
-from house_prices.train import metrics, predict_frame, split
+from house_prices.core.train import predict_frame, split
+from house_prices.train import metrics
 
 from conftest import BIN, house_prices_cli
 

@@ -19,7 +19,7 @@ from .runs import MANIFEST, METRICS, read_json, resolve_run, run_table
 
 # %% auto #0
 __all__ = ['COMPARED', 'main', 'train', 'reproduce', 'predict', 'serve', 'data', 'data_fingerprint', 'data_validate',
-           'data_ingest', 'runs', 'runs_list', 'runs_show', 'compare_manifests', 'runs_compare']
+           'data_draft_schema', 'data_ingest', 'runs', 'runs_list', 'runs_show', 'compare_manifests', 'runs_compare']
 
 # %% ../../nbs/core/19_cli.ipynb #e5612239
 _EXPECTED = (DataValidationError, FileNotFoundError, IntegrityError, VersionMismatchError)
@@ -166,6 +166,23 @@ def data_validate(ref, as_of):
         raise SystemExit(1)
     except (*_EXPECTED, ValueError) as e: _fail(e)
     click.echo(f"ok: {len(df)} rows × {df.shape[1]} columns fit the schema")
+
+@data.command("draft-schema")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--id", "id_column", required=True, help="The row identifier column.")
+@click.option("--target", required=True, help="The column to predict.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="JSON file to write.")
+@click.option("--force", is_flag=True, help="Overwrite an existing schema file.")
+def data_draft_schema(file, id_column, target, output, force):
+    "Draft a schema of FILE's columns (kind, missing allowed) as JSON, for you to review."
+    from house_prices.core.schema import draft_schema, read_raw_csv, schema_to_dict
+    if output.exists() and not force: _fail(FileExistsError(f"{output} exists and may hold a reviewed schema: --force to overwrite it"))
+    try: s = draft_schema(read_raw_csv(file), id_column, target)
+    except ValueError as e: _fail(e)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(schema_to_dict(s), indent=1) + "\n")
+    click.echo(f"drafted {output}: {len(s.features)} features, {len(s.numeric)} numeric and {len(s.categorical)} categorical. "
+               "Review it: which missing values mean 'absent' (a category of their own), which numbers are codes, what each column is.")
 
 @data.command("ingest")
 @click.argument("source", metavar="SOURCE")

@@ -45,6 +45,7 @@ class Project:
     data_file: str # The default training data, relative to the project root
     scoring_file: str | None = None # An example file to score (no target), relative to the project root
     build_pipeline: Callable[..., Any] | None = None # params -> an unfitted scikit-learn estimator
+    evaluate: Callable[..., dict] | None = None # (actual, predicted) -> the metrics, by the names in `metrics`
     default_params: dict[str, Any] = field(default_factory=dict) # The pipeline's parameters and their defaults
 
     def __post_init__(self):

@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 
 # %% auto #0
-__all__ = ['Column', 'Schema', 'DataValidationError', 'to_canonical', 'read_raw_csv', 'fingerprint']
+__all__ = ['Column', 'Schema', 'DataValidationError', 'to_canonical', 'read_raw_csv', 'fingerprint', 'schema_to_dict',
+           'schema_from_dict', 'draft_schema']
 
 # %% ../../nbs/core/01_schema.ipynb #7d504028
 @dataclass(frozen=True)
@@ -161,3 +162,40 @@ def fingerprint(
                 a[a == 0] = 0.0
             h.update(a.tobytes())
     return h.hexdigest()
+
+# %% ../../nbs/core/01_schema.ipynb #8b1a0c91
+def schema_to_dict(schema: Schema) -> dict:
+    "The schema as plain JSON data."
+    return dict(columns=[{k: v for k, v in dict(name=c.name, kind=c.kind, na=c.na, doc=c.doc, domain=list(c.domain) if c.domain else None).items()
+                          if v not in ("", None)} for c in schema.columns],
+                na_strings=list(schema.na_strings), fingerprint_version=schema.fingerprint_version)
+
+def schema_from_dict(d: dict) -> Schema:
+    "A schema from `schema_to_dict`'s JSON data."
+    cols = tuple(Column(c["name"], c["kind"], c.get("na", "unknown"), c.get("doc", ""), tuple(c["domain"]) if c.get("domain") else None)
+                 for c in d["columns"])
+    return Schema(cols, tuple(d.get("na_strings", ("NA", ""))), d.get("fingerprint_version", "tabular-fingerprint-v1"))
+
+def draft_schema(
+    raw: pd.DataFrame, # The data file's values as text (see `read_raw_csv`)
+    id_column: str, # The row identifier
+    target: str, # The column to predict
+    max_codes: int = 20, # A whole-number column with at most this many distinct values is drafted as categorical (a code)
+) -> Schema:
+    "A first declaration of `raw`'s columns, to be reviewed by a person."
+    for name in (id_column, target):
+        if name not in raw.columns: raise ValueError(f"column {name!r} is not in the data; its columns are: {', '.join(map(str, raw.columns))}")
+    cols = []
+    for name in raw.columns:
+        s = raw[name]
+        missing = bool(s.isna().any())
+        nums = pd.to_numeric(s.dropna(), errors="coerce")
+        numeric = len(nums) > 0 and not nums.isna().any()
+        if name == id_column: kind = "id"
+        elif name == target: kind = "target" if numeric else "categorical"
+        elif numeric and not ((nums == nums.round()).all() and nums.nunique() <= max_codes): kind = "numeric"
+        else: kind = "categorical"
+        cols.append(Column(str(name), kind, "unknown" if missing else "required"))
+    if cols[[c.name for c in cols].index(target)].kind != "target":
+        raise ValueError(f"target {target!r} is not numeric; classification targets are not supported yet")
+    return Schema(tuple(cols))
