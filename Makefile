@@ -15,7 +15,7 @@ P ?=
 # Options for the service, e.g. `make serve ARGS="--port 9000 --run 20261122T063200Z-7a3d88"`
 ARGS ?=
 
-.PHONY: help install runtime train test test-nbs test-py serve lab export clean-nbs check-sync lock bench clean
+.PHONY: help install runtime train test test-nbs test-py test-template template serve lab export clean-nbs check-sync lock bench clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -49,6 +49,12 @@ test-nbs: $(STAMP)
 
 test-py: $(STAMP)
 	$(BIN)/python -m pytest
+
+test-template: $(STAMP) ## Generate projects from the template (copier) on other data sets; run their make train / make test; copier update
+	$(BIN)/python -m pytest template_tests
+
+template: $(STAMP) ## Regenerate template/'s machinery from nbs/core, tests and locks (run after changing them)
+	$(BIN)/python tools/template.py
 
 serve: $(STAMP) ## Serve the newest run over HTTP on 127.0.0.1:8000 (house-prices serve --help for options)
 	$(BIN)/house-prices serve $(ARGS)

@@ -29,7 +29,7 @@ def code_of(path):
 
 
 def test_there_is_machinery_and_a_project():
-    assert len(CORE) >= 12 and {"data", "features", "pipeline", "project"} <= PROJECT_MODULES
+    assert len(CORE) >= 12 and {"data", "pipeline", "project"} <= PROJECT_MODULES
 
 
 @pytest.mark.parametrize("path", CORE, ids=lambda p: p.name)

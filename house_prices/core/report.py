@@ -21,18 +21,19 @@ def plot_predictions(
     actual, # True values
     predicted, # Predicted values
     title: str = "held-out", # Which rows these are
+    log: bool = True, # Log axes and relative errors (for positive targets), else linear axes and plain errors
 ):
-    "Predicted vs actual and relative error vs actual, side by side; returns the figure."
+    "Predicted vs actual and the error vs actual, side by side; returns the figure."
     import matplotlib.pyplot as plt
     a, p = np.asarray(actual, dtype=float), np.asarray(predicted, dtype=float)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
-    ax1.loglog(a, p, ".", alpha=0.6)
+    (ax1.loglog if log else ax1.plot)(a, p, ".", alpha=0.6)
     lims = [min(a.min(), p.min()), max(a.max(), p.max())]
     ax1.plot(lims, lims, "k--", lw=1)
     ax1.set(xlabel="actual", ylabel="predicted", title=f"{title}: predicted vs actual")
-    ax2.semilogx(a, (p / a - 1) * 100, ".", alpha=0.6)
+    (ax2.semilogx if log else ax2.plot)(a, (p / a - 1) * 100 if log else p - a, ".", alpha=0.6)
     ax2.axhline(0, color="k", lw=1)
-    ax2.set(xlabel="actual", ylabel="error (%)", title=f"{title}: relative error")
+    ax2.set(xlabel="actual", ylabel="error (%)" if log else "error", title=f"{title}: {'relative error' if log else 'error'}")
     fig.tight_layout()
     return fig
 

@@ -1,0 +1,101 @@
+"""Projects generated from the template with `copier copy`, on data sets other than the example's, and a template change
+pulled into an edited project with `copier update`: each generated project's own `make train` and `make test` pass.
+
+Slow (each project builds its own virtual environment from the lock): run by `make test-template`, which .ci/run calls."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+COPIER = Path(sys.executable).parent / "copier"
+
+
+def run(*cmd, cwd, timeout=1200, env=None):
+    r = subprocess.run([str(c) for c in cmd], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                       env={**os.environ, **(env or {}), "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+                            "GIT_COMMITTER_EMAIL": "t@t"})
+    assert r.returncode == 0, f"{' '.join(map(str, cmd))} failed in {cwd}:\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}"
+    return r
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    "A clone of this repository's committed HEAD, so that a test can commit a template change to it."
+    dest = tmp_path_factory.mktemp("template") / "repo"
+    run("git", "clone", "--quiet", ROOT, dest, cwd=ROOT)
+    return dest
+
+
+def diabetes_csv(path: Path) -> Path:
+    "scikit-learn's diabetes data (shipped with scikit-learn, BSD licence) with other names, a text column and gaps."
+    from sklearn.datasets import load_diabetes
+    d = load_diabetes(as_frame=True, scaled=False).frame.rename(columns={"target": "progression"})
+    d.insert(0, "patient", np.arange(101, 101 + len(d)))
+    rng = np.random.default_rng(0)
+    d["clinic"] = rng.choice(["north", "south", "east"], size=len(d))
+    d.loc[rng.choice(len(d), 20, replace=False), "clinic"] = np.nan  # a category with missing values
+    d.loc[rng.choice(len(d), 15, replace=False), "bmi"] = np.nan     # a number with missing values
+    d.to_csv(path, index=False)
+    return path
+
+
+def generate(template: Path, dest: Path, **answers) -> Path:
+    run(COPIER, "copy", "--trust", "--defaults", "--vcs-ref", "HEAD", *[f"--data={k}={v}" for k, v in answers.items()], template, dest, cwd=dest.parent)
+    run("git", "init", "--quiet", cwd=dest)
+    run("git", "add", "-A", cwd=dest)
+    run("git", "commit", "--quiet", "-m", "generated", cwd=dest)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def regression_project(template, tmp_path_factory):
+    base = tmp_path_factory.mktemp("gen")
+    data = diabetes_csv(base / "diabetes.csv")
+    return generate(template, base / "disease-progress", project_name="disease-progress", target="progression",
+                    id_column="patient", data_file=data)
+
+
+def test_regression_project_trains_and_passes_its_tests(regression_project):
+    p = regression_project
+    assert (p / "data/train.csv").is_file() and (p / "README.md").is_file()
+    r = run("make", "train", cwd=p)
+    assert "RMSE" in r.stdout and "held-out rows" in r.stdout, r.stdout
+    schema = json.loads((p / "disease_progress/schema.json").read_text())
+    kinds = {c["name"]: (c["kind"], c["na"]) for c in schema["columns"]}
+    assert kinds["patient"] == ("id", "required") and kinds["progression"][0] == "target"
+    assert kinds["clinic"] == ("categorical", "unknown") and kinds["bmi"] == ("numeric", "unknown")
+    run("make", "test", cwd=p)
+    machinery = "\n".join(f.read_text() for f in (p / "disease_progress/core").glob("*.py"))
+    assert "house" not in machinery.lower() and "price" not in machinery.lower()
+
+
+def test_copier_update_brings_a_machinery_change_into_an_edited_project(template, regression_project):
+    p = regression_project
+    nb = p / "nbs/03_pipeline.ipynb"
+    cells = json.loads(nb.read_text())
+    cells["cells"].append({"cell_type": "markdown", "id": "owner001", "metadata": {}, "source": ["The owner's own note."]})
+    nb.write_text(json.dumps(cells, indent=1, sort_keys=True) + "\n")
+    run("git", "add", "-A", cwd=p)  # the exported package and the reviewed schema are the owner's to commit
+    run("git", "commit", "--quiet", "-m", "the owner edits the pipeline notebook", cwd=p)
+    change = template / "template/nbs/core/10_runs.ipynb.jinja"  # a later improvement of the machinery, upstream
+    text = change.read_text()
+    marker = "A run is referred to by its id"
+    assert marker in text
+    change.write_text(text.replace(marker, "Runs are listed oldest first. " + marker, 1))
+    run("git", "commit", "--quiet", "-am", "machinery: say how runs are ordered", cwd=template)
+    run(COPIER, "update", "--trust", "--defaults", "--vcs-ref", "HEAD", cwd=p)
+    runs_nb = (p / "nbs/core/10_runs.ipynb").read_text()
+    assert "Runs are listed oldest first." in runs_nb
+    assert "The owner's own note." in nb.read_text()  # the project's notebook is the owner's
+    for f in list((p / "nbs").rglob("*.ipynb")):
+        assert "<<<<<<<" not in f.read_text(), f
+        json.loads(f.read_text())  # still valid notebook JSON
+    run("make", "export", cwd=p)
+    run("make", "test", cwd=p)
