@@ -46,6 +46,15 @@ def diabetes_csv(path: Path) -> Path:
     return path
 
 
+def penguins_csv(path: Path) -> Path:
+    "The Palmer penguins (shipped by the palmerpenguins package; the data are CC0): a label, text columns, missing values."
+    from palmerpenguins import load_penguins
+    d = load_penguins()
+    d.insert(0, "penguin", range(1, len(d) + 1))
+    d.to_csv(path, index=False)
+    return path
+
+
 def generate(template: Path, dest: Path, **answers) -> Path:
     run(COPIER, "copy", "--trust", "--defaults", "--vcs-ref", "HEAD", *[f"--data={k}={v}" for k, v in answers.items()], template, dest, cwd=dest.parent)
     run("git", "init", "--quiet", cwd=dest)
@@ -99,3 +108,29 @@ def test_copier_update_brings_a_machinery_change_into_an_edited_project(template
         json.loads(f.read_text())  # still valid notebook JSON
     run("make", "export", cwd=p)
     run("make", "test", cwd=p)
+
+
+@pytest.fixture(scope="module")
+def classification_project(template, tmp_path_factory):
+    base = tmp_path_factory.mktemp("gen")
+    data = penguins_csv(base / "penguins.csv")
+    return generate(template, base / "penguin-species", project_name="penguin-species", task="classification", target="species",
+                    id_column="penguin", data_file=data)
+
+
+def test_classification_project_trains_and_passes_its_tests(classification_project):
+    p = classification_project
+    r = run("make", "train", cwd=p)
+    assert "accuracy" in r.stdout and "log loss" in r.stdout and "ROC AUC" in r.stdout, r.stdout
+    schema = json.loads((p / "penguin_species/schema.json").read_text())
+    kinds = {c["name"]: (c["kind"], c["na"]) for c in schema["columns"]}
+    assert kinds["species"] == ("label", "required") and kinds["sex"] == ("categorical", "unknown")
+    assert kinds["island"] == ("categorical", "required") and kinds["bill_length_mm"] == ("numeric", "unknown")
+    run("make", "test", cwd=p)
+    runs = sorted(d for d in (p / "runs").iterdir() if not d.name.startswith("."))
+    preds = pd.read_csv(runs[0] / "predictions.csv")
+    assert {"p_Adelie", "p_Chinstrap", "p_Gentoo"} <= set(preds.columns)
+    assert np.allclose(preds[["p_Adelie", "p_Chinstrap", "p_Gentoo"]].sum(axis=1), 1.0)
+    r = run(p / ".venv/bin/penguin-species", "predict", p / "data/train.csv", "-o", p / "scored.csv", "--no-progress", cwd=p)
+    scored = pd.read_csv(p / "scored.csv")
+    assert len(scored) == 344 and scored.error.isna().all() and set(scored.species) <= {"Adelie", "Chinstrap", "Gentoo"}

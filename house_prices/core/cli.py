@@ -171,13 +171,15 @@ def data_validate(ref, as_of):
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--id", "id_column", required=True, help="The row identifier column.")
 @click.option("--target", required=True, help="The column to predict.")
+@click.option("--task", type=click.Choice(["regression", "classification"]), default="regression", show_default=True,
+              help="A number to predict (regression) or a class (classification).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="JSON file to write.")
 @click.option("--force", is_flag=True, help="Overwrite an existing schema file.")
-def data_draft_schema(file, id_column, target, output, force):
+def data_draft_schema(file, id_column, target, task, output, force):
     "Draft a schema of FILE's columns (kind, missing allowed) as JSON, for you to review."
     from house_prices.core.schema import draft_schema, read_raw_csv, schema_to_dict
     if output.exists() and not force: _fail(FileExistsError(f"{output} exists and may hold a reviewed schema: --force to overwrite it"))
-    try: s = draft_schema(read_raw_csv(file), id_column, target)
+    try: s = draft_schema(read_raw_csv(file), id_column, target, task=task)
     except ValueError as e: _fail(e)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(schema_to_dict(s), indent=1) + "\n")

@@ -22,6 +22,7 @@ from .project import get_project
 from .schema import DataValidationError, fingerprint
 from .sources import SnapshotError, load, load_snapshot
 import numpy as np
+import pandas as pd
 
 from .manifest import (IntegrityError, FittedDigest, shaping_packages, fitted_digest, fitted_differences,
                                    sha256_file, verify_artifact, version_differences)
@@ -237,7 +238,7 @@ def environment_differences(
 
 # %% ../../nbs/core/13_job.ipynb #cf2dcab6
 def _compare_predictions(name: str, run: Path, other: Path, rows: str, rtol: float) -> Check:
-    "Predictions of two runs on the same rows: bit-identical, within `rtol`, or different."
+    "Predictions of two runs on the same rows: bit-identical, within `rtol`, or different (for a classifier: the classes, then their probabilities)."
     file = PREDICTIONS if rows == "held_out" else TRAIN_PREDICTIONS
     if not (run / file).is_file() or not (other / file).is_file():
         missing = run if not (run / file).is_file() else other
@@ -247,14 +248,23 @@ def _compare_predictions(name: str, run: Path, other: Path, rows: str, rtol: flo
     ids = a.columns[0]
     if len(a) != len(b) or not (a[ids].to_numpy() == b[ids].to_numpy()).all():
         return Check(name, DIFFERS, f"other rows: {len(a)} in the run, {len(b)} in {other.name}")
-    x, y = a["predicted"].to_numpy("float64"), b["predicted"].to_numpy("float64")
-    if x.tobytes() == y.tobytes(): return Check(name, SAME, f"{len(x)} rows, bit-identical")
+    if pd.api.types.is_numeric_dtype(a["predicted"]): cols, what = ["predicted"], "rows"
+    else:  # a classifier: the same class for every row, then every class probability
+        la, lb = a["predicted"].astype(str).to_numpy(), b["predicted"].astype(str).to_numpy()
+        if (la != lb).any():
+            i = int(np.argmax(la != lb))
+            return Check(name, DIFFERS, f"{int((la != lb).sum())} of {len(la)} predicted classes differ "
+                                        f"({ids} {a[ids].iloc[i]}: {la[i]!r} in the run, {lb[i]!r} in {other.name})")
+        cols, what = [c for c in a.columns if c.startswith("p_")], "class probabilities"
+        if cols != [c for c in b.columns if c.startswith("p_")]: return Check(name, DIFFERS, f"other classes in {other.name}")
+    x, y = a[cols].to_numpy("float64").ravel(), b[cols].to_numpy("float64").ravel()
+    if x.tobytes() == y.tobytes(): return Check(name, SAME, f"{len(a)} rows, bit-identical")
     with np.errstate(invalid="ignore"):  # NaN in both is the same prediction; NaN in one only is infinitely far
         rel = np.abs(x - y) / np.maximum(np.maximum(np.abs(x), np.abs(y)), np.finfo("float64").tiny)
     rel = np.where(np.isnan(x) & np.isnan(y), 0.0, np.nan_to_num(rel, nan=np.inf))
     i = int(np.argmax(rel))
-    detail = (f"{int((x != y).sum())} of {len(x)} rows differ, largest relative difference {rel[i]:.2g} "
-              f"({ids} {a[ids].iloc[i]}: {float(x[i])!r} in the run, {float(y[i])!r} in {other.name})")
+    detail = (f"{int((x != y).sum())} of {len(x)} {what} differ, largest relative difference {rel[i]:.2g} "
+              f"({ids} {a[ids].iloc[i // len(cols)]}: {float(x[i])!r} in the run, {float(y[i])!r} in {other.name})")
     return Check(name, CLOSE, detail + f", within {rtol:g}") if rel[i] <= rtol else Check(name, DIFFERS, detail + f", beyond {rtol:g}")
 
 def _fitted(run: Path, m: dict) -> tuple[FittedDigest | None, str]:

@@ -44,8 +44,10 @@ def derive_contract(
         if col.kind == "categorical": f["categories"] = sorted(train[c].dropna().astype(str).unique().tolist())
         else: f["observed_min"], f["observed_max"] = float(train[c].min()), float(train[c].max())
         fields.append(f)
-    return dict(contract_version=CONTRACT_VERSION, id=schema.id, target=schema.target,
-                prediction=prediction or get_project().prediction, fields=fields)
+    out = dict(contract_version=CONTRACT_VERSION, id=schema.id, target=schema.target, task=schema.task,
+               prediction=prediction or get_project().prediction, fields=fields)
+    if schema.task == "classification": out["classes"] = sorted(train[schema.target].dropna().astype(str).unique().tolist())
+    return out
 
 # %% ../../nbs/core/12_predict.ipynb #879824c1
 @dataclass
@@ -274,11 +276,14 @@ class Scored:
     issues: Issues
     id_name: str = "id" # What to call the ids in `frame` (the contract's id column)
     prediction: str = "prediction" # What to call the predictions in `frame` (the contract's prediction name)
+    probabilities: np.ndarray | None = None # Classification: one probability per class and row (NaN where refused)
+    classes: list[str] | None = None # Classification: the classes, in the order of `probabilities`' columns
 
     def frame(self) -> pd.DataFrame:
-        "One row per input row: the id (when given), the prediction, error, warnings."
+        "One row per input row: the id (when given), the prediction, for a classifier `p_<class>` per class, error, warnings."
         n = len(self.predictions)
         out = pd.DataFrame({self.prediction: self.predictions})
+        for j, c in enumerate(self.classes or []): out[f"p_{c}"] = self.probabilities[:, j]
         if self.ids is not None: out.insert(0, self.id_name, pd.array(self.ids, dtype="Int64") if np.isnan(self.ids).any() else self.ids.astype("int64"))
         for level, col in (("error", "error"), ("warning", "warnings")):
             sel = self.issues.level == level
@@ -298,8 +303,12 @@ class Predictor:
         self.features = [f["name"] for f in contract["fields"]]
         self._names = dict(id_name=contract["id"], prediction=contract.get("prediction") or contract["target"])
         self._known = known_categories(contract)
+        self.classes = [str(c) for c in pipeline.classes_] if contract.get("task") == "classification" else None
+        if self.classes is not None and self.classes != contract.get("classes"):
+            raise VersionMismatchError(f"the model's classes {self.classes} are not the contract's {contract.get('classes')}")
         self._fast = None
-        if fast:
+        if fast and self.classes is not None: log.info("no compiled fast path for a classifier: scikit-learn predicts")
+        elif fast:
             try: self._fast = compile_pipeline(pipeline)
             except NotCompilable as e: log.info("no compiled fast path for this pipeline (%s): using scikit-learn", e)
 
@@ -328,10 +337,16 @@ class Predictor:
         self = cls(joblib.load(verify_artifact(run_dir, MODEL, manifest)), contract, manifest)
         if verify:
             held_out = read_raw_csv(verify_artifact(run_dir, HELD_OUT, manifest), na_strings=get_project().schema.na_strings)
-            recorded = pd.read_csv(verify_artifact(run_dir, PREDICTIONS, manifest))["predicted"].to_numpy()
+            table = pd.read_csv(verify_artifact(run_dir, PREDICTIONS, manifest))
+            recorded = table["predicted"].to_numpy()
             canon, ok, _ = check_rows(held_out, contract, known=self._known)
             got = self.pipeline.predict(canon[self.features])
-            if differ := int((got != recorded).sum()):
+            differ = int((got != recorded).sum())
+            if self.classes is not None:  # labels as text, and every class probability to the bit
+                differ = int((got.astype(str) != recorded.astype(str)).sum())
+                proba = self.pipeline.predict_proba(canon[self.features])
+                differ += int((proba != table[[f"p_{c}" for c in self.classes]].to_numpy()).any(axis=1).sum())
+            if differ:
                 refuse(f"this environment does not reproduce run {run_dir.name}: {differ} of {len(got)} held-out predictions differ")
             if self._fast is not None:
                 cols = frame_columns(canon[self.features])
@@ -353,22 +368,34 @@ class Predictor:
         few = not isinstance(data, pd.DataFrame) and len(data) <= SMALL_BATCH and all(isinstance(r, dict) for r in data)
         if few:  # a few records: checked value by value, predicted by the compiled path when there is one
             cols, ids, ok, issues = _check_records(data, self.contract, known=self._known)
-            predictions = np.full(len(ok), np.nan)
+            predictions, proba = self._empty(len(ok))
             if ok.any():
                 if self._fast is not None:
                     predictions[ok] = self._fast({k: v[ok] for k, v in cols.items()}, int(ok.sum()))
                 else:
                     rows = pd.DataFrame({k: (pd.array(v[ok], dtype="str") if v.dtype == object else v[ok]) for k, v in cols.items()})
-                    predictions[ok] = self.pipeline.predict(rows[self.features])
-            return Scored(predictions, ok, ids, issues, **self._names)
+                    self._predict_into(rows[self.features], ok, predictions, proba)
+            return Scored(predictions, ok, ids, issues, probabilities=proba, classes=self.classes, **self._names)
         frame = data if isinstance(data, pd.DataFrame) else pd.DataFrame.from_records(list(data)) if len(data) else pd.DataFrame()
         canon, ok, issues = check_rows(frame, self.contract, known=self._known)
-        predictions = np.full(len(canon), np.nan)
+        predictions, proba = self._empty(len(canon))
         if ok.any():
             rows = canon.loc[ok, self.features] if not ok.all() else canon[self.features]
-            predictions[ok] = self._fast(frame_columns(rows), len(rows)) if self._fast is not None else self.pipeline.predict(rows)
+            if self._fast is not None: predictions[ok] = self._fast(frame_columns(rows), len(rows))
+            else: self._predict_into(rows, ok, predictions, proba)
         ID = self.contract["id"]
-        return Scored(predictions, ok, canon[ID].to_numpy() if ID in canon.columns else None, issues, **self._names)
+        return Scored(predictions, ok, canon[ID].to_numpy() if ID in canon.columns else None, issues,
+                      probabilities=proba, classes=self.classes, **self._names)
+
+    def _empty(self, n: int) -> tuple[np.ndarray, np.ndarray | None]:
+        "Prediction arrays for `n` rows before any is predicted: NaN numbers, or no label and NaN probabilities."
+        if self.classes is None: return np.full(n, np.nan), None
+        return np.full(n, None, dtype=object), np.full((n, len(self.classes)), np.nan)
+
+    def _predict_into(self, rows: pd.DataFrame, ok: np.ndarray, predictions: np.ndarray, proba: np.ndarray | None):
+        "Predict `rows` (the rows of `ok`) with scikit-learn, into `predictions` (and `proba` for a classifier)."
+        predictions[ok] = self.pipeline.predict(rows)
+        if proba is not None: proba[ok] = self.pipeline.predict_proba(rows)
 
     def predict(
         self,

@@ -51,6 +51,9 @@ class Project:
     def __post_init__(self):
         if self.task not in TASKS: raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
         if self.schema.target is None: raise ValueError("the project's schema declares no target column")
+        if self.schema.task != self.task:
+            raise ValueError(f"a {self.task} project needs a {'label' if self.task == 'classification' else 'numeric target'} column, "
+                             f"but {self.schema.target!r} is declared as a {'label' if self.schema.task == 'classification' else 'numeric target'}")
         if not self.metrics: raise ValueError("the project declares no metrics")
 
     @property

@@ -23,13 +23,13 @@ __all__ = ['Column', 'Schema', 'DataValidationError', 'to_canonical', 'read_raw_
 class Column:
     "One declared column of a data set."
     name: str # Column name as in the data
-    kind: str # "id", "target", "numeric" or "categorical"
+    kind: str # "id", "target" (a number to predict), "label" (a class to predict), "numeric" or "categorical"
     na: str = "unknown" # What a missing value means: "absent" (the thing does not exist), "unknown" (not recorded) or "required" (never missing)
     doc: str = "" # Short description
     domain: tuple[float, float] | None = None # For numbers: the declared range [low, high], checked in training data
 
     @property
-    def dtype(self) -> str: return {"id": "int64", "target": "float64", "numeric": "float64", "categorical": "str"}[self.kind]
+    def dtype(self) -> str: return {"id": "int64", "target": "float64", "label": "str", "numeric": "float64", "categorical": "str"}[self.kind]
 
 # %% ../../nbs/core/01_schema.ipynb #83aad963
 @dataclass(frozen=True)
@@ -41,16 +41,21 @@ class Schema:
 
     def __post_init__(self):
         kinds = [c.kind for c in self.columns]
-        if kinds.count("id") != 1 or kinds.count("target") > 1:
-            raise ValueError(f"a schema needs exactly one id column and at most one target, got {kinds.count('id')} and {kinds.count('target')}")
-        if bad := sorted({k for k in kinds} - {"id", "target", "numeric", "categorical"}): raise ValueError(f"unknown column kind(s): {bad}")
+        targets = kinds.count("target") + kinds.count("label")
+        if kinds.count("id") != 1 or targets > 1:
+            raise ValueError(f"a schema needs exactly one id column and at most one target or label, got {kinds.count('id')} and {targets}")
+        if bad := sorted({k for k in kinds} - {"id", "target", "label", "numeric", "categorical"}): raise ValueError(f"unknown column kind(s): {bad}")
 
     @cached_property
     def by_name(self) -> dict[str, Column]: return {c.name: c for c in self.columns}
     @property
     def id(self) -> str: return next(c.name for c in self.columns if c.kind == "id")
     @property
-    def target(self) -> str | None: return next((c.name for c in self.columns if c.kind == "target"), None)
+    def target(self) -> str | None: return next((c.name for c in self.columns if c.kind in ("target", "label")), None) # What to predict
+    @property
+    def task(self) -> str | None: # "regression" for a numeric target, "classification" for a label
+        kind = next((c.kind for c in self.columns if c.kind in ("target", "label")), None)
+        return {"target": "regression", "label": "classification"}.get(kind)
     @property
     def features(self) -> list[str]: return [c.name for c in self.columns if c.kind in ("numeric", "categorical")]
     @property
@@ -75,7 +80,7 @@ def _row_ids(df: pd.DataFrame, mask, id_col: str) -> list:
 def _coerce(df: pd.DataFrame, col: Column, problems: list[dict], id_col: str) -> pd.Series:
     s = df[col.name]
     missing = s.isna()
-    if col.kind == "categorical":
+    if col.kind in ("categorical", "label"):
         out = s.astype("str")  # missing values stay missing
     else:
         out = pd.to_numeric(s, errors="coerce").astype(col.dtype if col.kind != "id" else "float64")
@@ -99,7 +104,7 @@ def to_canonical(
 ) -> pd.DataFrame:
     "The canonical frame: declared columns in declared order, declared dtypes, rows sorted by the id; raises `DataValidationError`."
     ID = schema.id
-    expected = [c.name for c in schema.columns if target or c.kind != "target"]
+    expected = [c.name for c in schema.columns if target or c.kind not in ("target", "label")]
     problems = []
     missing = [c for c in expected if c not in df.columns]
     extra = [c for c in df.columns if c not in schema.by_name]
@@ -180,6 +185,7 @@ def draft_schema(
     raw: pd.DataFrame, # The data file's values as text (see `read_raw_csv`)
     id_column: str, # The row identifier
     target: str, # The column to predict
+    task: str = "regression", # "regression" (the target is a number) or "classification" (a label)
     max_codes: int = 20, # A whole-number column with at most this many distinct values is drafted as categorical (a code)
 ) -> Schema:
     "A first declaration of `raw`'s columns, to be reviewed by a person."
@@ -192,10 +198,10 @@ def draft_schema(
         nums = pd.to_numeric(s.dropna(), errors="coerce")
         numeric = len(nums) > 0 and not nums.isna().any()
         if name == id_column: kind = "id"
-        elif name == target: kind = "target" if numeric else "categorical"
+        elif name == target: kind = "label" if task == "classification" else "target" if numeric else "categorical"
         elif numeric and not ((nums == nums.round()).all() and nums.nunique() <= max_codes): kind = "numeric"
         else: kind = "categorical"
         cols.append(Column(str(name), kind, "unknown" if missing else "required"))
-    if cols[[c.name for c in cols].index(target)].kind != "target":
-        raise ValueError(f"target {target!r} is not numeric; classification targets are not supported yet")
+    if cols[[c.name for c in cols].index(target)].kind == "categorical":
+        raise ValueError(f"target {target!r} is not numeric: a regression needs a numeric target (is this a classification task?)")
     return Schema(tuple(cols))

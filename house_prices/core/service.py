@@ -46,10 +46,14 @@ def service_models(
         value=(str | None, Field(None, description="The value received (repr), when relevant")),
         msg=(str, Field(description="What is wrong, or what was done about it")),
         type=(str, Field("value_error", description="'value_error' (record refused) or 'warning' (record scored)")))
+    classes = contract.get("classes") if contract.get("task") == "classification" else None
+    probabilities = {f"proba_{j}": (float, Field(alias=f"p_{c}", description=f"Probability that {pred} is {c!r}"))
+                     for j, c in enumerate(classes or [])}
     Prediction = create_model("Prediction", __config__=cfg, __doc__="The prediction for one record.",
         record=(int, Field(description="Index of the record in the request")),
         record_id=record_id,
-        prediction=(float, Field(alias=pred, description=f"The predicted {pred}")),
+        prediction=(str if classes else float, Field(alias=pred, description=f"The predicted {pred}" + (f", one of {classes}" if classes else ""))),
+        **probabilities,
         warnings=(list[Issue], Field(default_factory=list, description="Values that were imputed, unseen categories, ignored fields")))
     PredictResponse = create_model("PredictResponse", __config__=cfg, __doc__="Predictions for every record of the request, in request order.",
         run_id=(str, ...), predictions=(list[Prediction], ...))
@@ -200,7 +204,8 @@ def create_app(
             errors = _issues(scored, "error", Issue)
             return JSONResponse({"detail": [i.model_dump() for r in sorted(errors) for i in errors[r]]}, status_code=422)
         warnings = _issues(scored, "warning", Issue)
-        preds = [M.Prediction(record=i, record_id=_id(scored, i), prediction=float(p),
+        proba = lambda i: {f"proba_{j}": float(x) for j, x in enumerate(scored.probabilities[i])} if scored.classes else {}
+        preds = [M.Prediction(record=i, record_id=_id(scored, i), prediction=str(p) if scored.classes else float(p), **proba(i),
                                  warnings=warnings.get(i, [])) for i, p in enumerate(scored.predictions)]
         return M.PredictResponse(run_id=request.app.state.predictor.run_id, predictions=preds)
 

@@ -52,10 +52,14 @@ def predict_frame(
     df: pd.DataFrame, # Canonical rows; the target is kept if present
     project: Project | None = None, # Defaults to the registered project
 ) -> pd.DataFrame:
-    "The id, the actual value when known, and the prediction (`predicted`), one row per input row."
-    s = (project or get_project()).schema
+    "The id, the actual value when known, the prediction (`predicted`) and, for a classifier, one probability per class (`p_<class>`)."
+    p = project or get_project()
+    s = p.schema
     out = df[[s.id] + ([s.target] if s.target in df.columns else [])].copy()
     out["predicted"] = pipeline.predict(df[s.features])
+    if p.task == "classification":
+        proba = pipeline.predict_proba(df[s.features])
+        for j, c in enumerate(pipeline.classes_): out[f"p_{c}"] = proba[:, j]
     return out
 
 # %% ../../nbs/core/03_train.ipynb #3d042253
