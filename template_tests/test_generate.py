@@ -134,3 +134,21 @@ def test_classification_project_trains_and_passes_its_tests(classification_proje
     r = run(p / ".venv/bin/penguin-species", "predict", p / "data/train.csv", "-o", p / "scored.csv", "--no-progress", cwd=p)
     scored = pd.read_csv(p / "scored.csv")
     assert len(scored) == 344 and scored.error.isna().all() and set(scored.species) <= {"Adelie", "Chinstrap", "Gentoo"}
+
+
+def test_a_conflict_in_a_notebook_leaves_valid_notebook_json(template, regression_project):
+    "The owner edited a machinery notebook (which they should not), the template changed the same line: a conflict."
+    p = regression_project
+    owned = p / "nbs/core/10_runs.ipynb"
+    owned.write_text(owned.read_text().replace("Runs are listed oldest first.", "OWNER: runs come oldest first."))
+    run("git", "add", "-A", cwd=p)
+    run("git", "commit", "--quiet", "-m", "the owner edits a machinery notebook", cwd=p)
+    upstream = template / "template/nbs/core/10_runs.ipynb.jinja"
+    upstream.write_text(upstream.read_text().replace("Runs are listed oldest first.", "TEMPLATE: runs are listed by start time."))
+    run("git", "commit", "--quiet", "-am", "machinery: reword", cwd=template)
+    r = run(COPIER, "update", "--trust", "--defaults", "--vcs-ref", "HEAD", cwd=p)
+    assert "conflict in nbs/core/10_runs.ipynb: both versions are kept" in r.stdout + r.stderr, r.stdout + r.stderr
+    nb = json.loads(owned.read_text())  # valid notebook JSON again
+    sources = ["".join(c["source"]) for c in nb["cells"]]
+    assert any("OWNER: runs come oldest first." in s for s in sources) and any("TEMPLATE: runs are listed by start time." in s for s in sources)
+    assert any(s.startswith("`<<<<<<<") for s in sources) and any(s.startswith("`>>>>>>>") for s in sources)
