@@ -1,8 +1,8 @@
-"""After `copier update`: turn every notebook with git-style conflict markers back into valid notebook JSON.
+"""Turn every notebook with git-style conflict markers (from `copier update`) back into valid notebook JSON: `make export` runs it.
 
 A conflict inside a notebook's JSON breaks the file for Jupyter, nbdev and papermill. nbdev's merge tool (`nbdev-fix`)
 rebuilds a valid notebook that keeps both versions of the conflicting cells between marker cells; its marker pattern
-wants a one-word label, so copier's labels ("before updating") are joined with a dash first. Run by copier's task.
+wants a one-word label, so copier's labels ("before updating") are joined with a dash first.
 """
 import re
 import subprocess
