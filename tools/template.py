@@ -1,10 +1,10 @@
 """Render the copier template's generated part from this repository, or check that it is in sync.
 
-The repository is the template's one hand-edited source of the machinery: `nbs/core/*.ipynb`, the machinery tests and the
-locks are copied into `template/` with the example's package and project names replaced by copier variables. The
-project part of the template (`template/nbs/0*.ipynb.jinja`, its job notebook, README, Makefile, pyproject.toml, tests
-of the project) is hand-written in `template/` itself, since a new project starts from a generic skeleton, not from the
-house-price example.
+The repository is the template's one hand-edited source of the machinery: `nbs/core/*.ipynb`, the machinery tests, the
+locks and `pyproject.toml` are copied into `template/` with the example's package and project names replaced by copier
+variables. The project part of the template (`template/nbs/0*.ipynb.jinja`, its job notebook, README, Makefile, tests
+of the project, tools) is hand-written in `template/` itself, since a new project starts from a generic skeleton, not
+from the house-price example.
 
     python tools/template.py          # write the generated files into template/
     python tools/template.py --check  # exit 1, listing the files that differ (a test runs this)
