@@ -27,7 +27,7 @@ def test_records(test_frame):
 
 def test_contract_is_stored_with_the_run(train_job, predictor):
     contract = read_json(train_job() / "contract.json")
-    assert contract == predictor.contract
+    assert contract == predictor.contract.to_json()  # contract.json is the typed contract, as JSON
     f = {x["name"]: x for x in contract["fields"]}
     assert f["Neighborhood"]["required"] and len(f["Neighborhood"]["categories"]) == 25
     assert f["PoolQC"]["na"] == "absent" and f["LotFrontage"]["na"] == "unknown"

@@ -10,7 +10,9 @@ import numbers
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Literal
+
+from pydantic import BaseModel, ConfigDict
 
 import joblib
 import numpy as np
@@ -25,29 +27,64 @@ from .runs import CONTRACT, HELD_OUT, MANIFEST, MODEL, PREDICTIONS, read_json
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'CONTRACT_VERSION', 'NUMBER_RE', 'SMALL_BATCH', 'derive_contract', 'Issues', 'known_categories', 'check_rows',
-           'check_records', 'Scored', 'Predictor']
+__all__ = ['log', 'CONTRACT_VERSION', 'NUMBER_RE', 'SMALL_BATCH', 'ContractField', 'Contract', 'derive_contract', 'Issues',
+           'known_categories', 'check_rows', 'check_records', 'Scored', 'Predictor']
 
 # %% ../../nbs/core/12_predict.ipynb #7f84a48d
 CONTRACT_VERSION = 1
+
+class ContractField(BaseModel):
+    "One column the model reads: its kind, what a missing value means, and what training saw."
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    name: str # Column name
+    kind: Literal["numeric", "categorical"] # How it is read
+    na: Literal["required", "unknown", "absent"] # What a missing value means (see `core.schema.Column`)
+    required: bool # Whether a missing value refuses the row
+    doc: str = "" # What the column is
+    categories: list[str] | None = None # Categorical: the categories seen in training
+    observed_min: float | None = None # Numeric: the smallest value seen in training
+    observed_max: float | None = None # Numeric: the largest value seen in training
+
+class Contract(BaseModel):
+    "The input contract of a model: what it reads, what it predicts, under which names (`contract.json` of a run)."
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    contract_version: int = CONTRACT_VERSION
+    id: str # The id column, echoed in outputs
+    target: str # The column the model was trained to predict
+    task: Literal["regression", "classification"] = "regression"
+    prediction: str | None = None # Name of the prediction in outputs (the target's, when not given)
+    classes: list[str] | None = None # Classification: the classes, in the model's order
+    fields: list[ContractField] # The columns the model reads, in order
+
+    @property
+    def prediction_name(self) -> str: return self.prediction or self.target
+
+    @classmethod
+    def of(cls, contract: "Contract | dict") -> "Contract":
+        "`contract` itself, or the contract a JSON dict (such as a run's `contract.json`) describes."
+        return contract if isinstance(contract, cls) else cls.model_validate(contract)
+
+    def to_json(self) -> dict[str, Any]:
+        "The contract as JSON data (what `contract.json` holds)."
+        return self.model_dump(mode="json", exclude_none=True)
 
 def derive_contract(
     train: pd.DataFrame, # The canonical training rows
     schema: Schema | None = None, # Their schema; defaults to the project's
     prediction: str | None = None, # Name of the prediction in outputs; defaults to the project's
-) -> dict[str, Any]:
+) -> Contract:
     "The input contract of a model trained on `train`: per column, its kind, missing-value rule and seen categories."
-    schema, fields = schema or get_project().schema, []
+    schema = schema or get_project().schema
+    fields = []
     for c in schema.features:
         col = schema.by_name[c]
-        f = dict(name=c, kind=col.kind, na=col.na, required=col.na == "required", doc=col.doc)
-        if col.kind == "categorical": f["categories"] = sorted(train[c].dropna().astype(str).unique().tolist())
-        else: f["observed_min"], f["observed_max"] = float(train[c].min()), float(train[c].max())
-        fields.append(f)
-    out = dict(contract_version=CONTRACT_VERSION, id=schema.id, target=schema.target, task=schema.task,
-               prediction=prediction or get_project().prediction, fields=fields)
-    if schema.task == "classification": out["classes"] = sorted(train[schema.target].dropna().astype(str).unique().tolist())
-    return out
+        seen = (dict(categories=sorted(train[c].dropna().astype(str).unique().tolist())) if col.kind == "categorical" else
+                dict(observed_min=float(train[c].min()), observed_max=float(train[c].max())))
+        fields.append(ContractField(name=c, kind=col.kind, na=col.na, required=col.na == "required", doc=col.doc, **seen))
+    classes = sorted(train[schema.target].dropna().astype(str).unique().tolist()) if schema.task == "classification" else None
+    return Contract(id=schema.id, target=schema.target, task=schema.task, prediction=prediction or get_project().prediction,
+                    classes=classes, fields=fields)
+
 
 # %% ../../nbs/core/12_predict.ipynb #879824c1
 @dataclass
@@ -102,10 +139,10 @@ def _check_numeric(s, f, parts):
     if t is not None:
         is_bool = t.map(lambda k: issubclass(k, (bool, np.bool_))).to_numpy(dtype=bool)
         bad_type = ~t.map(lambda k: issubclass(k, (*_NUMBER_TYPES, str, type(None)))).to_numpy(dtype=bool) | is_bool
-        _issue(parts, bad_type, s, f["name"], lambda v: f"expected a number, got {type(v).__name__}", "error")
+        _issue(parts, bad_type, s, f.name, lambda v: f"expected a number, got {type(v).__name__}", "error")
         s = s.where(~bad_type, None)
     elif pd.api.types.is_bool_dtype(s.dtype):
-        _issue(parts, np.ones(len(s), bool), s, f["name"], "expected a number, got a boolean", "error")
+        _issue(parts, np.ones(len(s), bool), s, f.name, "expected a number, got a boolean", "error")
         return np.full(len(s), np.nan), np.ones(len(s), bool)
     missing = _missing(s)
     if t is not None or pd.api.types.is_string_dtype(s.dtype):
@@ -115,18 +152,18 @@ def _check_numeric(s, f, parts):
     vals = pd.to_numeric(s.where(~missing, None), errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
     not_number = np.isnan(vals) & ~missing
     if t is not None: not_number &= ~bad_type
-    _issue(parts, not_number, orig, f["name"], "expected a number", "error")
+    _issue(parts, not_number, orig, f.name, "expected a number", "error")
     inf = np.isinf(vals)
-    _issue(parts, inf, orig, f["name"], "expected a finite number", "error")
+    _issue(parts, inf, orig, f.name, "expected a finite number", "error")
     bad = not_number | inf | (bad_type if t is not None else False)
     return vals, bad | _check_missing(missing & ~bad, s, f, parts)
 
 def _check_missing(missing, s, f, parts):
-    if f["na"] == "required":
-        _issue(parts, missing, s, f["name"], "is missing, but this column must have a value", "error", show_value=False)
+    if f.na == "required":
+        _issue(parts, missing, s, f.name, "is missing, but this column must have a value", "error", show_value=False)
         return missing
-    if f["na"] == "unknown":
-        _issue(parts, missing, s, f["name"], "is missing: imputed from the training data", "warning", show_value=False)
+    if f.na == "unknown":
+        _issue(parts, missing, s, f.name, "is missing: imputed from the training data", "warning", show_value=False)
     return np.zeros(len(s), bool)
 
 def _as_category(v):
@@ -140,7 +177,7 @@ def _check_categorical(s, f, parts, known):
         if not t.map(lambda k: k is str).all():
             conv = s.map(lambda v: v if v is None or (isinstance(v, float) and np.isnan(v)) else _as_category(v))
             bad_type = (conv.isna() & ~s.isna()).to_numpy(dtype=bool)
-            _issue(parts, bad_type, s, f["name"], lambda v: f"expected a string, got {type(v).__name__}", "error")
+            _issue(parts, bad_type, s, f.name, lambda v: f"expected a string, got {type(v).__name__}", "error")
             s = conv
         else: bad_type = np.zeros(len(s), bool)
     else:
@@ -150,49 +187,50 @@ def _check_categorical(s, f, parts, known):
     missing = _missing(s) & ~bad_type
     bad = bad_type | _check_missing(missing, s, f, parts)
     unseen = ~s.isin(known).to_numpy(dtype=bool) & ~missing & ~bad_type
-    _issue(parts, unseen, s, f["name"], lambda v: f"category {v!r} was not seen in training: scored as an unknown/infrequent category", "warning")
+    _issue(parts, unseen, s, f.name, lambda v: f"category {v!r} was not seen in training: scored as an unknown/infrequent category", "warning")
     vals = s.astype(object).where(~missing & ~bad_type, np.nan)
     return vals, bad
 
 # %% ../../nbs/core/12_predict.ipynb #b6993760
-def known_categories(contract: dict[str, Any]) -> dict[str, frozenset]:
+def known_categories(contract: Contract) -> dict[str, frozenset]:
     "Column -> the categories seen in training, as sets for fast membership tests."
-    return {f["name"]: frozenset(f["categories"]) for f in contract["fields"] if f["kind"] == "categorical"}
+    return {f.name: frozenset(f.categories) for f in contract.fields if f.kind == "categorical"}
 
 def check_rows(
     columns: pd.DataFrame, # The batch: one column per field (missing columns count as missing values)
-    contract: dict[str, Any], # The input contract (see `derive_contract`)
+    contract: Contract | dict, # The input contract (see `derive_contract`)
     ignore: Iterable[str] | None = None, # Columns that may be present and are not fields; default: the target (in a labelled file)
     known: dict[str, frozenset] | None = None, # Seen categories per column, as built by `known_categories` (cached by `Predictor`)
 ) -> tuple[pd.DataFrame, np.ndarray, Issues]:
     "(canonical frame of all rows, mask of rows that can be scored, issues) for a batch."
+    contract = Contract.of(contract)
     known = known or known_categories(contract)
-    ignore = (contract.get("target"),) if ignore is None else ignore
+    ignore = (contract.target,) if ignore is None else ignore
     n, parts, out = len(columns), [], {}
     ok = np.ones(n, bool)
-    for f in contract["fields"]:
-        name = f["name"]
+    for f in contract.fields:
+        name = f.name
         s = columns[name] if name in columns.columns else pd.Series([None] * n, index=columns.index, dtype=object)
         s = s.reset_index(drop=True)
-        if f["kind"] == "numeric": vals, bad = _check_numeric(s, f, parts)
+        if f.kind == "numeric": vals, bad = _check_numeric(s, f, parts)
         else: vals, bad = _check_categorical(s, f, parts, known[name])
         out[name], ok = vals, ok & ~bad
     ids = None
-    if contract["id"] in columns.columns:
-        s = columns[contract["id"]].reset_index(drop=True)
+    if contract.id in columns.columns:
+        s = columns[contract.id].reset_index(drop=True)
         vals = pd.to_numeric(s.where(~_missing(s) & ~s.map(lambda v: isinstance(v, (bool, np.bool_))), None) if s.dtype == object else s,
                              errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
         bad = ~np.isfinite(vals) | (vals != np.floor(vals))
-        _issue(parts, bad & ~_missing(s), s, contract["id"], "expected a whole number", "error")
+        _issue(parts, bad & ~_missing(s), s, contract.id, "expected a whole number", "error")
         ok &= ~(bad & ~_missing(s))
         ids = vals
-    names = {f["name"] for f in contract["fields"]} | {contract["id"], *ignore}
+    names = {f.name for f in contract.fields} | {contract.id, *ignore}
     for extra in [c for c in columns.columns if c not in names]:
         present = ~_missing(columns[extra].reset_index(drop=True))
         _issue(parts, present, columns[extra].reset_index(drop=True), str(extra), "is not a field of the model: ignored", "warning", show_value=False)
-    frame = pd.DataFrame({name: (pd.array(out[name], dtype="str") if f["kind"] == "categorical" else out[name])
-                          for f in contract["fields"] for name in [f["name"]]})
-    if ids is not None: frame.insert(0, contract["id"], ids)
+    frame = pd.DataFrame({name: (pd.array(out[name], dtype="str") if f.kind == "categorical" else out[name])
+                          for f in contract.fields for name in [f.name]})
+    if ids is not None: frame.insert(0, contract.id, ids)
     return frame, ok, Issues.collect(parts)
 
 # %% ../../nbs/core/12_predict.ipynb #a7a95e9d
@@ -218,38 +256,39 @@ _MISSING_MSG = {"required": ("error", "is missing, but this column must have a v
 
 def check_records(
     records: list[dict], # Records: dicts from field name to value
-    contract: dict[str, Any], # The input contract (see `derive_contract`)
+    contract: Contract | dict, # The input contract (see `derive_contract`)
     ignore: Iterable[str] | None = None, # Fields that may be present and are not model fields; default: the target
     known: dict[str, frozenset] | None = None, # Seen categories per column (see `known_categories`)
 ) -> tuple[pd.DataFrame, np.ndarray, Issues]:
     "The same as `check_rows`, value by value: faster for a few records."
+    contract = Contract.of(contract)
     cols, ids, ok, issues = _check_records(records, contract, ignore, known)
-    frame = pd.DataFrame({f["name"]: (pd.array(cols[f["name"]], dtype="str") if f["kind"] == "categorical" else cols[f["name"]])
-                          for f in contract["fields"]})
-    if ids is not None: frame.insert(0, contract["id"], ids)
+    frame = pd.DataFrame({f.name: (pd.array(cols[f.name], dtype="str") if f.kind == "categorical" else cols[f.name])
+                          for f in contract.fields})
+    if ids is not None: frame.insert(0, contract.id, ids)
     return frame, ok, issues
 
 def _check_records(records, contract, ignore=None, known=None):
     "(columns as arrays, ids or None, mask of rows that can be scored, issues)."
     known = known or known_categories(contract)
-    ignore = (contract.get("target"),) if ignore is None else ignore
-    n, fields, idf = len(records), contract["fields"], contract["id"]
-    cols = {f["name"]: [None] * n for f in fields}
+    ignore = (contract.target,) if ignore is None else ignore
+    n, fields, idf = len(records), contract.fields, contract.id
+    cols = {f.name: [None] * n for f in fields}
     ids, ok, issues = [np.nan] * n, np.ones(n, bool), []
     add = lambda r, c, v, m, lev: issues.append((r, c, v, m, lev))
-    names = {f["name"] for f in fields} | {idf, *ignore}
+    names = {f.name for f in fields} | {idf, *ignore}
     for r, rec in enumerate(records):
         for f in fields:
-            name, v = f["name"], rec.get(f["name"])
-            val, err = (_num if f["kind"] == "numeric" else _cat)(v)
+            name, v = f.name, rec.get(f.name)
+            val, err = (_num if f.kind == "numeric" else _cat)(v)
             if err:
                 add(r, name, _show(v), err, "error"); ok[r] = False; val = np.nan
             elif val is None:
-                level, msg = _MISSING_MSG[f["na"]]
+                level, msg = _MISSING_MSG[f.na]
                 if level: add(r, name, "", msg, level)
                 if level == "error": ok[r] = False
                 val = np.nan
-            elif f["kind"] == "categorical" and val not in known[name]:
+            elif f.kind == "categorical" and val not in known[name]:
                 add(r, name, _show(val), f"category {val!r} was not seen in training: scored as an unknown/infrequent category", "warning")
             cols[name][r] = val
         if idf in rec:
@@ -260,7 +299,7 @@ def _check_records(records, contract, ignore=None, known=None):
                 else: ids[r] = x
         for extra, v in rec.items():
             if extra not in names and _cat(v) != (None, None): add(r, str(extra), "", "is not a field of the model: ignored", "warning")
-    arrays = {f["name"]: np.array(cols[f["name"]], dtype=object if f["kind"] == "categorical" else "float64") for f in fields}
+    arrays = {f.name: np.array(cols[f.name], dtype=object if f.kind == "categorical" else "float64") for f in fields}
     parts = [tuple(np.array([i[k] for i in issues], dtype=np.int64 if k == 0 else object) for k in range(5))] if issues else []
     return arrays, (np.array(ids, dtype="float64") if any(idf in rec for rec in records) else None), ok, Issues.collect(parts)
 
@@ -298,14 +337,15 @@ class Scored:
 
 class Predictor:
     "A fitted pipeline, its input contract and the manifest of the run that made it."
-    def __init__(self, pipeline, contract: dict[str, Any], manifest: dict | None = None, fast: bool = True):
+    def __init__(self, pipeline, contract: Contract | dict, manifest: dict | None = None, fast: bool = True):
+        contract = Contract.of(contract)
         self.pipeline, self.contract, self.manifest = pipeline, contract, manifest or {}
-        self.features = [f["name"] for f in contract["fields"]]
-        self._names = dict(id_name=contract["id"], prediction=contract.get("prediction") or contract["target"])
+        self.features = [f.name for f in contract.fields]
+        self._names = dict(id_name=contract.id, prediction=contract.prediction_name)
         self._known = known_categories(contract)
-        self.classes = [str(c) for c in pipeline.classes_] if contract.get("task") == "classification" else None
-        if self.classes is not None and self.classes != contract.get("classes"):
-            raise VersionMismatchError(f"the model's classes {self.classes} are not the contract's {contract.get('classes')}")
+        self.classes = [str(c) for c in pipeline.classes_] if contract.task == "classification" else None
+        if self.classes is not None and self.classes != contract.classes:
+            raise VersionMismatchError(f"the model's classes {self.classes} are not the contract's {contract.classes}")
         self._fast = None
         if fast and self.classes is not None: log.info("no compiled fast path for a classifier: scikit-learn predicts")
         elif fast:
@@ -383,7 +423,7 @@ class Predictor:
             rows = canon.loc[ok, self.features] if not ok.all() else canon[self.features]
             if self._fast is not None: predictions[ok] = self._fast(frame_columns(rows), len(rows))
             else: self._predict_into(rows, ok, predictions, proba)
-        ID = self.contract["id"]
+        ID = self.contract.id
         return Scored(predictions, ok, canon[ID].to_numpy() if ID in canon.columns else None, issues,
                       probabilities=proba, classes=self.classes, **self._names)
 

@@ -90,7 +90,7 @@ def save_run(
     metrics: dict[str, Any], # Held-out metrics
     manifest: dict[str, Any], # What the job knows about the run: parameters, data, split, model, ...
     lock_files: list[Path] | None = None, # Lock files whose sha256 to record
-    contract: dict[str, Any] | None = None, # The model's input contract, saved as contract.json
+    contract: Any = None, # The model's input contract (a `predict.Contract` or its JSON dict), saved as contract.json
     held_out: pd.DataFrame | None = None, # The held-out input rows, saved as held_out.csv (production re-predicts them at load)
     train_predictions: pd.DataFrame | None = None, # The training rows' predictions, saved as train_predictions.csv (reproduce compares them)
 ) -> dict[str, Any]:
@@ -99,7 +99,7 @@ def save_run(
     atomic_write(run_dir / MODEL, lambda p: joblib.dump(pipeline, p))
     atomic_write(run_dir / PREDICTIONS, lambda p: predictions.to_csv(p, index=False))
     write_json(run_dir / METRICS, metrics)
-    if contract is not None: write_json(run_dir / CONTRACT, contract)
+    if contract is not None: write_json(run_dir / CONTRACT, contract.to_json() if hasattr(contract, "to_json") else contract)
     if held_out is not None: atomic_write(run_dir / HELD_OUT, lambda p: held_out.to_csv(p, index=False))
     if train_predictions is not None: atomic_write(run_dir / TRAIN_PREDICTIONS, lambda p: train_predictions.to_csv(p, index=False))
     full = dict(manifest_version=MANIFEST_VERSION, run_id=run_dir.name, metrics=metrics,

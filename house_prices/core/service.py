@@ -22,7 +22,7 @@ from types import SimpleNamespace
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from .manifest import verify_artifact
-from .predict import Predictor
+from .predict import Contract, Predictor
 from .runs import CONTRACT, MANIFEST, read_json
 
 log = logging.getLogger(__name__)
@@ -32,10 +32,11 @@ __all__ = ['log', 'service_models', 'record_schema', 'request_schema', 'LimitAnd
 
 # %% ../../nbs/core/16_service.ipynb #942062bd
 def service_models(
-    contract: dict[str, Any], # The input contract (see `predict.derive_contract`)
+    contract: Contract | dict, # The input contract (see `predict.derive_contract`)
 ) -> SimpleNamespace:
     "The request's answer types (Issue, Prediction, PredictResponse, ErrorResponse), with the contract's id and prediction names as field names."
-    idn, pred = contract["id"], contract.get("prediction") or contract["target"]
+    contract = Contract.of(contract)
+    idn, pred = contract.id, contract.prediction_name
     cfg = ConfigDict(populate_by_name=True, serialize_by_alias=True)
     record_id = (int | None, Field(None, alias=idn, description=f"The record's {idn}, when it has one"))
     Issue = create_model("Issue", __config__=cfg, __doc__="A problem with one field of one record.",
@@ -46,7 +47,7 @@ def service_models(
         value=(str | None, Field(None, description="The value received (repr), when relevant")),
         msg=(str, Field(description="What is wrong, or what was done about it")),
         type=(str, Field("value_error", description="'value_error' (record refused) or 'warning' (record scored)")))
-    classes = contract.get("classes") if contract.get("task") == "classification" else None
+    classes = contract.classes if contract.task == "classification" else None
     probabilities = {f"proba_{j}": (float, Field(alias=f"p_{c}", description=f"Probability that {pred} is {c!r}"))
                      for j, c in enumerate(classes or [])}
     Prediction = create_model("Prediction", __config__=cfg, __doc__="The prediction for one record.",
@@ -61,24 +62,25 @@ def service_models(
     return SimpleNamespace(Issue=Issue, Prediction=Prediction, PredictResponse=PredictResponse, ErrorResponse=ErrorResponse)
 
 # %% ../../nbs/core/16_service.ipynb #f0f953c4
-def record_schema(contract: dict[str, Any]) -> dict[str, Any]:
+def record_schema(contract: Contract | dict) -> dict[str, Any]:
     "JSON schema of one record, generated from the input contract."
-    props = {contract["id"]: {"type": "integer", "description": "Row identifier, echoed in the answer (optional)"}}
-    for f in contract["fields"]:
+    contract = Contract.of(contract)
+    props = {contract.id: {"type": "integer", "description": "Row identifier, echoed in the answer (optional)"}}
+    for f in contract.fields:
         na = {"required": "must have a value", "absent": "missing means it does not exist",
-              "unknown": "missing is imputed from the training data"}[f["na"]]
-        if f["kind"] == "numeric":
-            p = {"type": ["number", "string"] if f["required"] else ["number", "string", "null"],
-                 "description": f"{f['doc'] or f['name']} ({na}; seen in training: {f['observed_min']:g} to {f['observed_max']:g})"}
+              "unknown": "missing is imputed from the training data"}[f.na]
+        if f.kind == "numeric":
+            p = {"type": ["number", "string"] if f.required else ["number", "string", "null"],
+                 "description": f"{f.doc or f.name} ({na}; seen in training: {f.observed_min:g} to {f.observed_max:g})"}
         else:
-            p = {"type": ["string", "integer"] if f["required"] else ["string", "integer", "null"],
-                 "description": f"{f['doc'] or f['name']} ({na}; categories seen in training: {', '.join(f['categories'])})",
-                 "examples": f["categories"][:3]}
-        props[f["name"]] = p
+            p = {"type": ["string", "integer"] if f.required else ["string", "integer", "null"],
+                 "description": f"{f.doc or f.name} ({na}; categories seen in training: {', '.join(f.categories)})",
+                 "examples": f.categories[:3]}
+        props[f.name] = p
     return {"title": "Record", "type": "object", "properties": props,
-            "required": [f["name"] for f in contract["fields"] if f["required"]], "additionalProperties": True}
+            "required": [f.name for f in contract.fields if f.required], "additionalProperties": True}
 
-def request_schema(contract: dict[str, Any]) -> dict[str, Any]:
+def request_schema(contract: Contract | dict) -> dict[str, Any]:
     "JSON schema of a /predict request body: one record, a list of records, or {'records': [...]}."
     rec = record_schema(contract)
     return {"oneOf": [rec, {"type": "array", "items": rec},
@@ -149,7 +151,7 @@ def create_app(
     "The FastAPI app serving the model of `run_dir`; the model is loaded at start-up."
     run_dir = Path(run_dir)
     manifest = read_json(run_dir / MANIFEST)
-    contract = read_json(verify_artifact(run_dir, CONTRACT, manifest))
+    contract = Contract.of(read_json(verify_artifact(run_dir, CONTRACT, manifest)))
     M = service_models(contract)
     Issue = M.Issue
 
@@ -159,7 +161,7 @@ def create_app(
         log.info(json.dumps({"event": "model loaded", "run_id": app.state.predictor.run_id, "run_dir": str(run_dir)}))
         yield
 
-    target = contract.get("prediction") or contract["target"]
+    target = contract.prediction_name
     app = FastAPI(title=f"Predictions of {target}", version=str(manifest.get("code", {}).get("package_version")), lifespan=lifespan,
                   description=f"Predicts {target} with the model of training run `{manifest.get('run_id')}`.")
 
@@ -180,7 +182,7 @@ def create_app(
         m = request.app.state.predictor.manifest
         return {"run_id": m.get("run_id"), "metrics": m.get("metrics"), "versions": m.get("environment", {}).get("packages"),
                 "data": {k: m.get("data", {}).get(k) for k in ("reference", "fingerprint", "rows", "columns")},
-                "trained": m.get("job", {}).get("finished"), "contract": request.app.state.predictor.contract}
+                "trained": m.get("job", {}).get("finished"), "contract": request.app.state.predictor.contract.to_json()}
 
     @app.post("/predict", response_model=M.PredictResponse,
               responses={413: {"model": M.ErrorResponse, "description": "Body or batch too large"},
