@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from .core import schema as core
-from .core.schema import Column, DataValidationError, Schema
+from .core.schema import Column, Schema
 
 # %% auto #0
 __all__ = ['AREA', 'COUNT', 'YEAR', 'RATING', 'SCHEMA', 'COLUMNS', 'ID', 'TARGET', 'FEATURES', 'NUMERIC', 'CATEGORICAL',

@@ -4,7 +4,6 @@ pulled into an edited project with `copier update`: each generated project's own
 Slow (each project builds its own virtual environment from the lock): run by `make test-template`, which .ci/run calls."""
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
