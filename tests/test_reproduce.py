@@ -60,7 +60,7 @@ def copy_run(run):
 def record_files(run):
     "Record the run's files' current sha256 in its manifest, as if the run had been made so."
     m = read_json(run / "manifest.json")
-    m["artifacts"] = artifacts(run)
+    m["artifacts"] = {name: a.model_dump() for name, a in artifacts(run).items()}
     write_json(run / "manifest.json", m)
 
 
@@ -151,6 +151,28 @@ def test_flipped_byte_is_refused_at_load_and_by_reproduce(store):
     assert r.returncode == 1 and "changed or corrupted" in r.stderr and not (store / "out.csv").exists()
 
 
+def test_damaged_manifest_is_named_and_listed_not_fatal(store):
+    [good] = list_runs(store)
+    bad = copy_run(good)
+    text = (bad / "manifest.json").read_text()
+    (bad / "manifest.json").write_text(text[: len(text) // 2])  # cut short, as by a full disk
+    r = runs_cli(store, "list")
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert re.search(rf"{good.name}\s+complete", r.stdout) and re.search(rf"{bad.name}\s+damaged", r.stdout), r.stdout
+    assert f"{bad.name}: " in r.stderr and "is not readable JSON" in r.stderr
+    for args in (["predict", "--run", bad, BIN.parent.parent / "data/house-prices/test.csv", "-o", store / "out.csv"],
+                 ["serve", "--run", bad, "--port", "0"], ["runs", "--runs-dir", store, "show", bad.name], ["reproduce", "--no-progress", bad]):
+        r = house_prices_cli(*args)
+        assert r.returncode == 1 and "Traceback" not in r.stderr, (args, r.stderr)
+        assert "manifest.json is not readable JSON" in r.stdout + r.stderr, (args, r.stdout, r.stderr)
+    assert not (store / "out.csv").exists()
+    m = json.loads(text)
+    m["data"]["rows"] = "many"
+    (bad / "manifest.json").write_text(json.dumps(m))
+    r = house_prices_cli("predict", "--run", bad, BIN.parent.parent / "data/house-prices/test.csv", "-o", store / "out.csv")
+    assert r.returncode == 1 and "is not a valid manifest (1 problem(s)): data.rows: Input should be a valid integer" in r.stderr, r.stderr
+
+
 def test_edited_library_version_is_refused_unless_allowed(store, caplog):
     [run] = list_runs(store)
     m = read_json(run / "manifest.json")
@@ -207,7 +229,7 @@ def test_sigkill_mid_fit_leaves_no_finished_run(tmp_path):
     assert list_runs(tmp_path) == []
     assert sorted(p.name for p in tmp_path.iterdir()) == [".snapshots", STAGING]  # the data snapshot is complete or absent
     [row] = run_table(tmp_path)
-    assert row["status"] == "abandoned"
+    assert row.status == "abandoned"
     r = runs_cli(tmp_path, "list")
     assert r.returncode == 0 and "abandoned" in r.stdout
 

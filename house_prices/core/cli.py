@@ -14,7 +14,7 @@ import click
 from .config import get_settings
 from .project import get_project
 from .schema import DataValidationError
-from .manifest import IntegrityError, VersionMismatchError
+from .manifest import IntegrityError, Manifest, ManifestError, VersionMismatchError
 from .runs import MANIFEST, METRICS, read_json, resolve_run, run_table
 
 # %% auto #0
@@ -22,7 +22,7 @@ __all__ = ['COMPARED', 'main', 'train', 'reproduce', 'predict', 'serve', 'data',
            'data_draft_schema', 'data_ingest', 'runs', 'runs_list', 'runs_show', 'compare_manifests', 'runs_compare']
 
 # %% ../../nbs/core/19_cli.ipynb #e5612239
-_EXPECTED = (DataValidationError, FileNotFoundError, IntegrityError, VersionMismatchError)
+_EXPECTED = (DataValidationError, FileNotFoundError, IntegrityError, ManifestError, VersionMismatchError)
 
 def _fail(e: Exception):
     raise click.ClickException(str(e)) from e
@@ -222,11 +222,12 @@ def runs_list(runs_dir):
     shown = get_project().metrics[:2]  # the headline metric and the next one
     click.echo(f"{'run':<24} {'status':<9} {'started (UTC)':<19} {'seed':>4} {'split':>5} " + " ".join(f"{m.name:>10}" for m in shown))
     for r in rows:
-        m = r["manifest"] or {}
-        p, met = m.get("parameters", {}), m.get("metrics", {})
-        started = (m.get("job", {}).get("started") or "")[:19].replace("T", " ")
-        click.echo(f"{r['id']:<24} {r['status']:<9} {started:<19} {_fmt(p.get('seed'), 'd'):>4} {_fmt(p.get('split_seed'), 'd'):>5} "
+        p, met = (r.manifest.parameters, r.manifest.metrics) if r.manifest else ({}, {})
+        started = (r.manifest.job.started if r.manifest and r.manifest.job else "")[:19].replace("T", " ")
+        click.echo(f"{r.id:<24} {r.status:<9} {started:<19} {_fmt(p.get('seed'), 'd'):>4} {_fmt(p.get('split_seed'), 'd'):>5} "
                    + " ".join(f"{m.show(met[m.name]) if m.name in met else '':>10}" for m in shown))
+    for r in rows:
+        if r.problem: click.echo(f"{r.id}: {r.problem}", err=True)
 
 @runs.command("show")
 @click.argument("run_ref", metavar="RUN", default="latest")
@@ -236,19 +237,20 @@ def runs_show(runs_dir, run_ref, as_json):
     "Summarise RUN (default: the newest): parameters, data, metrics, environment, code, files."
     try: run = resolve_run(run_ref, runs_dir)
     except FileNotFoundError as e: _fail(e)
-    m = read_json(run / MANIFEST)
-    if as_json: click.echo(json.dumps(m, indent=2, sort_keys=True)); return
-    d, e, c, j = m.get("data", {}), m.get("environment", {}), m.get("code", {}), m.get("job", {})
-    click.echo(f"run         {m.get('run_id')}  ({run})")
-    click.echo(f"time        {j.get('started')} -> {j.get('finished')}" + (f"  (reproduces {j['reproduces']})" if j.get("reproduces") else ""))
-    click.echo("parameters  " + ", ".join(f"{k}={v}" for k, v in sorted(m.get("parameters", {}).items())))
-    click.echo(f"data        {d.get('reference')}" + (f" as of {d['as_of']}" if d.get("as_of") else "")
-               + f": {d.get('rows')} rows × {d.get('columns')} columns, fingerprint {d.get('fingerprint')}")
-    click.echo(f"snapshot    {d.get('snapshot')}")
-    click.echo("metrics     " + ", ".join(f"{k}={v:.6g}" for k, v in sorted(m.get("metrics", {}).items())))
-    click.echo(f"environment Python {e.get('python')} on {e.get('machine')}; " + ", ".join(f"{k} {v}" for k, v in e.get("packages", {}).items() if v))
-    click.echo(f"code        commit {c.get('git_commit')}" + (" with uncommitted changes" if c.get("git_dirty") else ""))
-    for name, a in sorted(m.get("artifacts", {}).items()): click.echo(f"file        {name:<16} {a['bytes']:>10,} bytes  sha256 {a['sha256']}")
+    try: m = Manifest.read(run / MANIFEST)
+    except ManifestError as e: _fail(e)
+    if as_json: click.echo(json.dumps(m.to_json(), indent=2, sort_keys=True)); return
+    d, e, c, j = m.data, m.environment, m.code, m.job
+    click.echo(f"run         {m.run_id}  ({run})")
+    if j: click.echo(f"time        {j.started} -> {j.finished}" + (f"  (reproduces {j.reproduces})" if j.reproduces else ""))
+    click.echo("parameters  " + ", ".join(f"{k}={v}" for k, v in sorted(m.parameters.items())))
+    click.echo(f"data        {d.reference}" + (f" as of {d.as_of}" if d.as_of else "")
+               + f": {d.rows} rows × {d.columns} columns, fingerprint {d.fingerprint}")
+    click.echo(f"snapshot    {d.snapshot}")
+    click.echo("metrics     " + ", ".join(f"{k}={_fmt(v, '.6g')}" for k, v in sorted(m.metrics.items())))
+    click.echo(f"environment Python {e.python} on {e.machine}; " + ", ".join(f"{k} {v}" for k, v in e.packages.items() if v))
+    click.echo(f"code        commit {c.git_commit}" + (" with uncommitted changes" if c.git_dirty else ""))
+    for name, a in sorted(m.artifacts.items()): click.echo(f"file        {name:<16} {a.bytes:>10,} bytes  sha256 {a.sha256}")
 
 # %% ../../nbs/core/19_cli.ipynb #976972e8
 def _flatten(d, prefix=""):
@@ -262,7 +264,11 @@ def _flatten(d, prefix=""):
 COMPARED = ("parameters", "seeds", "data", "split", "metrics", "environment.packages", "environment.distributions",
             "environment.python", "environment.machine", "environment.threadpools", "environment.env", "code", "job.notebook_sha256")
 
-def compare_manifests(a: dict, b: dict, sections=COMPARED) -> list[tuple[str, object, object]]:
+def compare_manifests(
+    a: dict, # A manifest as JSON data (`Manifest.to_json()`)
+    b: dict, # The other
+    sections=COMPARED, # The paths to compare
+) -> list[tuple[str, object, object]]:
     "(path, value in a, value in b) for every compared manifest path whose values differ."
     fa, fb = _flatten(a), _flatten(b)
     keys = sorted(k for k in set(fa) | set(fb) if any(k == s or k.startswith(s + ".") for s in sections))
@@ -276,7 +282,8 @@ def runs_compare(runs_dir, a, b):
     "What differs between two runs: parameters, seeds, data, split, metrics, environment and code."
     try: ra, rb = resolve_run(a, runs_dir), resolve_run(b, runs_dir)
     except FileNotFoundError as e: _fail(e)
-    diffs = compare_manifests(read_json(ra / MANIFEST), read_json(rb / MANIFEST))
+    try: diffs = compare_manifests(Manifest.read(ra / MANIFEST).to_json(), Manifest.read(rb / MANIFEST).to_json())
+    except ManifestError as e: _fail(e)
     click.echo(f"A = {ra.name}\nB = {rb.name}")
     if not diffs: click.echo("no differences in parameters, seeds, data, split, metrics, environment or code"); return
     width = max(len(k) for k, _, _ in diffs)

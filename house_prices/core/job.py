@@ -24,10 +24,10 @@ from .sources import SnapshotError, load, load_snapshot
 import numpy as np
 import pandas as pd
 
-from .manifest import (IntegrityError, FittedDigest, shaping_packages, fitted_digest, fitted_differences,
-                                   sha256_file, verify_artifact, version_differences)
+from .manifest import (IntegrityError, FittedDigest, JobRecord, Manifest, ManifestError, shaping_packages, fitted_digest,
+                                       fitted_differences, sha256_file, verify_artifact, version_differences)
 from .runs import (MANIFEST, MODEL, NOTEBOOK, PREDICTIONS, REPORT, TRAIN_PREDICTIONS, fail_run, finish_run,
-                               publish_run, read_json, read_predictions, resolve_run, stage_run)
+                               publish_run, read_predictions, resolve_run, stage_run)
 
 # %% auto #0
 __all__ = ['RUNNER_PARAMETERS', 'JOB_ENV', 'SAME', 'CLOSE', 'DIFFERS', 'NOTE', 'SKIPPED', 'BIT_IDENTICAL', 'EQUIVALENT',
@@ -152,9 +152,9 @@ def run_training(
     try:
         from house_prices.core.report import notebook_to_html
         notebook_to_html(staged / NOTEBOOK, staged / REPORT, title=f"Training run {staged.name}")
-        finish_run(staged, job=dict(notebook=str(nb.relative_to(settings.root)), notebook_sha256=sha256_file(nb),
-                                    kernel=settings.kernel_name, injected=given, env=JOB_ENV, reproduces=reproduces,
-                                    started=started.isoformat(), finished=datetime.now(timezone.utc).isoformat()))
+        finish_run(staged, job=JobRecord(notebook=str(nb.relative_to(settings.root)), notebook_sha256=sha256_file(nb),
+                                         kernel=settings.kernel_name, injected=given, env=JOB_ENV, reproduces=reproduces,
+                                         started=started.isoformat(), finished=datetime.now(timezone.utc).isoformat()))
     except BaseException:
         fail_run(staged)
         raise
@@ -206,34 +206,34 @@ class Verdict:
 
 # %% ../../nbs/core/13_job.ipynb #48821c5b
 def environment_differences(
-    recorded: dict, # The run's manifest
-    current: dict, # The other run's manifest
+    recorded: Manifest, # The run's manifest
+    current: Manifest, # The other run's manifest
     here: str = "here", # What to call the other run in the sentences
 ) -> list[str]:
     "Sentences for each difference between two manifests' environments and code that can change results."
-    ea, eb = recorded.get("environment", {}), current.get("environment", {})
-    out = [s.replace(" here", f" {here}") for s in version_differences(recorded, eb.get("packages", {}), names=shaping_packages())]
-    da, db = ea.get("distributions", {}), eb.get("distributions", {})
+    ea, eb = recorded.environment, current.environment
+    out = [s.replace(" here", f" {here}") for s in version_differences(recorded, eb.packages, names=shaping_packages())]
+    da, db = ea.distributions, eb.distributions
     other = [f"{n} {da.get(n)} in the run, {db.get(n)} {here}" for n in sorted(set(da) | set(db))
              if da.get(n) != db.get(n) and n not in shaping_packages()]
     if other: out.append(f"{len(other)} other distribution(s) differ: " + "; ".join(other[:5]) + (" ..." if len(other) > 5 else ""))
     for k in ("python", "machine", "platform"):
-        if ea.get(k) != eb.get(k): out.append(f"{k} {ea.get(k)} in the run, {eb.get(k)} {here}")
-    pools = lambda e: {f"{t.get('internal_api')} ({t.get('library') or t.get('prefix')})": t for t in e.get("threadpools", [])}
+        if getattr(ea, k) != getattr(eb, k): out.append(f"{k} {getattr(ea, k)} in the run, {getattr(eb, k)} {here}")
+    pools = lambda e: {f"{t.get('internal_api')} ({t.get('library') or t.get('prefix')})": t for t in e.threadpools}
     pa, pb = pools(ea), pools(eb)
     if pa.keys() != pb.keys(): out.append(f"BLAS/OpenMP libraries differ: {', '.join(sorted(pa))} in the run, {', '.join(sorted(pb))} {here}")
     for lib in sorted(pa.keys() & pb.keys()):
         for k, what in (("version", "version"), ("architecture", "CPU kernel"), ("num_threads", "threads")):
             if pa[lib].get(k) != pb[lib].get(k): out.append(f"{lib}: {what} {pa[lib].get(k)} in the run, {pb[lib].get(k)} {here}")
-    for k in sorted(set(ea.get("env", {})) | set(eb.get("env", {}))):
-        if ea.get("env", {}).get(k) != eb.get("env", {}).get(k): out.append(f"${k} {ea['env'].get(k)!r} in the run, {eb['env'].get(k)!r} {here}")
-    ca, cb = recorded.get("code", {}), current.get("code", {})
-    if ca.get("git_commit") != cb.get("git_commit"): out.append(f"git commit {ca.get('git_commit')} in the run, {cb.get('git_commit')} {here}")
-    if (ca.get("git_dirty"), ca.get("git_diff_sha256")) != (cb.get("git_dirty"), cb.get("git_diff_sha256")):
-        out.append(f"uncommitted changes: {'yes' if ca.get('git_dirty') else 'none'} in the run, {'yes' if cb.get('git_dirty') else 'none'} {here}"
-                   + (" (different ones)" if ca.get("git_dirty") and cb.get("git_dirty") else ""))
-    ja, jb = recorded.get("job", {}), current.get("job", {})
-    if ja.get("notebook_sha256") != jb.get("notebook_sha256"): out.append("the job notebook differs")
+    for k in sorted(set(ea.env) | set(eb.env)):
+        if ea.env.get(k) != eb.env.get(k): out.append(f"${k} {ea.env.get(k)!r} in the run, {eb.env.get(k)!r} {here}")
+    ca, cb = recorded.code, current.code
+    if ca.git_commit != cb.git_commit: out.append(f"git commit {ca.git_commit} in the run, {cb.git_commit} {here}")
+    if (ca.git_dirty, ca.git_diff_sha256) != (cb.git_dirty, cb.git_diff_sha256):
+        out.append(f"uncommitted changes: {'yes' if ca.git_dirty else 'none'} in the run, {'yes' if cb.git_dirty else 'none'} {here}"
+                   + (" (different ones)" if ca.git_dirty and cb.git_dirty else ""))
+    nba, nbb = (m.job.notebook_sha256 if m.job else None for m in (recorded, current))
+    if nba != nbb: out.append("the job notebook differs")
     return out
 
 # %% ../../nbs/core/13_job.ipynb #cf2dcab6
@@ -267,13 +267,12 @@ def _compare_predictions(name: str, run: Path, other: Path, rows: str, rtol: flo
               f"({ids} {a[ids].iloc[i // len(cols)]}: {float(x[i])!r} in the run, {float(y[i])!r} in {other.name})")
     return Check(name, CLOSE, detail + f", within {rtol:g}") if rel[i] <= rtol else Check(name, DIFFERS, detail + f", beyond {rtol:g}")
 
-def _fitted(run: Path, m: dict) -> tuple[FittedDigest | None, str]:
+def _fitted(run: Path, m: Manifest) -> tuple[FittedDigest | None, str]:
     "The digest of a run's model, computed from the verified model file, else as recorded; and why not computed."
     import joblib
     try: return fitted_digest(joblib.load(verify_artifact(run, MODEL, m))), ""
     except Exception as e:  # another library version, a tampered file: fall back on what the run recorded
-        rec = m.get("model", {}).get("fitted")
-        return (FittedDigest.from_record(rec) if rec else None), f"{run.name}'s model cannot be loaded here ({type(e).__name__}: {e})"
+        return FittedDigest.from_record(m.model.fitted), f"{run.name}'s model cannot be loaded here ({type(e).__name__}: {e})"
 
 def _metrics_check(a: dict, b: dict, rtol: float, other: str) -> Check:
     "Metrics: equal, all within `rtol`, or not; shows the first metric, or the one that differs most."
@@ -294,12 +293,12 @@ def compare_runs(
 ) -> list[Check]:
     "The checks a verdict rests on, and the notes it reports, for two finished runs."
     run, other = Path(run), Path(other)
-    m, n = read_json(run / MANIFEST), read_json(other / MANIFEST)
+    m, n = Manifest.read(run / MANIFEST), Manifest.read(other / MANIFEST)
     checks = []
     if data:
-        fa, fb = m.get("data", {}).get("fingerprint"), n.get("data", {}).get("fingerprint")
+        fa, fb = m.data.fingerprint, n.data.fingerprint
         checks.append(Check("data fingerprint", SAME if fa == fb else DIFFERS, f"{str(fa)[:12]}… in both" if fa == fb else f"{str(fa)[:12]}… in the run, {str(fb)[:12]}… in {other.name}"))
-    ha, hb = m.get("split", {}).get("held_out_ids_sha256"), n.get("split", {}).get("held_out_ids_sha256")
+    ha, hb = m.split.held_out_ids_sha256, n.split.held_out_ids_sha256
     checks.append(Check("held-out rows", SAME if ha == hb else DIFFERS, f"{str(ha)[:12]}… in both" if ha == hb else f"{str(ha)[:12]}… in the run, {str(hb)[:12]}… in {other.name}"))
     predictions = [_compare_predictions("predictions, held-out", run, other, "held_out", rtol),
                    _compare_predictions("predictions, training", run, other, "train", rtol)]
@@ -319,33 +318,33 @@ def compare_runs(
         ddiffs = fitted_differences(da, db, diagnostics=True)
         diagnostics = (Check("diagnostics", SAME, f"{len(da.diagnostics)} in both, not used in predictions") if not ddiffs else
                        Check("diagnostics", NOTE, "not used in predictions, differ: " + "; ".join(ddiffs)))
-    sha = lambda man: man.get("artifacts", {}).get(MODEL, {}).get("sha256")
+    sha = lambda man: man.artifacts[MODEL].sha256 if MODEL in man.artifacts else None
     if sha(m) == sha(n): model_file = Check("model file", SAME, f"{str(sha(m))[:12]}… in both")
     else:
         why = ("pickle bytes differ although every attribute is equal: pickle memoizes objects by identity"
                if fitted.status == SAME and diagnostics.status == SAME else
                "pickle bytes differ through the diagnostics only" if fitted.status == SAME else "pickle bytes differ with the fitted parameters")
         model_file = Check("model file", NOTE, f"{why} ({str(sha(m))[:12]}… in the run, {str(sha(n))[:12]}… in {other.name})")
-    return [*checks, fitted, diagnostics, model_file, *predictions, _metrics_check(m.get("metrics", {}), n.get("metrics", {}), rtol, other.name)]
+    return [*checks, fitted, diagnostics, model_file, *predictions, _metrics_check(m.metrics, n.metrics, rtol, other.name)]
 
 # %% ../../nbs/core/13_job.ipynb #391fb24b
-def _data_check(m: dict, settings: Settings, store: Path) -> tuple[Check, str]:
+def _data_check(m: Manifest, settings: Settings, store: Path) -> tuple[Check, str]:
     "The data check, and the snapshot to train from ('' to load the source again)."
-    d = m.get("data", {})
-    rec = d.get("fingerprint") or ""
+    d = m.data
+    rec = d.fingerprint
     if rec and (store / f"{rec}.parquet").is_file():
         try: df = load_snapshot(rec, store)
         except (SnapshotError, DataValidationError) as e: return Check("data fingerprint", DIFFERS, str(e)), ""
         return Check("data fingerprint", SAME, f"{rec[:12]}… from the run's snapshot ({len(df)} rows × {df.shape[1]} columns)"), rec
-    try: df = load(d.get("reference") or d.get("path"), settings.root, as_of=d.get("as_of"))
+    try: df = load(d.reference, settings.root, as_of=d.as_of)
     except Exception as e:  # a database that is gone, a file that moved: say so, whatever the driver raised
         return Check("data fingerprint", DIFFERS, f"the run's snapshot is gone and its data cannot be loaded again: {e}"), ""
     fp = fingerprint(df, get_project().schema)
-    again = f"snapshot gone; reloaded {d.get('reference')}" + (f" as of {d['as_of']}" if d.get("as_of") else "")
+    again = f"snapshot gone; reloaded {d.reference}" + (f" as of {d.as_of}" if d.as_of else "")
     if fp == rec: return Check("data fingerprint", SAME, f"{fp[:12]}… ({again}: {len(df)} rows × {df.shape[1]} columns)"), ""
     why = []
-    if len(df) != d.get("rows"): why.append(f"{d.get('rows')} vs {len(df)} rows")
-    if df.shape[1] != d.get("columns"): why.append(f"{d.get('columns')} vs {df.shape[1]} columns")
+    if len(df) != d.rows: why.append(f"{d.rows} vs {len(df)} rows")
+    if df.shape[1] != d.columns: why.append(f"{d.columns} vs {df.shape[1]} columns")
     if not why: why.append("same shape, different values")
     return Check("data fingerprint", DIFFERS, f"data fingerprint differs ({again}: {rec[:12]}… in the run, {fp[:12]}… now): " + "; ".join(why)), ""
 
@@ -361,26 +360,33 @@ def reproduce(
     "Re-execute a run's job with its recorded parameters and data (or take `against`), and compare the outcome with the run."
     settings = settings or get_settings()
     run = resolve_run(ref, settings.runs_dir)
-    m = read_json(run / MANIFEST)
     v = Verdict(run, rtol=rtol)
     runs = [run] + ([resolve_run(against, settings.runs_dir)] if against is not None else [])
+    manifests = []
     for r in runs:
-        man, bad = read_json(r / MANIFEST), []
-        for name in man.get("artifacts", {}):
+        try: man = Manifest.read(r / MANIFEST)
+        except ManifestError as e:  # nothing to compare with: say so, as a check that fails
+            v.checks.append(Check("run files match manifest" if r == run else "other run's files", DIFFERS, str(e)))
+            v.checks += [Check(name, SKIPPED, "a manifest cannot be read") for name in _COMPARED]
+            return v
+        bad = []
+        for name in man.artifacts:
             try: verify_artifact(r, name, man)
             except IntegrityError as e: bad.append(str(e))
         v.checks.append(Check("run files match manifest" if r == run else "other run's files", DIFFERS if bad else SAME,
-                              "; ".join(bad) or f"{len(man.get('artifacts', {}))} files"))
+                              "; ".join(bad) or f"{len(man.artifacts)} files"))
+        manifests.append(man)
+    m = manifests[0]
     if against is not None:
         if all(c.status == SAME for c in v.checks):
             v.new_run = runs[1]
             v.checks += compare_runs(run, v.new_run, rtol)
-            v.notes = environment_differences(m, read_json(v.new_run / MANIFEST), here=f"in {v.new_run.name}")
+            v.notes = environment_differences(m, manifests[1], here=f"in {v.new_run.name}")
         return v
     data_check, snapshot = _data_check(m, settings, run.parent / ".snapshots")
     v.checks.append(data_check)
     declared = job_parameters(settings.job_notebook)
-    recorded = m.get("parameters", {})
+    recorded = m.parameters
     gone = [k for k in recorded if k not in declared]
     v.checks.append(Check("parameters still declared", DIFFERS if gone else SAME,
                           f"the job notebook no longer declares: {', '.join(gone)}" if gone else f"{len(recorded)} parameters"))
@@ -389,7 +395,7 @@ def reproduce(
         return v
     inject = {k: val for k, val in recorded.items() if k not in RUNNER_PARAMETERS and k != "runs_dir"}
     if "snapshot" in declared: inject["snapshot"] = snapshot
-    v.new_run = run_training({**inject, "runs_dir": str(run.parent)}, settings=settings, progress=progress, reproduces=m.get("run_id"))
+    v.new_run = run_training({**inject, "runs_dir": str(run.parent)}, settings=settings, progress=progress, reproduces=m.run_id)
     v.checks += compare_runs(run, v.new_run, rtol, data=False)
-    v.notes = environment_differences(m, read_json(v.new_run / MANIFEST))
+    v.notes = environment_differences(m, Manifest.read(v.new_run / MANIFEST))
     return v

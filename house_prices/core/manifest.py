@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import platform
 import subprocess
@@ -15,12 +16,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, ValidationError
+
 import numpy as np
 
 from .project import get_project
 
 # %% auto #0
 __all__ = ['MANIFEST_VERSION', 'SHAPING_LIBRARIES', 'TOOL_PACKAGES', 'NUMERIC_ENV_VARS', 'DIGEST_VERSION', 'DIAGNOSTICS',
+           'ManifestError', 'Record', 'Seeds', 'DataRecord', 'SplitRecord', 'InputFeature', 'FeatureRecord',
+           'FittedRecord', 'ModelRecord', 'EnvironmentRecord', 'CodeVersion', 'JobRecord', 'Artifact', 'Manifest',
            'shaping_packages', 'key_packages', 'distributions', 'package_versions', 'lock_pins', 'lock_mismatches',
            'environment', 'code_version', 'json_safe', 'describe_estimator', 'random_states', 'feature_names',
            'FittedDigest', 'fitted_digest', 'value_difference', 'fitted_differences', 'IntegrityError',
@@ -28,6 +33,142 @@ __all__ = ['MANIFEST_VERSION', 'SHAPING_LIBRARIES', 'TOOL_PACKAGES', 'NUMERIC_EN
 
 # %% ../../nbs/core/11_manifest.ipynb #9e16a718
 MANIFEST_VERSION = 2
+
+# %% ../../nbs/core/11_manifest.ipynb #24f8af59
+class ManifestError(ValueError):
+    "A manifest that cannot be read: not JSON, another manifest version, or a field missing or of the wrong type."
+
+class Record(BaseModel):
+    "A part of a manifest: its declared fields only, each of its declared type."
+    model_config = ConfigDict(extra="forbid")
+
+# %% ../../nbs/core/11_manifest.ipynb #2ca16fea
+class Seeds(Record):
+    "Every seed of a run."
+    split: int # Seed of the training/held-out split
+    model: int | None = None # The pipeline's `seed` parameter, if it has one
+    pythonhashseed: str | None = None # $PYTHONHASHSEED of the kernel that fitted
+    random_states: dict[str, Any] = {} # Every `random_state` in the estimator tree, by parameter path
+
+class DataRecord(Record):
+    "The data a run trained on."
+    reference: str # The data reference as the job was given it (a password redacted)
+    kind: str # "csv", "parquet" or "sql"
+    as_of: str | None = None # The `as_of` cut-off it was loaded with (SQL)
+    snapshot: str # The content-addressed snapshot, relative to the project root
+    fingerprint: str # sha256 of the canonical frame (see `schema.fingerprint`)
+    file_sha256: str | None = None # sha256 of the file's bytes (files only)
+    rows: int # Rows of the canonical frame
+    columns: int # Its columns
+    dtypes: dict[str, str] # Column -> declared dtype
+
+class SplitRecord(Record):
+    "How the rows were split."
+    seed: int # Seed of the split
+    test_size: float # Held-out fraction
+    train_rows: int # Training rows
+    held_out_rows: int # Held-out rows
+    train_ids_sha256: str # sha256 of the comma-joined training ids
+    held_out_ids_sha256: str # sha256 of the comma-joined held-out ids
+
+class InputFeature(Record):
+    "A column the pipeline reads."
+    name: str # Column name
+    dtype: str # Declared dtype
+
+class FeatureRecord(Record):
+    "What goes into the pipeline, and what each final model sees."
+    input: list[InputFeature] # The columns the pipeline reads, in order
+    output: dict[str, list[str]] # Path of each final model -> the feature names it receives (see `feature_names`)
+
+class FittedRecord(Record):
+    "The content digest of a fitted model, as a manifest keeps it (see `fitted_digest`)."
+    digest: str # The digest's version, `DIGEST_VERSION`
+    sha256: str # Digest of the whole model, diagnostics excepted
+    attributes: dict[str, str] # Path of each fitted attribute -> its digest
+    diagnostics: dict[str, str] # Path of each diagnostic attribute -> its digest
+
+class ModelRecord(Record):
+    "The model: its parameters, its structure and what it computes."
+    hyperparameters: dict[str, Any] # The pipeline's parameters
+    estimator: dict[str, Any] # The estimator tree (see `describe_estimator`)
+    fitted: FittedRecord # Its content digest
+
+# %% ../../nbs/core/11_manifest.ipynb #c8b13d29
+class EnvironmentRecord(Record):
+    "The environment of the kernel that fitted (see `environment`)."
+    python: str # Python version
+    implementation: str # e.g. CPython
+    platform: str # OS, kernel and C library
+    machine: str # e.g. x86_64
+    executable: str # The interpreter's path
+    packages: dict[str, str | None] # The key distributions (see `key_packages`) -> version, None where not installed
+    distributions: dict[str, str] # Every installed distribution -> version
+    threadpools: list[dict[str, Any]] # BLAS and OpenMP libraries: API, version, CPU kernel, threads
+    env: dict[str, str | None] # The environment variables that can change numeric results
+    lock_files: dict[str, str] | None = None # Lock file name -> sha256
+    lock_mismatches: list[str] | None = None # Where the installed distributions depart from dev.lock
+
+class CodeVersion(Record):
+    "Which code made the run (see `code_version`)."
+    package_version: str | None = None # The project's distribution version
+    git_commit: str | None = None # HEAD of the checkout, None outside git
+    git_dirty: bool | None = None # Whether tracked files had uncommitted changes
+    git_diff_sha256: str | None = None # sha256 of that diff
+
+class JobRecord(Record):
+    "How the job runner executed the job notebook."
+    notebook: str # The job notebook, relative to the project root
+    notebook_sha256: str # Its sha256 when the job ran
+    kernel: str # The Jupyter kernel it ran in
+    injected: dict[str, Any] # The parameters injected into it
+    env: dict[str, str] # The environment variables fixed for the kernel
+    started: str # ISO time, UTC
+    finished: str # ISO time, UTC
+    reproduces: str | None = None # The run this one re-executes, if any
+
+class Artifact(Record):
+    "A file of the run."
+    sha256: str # sha256 of its bytes
+    bytes: int # Its size
+
+# %% ../../nbs/core/11_manifest.ipynb #b099bdda
+class Manifest(Record):
+    "Everything a run records about itself (`manifest.json`)."
+    manifest_version: int # `MANIFEST_VERSION` of the code that wrote it
+    run_id: str # The run's folder name
+    parameters: dict[str, Any] # Every job parameter
+    seeds: Seeds
+    data: DataRecord
+    split: SplitRecord
+    features: FeatureRecord
+    model: ModelRecord
+    metrics: dict[str, float | int | None] # Held-out metrics
+    environment: EnvironmentRecord
+    code: CodeVersion
+    job: JobRecord | None = None # Set by the job runner (None for a run made by executing the notebook by hand)
+    artifacts: dict[str, Artifact] = {} # Every other file of the run (set when the run is finished)
+
+    @classmethod
+    def read(cls, path: Path | str) -> "Manifest":
+        "The manifest in the file `path`; raises `ManifestError` saying what is wrong with it."
+        path = Path(path)
+        try: data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError: raise ManifestError(f"{path} is missing: the run is not finished, or its folder is not a run") from None
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            raise ManifestError(f"{path} is not readable JSON ({type(e).__name__}: {e}): the run's manifest is damaged") from None
+        if not isinstance(data, dict): raise ManifestError(f"{path} holds a JSON {type(data).__name__}, not a manifest object")
+        if data.get("manifest_version") != MANIFEST_VERSION:
+            raise ManifestError(f"{path} has manifest version {data.get('manifest_version')!r}; this code reads version {MANIFEST_VERSION}: "
+                                "use the version of the project that made the run, or train again")
+        try: return cls.model_validate(data)
+        except ValidationError as e:
+            where = "; ".join(f"{'.'.join(map(str, err['loc'])) or '(top)'}: {err['msg']}" for err in e.errors()[:5])
+            raise ManifestError(f"{path} is not a valid manifest ({e.error_count()} problem(s)): {where}") from None
+
+    def to_json(self) -> dict[str, Any]:
+        "The manifest as plain JSON data, as `manifest.json` holds it."
+        return self.model_dump(mode="json")
 
 # %% ../../nbs/core/11_manifest.ipynb #0779c883
 SHAPING_LIBRARIES = ("scikit-learn", "numpy", "scipy", "pandas", "joblib") # Libraries whose versions must match to load a model
@@ -74,7 +215,7 @@ def lock_mismatches(lock: Path | str, installed: dict[str, str] | None = None) -
     return out
 
 # %% ../../nbs/core/11_manifest.ipynb #7b3c8a1a
-def environment(lock_files: list[Path] | None = None) -> dict[str, Any]:
+def environment(lock_files: list[Path] | None = None) -> EnvironmentRecord:
     "Everything about this process's environment that can change what a model computes."
     from threadpoolctl import threadpool_info
     dists = distributions()
@@ -88,20 +229,20 @@ def environment(lock_files: list[Path] | None = None) -> dict[str, Any]:
         env["lock_files"] = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in lock_files}
         dev = [p for p in lock_files if p.name == "dev.lock"]
         env["lock_mismatches"] = lock_mismatches(dev[0], dists) if dev else None
-    return env
+    return EnvironmentRecord(**env)
 
 # %% ../../nbs/core/11_manifest.ipynb #b9c6f313
-def code_version(root: Path | str) -> dict[str, Any]:
+def code_version(root: Path | str) -> CodeVersion:
     "Package version, git commit, dirty flag and sha256 of the uncommitted diff of the checkout at `root`."
     def git(*args):
         r = subprocess.run(["git", "-C", str(root), *args], capture_output=True, timeout=60)
         return r.stdout if r.returncode == 0 else None
     try: commit, diff = git("rev-parse", "HEAD"), git("diff", "HEAD", "--binary")
     except (OSError, subprocess.SubprocessError): commit = diff = None
-    return dict(package_version=package_versions([get_project().name])[get_project().name],
-                git_commit=commit.decode().strip() if commit else None,
-                git_dirty=None if diff is None else bool(diff),
-                git_diff_sha256=hashlib.sha256(diff).hexdigest() if diff else None)
+    return CodeVersion(package_version=package_versions([get_project().name])[get_project().name],
+                       git_commit=commit.decode().strip() if commit else None,
+                       git_dirty=None if diff is None else bool(diff),
+                       git_diff_sha256=hashlib.sha256(diff).hexdigest() if diff else None)
 
 # %% ../../nbs/core/11_manifest.ipynb #134b874b
 def json_safe(v: Any) -> Any:
@@ -269,14 +410,14 @@ class FittedDigest:
     diagnostics: dict[str, str] # Path of each diagnostic attribute -> its digest
     values: dict[str, Any] = field(default_factory=dict, repr=False, compare=False) # Path -> value, for naming differences (not recorded)
 
-    def record(self) -> dict[str, Any]:
+    def record(self) -> FittedRecord:
         "What the manifest keeps (`model.fitted`)."
-        return dict(digest=DIGEST_VERSION, sha256=self.sha256, attributes=self.attributes, diagnostics=self.diagnostics)
+        return FittedRecord(digest=DIGEST_VERSION, sha256=self.sha256, attributes=self.attributes, diagnostics=self.diagnostics)
 
     @classmethod
-    def from_record(cls, rec: dict[str, Any]) -> "FittedDigest":
+    def from_record(cls, rec: FittedRecord) -> "FittedDigest":
         "The digest a manifest recorded."
-        return cls(rec["sha256"], dict(rec.get("attributes", {})), dict(rec.get("diagnostics", {})))
+        return cls(rec.sha256, dict(rec.attributes), dict(rec.diagnostics))
 
 def fitted_digest(
     est, # A fitted scikit-learn estimator (a pipeline, an ensemble...)
@@ -333,21 +474,21 @@ def sha256_file(path: Path | str) -> str:
         for block in iter(lambda: f.read(1 << 20), b""): h.update(block)
     return h.hexdigest()
 
-def verify_artifact(run_dir: Path | str, name: str, manifest: dict) -> Path:
+def verify_artifact(run_dir: Path | str, name: str, manifest: Manifest) -> Path:
     "The path of artifact `name`, after checking its sha256 against the manifest; raises `IntegrityError`."
     p = Path(run_dir) / name
-    rec = manifest.get("artifacts", {}).get(name)
+    rec = manifest.artifacts.get(name)
     if rec is None: raise IntegrityError(f"{name} is not listed in the manifest of {run_dir}: refusing to load an unrecorded file")
     if not p.is_file(): raise IntegrityError(f"{p} is missing")
     got = sha256_file(p)
-    if got != rec["sha256"]:
-        raise IntegrityError(f"{p} has sha256 {got[:12]}…, but the manifest recorded {rec['sha256'][:12]}…: "
+    if got != rec.sha256:
+        raise IntegrityError(f"{p} has sha256 {got[:12]}…, but the manifest recorded {rec.sha256[:12]}…: "
                              "the file was changed or corrupted after the run; refusing to load it")
     return p
 
-def version_differences(manifest: dict, installed: dict[str, str | None] | None = None, names=None) -> list[str]:
+def version_differences(manifest: Manifest, installed: dict[str, str | None] | None = None, names=None) -> list[str]:
     "One sentence per shaping library (see `shaping_packages`) whose version here differs from the run's."
     names = shaping_packages() if names is None else names
-    recorded = manifest.get("environment", {}).get("packages", {})
+    recorded = manifest.environment.packages
     installed = package_versions(names) if installed is None else installed
     return [f"{n} {recorded.get(n)} in the run, {installed.get(n)} here" for n in names if recorded.get(n) != installed.get(n)]

@@ -21,7 +21,7 @@ import pandas as pd
 from .project import get_project
 from .schema import Schema, read_raw_csv
 from .fastpath import NotCompilable, compile_pipeline, frame_columns
-from .manifest import MANIFEST_VERSION, VersionMismatchError, verify_artifact, version_differences
+from .manifest import Manifest, VersionMismatchError, verify_artifact, version_differences
 from .runs import CONTRACT, HELD_OUT, MANIFEST, MODEL, PREDICTIONS, read_json
 
 log = logging.getLogger(__name__)
@@ -337,9 +337,9 @@ class Scored:
 
 class Predictor:
     "A fitted pipeline, its input contract and the manifest of the run that made it."
-    def __init__(self, pipeline, contract: Contract | dict, manifest: dict | None = None, fast: bool = True):
+    def __init__(self, pipeline, contract: Contract | dict, manifest: Manifest | None = None, fast: bool = True):
         contract = Contract.of(contract)
-        self.pipeline, self.contract, self.manifest = pipeline, contract, manifest or {}
+        self.pipeline, self.contract, self.manifest = pipeline, contract, manifest
         self.features = [f.name for f in contract.fields]
         self._names = dict(id_name=contract.id, prediction=contract.prediction_name)
         self._known = known_categories(contract)
@@ -362,10 +362,7 @@ class Predictor:
         "Load a run's pipeline after checking its files, the library versions and (by default) its recorded predictions."
         run_dir = Path(run_dir)
         if not (run_dir / MANIFEST).is_file(): raise FileNotFoundError(f"{run_dir} is not a finished run: it has no {MANIFEST}")
-        manifest = read_json(run_dir / MANIFEST)
-        if manifest.get("manifest_version") != MANIFEST_VERSION:
-            raise VersionMismatchError(f"{run_dir} has manifest version {manifest.get('manifest_version')}; "
-                                       f"this package reads version {MANIFEST_VERSION}: retrain, or load it with the package version that made it")
+        manifest = Manifest.read(run_dir / MANIFEST)  # a damaged manifest, or one of another version: ManifestError
         def refuse(msg):
             if not allow_version_mismatch:
                 raise VersionMismatchError(msg + ". Install the run's versions (requirements/*.lock), or load with "
@@ -397,7 +394,7 @@ class Predictor:
         return self
 
     @property
-    def run_id(self) -> str | None: return self.manifest.get("run_id")
+    def run_id(self) -> str | None: return self.manifest.run_id if self.manifest else None
 
     def score(
         self,

@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .manifest import feature_names
+from .manifest import Manifest, feature_names
+from .project import Project, get_project
 
 # %% auto #0
-__all__ = ['plot_predictions', 'model_weights', 'plot_weights', 'notebook_to_html']
+__all__ = ['plot_predictions', 'model_weights', 'plot_weights', 'run_summary', 'notebook_to_html']
 
 # %% ../../nbs/core/14_report.ipynb #fc6268c1
 def plot_predictions(
@@ -68,6 +69,27 @@ def plot_weights(pipeline, top: int = 15):
         ax.set_title(name, fontsize=10); ax.tick_params(axis="y", labelsize=8)
     fig.tight_layout()
     return fig
+
+# %% ../../nbs/core/14_report.ipynb #10ed884b
+def run_summary(
+    manifest: Manifest, # The run's manifest (as `runs.save_run` returns it)
+    project: Project | None = None, # Defaults to the registered project (for the metrics' labels and formats)
+) -> str:
+    "The run as a Markdown table: data, split, seeds, metrics, code, environment, lock."
+    project = project or get_project()
+    m, d, e, c = manifest, manifest.data, manifest.environment, manifest.code
+    lock = ("matches requirements/dev.lock" if e.lock_mismatches == [] else
+            "not checked" if e.lock_mismatches is None else "differs from requirements/dev.lock: " + "; ".join(e.lock_mismatches))
+    rows = [("data", f"`{d.reference}`" + (f" as of {d.as_of}" if d.as_of else "") + f": {d.rows} rows × {d.columns} columns, fingerprint `{d.fingerprint[:16]}…`"),
+            ("split", f"seed {m.split.seed}, {m.split.train_rows} for training, {m.split.held_out_rows} held out"),
+            ("seeds", ", ".join(f"{k}={v}" for k, v in m.seeds.model_dump(exclude={"random_states"}).items()))]
+    rows += [(f"held-out {x.label}", x.show(m.metrics[x.name])) for x in project.metrics if x.name in m.metrics]
+    rows += [("code", f"package {c.package_version}, commit `{(c.git_commit or 'none')[:10]}`" + (" (uncommitted changes)" if c.git_dirty else "")),
+             ("environment", f"Python {e.python}, " + ", ".join(f"{k} {v}" for k, v in e.packages.items() if v)),
+             ("BLAS / OpenMP", ", ".join(f"{t.get('internal_api')} {t.get('version')} ({t.get('num_threads')} thread(s))" for t in e.threadpools) or "none found"),
+             ("lock", lock)]
+    cell = lambda s: str(s).replace("|", "\\|").replace("\n", " ")
+    return f"**Run** `{m.run_id}`\n\n| | |\n|---|---|\n" + "\n".join(f"| {cell(k)} | {cell(v)} |" for k, v in rows) + "\n"
 
 # %% ../../nbs/core/14_report.ipynb #94f92e99
 _OFFLINE_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}

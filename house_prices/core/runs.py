@@ -9,6 +9,7 @@ import json
 import os
 import secrets
 import socket
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -16,13 +17,13 @@ from typing import Any
 import joblib
 import pandas as pd
 
-from .manifest import MANIFEST_VERSION, environment, sha256_file
+from .manifest import MANIFEST_VERSION, Artifact, JobRecord, Manifest, ManifestError, environment, sha256_file
 
 # %% auto #0
 __all__ = ['MODEL', 'MANIFEST', 'METRICS', 'PREDICTIONS', 'NOTEBOOK', 'REPORT', 'CONTRACT', 'HELD_OUT', 'TRAIN_PREDICTIONS',
            'STAGING', 'FAILED', 'JOB_INFO', 'new_run_id', 'stage_run', 'publish_run', 'fail_run', 'atomic_write',
            'write_json', 'read_json', 'save_run', 'artifacts', 'finish_run', 'read_predictions', 'list_runs',
-           'resolve_run', 'run_table']
+           'resolve_run', 'RunEntry', 'run_table']
 
 # %% ../../nbs/core/10_runs.ipynb #a0900494
 MODEL, MANIFEST, METRICS, PREDICTIONS, NOTEBOOK, REPORT = "model.joblib", "manifest.json", "metrics.json", "predictions.csv", "train.ipynb", "report.html"
@@ -88,37 +89,38 @@ def save_run(
     pipeline, # The fitted pipeline
     predictions: pd.DataFrame, # Held-out rows: the id, the actual value and `predicted`
     metrics: dict[str, Any], # Held-out metrics
-    manifest: dict[str, Any], # What the job knows about the run: parameters, data, split, model, ...
+    manifest: dict[str, Any], # The manifest's parts the job knows: parameters, seeds, data, split, features, model, code (see `train.training_manifest`)
     lock_files: list[Path] | None = None, # Lock files whose sha256 to record
     contract: Any = None, # The model's input contract (a `predict.Contract` or its JSON dict), saved as contract.json
     held_out: pd.DataFrame | None = None, # The held-out input rows, saved as held_out.csv (production re-predicts them at load)
     train_predictions: pd.DataFrame | None = None, # The training rows' predictions, saved as train_predictions.csv (reproduce compares them)
-) -> dict[str, Any]:
+) -> Manifest:
     "Write model, predictions, metrics, contract, held-out rows and manifest into `run_dir`; return the manifest."
     run_dir = Path(run_dir)
+    full = Manifest(manifest_version=MANIFEST_VERSION, run_id=run_dir.name, metrics=metrics, environment=environment(lock_files), **manifest)
     atomic_write(run_dir / MODEL, lambda p: joblib.dump(pipeline, p))
     atomic_write(run_dir / PREDICTIONS, lambda p: predictions.to_csv(p, index=False))
     write_json(run_dir / METRICS, metrics)
     if contract is not None: write_json(run_dir / CONTRACT, contract.to_json() if hasattr(contract, "to_json") else contract)
     if held_out is not None: atomic_write(run_dir / HELD_OUT, lambda p: held_out.to_csv(p, index=False))
     if train_predictions is not None: atomic_write(run_dir / TRAIN_PREDICTIONS, lambda p: train_predictions.to_csv(p, index=False))
-    full = dict(manifest_version=MANIFEST_VERSION, run_id=run_dir.name, metrics=metrics,
-                environment=environment(lock_files), **manifest)
-    write_json(run_dir / MANIFEST, full)
+    write_json(run_dir / MANIFEST, full.to_json())
     return full
 
-def artifacts(run_dir: Path | str) -> dict[str, dict[str, Any]]:
+def artifacts(run_dir: Path | str) -> dict[str, Artifact]:
     "sha256 and size of every file of a run but the manifest."
     run_dir = Path(run_dir)
-    return {p.name: dict(sha256=sha256_file(p), bytes=p.stat().st_size)
+    return {p.name: Artifact(sha256=sha256_file(p), bytes=p.stat().st_size)
             for p in sorted(run_dir.iterdir()) if p.is_file() and p.name != MANIFEST and not p.name.startswith(".")}
 
-def finish_run(run_dir: Path | str, **extra) -> dict[str, Any]:
-    "Add `extra` and the artifact hashes to a staged run's manifest; return the manifest."
+def finish_run(
+    run_dir: Path | str, # The staged folder of the run
+    job: JobRecord | None = None, # How the job runner executed the job (None when the notebook ran by hand)
+) -> Manifest:
+    "Add the job record and the sha256 of every file to a staged run's manifest; return the manifest."
     run_dir = Path(run_dir)
-    m = read_json(run_dir / MANIFEST)
-    m.update(extra, artifacts=artifacts(run_dir))
-    write_json(run_dir / MANIFEST, m)
+    m = Manifest.read(run_dir / MANIFEST).model_copy(update=dict(job=job, artifacts=artifacts(run_dir)))
+    write_json(run_dir / MANIFEST, m.to_json())
     return m
 
 def read_predictions(
@@ -160,11 +162,23 @@ def _staged_status(d: Path) -> str:
     except (OSError, ValueError): return "abandoned"
     return "running" if info.get("host") == socket.gethostname() and _alive(int(info.get("pid", -1))) else "abandoned"
 
-def run_table(runs_dir: Path | str) -> list[dict[str, Any]]:
-    "Every run in the store, finished or not, oldest first: id, status, folder and (for finished runs) manifest."
+@dataclass
+class RunEntry:
+    "One run of the store, as `run_table` lists it."
+    id: str # The run's id (its folder name)
+    status: str # complete, damaged (its manifest cannot be read), running, abandoned or failed
+    path: Path # Its folder
+    manifest: Manifest | None = None # For a complete run
+    problem: str | None = None # For a damaged run: what is wrong with its manifest
+
+def run_table(runs_dir: Path | str) -> list[RunEntry]:
+    "Every run in the store, finished or not, oldest first; a finished run whose manifest cannot be read is listed as damaged."
     runs_dir = Path(runs_dir)
-    rows = [dict(id=p.name, status="complete", path=p, manifest=read_json(p / MANIFEST)) for p in list_runs(runs_dir)]
+    rows = []
+    for p in list_runs(runs_dir):
+        try: rows.append(RunEntry(p.name, "complete", p, Manifest.read(p / MANIFEST)))
+        except ManifestError as e: rows.append(RunEntry(p.name, "damaged", p, problem=str(e)))
     for sub, status in ((STAGING, None), (FAILED, "failed")):
         for p in sorted((runs_dir / sub).glob("*")) if (runs_dir / sub).is_dir() else []:
-            if p.is_dir(): rows.append(dict(id=p.name, status=status or _staged_status(p), path=p, manifest=None))
-    return sorted(rows, key=lambda r: r["id"])
+            if p.is_dir(): rows.append(RunEntry(p.name, status or _staged_status(p), p))
+    return sorted(rows, key=lambda r: r.id)

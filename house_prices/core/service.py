@@ -21,7 +21,7 @@ from types import SimpleNamespace
 
 from pydantic import ConfigDict, Field, create_model
 
-from .manifest import verify_artifact
+from .manifest import Manifest, verify_artifact
 from .predict import Contract, Predictor
 from .runs import CONTRACT, MANIFEST, read_json
 
@@ -150,7 +150,7 @@ def create_app(
 ) -> FastAPI:
     "The FastAPI app serving the model of `run_dir`; the model is loaded at start-up."
     run_dir = Path(run_dir)
-    manifest = read_json(run_dir / MANIFEST)
+    manifest = Manifest.read(run_dir / MANIFEST)
     contract = Contract.of(read_json(verify_artifact(run_dir, CONTRACT, manifest)))
     M = service_models(contract)
     Issue = M.Issue
@@ -162,8 +162,8 @@ def create_app(
         yield
 
     target = contract.prediction_name
-    app = FastAPI(title=f"Predictions of {target}", version=str(manifest.get("code", {}).get("package_version")), lifespan=lifespan,
-                  description=f"Predicts {target} with the model of training run `{manifest.get('run_id')}`.")
+    app = FastAPI(title=f"Predictions of {target}", version=str(manifest.code.package_version), lifespan=lifespan,
+                  description=f"Predicts {target} with the model of training run `{manifest.run_id}`.")
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError):
@@ -180,9 +180,9 @@ def create_app(
     def model(request: Request) -> dict:
         "Which model this is: run id, metrics, library versions, data fingerprint and the input contract."
         m = request.app.state.predictor.manifest
-        return {"run_id": m.get("run_id"), "metrics": m.get("metrics"), "versions": m.get("environment", {}).get("packages"),
-                "data": {k: m.get("data", {}).get(k) for k in ("reference", "fingerprint", "rows", "columns")},
-                "trained": m.get("job", {}).get("finished"), "contract": request.app.state.predictor.contract.to_json()}
+        return {"run_id": m.run_id, "metrics": m.metrics, "versions": m.environment.packages,
+                "data": m.data.model_dump(include={"reference", "fingerprint", "rows", "columns"}),
+                "trained": m.job.finished if m.job else None, "contract": request.app.state.predictor.contract.to_json()}
 
     @app.post("/predict", response_model=M.PredictResponse,
               responses={413: {"model": M.ErrorResponse, "description": "Body or batch too large"},

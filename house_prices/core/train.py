@@ -14,7 +14,8 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from .config import Settings
-from .manifest import code_version, describe_estimator, feature_names, fitted_digest, random_states, sha256_file
+from .manifest import (DataRecord, FeatureRecord, InputFeature, ModelRecord, Seeds, SplitRecord, code_version,
+                                       describe_estimator, feature_names, fitted_digest, random_states, sha256_file)
 from .project import Project, get_project
 from .schema import fingerprint
 from .sources import DataRef
@@ -82,21 +83,21 @@ def training_manifest(
     pipeline, # The fitted pipeline
     project: Project | None = None, # Defaults to the registered project
 ) -> dict[str, Any]:
-    "The manifest fields a training job knows: parameters, seeds, data, split, features, model, code."
+    "The manifest's parts a training job knows: parameters, seeds, data, split, features, model, code (`runs.save_run` adds the rest)."
     s = (project or get_project()).schema
     rel = lambda p: str(p.relative_to(settings.root)) if p.is_relative_to(settings.root) else str(p)
     ref = DataRef.parse(data_ref)
     data_file = settings.resolve(ref.location) if ref.kind != "sql" else None
     return dict(
         parameters=parameters,
-        seeds=dict(split=split_seed, model=params.get("seed"), pythonhashseed=os.environ.get("PYTHONHASHSEED"),
-                   random_states=random_states(pipeline)),
-        data=dict(reference=ref.redacted(), kind=ref.kind, as_of=as_of or None, snapshot=rel(snapshot), fingerprint=fingerprint(df, s),
-                  file_sha256=sha256_file(data_file) if data_file else None, rows=int(df.shape[0]), columns=int(df.shape[1]),
-                  dtypes={c: s.by_name[c].dtype for c in df.columns}),
-        split=dict(seed=split_seed, test_size=test_size, train_rows=len(train), held_out_rows=len(held_out),
-                   train_ids_sha256=ids_sha256(train[s.id]), held_out_ids_sha256=ids_sha256(held_out[s.id])),
-        features=dict(input=[dict(name=c, dtype=s.by_name[c].dtype) for c in s.features], output=feature_names(pipeline)),
-        model=dict(hyperparameters=params, estimator=describe_estimator(pipeline), fitted=fitted_digest(pipeline).record()),
+        seeds=Seeds(split=split_seed, model=params.get("seed"), pythonhashseed=os.environ.get("PYTHONHASHSEED"),
+                    random_states=random_states(pipeline)),
+        data=DataRecord(reference=ref.redacted(), kind=ref.kind, as_of=as_of or None, snapshot=rel(snapshot), fingerprint=fingerprint(df, s),
+                        file_sha256=sha256_file(data_file) if data_file else None, rows=int(df.shape[0]), columns=int(df.shape[1]),
+                        dtypes={c: s.by_name[c].dtype for c in df.columns}),
+        split=SplitRecord(seed=split_seed, test_size=test_size, train_rows=len(train), held_out_rows=len(held_out),
+                          train_ids_sha256=ids_sha256(train[s.id]), held_out_ids_sha256=ids_sha256(held_out[s.id])),
+        features=FeatureRecord(input=[InputFeature(name=c, dtype=s.by_name[c].dtype) for c in s.features], output=feature_names(pipeline)),
+        model=ModelRecord(hyperparameters=params, estimator=describe_estimator(pipeline), fitted=fitted_digest(pipeline).record()),
         code=code_version(settings.root),
     )
