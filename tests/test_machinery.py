@@ -1,6 +1,7 @@
 """The machinery in <package>/core knows nothing of the example project: it imports no project module and names none of
 its columns, its target, its prediction or the project itself. It reads all of that from the registered `Project`."""
 import ast
+import json
 import re
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from house_prices.core.project import get_project
 PROJECT = get_project()
 PACKAGE = Path(__file__).resolve().parents[1] / PROJECT.package
 CORE = sorted((PACKAGE / "core").glob("*.py"))
+CORE_NOTEBOOKS = sorted((PACKAGE.parent / "nbs" / "core").glob("*.ipynb"))
 PROJECT_MODULES = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__", "_modidx"}
 
 
@@ -29,7 +31,7 @@ def code_of(path):
 
 
 def test_there_is_machinery_and_a_project():
-    assert len(CORE) >= 12 and {"data", "pipeline", "project"} <= PROJECT_MODULES
+    assert len(CORE) >= 12 and len(CORE_NOTEBOOKS) == len(CORE) - 1 and {"data", "pipeline", "project"} <= PROJECT_MODULES
 
 
 @pytest.mark.parametrize("path", CORE, ids=lambda p: p.name)
@@ -52,4 +54,19 @@ def test_machinery_names_nothing_of_the_example(path):
     code = code_of(path)
     found = sorted(n for n in example_names() if re.search(rf"(?<![\w-]){re.escape(n)}(?![\w-])", code))
     found += sorted({m.group(0) for m in re.finditer(r"(?i)\bhouses?\b|\bprices?\b|\bAmes\b|\bKaggle\b", code)})
+    assert not found, f"{path.name} names the example project: {found}"
+
+
+def cells_of(path):
+    "A notebook's cell sources (its metadata, such as the kernel's name, is filled in by copier), without the package's import path."
+    return "\n".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"]).replace(f"{PROJECT.package}.core", "PACKAGE.core")
+
+
+@pytest.mark.parametrize("path", CORE_NOTEBOOKS, ids=lambda p: p.name)
+def test_machinery_notebooks_name_nothing_of_the_example(path):
+    "Their prose and examples too: they use the toy data of core.toy, so they run in every project made from the template."
+    code = cells_of(path)
+    found = sorted(n for n in example_names() if re.search(rf"(?<![\w-]){re.escape(n)}(?![\w-])", code))
+    found += sorted({m.group(0) for m in re.finditer(r"(?i)\bhouses?\b|\bprices?\b|\bAmes\b|\bKaggle\b", code)})
+    found += sorted(set(re.findall(rf"\b{PROJECT.package}\.(?!core\b)\w+", code)))  # an import of a project module
     assert not found, f"{path.name} names the example project: {found}"

@@ -46,7 +46,9 @@ class _Writer:
         if _is_parquet(self.path):
             import pyarrow as pa, pyarrow.parquet as pq
             table = pa.Table.from_pandas(df, preserve_index=False)
-            if self._pq is None: self._pq = pq.ParquetWriter(self.tmp, table.schema)
+            if self._pq is None:  # a column with no value yet (errors, a refused label) is text, not Arrow's null type
+                schema = pa.schema([f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in table.schema])
+                self._pq = pq.ParquetWriter(self.tmp, schema)
             self._pq.write_table(table.cast(self._pq.schema))
         else:
             df.to_csv(self.tmp, mode="w" if self._first else "a", header=self._first, index=False)
@@ -88,7 +90,7 @@ def score_file(
     from tqdm.auto import tqdm
     total, chunks = read_chunks(input, chunk_size)
     out, side = _Writer(Path(output)), _Writer(Path(issues_file)) if issues_file else None
-    summary, ID = BatchSummary(), get_project().schema.id
+    summary, ID = BatchSummary(), predictor.contract.id
     bar = tqdm(total=total, unit="rows", disable=not progress, file=sys.stderr, desc="scoring")
     try:
         for chunk in chunks:

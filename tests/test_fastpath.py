@@ -1,0 +1,23 @@
+"""The example's own pipeline (with its DerivedFeatures step) compiles, and the compiled function gives scikit-learn's bits on every row
+of train.csv and test.csv: all at once, 50 at a time and one by one."""
+import numpy as np
+
+from house_prices.core.config import get_settings
+from house_prices.core.fastpath import compile_pipeline, frame_columns
+from house_prices.core.train import fit
+from house_prices.data import FEATURES, read_csv
+
+
+def test_the_example_pipeline_compiles_to_the_same_bits():
+    s = get_settings()
+    train, test = read_csv(s.train_csv), read_csv(s.test_csv, target=False)
+    pipe = fit(train, {"gbm_n_estimators": 30})
+    fast = compile_pipeline(pipe)
+    for df in (train, test):
+        cols, expected = frame_columns(df[FEATURES]), pipe.predict(df[FEATURES])
+        assert (fast(cols, len(df)) == expected).all()
+        chunks = [fast({k: v[i:i + 50] for k, v in cols.items()}, len(df[i:i + 50])) for i in range(0, len(df), 50)]
+        assert (np.concatenate(chunks) == expected).all()
+    for i in (0, 5, 700):
+        one = test.iloc[[i]][FEATURES]
+        assert fast(frame_columns(one), 1).tolist() == pipe.predict(one).tolist()
