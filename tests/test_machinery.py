@@ -16,10 +16,15 @@ CORE_NOTEBOOKS = sorted((PACKAGE.parent / "nbs" / "core").glob("*.ipynb"))
 PROJECT_MODULES = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__", "_modidx"}
 
 
+VOCABULARY = Path(__file__).with_name("machinery_words.txt")  # only in a generated project (see tools/template.py)
+
+
 def example_names():
-    "Every name of the example that machinery must not contain: columns, target, prediction, names, data folder, its words."
+    "Every name of the project that machinery must not contain: columns, target, prediction, names, data folder."
     names = {c.name for c in PROJECT.schema.columns} | {PROJECT.prediction, PROJECT.name, PROJECT.package, PROJECT.root_env_var}
     names |= set(Path(PROJECT.data_file).parts[:-1]) - {"data"}
+    if VOCABULARY.is_file():  # a generated project: a word the template's machinery uses anyway (a column "value") is not the project's doing
+        names -= set(VOCABULARY.read_text().split()) - {PROJECT.name, PROJECT.package, PROJECT.root_env_var}
     return names
 
 

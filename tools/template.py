@@ -11,6 +11,8 @@ from the house-price example.
 """
 import argparse
 import filecmp
+import json
+import re
 import shutil
 import sys
 import tempfile
@@ -57,10 +59,24 @@ def render(text: str) -> str:
     return "{% raw %}" + body + "{% endraw %}"
 
 
+def vocabulary() -> str:
+    """Every word of the machinery (its code and its notebooks' cells, the package's name left out), one per line.
+
+    A generated project's `tests/test_machinery.py` reads it: a column of that project named like a word the template's
+    machinery uses anyway ("value", "age" of the toy data) was not put there by the project, so it is not looked for."""
+    texts = [p.read_text(encoding="utf-8") for p in sorted((ROOT / PACKAGE / "core").glob("*.py"))]
+    texts += ["\n".join("".join(c["source"]) for c in json.loads(p.read_text(encoding="utf-8"))["cells"])
+              for p in sorted((ROOT / "nbs/core").glob("*.ipynb"))]
+    words = set(re.findall(r"[\w-]+", "\n".join(texts).replace(PACKAGE, "PACKAGE")))
+    return "\n".join(sorted(words - {PROJECT})) + "\n"
+
+
 def write(dest_root: Path) -> list[Path]:
     "Write the generated part of the template under `dest_root`; return the relative paths written."
     (dest_root / "pyproject.toml.jinja").write_text(pyproject((ROOT / "pyproject.toml").read_text(encoding="utf-8")), encoding="utf-8")
-    out = [Path("pyproject.toml.jinja")]
+    (dest_root / "tests").mkdir(parents=True, exist_ok=True)
+    (dest_root / "tests/machinery_words.txt").write_text(vocabulary(), encoding="utf-8")
+    out = [Path("pyproject.toml.jinja"), Path("tests/machinery_words.txt")]
     for src, rel, templated in COPIED:
         dest = dest_root / rel
         dest.parent.mkdir(parents=True, exist_ok=True)

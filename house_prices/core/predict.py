@@ -27,8 +27,9 @@ from .runs import CONTRACT, HELD_OUT, MANIFEST, MODEL, PREDICTIONS, read_json
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'CONTRACT_VERSION', 'NUMBER_RE', 'SMALL_BATCH', 'ContractField', 'Contract', 'derive_contract', 'Issues',
-           'known_categories', 'check_rows', 'check_records', 'Scored', 'Predictor']
+__all__ = ['log', 'CONTRACT_VERSION', 'SHOWN_CHARS', 'NUMBER_RE', 'MAX_MAGNITUDE', 'TOO_LARGE', 'ID_EXPECTED', 'SMALL_BATCH',
+           'ContractField', 'Contract', 'derive_contract', 'Issues', 'known_categories', 'check_rows', 'check_records',
+           'Scored', 'Predictor']
 
 # %% ../../nbs/core/12_predict.ipynb #7f84a48d
 CONTRACT_VERSION = 1
@@ -105,6 +106,14 @@ class Issues:
 
     def __len__(self): return len(self.row)
 
+    def plus(self, rows, column: str, values, message: str, level: str = "error") -> "Issues":
+        "These issues and one more per row of `rows` (with its value), all with the same column, message and level."
+        rows = np.asarray(rows, dtype=np.int64)
+        if not len(rows): return self
+        extra = (rows, np.full(len(rows), column, dtype=object), np.asarray(list(values), dtype=object),
+                 np.full(len(rows), message, dtype=object), np.full(len(rows), level, dtype=object))
+        return Issues.collect([(self.row, self.column, self.value, self.message, self.level), extra])
+
     def frame(self) -> pd.DataFrame:
         "The issues as a DataFrame, sorted by row."
         return pd.DataFrame(dict(row=self.row, column=self.column, value=self.value, message=self.message,
@@ -116,9 +125,11 @@ def _missing(s: pd.Series) -> np.ndarray:
     elif pd.api.types.is_string_dtype(s.dtype): m |= (s == "").fillna(False).to_numpy(dtype=bool)
     return m
 
+SHOWN_CHARS = 60 # A value is echoed in an issue as its repr, cut to this many characters
+
 def _show(v) -> str:
     r = repr(v)
-    return r if len(r) <= 60 else r[:57] + "..."
+    return r if len(r) <= SHOWN_CHARS else r[:SHOWN_CHARS - 3] + "..."
 
 def _issue(parts, mask, s, name, message, level, show_value=True):
     idx = np.flatnonzero(mask)
@@ -133,6 +144,13 @@ def _types(s: pd.Series) -> pd.Series | None:
 
 _NUMBER_TYPES = (int, float, np.integer, np.floating)
 NUMBER_RE = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?" # What a number given as a string may look like
+MAX_MAGNITUDE = float(np.finfo(np.float32).max) # Largest magnitude a field may have: models may compute in float32 (trees do)
+TOO_LARGE = f"expected a finite number within ±{MAX_MAGNITUDE:.3g}"
+
+def _to_float(v) -> float:
+    "`float(v)`, with ±inf for an integer beyond any float (instead of OverflowError)."
+    try: return float(v)
+    except OverflowError: return float("inf") if v > 0 else float("-inf")
 
 def _check_numeric(s, f, parts):
     orig, t = s, _types(s)
@@ -149,12 +167,14 @@ def _check_numeric(s, f, parts):
         is_str = (t.map(lambda k: issubclass(k, str)).to_numpy(dtype=bool) if t is not None else np.ones(len(s), bool)) & ~missing
         plain = s.where(is_str, "").astype(str).str.fullmatch(NUMBER_RE).to_numpy(dtype=bool)
         s = s.where(~is_str | plain, None)  # a string that is not a plain number becomes NaN: "expected a number"
-    vals = pd.to_numeric(s.where(~missing, None), errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    try: vals = pd.to_numeric(s.where(~missing, None), errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    except OverflowError:  # an integer beyond any float: value by value
+        vals = np.array([np.nan if m or v is None else _to_float(v) for v, m in zip(s.to_numpy(dtype=object), missing)], dtype="float64")
     not_number = np.isnan(vals) & ~missing
     if t is not None: not_number &= ~bad_type
     _issue(parts, not_number, orig, f.name, "expected a number", "error")
-    inf = np.isinf(vals)
-    _issue(parts, inf, orig, f.name, "expected a finite number", "error")
+    with np.errstate(invalid="ignore"): inf = np.isinf(vals) | (np.abs(vals) > MAX_MAGNITUDE)
+    _issue(parts, inf, orig, f.name, TOO_LARGE, "error")
     bad = not_number | inf | (bad_type if t is not None else False)
     return vals, bad | _check_missing(missing & ~bad, s, f, parts)
 
@@ -187,11 +207,34 @@ def _check_categorical(s, f, parts, known):
     missing = _missing(s) & ~bad_type
     bad = bad_type | _check_missing(missing, s, f, parts)
     unseen = ~s.isin(known).to_numpy(dtype=bool) & ~missing & ~bad_type
-    _issue(parts, unseen, s, f.name, lambda v: f"category {v!r} was not seen in training: scored as an unknown/infrequent category", "warning")
+    _issue(parts, unseen, s, f.name, lambda v: f"category {_show(v)} was not seen in training: scored as an unknown/infrequent category", "warning")
     vals = s.astype(object).where(~missing & ~bad_type, np.nan)
     return vals, bad
 
 # %% ../../nbs/core/12_predict.ipynb #b6993760
+ID_EXPECTED = "expected a whole number (a 64-bit integer)"
+_INTEGER = re.compile(r"[+-]?\d+")
+
+def _id(v) -> tuple[int | None, bool]:
+    "(the id exactly, or None when missing or bad; whether it is bad) for one value."
+    if v is None or (isinstance(v, str) and not v.strip()) or (isinstance(v, (float, np.floating)) and np.isnan(v)): return None, False
+    if isinstance(v, (bool, np.bool_)): return None, True
+    if isinstance(v, (int, np.integer)): x = int(v)
+    elif isinstance(v, (float, np.floating)):  # a float is exact up to 2**53 only
+        if not (float(v).is_integer() and abs(v) <= 2**53): return None, True
+        x = int(v)
+    elif isinstance(v, str) and _INTEGER.fullmatch(v.strip()): x = int(v)
+    elif isinstance(v, str) and _PLAIN_NUMBER.fullmatch(v.strip()) and _to_float(v).is_integer() and abs(_to_float(v)) <= 2**53: x = int(float(v))
+    else: return None, True
+    return (x, False) if -2**63 <= x < 2**63 else (None, True)
+
+def _ids(s: pd.Series) -> tuple[pd.arrays.IntegerArray, np.ndarray]:
+    "(the ids as exact 64-bit integers, missing where not given or bad; mask of bad ones) for a column of ids."
+    if pd.api.types.is_integer_dtype(s.dtype) and not pd.api.types.is_unsigned_integer_dtype(s.dtype):
+        return pd.array(s, dtype="Int64"), np.zeros(len(s), bool)
+    parsed = [_id(v) for v in s.to_numpy(dtype=object)]
+    return pd.array([x for x, _ in parsed], dtype="Int64"), np.array([b for _, b in parsed], dtype=bool)
+
 def known_categories(contract: Contract) -> dict[str, frozenset]:
     "Column -> the categories seen in training, as sets for fast membership tests."
     return {f.name: frozenset(f.categories) for f in contract.fields if f.kind == "categorical"}
@@ -218,12 +261,9 @@ def check_rows(
     ids = None
     if contract.id in columns.columns:
         s = columns[contract.id].reset_index(drop=True)
-        vals = pd.to_numeric(s.where(~_missing(s) & ~s.map(lambda v: isinstance(v, (bool, np.bool_))), None) if s.dtype == object else s,
-                             errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
-        bad = ~np.isfinite(vals) | (vals != np.floor(vals))
-        _issue(parts, bad & ~_missing(s), s, contract.id, "expected a whole number", "error")
-        ok &= ~(bad & ~_missing(s))
-        ids = vals
+        ids, bad = _ids(s)
+        _issue(parts, bad, s, contract.id, ID_EXPECTED, "error")
+        ok &= ~bad
     names = {f.name for f in contract.fields} | {contract.id, *ignore}
     for extra in [c for c in columns.columns if c not in names]:
         present = ~_missing(columns[extra].reset_index(drop=True))
@@ -240,11 +280,9 @@ def _num(v):
     "(value, error message) for one numeric value; value None means missing."
     if v is None or v == "" or (isinstance(v, (float, np.floating)) and np.isnan(v)): return None, None
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, (*_NUMBER_TYPES, str)): return np.nan, f"expected a number, got {type(v).__name__}"
-    if isinstance(v, str):
-        if not _PLAIN_NUMBER.fullmatch(v): return np.nan, "expected a number"
-        v = float(v)
-    v = float(v)
-    return (v, None) if np.isfinite(v) else (np.nan, "expected a finite number")
+    if isinstance(v, str) and not _PLAIN_NUMBER.fullmatch(v): return np.nan, "expected a number"
+    v = _to_float(v)
+    return (v, None) if np.isfinite(v) and abs(v) <= MAX_MAGNITUDE else (np.nan, TOO_LARGE)
 
 def _cat(v):
     if v is None or v == "" or (isinstance(v, (float, np.floating)) and np.isnan(v)): return None, None
@@ -274,7 +312,7 @@ def _check_records(records, contract, ignore=None, known=None):
     ignore = (contract.target,) if ignore is None else ignore
     n, fields, idf = len(records), contract.fields, contract.id
     cols = {f.name: [None] * n for f in fields}
-    ids, ok, issues = [np.nan] * n, np.ones(n, bool), []
+    ids, ok, issues = [None] * n, np.ones(n, bool), []
     add = lambda r, c, v, m, lev: issues.append((r, c, v, m, lev))
     names = {f.name for f in fields} | {idf, *ignore}
     for r, rec in enumerate(records):
@@ -289,19 +327,16 @@ def _check_records(records, contract, ignore=None, known=None):
                 if level == "error": ok[r] = False
                 val = np.nan
             elif f.kind == "categorical" and val not in known[name]:
-                add(r, name, _show(val), f"category {val!r} was not seen in training: scored as an unknown/infrequent category", "warning")
+                add(r, name, _show(val), f"category {_show(val)} was not seen in training: scored as an unknown/infrequent category", "warning")
             cols[name][r] = val
         if idf in rec:
-            v = rec[idf]
-            if not (v is None or v == "" or (isinstance(v, float) and np.isnan(v))):
-                x, err = _num(v) if not isinstance(v, (bool, np.bool_)) else (np.nan, "x")
-                if err or x is None or x != np.floor(x): add(r, idf, _show(v), "expected a whole number", "error"); ok[r] = False
-                else: ids[r] = x
+            ids[r], bad = _id(rec[idf])
+            if bad: add(r, idf, _show(rec[idf]), ID_EXPECTED, "error"); ok[r] = False
         for extra, v in rec.items():
             if extra not in names and _cat(v) != (None, None): add(r, str(extra), "", "is not a field of the model: ignored", "warning")
     arrays = {f.name: np.array(cols[f.name], dtype=object if f.kind == "categorical" else "float64") for f in fields}
     parts = [tuple(np.array([i[k] for i in issues], dtype=np.int64 if k == 0 else object) for k in range(5))] if issues else []
-    return arrays, (np.array(ids, dtype="float64") if any(idf in rec for rec in records) else None), ok, Issues.collect(parts)
+    return arrays, (pd.array(ids, dtype="Int64") if any(idf in rec for rec in records) else None), ok, Issues.collect(parts)
 
 # %% ../../nbs/core/12_predict.ipynb #a5dff04a
 SMALL_BATCH = 256 # Up to this many records are checked value by value (`check_records`), more column by column (`check_rows`)
@@ -311,7 +346,7 @@ class Scored:
     "The outcome of scoring a batch: a prediction per row (NaN where refused), the ids given, and the issues."
     predictions: np.ndarray # The predictions
     ok: np.ndarray
-    ids: np.ndarray | None
+    ids: pd.arrays.IntegerArray | None # The ids, exactly as given (missing where not given or not a 64-bit integer)
     issues: Issues
     id_name: str = "id" # What to call the ids in `frame` (the contract's id column)
     prediction: str = "prediction" # What to call the predictions in `frame` (the contract's prediction name)
@@ -323,12 +358,12 @@ class Scored:
         n = len(self.predictions)
         out = pd.DataFrame({self.prediction: self.predictions})
         for j, c in enumerate(self.classes or []): out[f"p_{c}"] = self.probabilities[:, j]
-        if self.ids is not None: out.insert(0, self.id_name, pd.array(self.ids, dtype="Int64") if np.isnan(self.ids).any() else self.ids.astype("int64"))
+        if self.ids is not None: out.insert(0, self.id_name, self.ids if self.ids.isna().any() else self.ids.astype("int64"))
         for level, col in (("error", "error"), ("warning", "warnings")):
             sel = self.issues.level == level
             text = np.full(n, None, dtype=object)
             if sel.any():
-                msgs = pd.Series([f"{c}: {m} (got {v})" if v else f"{c}: {m}" for c, m, v in
+                msgs = pd.Series([(f"{c}: " if c else "") + (f"{m} (got {v})" if v else m) for c, m, v in
                                   zip(self.issues.column[sel], self.issues.message[sel], self.issues.value[sel])])
                 joined = msgs.groupby(self.issues.row[sel], sort=False).agg("; ".join)
                 text[joined.index.to_numpy()] = joined.to_numpy()
@@ -400,39 +435,63 @@ class Predictor:
         self,
         data: pd.DataFrame | list[dict] | dict, # A DataFrame, a list of records (dicts), or one record
     ) -> Scored:
-        "Check every row against the contract and predict the rows that pass."
+        "Check every row against the contract and predict the rows that pass: every row gets a prediction or its own errors."
         if isinstance(data, dict): data = [data]
-        few = not isinstance(data, pd.DataFrame) and len(data) <= SMALL_BATCH and all(isinstance(r, dict) for r in data)
-        if few:  # a few records: checked value by value, predicted by the compiled path when there is one
+        not_records = []
+        if not isinstance(data, pd.DataFrame):
+            data = list(data)
+            not_records = [(i, r) for i, r in enumerate(data) if not isinstance(r, dict)]
+            if not_records: data = [r if isinstance(r, dict) else {} for r in data]
+        if not isinstance(data, pd.DataFrame) and len(data) <= SMALL_BATCH:  # a few records: checked value by value
             cols, ids, ok, issues = _check_records(data, self.contract, known=self._known)
-            predictions, proba = self._empty(len(ok))
-            if ok.any():
-                if self._fast is not None:
-                    predictions[ok] = self._fast({k: v[ok] for k, v in cols.items()}, int(ok.sum()))
-                else:
-                    rows = pd.DataFrame({k: (pd.array(v[ok], dtype="str") if v.dtype == object else v[ok]) for k, v in cols.items()})
-                    self._predict_into(rows[self.features], ok, predictions, proba)
-            return Scored(predictions, ok, ids, issues, probabilities=proba, classes=self.classes, **self._names)
-        frame = data if isinstance(data, pd.DataFrame) else pd.DataFrame.from_records(list(data)) if len(data) else pd.DataFrame()
-        canon, ok, issues = check_rows(frame, self.contract, known=self._known)
-        predictions, proba = self._empty(len(canon))
-        if ok.any():
-            rows = canon.loc[ok, self.features] if not ok.all() else canon[self.features]
-            if self._fast is not None: predictions[ok] = self._fast(frame_columns(rows), len(rows))
-            else: self._predict_into(rows, ok, predictions, proba)
-        ID = self.contract.id
-        return Scored(predictions, ok, canon[ID].to_numpy() if ID in canon.columns else None, issues,
-                      probabilities=proba, classes=self.classes, **self._names)
+            take = lambda idx: {k: v[idx] for k, v in cols.items()} if self._fast is not None else \
+                pd.DataFrame({k: (pd.array(v[idx], dtype="str") if v.dtype == object else v[idx]) for k, v in cols.items()})[self.features]
+        else:  # column by column (a records list becomes a frame with one row per record, even an empty one)
+            frame = data if isinstance(data, pd.DataFrame) else pd.DataFrame.from_records(data, index=range(len(data)))
+            canon, ok, issues = check_rows(frame, self.contract, known=self._known)
+            ids = canon[self.contract.id].array if self.contract.id in canon.columns else None
+            take = lambda idx: frame_columns(canon[self.features].iloc[idx]) if self._fast is not None else canon[self.features].iloc[idx]
+        if not_records:  # a value that is not a record has one error, not one per missing field
+            rows = np.array([i for i, _ in not_records])
+            keep = ~np.isin(issues.row, rows)
+            issues = Issues(*(a[keep] for a in (issues.row, issues.column, issues.value, issues.message, issues.level)))
+            for i, r in not_records: issues = issues.plus([i], "", [_show(r)], f"expected a record (an object of field: value), got {type(r).__name__}")
+            ok[rows] = False
+        predictions, proba = self._empty(len(ok))
+        issues = self._predict_ok(take, ok, predictions, proba, issues)
+        return Scored(predictions, ok, ids, issues, probabilities=proba, classes=self.classes, **self._names)
 
     def _empty(self, n: int) -> tuple[np.ndarray, np.ndarray | None]:
         "Prediction arrays for `n` rows before any is predicted: NaN numbers, or no label and NaN probabilities."
         if self.classes is None: return np.full(n, np.nan), None
         return np.full(n, None, dtype=object), np.full((n, len(self.classes)), np.nan)
 
-    def _predict_into(self, rows: pd.DataFrame, ok: np.ndarray, predictions: np.ndarray, proba: np.ndarray | None):
-        "Predict `rows` (the rows of `ok`) with scikit-learn, into `predictions` (and `proba` for a classifier)."
-        predictions[ok] = self.pipeline.predict(rows)
-        if proba is not None: proba[ok] = self.pipeline.predict_proba(rows)
+    def _compute(self, inputs, idx: np.ndarray, predictions: np.ndarray, proba: np.ndarray | None):
+        "Predict the rows `idx` from `inputs` (columns for the compiled path, else a frame), into `predictions` (and `proba`)."
+        if self._fast is not None: predictions[idx] = self._fast(inputs, len(idx)); return
+        predictions[idx] = self.pipeline.predict(inputs)
+        if proba is not None: proba[idx] = self.pipeline.predict_proba(inputs)
+
+    def _predict_ok(self, take, ok: np.ndarray, predictions: np.ndarray, proba: np.ndarray | None, issues: Issues) -> Issues:
+        "Predict the rows of `ok` (their inputs from `take(idx)`); a row the model fails on, or answers with no finite number, gets its own error."
+        idx = np.flatnonzero(ok)
+        if not len(idx): return issues
+        failed = {}
+        try: self._compute(take(idx), idx, predictions, proba)
+        except Exception as e:  # find the rows the model cannot score, and answer the others
+            log.warning("the model failed on a batch of %d row(s) (%s: %s): scoring them one by one", len(idx), type(e).__name__, _show(str(e)))
+            for i in idx:
+                try: self._compute(take(np.array([i])), np.array([i]), predictions, proba)
+                except Exception as e1: failed[i] = f"the model could not score this row ({type(e1).__name__}: {_show(str(e1))[1:-1]})"
+        with np.errstate(invalid="ignore"):
+            values = proba[idx] if proba is not None else predictions[idx].astype("float64")[:, None]
+            for i in idx[~np.isfinite(values).all(axis=1)]: failed.setdefault(i, "the model's answer for this row is not a finite number")
+        for i, why in failed.items():
+            predictions[i] = np.nan if proba is None else None
+            if proba is not None: proba[i] = np.nan
+            ok[i] = False
+            issues = issues.plus([i], "", [""], why)
+        return issues
 
     def predict(
         self,

@@ -129,7 +129,7 @@ def ingest(
     from sqlalchemy import BigInteger, DateTime, Float, Text
     df = load(source, root)
     t0 = parse_as_of(start) or datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
-    types = {c.name: (BigInteger() if c.kind == "id" else Text() if c.kind == "categorical" else Float()) for c in get_project().schema.columns if c.name in df.columns}
+    types = {c.name: (BigInteger() if c.kind == "id" else Text() if c.dtype == "str" else Float()) for c in get_project().schema.columns if c.name in df.columns}
     types[as_of_column] = DateTime()
     eng, stamps = _engine(into), []
     try:
