@@ -65,7 +65,9 @@ def test_openapi_schema_comes_from_the_contract(server):
     spec = httpx.get(server.url + "/openapi.json").json()
     schema = spec["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     record = schema["oneOf"][0]
-    assert "Neighborhood" in record["required"] and "NoRidge" in record["properties"]["Neighborhood"]["description"]
+    d = record["properties"]["Neighborhood"]["description"]
+    assert "must have a value" in d and "NoRidge" in d and "required" not in record  # a missing value refuses the record, not the request
+    assert record["properties"]["Id"]["maximum"] == 2**63 - 1
     assert set(spec["paths"]["/predict"]["post"]["responses"]) >= {"200", "413", "422"}
 
 
@@ -96,21 +98,53 @@ def detail(r):
     return r.json()["detail"]
 
 
-def test_missing_required_field(server, test_records):
+def answers(r):
+    assert r.status_code == 200, (r.status_code, r.text)
+    return r.json()["predictions"]
+
+
+def test_missing_required_field_refuses_that_record_only(server, test_records):
     rec = {k: v for k, v in test_records[0].items() if k != "Neighborhood"}
-    [d] = detail(post(server, rec))
+    r = post(server, [rec, test_records[1]])
+    bad, good = answers(r)
+    assert (r.json()["scored"], r.json()["refused"]) == (1, 1)
+    assert bad["SalePrice"] is None and bad["Id"] == 1461 and good["SalePrice"] > 0 and good["errors"] == []
+    [d] = bad["errors"]
     assert d["field"] == "Neighborhood" and d["record"] == 0 and d["Id"] == 1461 and "must have a value" in d["msg"]
-    assert d["loc"] == ["body", "records", 0, "Neighborhood"]
+    assert d["loc"] == ["body", "records", 0, "Neighborhood"] and d["type"] == "value_error"
+    [d] = detail(httpx.post(server.url + "/predict?all_or_nothing=true", json=[rec, test_records[1]], timeout=60))  # the whole request refused
+    assert d["field"] == "Neighborhood" and d["record"] == 0
 
 
-def test_wrong_type_and_nan_per_record_per_field(server, test_records):
-    body = ('{"records": [' + json.dumps(test_records[0]) + "," + json.dumps({**test_records[1], "LotArea": "big", "YearBuilt": True})
+def test_bad_values_and_nan_per_record_per_field(server, test_records):
+    body = ('{"records": [' + json.dumps(test_records[0]) + "," + json.dumps({**test_records[1], "LotArea": "big", "GrLivArea": 1e39})
             + "," + json.dumps(test_records[2]).replace('"GrLivArea": "', '"GrLivArea": NaN, "x": "') + "]}")
-    ds = detail(post(server, content=body, headers={"content-type": "application/json"}))
+    got = answers(post(server, content=body, headers={"content-type": "application/json"}))
+    assert got[0]["SalePrice"] > 0 and got[0]["errors"] == []
+    errs = {d["field"]: d["msg"] for d in got[1]["errors"]}
+    assert errs["LotArea"] == "expected a number" and errs["GrLivArea"].startswith("expected a finite number within")
+    assert "must have a value" in {d["field"]: d["msg"] for d in got[2]["errors"]}["GrLivArea"]
+
+
+def test_values_of_a_type_the_schema_excludes_refuse_the_request(server, test_records):
+    ds = detail(post(server, [test_records[0], {**test_records[1], "YearBuilt": True, "Street": 1.5, "Id": "x"}, 7]))
     got = {(d["record"], d["field"]): d["msg"] for d in ds}
-    assert got[(1, "LotArea")] == "expected a number" and got[(1, "YearBuilt")] == "expected a number, got bool"
-    assert "must have a value" in got[(2, "GrLivArea")]
-    assert 0 not in {d["record"] for d in ds}
+    assert got == {(1, "YearBuilt"): "expected number or string, got bool", (1, "Street"): "expected string or integer, got float",
+                   (1, "Id"): "expected a 64-bit integer (or its digits as a string)", (2, None): "expected a record (a JSON object), got int"}
+    assert {d["type"] for d in ds} == {"type_error"}
+
+
+def test_every_record_answered_with_exact_ids_and_short_answers(server, test_records):
+    preds = answers(post(server, [{}] * 300))  # 300 empty records: 300 answers, none silently lost
+    assert len(preds) == 300 and all(p["SalePrice"] is None and p["errors"] for p in preds)
+    assert all(len(p["errors"]) == 6 and "more problem(s), not listed" in p["errors"][-1]["msg"] for p in preds[:100])
+    big = [{**test_records[0], "Id": 2**53 + 1}, {**test_records[0], "Id": 2**63 - 1}, {**test_records[0], "Id": str(2**62 + 3)}]
+    assert [p["Id"] for p in answers(post(server, big))] == [2**53 + 1, 2**63 - 1, 2**62 + 3]  # exactly as sent
+    assert detail(post(server, {**test_records[0], "Id": 2**63}))[0]["field"] == "Id"
+    huge = post(server, [{"Id": i} for i in range(1999)])
+    assert huge.status_code == 200 and len(huge.content) < 3 * 2**20, len(huge.content)  # a 28 KB request gets no 79 MB answer
+    long = answers(post(server, {**test_records[0], "Neighborhood": "x" * 2**20}))[0]
+    assert long["SalePrice"] > 0 and max(len(w["msg"]) + len(w["value"] or "") for w in long["warnings"]) < 300
 
 
 def test_unknown_category_is_scored_with_a_warning(server, test_records):
@@ -121,7 +155,7 @@ def test_unknown_category_is_scored_with_a_warning(server, test_records):
 
 
 @pytest.mark.parametrize("content", [b"", b"not json", b"{", b"[1, 2]", b'"a string"', b"42", b"null", b"[]", b'{"records": []}',
-                                     b'{"records": "x"}', b'[{"LotArea": {"nested": [1, 2]}}]', b'{"LotArea": 1e400}',
+                                     b'{"records": "x"}', b'[{"LotArea": {"nested": [1, 2]}}]', b'{"LotArea": [1e400]}',
                                      b"\xff\xfe", b'{"records": [null]}'])
 def test_malformed_bodies_get_422_never_500(server, content):
     r = post(server, content=content, headers={"content-type": "application/json"})

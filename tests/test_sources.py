@@ -1,4 +1,8 @@
-"""Training data from files, SQLite and a real PostgreSQL server: one fingerprint, as_of, snapshots, validation."""
+"""Training data from files, SQLite and a real PostgreSQL server: one fingerprint, as_of, snapshots, validation, no password written."""
+import json
+import secrets
+import shutil
+
 import pandas as pd
 import pytest
 
@@ -94,6 +98,16 @@ def test_corrupted_training_data_is_reported_and_nothing_is_trained(settings, tm
     r = house_prices_cli("train", "--no-progress", "-p", "runs_dir", tmp_path / "runs", "-p", "data", tmp_path / "bad2.csv")
     assert r.returncode == 1 and "row Id=5" in r.stderr
     assert list_runs(tmp_path / "runs") == [] and not (tmp_path / "runs" / ".snapshots").exists()
+    raw.loc[4, "LotArea"], raw.loc[9, "YearBuilt"] = "inf", "1e39"  # numbers no model computes with
+    raw.to_csv(tmp_path / "bad3.csv", index=False)
+    r = house_prices_cli("data", "validate", tmp_path / "bad3.csv")
+    assert r.returncode == 1 and "column 'LotArea', row Id=5: 'inf' is not a finite number" in r.stderr
+    assert "column 'YearBuilt', row Id=10: '1e39' is not a finite number" in r.stderr
+    for rows in (0, 1):  # a header-only file, one row
+        raw.head(rows).to_csv(tmp_path / "few.csv", index=False)
+        r = house_prices_cli("train", "--no-progress", "-p", "runs_dir", tmp_path / "runs", "-p", "data", tmp_path / "few.csv")
+        assert r.returncode == 1 and f"{rows} row(s): training data needs at least 10" in r.stderr, r.stderr
+    assert list_runs(tmp_path / "runs") == [] and not (tmp_path / "runs" / ".snapshots").exists()
 
 
 @pytest.mark.parametrize("kind", ["parquet", "sqlite"])
@@ -115,3 +129,24 @@ def test_training_from_parquet_and_sqlite_gives_the_csv_model_and_reproduces_wit
     r = house_prices_cli("reproduce", "--no-progress", run)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "reloaded" in r.stdout and "verdict: reproduced, bit-identical" in r.stdout
+
+
+def test_a_database_password_is_never_written_down(settings, tmp_path):
+    "A password in the data URL: used, and found in no file of the run store nor in any output; reproduce needs it from the environment."
+    if server_binaries() is None: pytest.skip("PostgreSQL server binaries are not installed")
+    pw = "pw-" + secrets.token_hex(12)
+    with temporary_postgres(password=pw) as url:  # the server asks for the password
+        ingest("data/house-prices/train.csv", url, "houses_pw", root=settings.root)
+        r = house_prices_cli("train", "--no-progress", "-p", "runs_dir", tmp_path, "-p", "data", f"{url}?table=houses_pw", *SMALL)
+        assert r.returncode == 0, r.stderr
+        [run] = list_runs(tmp_path)
+        leaks = [str(p) for p in tmp_path.rglob("*") if p.is_file() and pw.encode() in p.read_bytes()]
+        assert not leaks and pw not in r.stdout + r.stderr, leaks  # manifest, executed notebook, report, snapshot, metrics...
+        m = json.loads((run / "manifest.json").read_text())
+        assert m["data"]["reference"] == url.replace(f":{pw}@", "@") + "?table=houses_pw" == m["parameters"]["data"] == m["job"]["injected"]["data"]
+        shutil.rmtree(tmp_path / ".snapshots")  # reproduce must load the table again
+        r = house_prices_cli("reproduce", "--no-progress", run, env={"DATABASE_PASSWORD": ""})
+        assert r.returncode == 1 and "cannot be loaded again" in r.stdout and pw not in r.stdout + r.stderr, r.stdout
+        r = house_prices_cli("reproduce", "--no-progress", run, env={"DATABASE_PASSWORD": pw})
+        assert r.returncode == 0 and "verdict: reproduced, bit-identical" in r.stdout, r.stdout + r.stderr
+        assert not [str(p) for p in tmp_path.rglob("*") if p.is_file() and pw.encode() in p.read_bytes()]

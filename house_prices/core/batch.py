@@ -94,6 +94,10 @@ def score_file(
     bar = tqdm(total=total, unit="rows", disable=not progress, file=sys.stderr, desc="scoring")
     try:
         for chunk in chunks:
+            if summary.rows == 0 and len(chunk.columns) and not {*predictor.features, ID} & set(map(str, chunk.columns)):
+                shown = ", ".join(map(str, chunk.columns[:5])) + (" ..." if len(chunk.columns) > 5 else "")
+                raise ValueError(f"{input} has none of the model's {len(predictor.features)} columns (such as {', '.join(predictor.features[:3])}); "
+                                 f"its columns are {shown}: is this the right file?")
             scored = predictor.score(chunk)
             frame = scored.frame()
             out.write(frame.drop(columns="warnings"))

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from .config import Settings, get_settings
 from .project import get_project
 from .schema import DataValidationError, fingerprint
-from .sources import SnapshotError, load, load_snapshot
+from .sources import PASSWORD_ENV, DataRef, SnapshotError, load, load_snapshot
 import numpy as np
 import pandas as pd
 
@@ -132,13 +132,16 @@ def run_training(
     nb = settings.job_notebook
     declared = job_parameters(nb)
     given = check_parameters(parameters or {}, declared)
+    secret = {}  # a database password given in the data reference: to the kernel's environment, never into the notebook
+    if isinstance(given.get("data"), str) and "://" in given["data"] and (pw := DataRef.parse(given["data"]).password) is not None:
+        given["data"], secret = DataRef.parse(given["data"]).redacted(), {PASSWORD_ENV: pw}
     check_kernel(settings.kernel_name)
     runs_dir = settings.resolve(given["runs_dir"]) if "runs_dir" in given else settings.runs_dir
     staged = stage_run(runs_dir)
     inject = {**given, "runs_dir": str(runs_dir), "run_dir": str(staged)}
     started = datetime.now(timezone.utc)
     try:
-        with _environ(**JOB_ENV, **{get_project().root_env_var: str(settings.root)}), tempfile.TemporaryDirectory(prefix="hp-kernel-") as sockets:
+        with _environ(**JOB_ENV, **secret, **{get_project().root_env_var: str(settings.root)}), tempfile.TemporaryDirectory(prefix="hp-kernel-") as sockets:
             pm.execute_notebook(str(nb), str(staged / NOTEBOOK), parameters=inject, kernel_name=settings.kernel_name,
                                 cwd=str(settings.root), progress_bar=progress, request_save_on_cell_execute=True,
                                 kernel_manager_class=ipc_kernel_manager(sockets))

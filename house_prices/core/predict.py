@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .project import get_project
-from .schema import Schema, read_raw_csv
+from .schema import MAX_MAGNITUDE, Schema, read_raw_csv
 from .fastpath import NotCompilable, compile_pipeline, frame_columns
 from .manifest import Manifest, VersionMismatchError, verify_artifact, version_differences
 from .runs import CONTRACT, HELD_OUT, MANIFEST, MODEL, PREDICTIONS, read_json
@@ -27,9 +27,9 @@ from .runs import CONTRACT, HELD_OUT, MANIFEST, MODEL, PREDICTIONS, read_json
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'CONTRACT_VERSION', 'SHOWN_CHARS', 'NUMBER_RE', 'MAX_MAGNITUDE', 'TOO_LARGE', 'ID_EXPECTED', 'SMALL_BATCH',
-           'ContractField', 'Contract', 'derive_contract', 'Issues', 'known_categories', 'check_rows', 'check_records',
-           'Scored', 'Predictor']
+__all__ = ['log', 'CONTRACT_VERSION', 'SHOWN_CHARS', 'NUMBER_RE', 'TOO_LARGE', 'ID_EXPECTED', 'SMALL_BATCH', 'ContractField',
+           'Contract', 'derive_contract', 'Issues', 'known_categories', 'check_rows', 'check_records', 'Scored',
+           'Predictor']
 
 # %% ../../nbs/core/12_predict.ipynb #7f84a48d
 CONTRACT_VERSION = 1
@@ -144,7 +144,6 @@ def _types(s: pd.Series) -> pd.Series | None:
 
 _NUMBER_TYPES = (int, float, np.integer, np.floating)
 NUMBER_RE = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?" # What a number given as a string may look like
-MAX_MAGNITUDE = float(np.finfo(np.float32).max) # Largest magnitude a field may have: models may compute in float32 (trees do)
 TOO_LARGE = f"expected a finite number within ±{MAX_MAGNITUDE:.3g}"
 
 def _to_float(v) -> float:

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 
 # %% auto #0
-__all__ = ['Column', 'Schema', 'DataValidationError', 'to_canonical', 'read_raw_csv', 'fingerprint', 'schema_to_dict',
-           'schema_from_dict', 'draft_schema']
+__all__ = ['MAX_MAGNITUDE', 'Column', 'Schema', 'DataValidationError', 'to_canonical', 'read_raw_csv', 'fingerprint',
+           'schema_to_dict', 'schema_from_dict', 'draft_schema']
 
 # %% ../../nbs/core/01_schema.ipynb #7d504028
 @dataclass(frozen=True)
@@ -77,18 +77,30 @@ def _row_ids(df: pd.DataFrame, mask, id_col: str) -> list:
     ids = df.loc[mask, id_col] if id_col in df.columns else df.index[mask]
     return ids.tolist()
 
+MAX_MAGNITUDE = float(np.finfo(np.float32).max) # Largest magnitude of a number: models may compute in float32 (trees do)
+
+def _number(v) -> float:
+    "One value as a float: inf beyond any float, NaN when it is no number."
+    try: return float(v)
+    except OverflowError: return float("inf")
+    except (TypeError, ValueError): return float("nan")
+
 def _coerce(df: pd.DataFrame, col: Column, problems: list[dict], id_col: str) -> pd.Series:
     s = df[col.name]
     missing = s.isna()
     if col.kind in ("categorical", "label"):
         out = s.astype("str")  # missing values stay missing
     else:
-        out = pd.to_numeric(s, errors="coerce").astype(col.dtype if col.kind != "id" else "float64")
+        try: out = pd.to_numeric(s, errors="coerce")
+        except OverflowError: out = pd.Series([_number(v) for v in s], index=s.index, dtype="float64")  # an integer beyond any float
+        out = out.astype(col.dtype if col.kind != "id" else "float64")
         bad = out.isna() & ~missing
-        for i, v in zip(_row_ids(df, bad, id_col)[:5], s[bad].tolist()[:5]):
-            problems.append(dict(column=col.name, id=i, value=v, message=f"column {col.name!r}, row {id_col}={i}: {v!r} is not a number"))
-        if bad.sum() > 5:
-            problems.append(dict(column=col.name, id=None, value=None, message=f"column {col.name!r}: {int(bad.sum()) - 5} more values that are not numbers"))
+        huge = ~(out.abs() <= MAX_MAGNITUDE) & out.notna()  # inf, or beyond what float32 holds
+        for mask, what in ((bad, "is not a number"), (huge, f"is not a finite number within ±{MAX_MAGNITUDE:.3g} (a model may compute in float32)")):
+            for i, v in zip(_row_ids(df, mask, id_col)[:5], s[mask].tolist()[:5]):
+                problems.append(dict(column=col.name, id=i, value=v, message=f"column {col.name!r}, row {id_col}={i}: {str(v)[:60]!r} {what}"))
+            if mask.sum() > 5:
+                problems.append(dict(column=col.name, id=None, value=None, message=f"column {col.name!r}: {int(mask.sum()) - 5} more values that {what.replace('is ', 'are ', 1)}"))
     if col.na == "required" and missing.any():
         ids = _row_ids(df, missing, id_col)
         problems.append(dict(column=col.name, id=ids[0], value=None,

@@ -7,30 +7,36 @@ from __future__ import annotations
 
 import json
 import logging
-import math
+import re
 import time
 import uuid
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import Body, FastAPI, Request
+from fastapi import Body, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from types import SimpleNamespace
 
+import numpy as np
+import pandas as pd
 from pydantic import ConfigDict, Field, create_model
 
 from .manifest import Manifest, verify_artifact
-from .predict import Contract, Predictor
+from .predict import Contract, Predictor, _show
 from .runs import CONTRACT, MANIFEST, read_json
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'service_models', 'record_schema', 'request_schema', 'LimitAndLog', 'create_app']
+__all__ = ['log', 'MAX_ISSUES_PER_RECORD', 'MAX_LISTED_ISSUES', 'service_models', 'record_schema', 'type_issues',
+           'request_schema', 'LimitAndLog', 'create_app']
 
 # %% ../../nbs/core/16_service.ipynb #942062bd
+MAX_ISSUES_PER_RECORD = 5 # Problems listed per record in an answer; more are counted in one further line
+MAX_LISTED_ISSUES = 1000 # Problems listed per answer; a record after that gets one line with its count
+
 def service_models(
     contract: Contract | dict, # The input contract (see `predict.derive_contract`)
 ) -> SimpleNamespace:
@@ -44,20 +50,23 @@ def service_models(
         record=(int | None, Field(None, description="Index of the record in the request")),
         record_id=record_id,
         field=(str | None, Field(None, description="The field")),
-        value=(str | None, Field(None, description="The value received (repr), when relevant")),
+        value=(str | None, Field(None, description="The value received (repr, cut to a short prefix), when relevant")),
         msg=(str, Field(description="What is wrong, or what was done about it")),
-        type=(str, Field("value_error", description="'value_error' (record refused) or 'warning' (record scored)")))
+        type=(str, Field("value_error", description="'value_error' (record refused), 'type_error' (request refused) or 'warning' (record scored)")))
     classes = contract.classes if contract.task == "classification" else None
-    probabilities = {f"proba_{j}": (float, Field(alias=f"p_{c}", description=f"Probability that {pred} is {c!r}"))
+    probabilities = {f"proba_{j}": (float | None, Field(None, alias=f"p_{c}", description=f"Probability that {pred} is {c!r} (null when refused)"))
                      for j, c in enumerate(classes or [])}
-    Prediction = create_model("Prediction", __config__=cfg, __doc__="The prediction for one record.",
+    Prediction = create_model("Prediction", __config__=cfg, __doc__="The answer for one record: its prediction, or its errors.",
         record=(int, Field(description="Index of the record in the request")),
         record_id=record_id,
-        prediction=(str if classes else float, Field(alias=pred, description=f"The predicted {pred}" + (f", one of {classes}" if classes else ""))),
+        prediction=((str if classes else float) | None, Field(None, alias=pred, description=f"The predicted {pred}" + (f", one of {classes}" if classes else "")
+                                                                                      + "; null when the record was refused")),
         **probabilities,
-        warnings=(list[Issue], Field(default_factory=list, description="Values that were imputed, unseen categories, ignored fields")))
-    PredictResponse = create_model("PredictResponse", __config__=cfg, __doc__="Predictions for every record of the request, in request order.",
-        run_id=(str, ...), predictions=(list[Prediction], ...))
+        warnings=(list[Issue], Field(default_factory=list, description="Values that were imputed, unseen categories, ignored fields")),
+        errors=(list[Issue], Field(default_factory=list, description="Why the record was refused (empty when it was scored)")))
+    PredictResponse = create_model("PredictResponse", __config__=cfg, __doc__="An answer for every record of the request, in request order.",
+        run_id=(str, ...), scored=(int, Field(description="Records scored")), refused=(int, Field(description="Records refused, each with its errors")),
+        predictions=(list[Prediction], ...))
     ErrorResponse = create_model("ErrorResponse", __config__=cfg, __doc__="Why the request was refused.", detail=(list[Issue] | str, ...))
     return SimpleNamespace(Issue=Issue, Prediction=Prediction, PredictResponse=PredictResponse, ErrorResponse=ErrorResponse)
 
@@ -65,20 +74,52 @@ def service_models(
 def record_schema(contract: Contract | dict) -> dict[str, Any]:
     "JSON schema of one record, generated from the input contract."
     contract = Contract.of(contract)
-    props = {contract.id: {"type": "integer", "description": "Row identifier, echoed in the answer (optional)"}}
+    props = {contract.id: {"type": ["integer", "string", "null"], "minimum": -2**63, "maximum": 2**63 - 1, "pattern": r"^[+-]?[0-9]{1,19}$",
+                           "description": "Row identifier: a 64-bit integer (or its digits as a string), echoed in the answer (optional)"}}
     for f in contract.fields:
         na = {"required": "must have a value", "absent": "missing means it does not exist",
               "unknown": "missing is imputed from the training data"}[f.na]
         if f.kind == "numeric":
-            p = {"type": ["number", "string"] if f.required else ["number", "string", "null"],
-                 "description": f"{f.doc or f.name} ({na}; seen in training: {f.observed_min:g} to {f.observed_max:g})"}
+            p = {"type": ["number", "string", "null"],
+                 "description": f"{f.doc or f.name}: a number, or a number written as a string ({na}; seen in training: {f.observed_min:g} to {f.observed_max:g})"}
         else:
-            p = {"type": ["string", "integer"] if f.required else ["string", "integer", "null"],
-                 "description": f"{f.doc or f.name} ({na}; categories seen in training: {', '.join(f.categories)})",
+            shown = ", ".join(f.categories[:50]) + (f" and {len(f.categories) - 50} more" if len(f.categories) > 50 else "")
+            p = {"type": ["string", "integer", "null"],
+                 "description": f"{f.doc or f.name}: a category, or a whole-number code ({na}; categories seen in training: {shown})",
                  "examples": f.categories[:3]}
         props[f.name] = p
-    return {"title": "Record", "type": "object", "properties": props,
-            "required": [f.name for f in contract.fields if f.required], "additionalProperties": True}
+    return {"title": "Record", "type": "object", "properties": props, "additionalProperties": True}
+
+_ID_TEXT = re.compile(r"[+-]?[0-9]{1,19}")
+
+def _valid_id(v) -> bool:
+    "Whether an id of an accepted JSON type is a 64-bit integer."
+    if isinstance(v, str): return bool(_ID_TEXT.fullmatch(v)) and -2**63 <= int(v) < 2**63
+    return -2**63 <= v < 2**63
+_JSON_TYPES = {"number": (int, float), "string": (str,), "integer": (int,), "null": (type(None),)}
+
+def _takes(types: list[str], v) -> bool:
+    "Whether JSON value `v` is of one of `types` (a boolean is no number; 2.0 is an integer, as in JSON Schema)."
+    if isinstance(v, bool): return False
+    if "integer" in types and isinstance(v, float) and v.is_integer(): return True
+    return any(isinstance(v, _JSON_TYPES[t]) for t in types)
+
+def type_issues(
+    records: list, # The request's records
+    contract: Contract | dict, # The input contract
+    types: dict[str, list[str]] | None = None, # Field -> JSON types it takes, from `record_schema` (computed once by the service)
+) -> list[tuple[int, str | None, Any, str]]:
+    "(record, field, value, message) for every value the request schema excludes: a record that is no object, a field of another JSON type."
+    contract = Contract.of(contract)
+    props = types or {k: p["type"] for k, p in record_schema(contract)["properties"].items()}
+    out = []
+    for i, r in enumerate(records):
+        if not isinstance(r, dict): out.append((i, None, r, f"expected a record (a JSON object), got {type(r).__name__}")); continue
+        for k, v in r.items():
+            t = props.get(k)
+            if t is not None and not _takes(t, v): out.append((i, k, v, f"expected {' or '.join(x for x in t if x != 'null')}, got {type(v).__name__}"))
+            elif k == contract.id and v is not None and not _valid_id(v): out.append((i, k, v, "expected a 64-bit integer (or its digits as a string)"))
+    return out
 
 def request_schema(contract: Contract | dict) -> dict[str, Any]:
     "JSON schema of a /predict request body: one record, a list of records, or {'records': [...]}."
@@ -132,14 +173,29 @@ def _records(body: Any) -> list | None:
     return body if isinstance(body, list) else None
 
 def _id(scored, r: int) -> int | None:
-    return None if scored.ids is None or math.isnan(scored.ids[r]) else int(scored.ids[r])
+    return None if scored.ids is None or pd.isna(scored.ids[r]) else int(scored.ids[r])
 
 def _issues(scored, level, Issue) -> dict[int, list]:
-    iss, out = scored.issues, {}
-    sel = iss.level == level
+    "Record -> its issues of `level`, at most `MAX_ISSUES_PER_RECORD` each and `MAX_LISTED_ISSUES` in all, the rest counted."
+    iss, out, listed = scored.issues, {}, 0
+    sel = np.flatnonzero(iss.level == level)
+    sel = sel[np.argsort(iss.row[sel], kind="stable")]  # by record: the first records' problems are the ones listed
+    kind = "value_error" if level == "error" else "warning"
     for r, c, v, m in zip(iss.row[sel], iss.column[sel], iss.value[sel], iss.message[sel]):
-        out.setdefault(int(r), []).append(Issue(loc=["body", "records", int(r), str(c)], record=int(r), record_id=_id(scored, int(r)), field=str(c),
-                                                value=v or None, msg=str(m), type="value_error" if level == "error" else "warning"))
+        r = int(r)
+        mine = out.setdefault(r, [])
+        if len(mine) < MAX_ISSUES_PER_RECORD and listed < MAX_LISTED_ISSUES:
+            mine.append(Issue(loc=["body", "records", r] + ([str(c)] if c else []), record=r, record_id=_id(scored, r), field=str(c) or None,
+                              value=v or None, msg=str(m), type=kind))
+            listed += 1
+        else: mine.append(None)  # counted, not listed
+    for r, mine in out.items():
+        if None in mine:
+            shown = [i for i in mine if i is not None]
+            why = (f"at most {MAX_ISSUES_PER_RECORD} are listed per record" if len(shown) == MAX_ISSUES_PER_RECORD else
+                   f"an answer lists the first {MAX_LISTED_ISSUES} of a request")
+            out[r] = shown + [Issue(loc=["body", "records", r], record=r, record_id=_id(scored, r),
+                                    msg=f"{len(mine) - len(shown)} more {'problem' if level == 'error' else 'warning'}(s), not listed ({why})", type=kind)]
     return out
 
 def create_app(
@@ -154,6 +210,9 @@ def create_app(
     contract = Contract.of(read_json(verify_artifact(run_dir, CONTRACT, manifest)))
     M = service_models(contract)
     Issue = M.Issue
+    types = {k: p["type"] for k, p in record_schema(contract)["properties"].items()}
+    max_values = max_records * (len(contract.fields) + 1)
+    refused_422 = lambda detail: JSONResponse({"detail": [d.model_dump() for d in detail]}, status_code=422)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -185,11 +244,13 @@ def create_app(
                 "trained": m.job.finished if m.job else None, "contract": request.app.state.predictor.contract.to_json()}
 
     @app.post("/predict", response_model=M.PredictResponse,
-              responses={413: {"model": M.ErrorResponse, "description": "Body or batch too large"},
-                         422: {"model": M.ErrorResponse, "description": "Invalid records: every problem, by record and field"}},
+              responses={413: {"model": M.ErrorResponse, "description": "Body, records or values over the service's limits"},
+                         422: {"model": M.ErrorResponse, "description": "A request the schema excludes, with every problem by record and field; "
+                                                                         "or, with all_or_nothing, a request with a refused record, with its errors"}},
               openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": request_schema(contract)}}}})
-    def predict(request: Request, body: Any = Body(...)):
-        "Predict one or more records."
+    def predict(request: Request, body: Any = Body(...),
+                all_or_nothing: bool = Query(False, description="Refuse the whole request (422) if any record is refused, instead of answering each")):
+        "Predict one or more records: each gets its prediction, or its errors."
         records = _records(body)
         if records is None:
             return JSONResponse({"detail": [Issue(loc=["body"], msg="expected a record (JSON object), a list of records, or {\"records\": [...]}").model_dump()]}, status_code=422)
@@ -198,18 +259,24 @@ def create_app(
             return JSONResponse({"detail": [Issue(loc=["body"], msg="no records to score").model_dump()]}, status_code=422)
         if len(records) > max_records:
             return JSONResponse({"detail": f"{len(records)} records in one request; the limit is {max_records}"}, status_code=413)
-        not_objects = [Issue(loc=["body", "records", i], record=i, msg=f"expected a JSON object, got {type(r).__name__}").model_dump()
-                       for i, r in enumerate(records) if not isinstance(r, dict)]
-        if not_objects: return JSONResponse({"detail": not_objects}, status_code=422)
+        if (n := sum(len(r) for r in records if isinstance(r, dict))) > max_values:
+            return JSONResponse({"detail": f"{n} values in one request; the limit is {max_values} ({max_records} records × {len(contract.fields) + 1} fields)"},
+                                status_code=413)
+        if bad := type_issues(records, contract, types):  # what the request schema excludes: the request as a whole
+            detail = [Issue(loc=["body", "records", i] + ([k] if k is not None else []), record=i, field=k, value=_show(v), msg=m, type="type_error")
+                      for i, k, v, m in bad[:MAX_LISTED_ISSUES]]
+            if len(bad) > MAX_LISTED_ISSUES: detail.append(Issue(loc=["body"], msg=f"{len(bad) - MAX_LISTED_ISSUES} more problem(s), not listed", type="type_error"))
+            return refused_422(detail)
         scored = request.app.state.predictor.score(records)
-        if not scored.ok.all():
-            errors = _issues(scored, "error", Issue)
-            return JSONResponse({"detail": [i.model_dump() for r in sorted(errors) for i in errors[r]]}, status_code=422)
+        errors = _issues(scored, "error", Issue)
+        if all_or_nothing and errors: return refused_422([i for r in sorted(errors) for i in errors[r]])
         warnings = _issues(scored, "warning", Issue)
-        proba = lambda i: {f"proba_{j}": float(x) for j, x in enumerate(scored.probabilities[i])} if scored.classes else {}
-        preds = [M.Prediction(record=i, record_id=_id(scored, i), prediction=str(p) if scored.classes else float(p), **proba(i),
-                                 warnings=warnings.get(i, [])) for i, p in enumerate(scored.predictions)]
-        return M.PredictResponse(run_id=request.app.state.predictor.run_id, predictions=preds)
+        proba = lambda i: {f"proba_{j}": float(x) for j, x in enumerate(scored.probabilities[i])} if scored.classes and scored.ok[i] else {}
+        value = lambda i, p: None if not scored.ok[i] else str(p) if scored.classes else float(p)
+        preds = [M.Prediction(record=i, record_id=_id(scored, i), prediction=value(i, p), **proba(i), warnings=warnings.get(i, []),
+                              errors=errors.get(i, [])) for i, p in enumerate(scored.predictions)]
+        ok = int(scored.ok.sum())
+        return M.PredictResponse(run_id=request.app.state.predictor.run_id, scored=ok, refused=len(records) - ok, predictions=preds)
 
     app.add_middleware(LimitAndLog, max_body_bytes=max_body_bytes)
     return app

@@ -15,14 +15,16 @@ import numpy as np
 import pandas as pd
 
 from .project import get_project
-from .schema import fingerprint, read_raw_csv, to_canonical
+from .schema import DataValidationError, fingerprint, read_raw_csv, to_canonical
 
 # %% auto #0
-__all__ = ['OWN_PARAMS', 'SQL_CHUNK_ROWS', 'DataRef', 'parse_as_of', 'read_sql', 'load', 'ingest', 'SnapshotError',
-           'save_snapshot', 'load_snapshot']
+__all__ = ['OWN_PARAMS', 'PASSWORD_ENV', 'MIN_TRAINING_ROWS', 'SQL_CHUNK_ROWS', 'DataRef', 'parse_as_of', 'read_sql', 'load',
+           'ingest', 'SnapshotError', 'save_snapshot', 'load_snapshot']
 
 # %% ../../nbs/core/18_sources.ipynb #3072cbff
 OWN_PARAMS = ("table", "query", "as_of_column") # Query parameters of a SQL reference that are ours, not the driver's
+PASSWORD_ENV = "DATABASE_PASSWORD" # Where a database password is taken from when the URL has a user and no password
+MIN_TRAINING_ROWS = 10 # Fewer rows than this are no training data (a header-only file, a query that matched almost nothing)
 
 @dataclass(frozen=True)
 class DataRef:
@@ -54,11 +56,18 @@ class DataRef:
         return self.location + ("&" if "?" in self.location else "?") + urlencode(own)
 
     def redacted(self) -> str:
-        "The reference with any password in the URL replaced by ***, for manifests and logs."
+        "The reference with any password removed from the URL: what manifests, notebooks, reports and messages record."
         if self.kind != "sql": return str(self)
         from sqlalchemy.engine import make_url
-        url = make_url(self.location)
-        return str(DataRef(self.kind, url.render_as_string(hide_password=True), self.table, self.query, self.as_of_column))
+        url = make_url(self.location)._replace(password=None)  # URL is a named tuple; set(password=None) would keep it
+        return str(DataRef(self.kind, url.render_as_string(hide_password=False), self.table, self.query, self.as_of_column))
+
+    @property
+    def password(self) -> str | None:
+        "The password given in the URL, if any (kept in memory only)."
+        if self.kind != "sql": return None
+        from sqlalchemy.engine import make_url
+        return make_url(self.location).password
 
 # %% ../../nbs/core/18_sources.ipynb #c19eaf51
 def parse_as_of(as_of: str | datetime | None) -> datetime | None:
@@ -70,8 +79,12 @@ def parse_as_of(as_of: str | datetime | None) -> datetime | None:
 SQL_CHUNK_ROWS = 100_000 # Rows fetched from a database at a time
 
 def _engine(location: str):
+    "An SQLAlchemy engine; a URL with a user and no password takes it from `$DATABASE_PASSWORD` (when set)."
     from sqlalchemy import create_engine
-    return create_engine(location)
+    from sqlalchemy.engine import make_url
+    url = make_url(location)
+    if url.username and url.password is None and os.environ.get(PASSWORD_ENV): url = url.set(password=os.environ[PASSWORD_ENV])
+    return create_engine(url)
 
 def read_sql(ref: DataRef, as_of=None) -> pd.DataFrame:
     "Raw rows of a SQL reference, visible at `as_of` (last version per id), ordered by the id column."
@@ -111,7 +124,10 @@ def load(
         if not path.is_file(): raise FileNotFoundError(f"data file not found: {path}")
         raw = pd.read_parquet(path) if ref.kind == "parquet" else read_raw_csv(path, na_strings=schema.na_strings)
         source = str(path)
-    return to_canonical(raw, schema, target=target, source=source)
+    df = to_canonical(raw, schema, target=target, source=source)
+    if target and len(df) < MIN_TRAINING_ROWS:
+        raise DataValidationError([dict(column=None, id=None, value=len(df), message=f"{len(df)} row(s): training data needs at least {MIN_TRAINING_ROWS}")], source)
+    return df
 
 # %% ../../nbs/core/18_sources.ipynb #c43a8683
 def ingest(
