@@ -1,10 +1,14 @@
 """`house-prices predict`: the batch CLI on real files."""
+import signal
+import subprocess
+import time
+
 import pandas as pd
 import pytest
 
 from house_prices.data import read_raw_csv
 
-from conftest import house_prices_cli
+from conftest import BIN, house_prices_cli
 
 
 @pytest.fixture(scope="module")
@@ -67,3 +71,40 @@ def test_run_defaults_to_the_newest_complete_run(run, tmp_path, settings):
     (tmp_path / "runs" / ".staging" / "29990101T000000Z-000000").mkdir(parents=True)  # newer, but not finished
     r = house_prices_cli("predict", "--no-progress", settings.test_csv, "-o", tmp_path / "out.csv", env=env)
     assert r.returncode == 0 and f"run {run.name} ->" in r.stdout
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+@pytest.mark.parametrize("bad_rows", [[], [1], [17], [1, 17]], ids=["none", "first chunk", "later chunk", "both"])
+def test_errors_in_any_chunk_keep_every_row_and_one_output_schema(run, settings, tmp_path, suffix, bad_rows):
+    raw = pd.read_csv(settings.test_csv, dtype=str, keep_default_na=False).head(20)
+    for i in bad_rows: raw.loc[i, "LotArea"] = "lots"
+    raw.to_csv(tmp_path / "in.csv", index=False)
+    r = house_prices_cli("predict", "--run", run, "--no-progress", "--allow-errors", "--chunk-size", "5", tmp_path / "in.csv", "-o", tmp_path / f"out{suffix}")
+    assert r.returncode == 0, r.stderr
+    out = pd.read_parquet(tmp_path / "out.parquet") if suffix == ".parquet" else pd.read_csv(tmp_path / "out.csv")
+    assert list(out.columns) == ["Id", "SalePrice", "error"] and len(out) == 20
+    assert out.SalePrice.isna().tolist() == [i in bad_rows for i in range(20)]
+    assert out.error.notna().tolist() == [i in bad_rows for i in range(20)]
+    assert out.Id.tolist() == raw.Id.astype(int).tolist() and out.SalePrice.dtype == "float64"
+
+
+def test_a_file_of_another_shape_is_refused_as_a_whole(run, tmp_path):
+    (tmp_path / "other.csv").write_text("a,b\n1,2\n3,4\n")
+    r = house_prices_cli("predict", "--run", run, "--no-progress", "--allow-errors", tmp_path / "other.csv", "-o", tmp_path / "out.csv")
+    assert r.returncode == 1 and "has none of the model's 79 columns" in r.stderr and "is this the right file?" in r.stderr
+    assert r.stderr.count("\n") <= 2 and not (tmp_path / "out.csv").exists()
+
+
+def test_sigterm_leaves_no_temporary_output(run, settings, tmp_path):
+    big = pd.concat([pd.read_csv(settings.test_csv, dtype=str, keep_default_na=False)] * 40, ignore_index=True)
+    big["Id"] = range(1, len(big) + 1)
+    big.to_csv(tmp_path / "big.csv", index=False)
+    proc = subprocess.Popen([str(BIN / "house-prices"), "predict", "--run", str(run), "--no-progress", "--chunk-size", "500",
+                             str(tmp_path / "big.csv"), "-o", str(tmp_path / "out.csv")], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    while not (tmp_path / ".out.csv.tmp").exists() and time.time() < deadline and proc.poll() is None: time.sleep(0.05)
+    assert proc.poll() is None, "the batch finished before it could be stopped"
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)
+    assert proc.returncode != 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.csv"]  # no output, no temporary file

@@ -232,6 +232,11 @@ def test_sigkill_mid_fit_leaves_no_finished_run(tmp_path):
     assert row.status == "abandoned"
     r = runs_cli(tmp_path, "list")
     assert r.returncode == 0 and "abandoned" in r.stdout
+    r = runs_cli(tmp_path, "clean")  # a dry run: says what it would remove
+    assert r.returncode == 0 and f"would remove {row.path}" in r.stdout and row.path.exists()
+    r = runs_cli(tmp_path, "clean", "--yes")
+    assert r.returncode == 0 and f"removed {row.path}" in r.stdout and not row.path.exists()
+    assert run_table(tmp_path) == []
 
 
 def test_two_concurrent_jobs_make_two_complete_runs(tmp_path):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from pathlib import Path
 
 import click
@@ -19,7 +20,8 @@ from .runs import MANIFEST, METRICS, read_json, resolve_run, run_table
 
 # %% auto #0
 __all__ = ['COMPARED', 'main', 'train', 'reproduce', 'predict', 'serve', 'data', 'data_fingerprint', 'data_validate',
-           'data_draft_schema', 'data_ingest', 'runs', 'runs_list', 'runs_show', 'compare_manifests', 'runs_compare']
+           'data_draft_schema', 'data_ingest', 'runs', 'runs_list', 'runs_clean', 'runs_show', 'compare_manifests',
+           'runs_compare']
 
 # %% ../../nbs/core/19_cli.ipynb #e5612239
 _EXPECTED = (DataValidationError, FileNotFoundError, IntegrityError, ManifestError, VersionMismatchError)
@@ -100,9 +102,11 @@ _MISMATCH_HELP = "Load the model even if library versions or recorded prediction
 @click.option("--allow-version-mismatch", is_flag=True, help=_MISMATCH_HELP)
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
 def predict(input, output, run_ref, chunk_size, issues_file, allow_errors, allow_version_mismatch, progress):
-    "Score INPUT (.csv or .parquet, in the layout of test.csv) with the model of a run."
+    "Score INPUT (.csv or .parquet: the training data's columns, the target not needed) with the model of a run."
+    import signal
     from house_prices.core.batch import score_file
     from house_prices.core.predict import Predictor
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stopped: the temporary output is removed, as on Ctrl-C
     try:
         predictor = Predictor.load(resolve_run(run_ref, get_settings().runs_dir), allow_version_mismatch=allow_version_mismatch)
         summary = score_file(predictor, input, output, chunk_size=chunk_size, issues_file=issues_file, progress=progress)
@@ -228,6 +232,18 @@ def runs_list(runs_dir):
                    + " ".join(f"{m.show(met[m.name]) if m.name in met else '':>10}" for m in shown))
     for r in rows:
         if r.problem: click.echo(f"{r.id}: {r.problem}", err=True)
+
+@runs.command("clean")
+@click.option("--failed", is_flag=True, help="Also remove failed runs (kept for their executed notebook).")
+@click.option("--yes", is_flag=True, help="Remove them; without it, only list what would be removed.")
+@click.pass_obj
+def runs_clean(runs_dir, failed, yes):
+    "Remove what killed jobs and writers left behind: abandoned staging folders, stale temporary files (and failed runs)."
+    from house_prices.core.runs import clean_runs
+    gone = clean_runs(runs_dir, failed=failed, dry_run=not yes)
+    for p in gone: click.echo(f"{'removed' if yes else 'would remove'} {p}")
+    if not gone: click.echo(f"nothing to clean in {runs_dir}")
+    elif not yes: click.echo(f"{len(gone)} item(s); run again with --yes to remove them")
 
 @runs.command("show")
 @click.argument("run_ref", metavar="RUN", default="latest")

@@ -21,9 +21,9 @@ from .manifest import MANIFEST_VERSION, Artifact, JobRecord, Manifest, ManifestE
 
 # %% auto #0
 __all__ = ['MODEL', 'MANIFEST', 'METRICS', 'PREDICTIONS', 'NOTEBOOK', 'REPORT', 'CONTRACT', 'HELD_OUT', 'TRAIN_PREDICTIONS',
-           'STAGING', 'FAILED', 'JOB_INFO', 'new_run_id', 'stage_run', 'publish_run', 'fail_run', 'atomic_write',
-           'write_json', 'read_json', 'save_run', 'artifacts', 'finish_run', 'read_predictions', 'list_runs',
-           'resolve_run', 'RunEntry', 'run_table']
+           'STAGING', 'FAILED', 'JOB_INFO', 'TMP_AGE_S', 'new_run_id', 'stage_run', 'publish_run', 'fail_run',
+           'atomic_write', 'write_json', 'read_json', 'save_run', 'artifacts', 'finish_run', 'read_predictions',
+           'list_runs', 'resolve_run', 'RunEntry', 'run_table', 'clean_runs']
 
 # %% ../../nbs/core/10_runs.ipynb #a0900494
 MODEL, MANIFEST, METRICS, PREDICTIONS, NOTEBOOK, REPORT = "model.joblib", "manifest.json", "metrics.json", "predictions.csv", "train.ipynb", "report.html"
@@ -182,3 +182,22 @@ def run_table(runs_dir: Path | str) -> list[RunEntry]:
         for p in sorted((runs_dir / sub).glob("*")) if (runs_dir / sub).is_dir() else []:
             if p.is_dir(): rows.append(RunEntry(p.name, status or _staged_status(p), p))
     return sorted(rows, key=lambda r: r.id)
+
+# %% ../../nbs/core/10_runs.ipynb #711932e5
+TMP_AGE_S = 3600 # A temporary file older than this belongs to no writer still at work
+
+def clean_runs(
+    runs_dir: Path | str, # The run store
+    failed: bool = False, # Also the failed runs (kept for their executed notebook)
+    dry_run: bool = True, # Only list what would be removed
+) -> list[Path]:
+    "The abandoned staging folders, the failed runs (if asked) and the stale temporary files of a run store; removed unless `dry_run`."
+    import shutil, time
+    runs_dir = Path(runs_dir)
+    gone = [r.path for r in run_table(runs_dir) if r.status == "abandoned" or (failed and r.status == "failed")]
+    stale = time.time() - TMP_AGE_S
+    for d in (runs_dir, runs_dir / ".snapshots", *list_runs(runs_dir)):
+        if d.is_dir(): gone += [p for p in sorted(d.glob(".*.tmp")) if p.is_file() and p.stat().st_mtime < stale]
+    if not dry_run:
+        for p in gone: shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+    return gone

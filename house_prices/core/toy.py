@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .schema import Column, Schema, to_canonical
+from .schema import Column, Schema
 
 # %% auto #0
 __all__ = ['toy_schema', 'toy_rows', 'toy_pipeline']
