@@ -13,6 +13,14 @@ from house_prices.core.job import run_training
 BIN = Path(sys.executable).parent
 
 
+@pytest.fixture(scope="session", autouse=True)
+def signing_key(tmp_path_factory):
+    "The tests' own run signing key (created by the first training run), so that they neither use nor create the user's."
+    os.environ["RUN_SIGNING_KEY_FILE"] = str(tmp_path_factory.mktemp("keys") / "signing.key")
+    os.environ.pop("RUN_SIGNING_KEY", None)
+    yield os.environ["RUN_SIGNING_KEY_FILE"]
+
+
 @pytest.fixture(scope="session")
 def settings():
     return get_settings()

@@ -108,3 +108,13 @@ def test_sigterm_leaves_no_temporary_output(run, settings, tmp_path):
     proc.wait(timeout=60)
     assert proc.returncode != 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.csv"]  # no output, no temporary file
+
+
+def test_a_write_failure_ends_in_one_line_and_leaves_no_output(run, settings, tmp_path):
+    import resource
+    limit = lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))  # as on a full disk: writes fail with EFBIG
+    r = subprocess.run([str(BIN / "house-prices"), "predict", "--run", str(run), "--no-progress", "--chunk-size", "200", str(settings.test_csv),
+                        "-o", str(tmp_path / "out.csv")], capture_output=True, text=True, timeout=300, preexec_fn=limit)
+    assert r.returncode == 1 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "File too large" in r.stderr and "out.csv" in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

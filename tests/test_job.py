@@ -16,7 +16,7 @@ from conftest import house_prices_cli
 def test_run_folder_holds_every_artifact(train_job):
     run = train_job()
     assert {p.name for p in run.iterdir()} == {"train.ipynb", "report.html", "model.joblib", "metrics.json", "predictions.csv",
-                                            "held_out.csv", "contract.json", "manifest.json", "train_predictions.csv"}
+                                            "held_out.csv", "contract.json", "manifest.json", "manifest.sig", "train_predictions.csv"}
     m = read_json(run / "manifest.json")
     assert m["run_id"] == run.name
     assert m["parameters"]["seed"] == 0 and m["split"]["seed"] == 0 and m["split"]["test_size"] == 0.1
@@ -25,6 +25,7 @@ def test_run_folder_holds_every_artifact(train_job):
     assert m["environment"]["packages"]["scikit-learn"]
     for name, a in m["artifacts"].items():
         assert file_sha256(run / name) == a["sha256"], name
+    assert set(m["artifacts"]) == {p.name for p in run.iterdir()} - {"manifest.json", "manifest.sig"}  # the signature covers every file
     assert m["metrics"] == read_json(run / "metrics.json")
     executed = json.loads((run / "train.ipynb").read_text())
     assert executed["metadata"]["papermill"]["parameters"]["run_dir"].endswith(run.name)
@@ -137,3 +138,18 @@ def test_same_model_from_a_copy_of_the_project_elsewhere(train_job, settings, tm
     assert fitted_sha256(run) == fitted_sha256(train_job())
     pd.testing.assert_frame_equal(read_predictions(run, "train"), read_predictions(train_job(), "train"), check_exact=True)
     assert read_json(run / "manifest.json")["data"]["fingerprint"] == read_json(train_job() / "manifest.json")["data"]["fingerprint"]
+
+
+def limited_file_size(limit):
+    "A child process that may write files of at most `limit` bytes (as on a nearly full disk: writes fail with EFBIG)."
+    import resource
+    return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+def test_a_write_failure_while_training_ends_in_a_short_message_and_no_run(tmp_path):
+    from conftest import BIN
+    r = subprocess.run([str(BIN / "house-prices"), "train", "--no-progress", "-p", "runs_dir", str(tmp_path), "-p", "gbm_n_estimators", "60"],
+                       capture_output=True, text=True, timeout=600, preexec_fn=limited_file_size(300_000))
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "File too large" in r.stderr and len(r.stderr.strip().splitlines()) <= 3, r.stderr
+    assert list_runs(tmp_path) == []  # nothing that looks like a finished run

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from house_prices.core.manifest import IntegrityError, VersionMismatchError
+from house_prices.core.manifest import IntegrityError, Manifest, SignatureError, VersionMismatchError, sign_manifest
 from house_prices.core.predict import Predictor
 from house_prices.core.runs import STAGING, artifacts, list_runs, new_run_id, read_json, run_table, write_json
 from house_prices.core.sources import load_snapshot
@@ -58,10 +58,11 @@ def copy_run(run):
 
 
 def record_files(run):
-    "Record the run's files' current sha256 in its manifest, as if the run had been made so."
+    "Record the run's files' current sha256 in its manifest and sign it, as if the run had been made so (by the key's owner)."
     m = read_json(run / "manifest.json")
     m["artifacts"] = {name: a.model_dump() for name, a in artifacts(run).items()}
     write_json(run / "manifest.json", m)
+    sign_manifest(run, Manifest.read(run / "manifest.json"))
 
 
 def linear_model(pipeline):
@@ -151,6 +152,43 @@ def test_flipped_byte_is_refused_at_load_and_by_reproduce(store):
     assert r.returncode == 1 and "changed or corrupted" in r.stderr and not (store / "out.csv").exists()
 
 
+class Payload:
+    "A pickle that runs code when it is loaded: it writes a file."
+    def __init__(self, path): self.path = str(path)
+    def __reduce__(self): return (open, (self.path, "w"))
+
+
+def test_a_forged_model_with_its_sha256_written_in_is_refused_before_unpickling(store, tmp_path):
+    [run] = list_runs(store)
+    marker = tmp_path / "code-ran"
+    joblib.dump(Payload(marker), run / "model.joblib")
+    m = read_json(run / "manifest.json")  # the forger writes the new file's sha256 into the manifest beside it
+    m["artifacts"] = {name: a.model_dump() for name, a in artifacts(run).items()}
+    write_json(run / "manifest.json", m)
+    with pytest.raises(SignatureError, match="does not match its manifest"):
+        Predictor.load(run)
+    for args in (["predict", "--run", run, BIN.parent.parent / "data/house-prices/test.csv", "-o", store / "out.csv"],
+                 ["serve", "--run", run, "--port", "0"], ["reproduce", "--no-progress", run]):
+        r = house_prices_cli(*args)
+        assert r.returncode == 1 and "does not match its manifest" in r.stdout + r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
+    assert not marker.exists(), "the forged pickle was loaded"
+
+
+def test_unsigned_or_otherwise_signed_runs_are_refused_unless_allowed(store, caplog):
+    [run] = list_runs(store)
+    r = house_prices_cli("predict", "--run", run, BIN.parent.parent / "data/house-prices/test.csv", "-o", store / "out.csv",
+                         env={"RUN_SIGNING_KEY": "another key"})
+    assert r.returncode == 1 and "was signed with another key" in r.stderr
+    (run / "manifest.sig").unlink()
+    with pytest.raises(SignatureError, match="is not signed"):
+        Predictor.load(run)
+    with caplog.at_level("WARNING"):
+        assert Predictor.load(run, allow_unsigned=True).run_id == run.name
+    assert "is not signed" in caplog.text
+    r = house_prices_cli("predict", "--run", run, "--allow-unsigned", BIN.parent.parent / "data/house-prices/test.csv", "-o", store / "out.csv")
+    assert r.returncode == 0, r.stderr
+
+
 def test_damaged_manifest_is_named_and_listed_not_fatal(store):
     [good] = list_runs(store)
     bad = copy_run(good)
@@ -178,6 +216,7 @@ def test_edited_library_version_is_refused_unless_allowed(store, caplog):
     m = read_json(run / "manifest.json")
     m["environment"]["packages"]["scikit-learn"] = "1.0.0"
     write_json(run / "manifest.json", m)
+    sign_manifest(run, Manifest.read(run / "manifest.json"))  # as the key's owner would: the versions are what is checked here
     with pytest.raises(VersionMismatchError, match=r"scikit-learn 1\.0\.0 in the run, 1\.9\.\d+ here"):
         Predictor.load(run)
     with caplog.at_level("WARNING", logger="house_prices"):

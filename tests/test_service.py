@@ -183,18 +183,31 @@ def test_one_json_log_line_per_request_with_request_id(server, test_records):
     assert line["status"] == 200 and line["path"] == "/predict" and line["records"] == 1 and line["latency_ms"] > 0
 
 
-def test_eight_concurrent_clients_for_twenty_seconds(server, test_records):
-    stop, results, lock = time.time() + 20, [], threading.Lock()
-    def client(seed):
+def test_eight_concurrent_clients_good_and_hostile_for_thirty_seconds(server, test_records):
+    "Four clients send good batches, four send hostile requests; every good record gets its exact prediction, nothing gets a 5xx."
+    expected = {p["Id"]: p["SalePrice"] for p in answers(post(server, test_records))}
+    rec = test_records[0]
+    hostile = [dict(json=[{}] * 300), dict(json={**rec, "GrLivArea": 1e39}), dict(json={**rec, "Id": 2**63}), dict(json=[{**rec, "LotArea": True}, 7]),
+               dict(json={**rec, "Neighborhood": "x" * 100_000}), dict(json=[{"Id": i} for i in range(1500)]), dict(content=b'{"records": [{"a": '),
+               dict(json={**rec, "LotArea": "9" * 400}), dict(json=[{**rec, "Id": str(2**53 + 1)}])]
+    stop, results, lock = time.time() + 30, [], threading.Lock()
+    def client(seed, good):
         rng, mine = random.Random(seed), []
-        with httpx.Client(base_url=server.url, timeout=30) as c:
+        with httpx.Client(base_url=server.url, timeout=60) as c:
             while time.time() < stop:
-                batch = rng.sample(test_records, rng.choice([1, 1, 1, 5, 50]))
-                r = c.post("/predict", json=batch)
-                mine.append((r.status_code, len(r.json().get("predictions", [])) == len(batch)))
+                if good:
+                    batch = rng.sample(test_records, rng.choice([1, 1, 1, 5, 50]))
+                    r = c.post("/predict", json=batch)
+                    ok = r.status_code == 200 and [(p["Id"], p["SalePrice"]) for p in r.json()["predictions"]] == [(int(b["Id"]), expected[int(b["Id"])]) for b in batch]
+                    mine.append(("good", r.status_code, ok))
+                else:
+                    kw = rng.choice(hostile)
+                    r = c.post("/predict", headers={"content-type": "application/json"}, **kw)
+                    mine.append(("hostile", r.status_code, r.status_code in (200, 413, 422)))
         with lock: results.extend(mine)
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(8)]
+    threads = [threading.Thread(target=client, args=(i, i % 2 == 0)) for i in range(8)]
     for t in threads: t.start()
     for t in threads: t.join()
-    assert len(results) > 50, len(results)
-    assert all(code == 200 and complete for code, complete in results), [r for r in results if r != (200, True)][:5]
+    good = [r for r in results if r[0] == "good"]
+    assert len(good) > 50 and len([r for r in results if r[0] == "hostile"]) > 20, len(results)
+    assert all(ok for _, _, ok in results), [r for r in results if not r[2]][:5]

@@ -43,6 +43,10 @@ class _Writer:
     def __init__(self, path: Path):
         self.path, self.tmp, self._pq, self._first = path, path.with_name(f".{path.name}.tmp"), None, True
     def write(self, df: pd.DataFrame):
+        try: self._write(df)
+        except OSError as e: raise OSError(e.errno, f"cannot write {self.path} ({e.strerror or e})") from None  # a full disk: name the file
+        self._first = False
+    def _write(self, df: pd.DataFrame):
         if _is_parquet(self.path):
             import pyarrow as pa, pyarrow.parquet as pq
             table = pa.Table.from_pandas(df, preserve_index=False)
@@ -52,7 +56,6 @@ class _Writer:
             self._pq.write_table(table.cast(self._pq.schema))
         else:
             df.to_csv(self.tmp, mode="w" if self._first else "a", header=self._first, index=False)
-        self._first = False
     def commit(self):
         if self._pq is not None: self._pq.close()
         elif self._first: pd.DataFrame().to_csv(self.tmp, index=False)

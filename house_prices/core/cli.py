@@ -57,6 +57,7 @@ def train(parameters, progress):
     try: run = run_training(given, progress=progress)
     except UnknownParameterError as e: raise click.UsageError(str(e)) from e
     except (JobError, *_EXPECTED) as e: _fail(e)
+    except OSError as e: _fail(RuntimeError(f"cannot write the run: {e}"))  # a full disk, a permission: one line, and no run
     click.echo(f"run: {run}")
     click.echo(_metrics_table(read_json(run / METRICS)))
 
@@ -90,6 +91,7 @@ def reproduce(run_ref, against, strict, rtol, progress):
 # %% ../../nbs/core/19_cli.ipynb #6ebed62d
 _RUN_HELP = "Run id or folder whose model to use (default: the newest finished run)."
 _MISMATCH_HELP = "Load the model even if library versions or recorded predictions differ from the run's (logs a warning)."
+_UNSIGNED_HELP = "Load a run whose signature is missing or does not check out with this host's key (logs a warning): only a run you trust."
 
 @main.command()
 @click.argument("input", type=click.Path(exists=True, dir_okay=False, path_type=Path))
@@ -100,15 +102,17 @@ _MISMATCH_HELP = "Load the model even if library versions or recorded prediction
 @click.option("--issues-file", type=click.Path(dir_okay=False, path_type=Path), help="Also write every error and warning to this CSV.")
 @click.option("--allow-errors", is_flag=True, help="Exit with 0 even if some rows were refused.")
 @click.option("--allow-version-mismatch", is_flag=True, help=_MISMATCH_HELP)
+@click.option("--allow-unsigned", is_flag=True, help=_UNSIGNED_HELP)
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
-def predict(input, output, run_ref, chunk_size, issues_file, allow_errors, allow_version_mismatch, progress):
+def predict(input, output, run_ref, chunk_size, issues_file, allow_errors, allow_version_mismatch, allow_unsigned, progress):
     "Score INPUT (.csv or .parquet: the training data's columns, the target not needed) with the model of a run."
     import signal
     from house_prices.core.batch import score_file
     from house_prices.core.predict import Predictor
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stopped: the temporary output is removed, as on Ctrl-C
     try:
-        predictor = Predictor.load(resolve_run(run_ref, get_settings().runs_dir), allow_version_mismatch=allow_version_mismatch)
+        predictor = Predictor.load(resolve_run(run_ref, get_settings().runs_dir), allow_version_mismatch=allow_version_mismatch,
+                                   allow_unsigned=allow_unsigned)
         summary = score_file(predictor, input, output, chunk_size=chunk_size, issues_file=issues_file, progress=progress)
     except _EXPECTED as e: _fail(e)
     except (ValueError, OSError) as e: _fail(RuntimeError(f"cannot score {input}: {e}"))
@@ -126,15 +130,16 @@ def predict(input, output, run_ref, chunk_size, issues_file, allow_errors, allow
 @click.option("--max-records", type=click.IntRange(min=1), default=10_000, show_default=True, help="Most records in one request.")
 @click.option("--max-body-mb", type=click.FloatRange(min=0.001), default=10.0, show_default=True, help="Largest request body, in MiB.")
 @click.option("--allow-version-mismatch", is_flag=True, help=_MISMATCH_HELP)
+@click.option("--allow-unsigned", is_flag=True, help=_UNSIGNED_HELP)
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True)
-def serve(run_ref, host, port, max_records, max_body_mb, allow_version_mismatch, log_level):
+def serve(run_ref, host, port, max_records, max_body_mb, allow_version_mismatch, allow_unsigned, log_level):
     "Serve the model of a run over HTTP: GET /health, GET /model, POST /predict (docs at /docs)."
     import uvicorn
     from house_prices.core.service import create_app
     logging.getLogger(get_project().package).setLevel(log_level.upper())
     try:
         run = resolve_run(run_ref, get_settings().runs_dir)
-        app = create_app(run, allow_version_mismatch=allow_version_mismatch, max_records=max_records,
+        app = create_app(run, allow_version_mismatch=allow_version_mismatch, allow_unsigned=allow_unsigned, max_records=max_records,
                          max_body_bytes=int(max_body_mb * 2**20))
     except _EXPECTED as e: _fail(e)
     click.echo(f"serving run {run.name} on http://{host}:{port} (docs: /docs)", err=True)

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from .manifest import (IntegrityError, FittedDigest, JobRecord, Manifest, ManifestError, shaping_packages, fitted_digest,
-                                       fitted_differences, sha256_file, verify_artifact, version_differences)
+                                       fitted_differences, check_signature, sha256_file, verify_artifact, version_differences)
 from .runs import (MANIFEST, MODEL, NOTEBOOK, PREDICTIONS, REPORT, TRAIN_PREDICTIONS, fail_run, finish_run,
                                publish_run, read_predictions, resolve_run, stage_run)
 
@@ -110,6 +110,13 @@ def ipc_kernel_manager(
 # %% ../../nbs/core/13_job.ipynb #1af65698
 JOB_ENV = {"PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"} # Fixed for the job's kernel
 
+def _clean_ipython_dir(parent: Path) -> str:
+    "An empty IPython profile for the job's kernel: no startup scripts or extensions of the user's, no history file written."
+    d = parent / "ipython"
+    (d / "profile_default").mkdir(parents=True)
+    (d / "profile_default" / "ipython_kernel_config.py").write_text("c.HistoryManager.hist_file = ':memory:'\n")
+    return str(d)
+
 @contextmanager
 def _environ(**values):
     old = {k: os.environ.get(k) for k in values}
@@ -141,7 +148,8 @@ def run_training(
     inject = {**given, "runs_dir": str(runs_dir), "run_dir": str(staged)}
     started = datetime.now(timezone.utc)
     try:
-        with _environ(**JOB_ENV, **secret, **{get_project().root_env_var: str(settings.root)}), tempfile.TemporaryDirectory(prefix="hp-kernel-") as sockets:
+        with tempfile.TemporaryDirectory(prefix="hp-kernel-") as sockets, _environ(**JOB_ENV, **secret, **{get_project().root_env_var: str(settings.root)},
+                                                                                      IPYTHONDIR=_clean_ipython_dir(Path(sockets))):
             pm.execute_notebook(str(nb), str(staged / NOTEBOOK), parameters=inject, kernel_name=settings.kernel_name,
                                 cwd=str(settings.root), progress_bar=progress, request_save_on_cell_execute=True,
                                 kernel_manager_class=ipc_kernel_manager(sockets))
@@ -149,6 +157,9 @@ def run_training(
         failed = fail_run(staged)
         raise JobError(f"the training job failed in cell {e.exec_count}: {e.ename}: {e.evalue}\n"
                        f"The executed notebook is kept at {failed / NOTEBOOK}") from None
+    except OSError as e:  # the executed notebook could not be written (a full disk, a permission)
+        raise JobError(f"cannot write run {staged.name} ({e.strerror or e}{f': {e.filename}' if e.filename else ''}); "
+                       f"what was written is kept in {fail_run(staged)}") from None
     except BaseException:
         fail_run(staged)
         raise
@@ -158,6 +169,9 @@ def run_training(
         finish_run(staged, job=JobRecord(notebook=str(nb.relative_to(settings.root)), notebook_sha256=sha256_file(nb),
                                          kernel=settings.kernel_name, injected=given, env=JOB_ENV, reproduces=reproduces,
                                          started=started.isoformat(), finished=datetime.now(timezone.utc).isoformat()))
+    except OSError as e:  # the report or the manifest could not be written
+        raise JobError(f"cannot write run {staged.name} ({e.strerror or e}{f': {e.filename}' if e.filename else ''}); "
+                       f"what was written is kept in {fail_run(staged)}") from None
     except BaseException:
         fail_run(staged)
         raise
@@ -273,7 +287,9 @@ def _compare_predictions(name: str, run: Path, other: Path, rows: str, rtol: flo
 def _fitted(run: Path, m: Manifest) -> tuple[FittedDigest | None, str]:
     "The digest of a run's model, computed from the verified model file, else as recorded; and why not computed."
     import joblib
-    try: return fitted_digest(joblib.load(verify_artifact(run, MODEL, m))), ""
+    try:
+        check_signature(run, m)  # nothing is unpickled from a run that is not signed with this host's key
+        return fitted_digest(joblib.load(verify_artifact(run, MODEL, m))), ""
     except Exception as e:  # another library version, a tampered file: fall back on what the run recorded
         return FittedDigest.from_record(m.model.fitted), f"{run.name}'s model cannot be loaded here ({type(e).__name__}: {e})"
 
@@ -373,6 +389,8 @@ def reproduce(
             v.checks += [Check(name, SKIPPED, "a manifest cannot be read") for name in _COMPARED]
             return v
         bad = []
+        try: check_signature(r, man)
+        except IntegrityError as e: bad.append(str(e))
         for name in man.artifacts:
             try: verify_artifact(r, name, man)
             except IntegrityError as e: bad.append(str(e))

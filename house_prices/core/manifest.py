@@ -6,7 +6,10 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
+import logging
+import secrets
 import os
 import platform
 import subprocess
@@ -24,12 +27,14 @@ from .project import get_project
 
 # %% auto #0
 __all__ = ['MANIFEST_VERSION', 'SHAPING_LIBRARIES', 'TOOL_PACKAGES', 'NUMERIC_ENV_VARS', 'DIGEST_VERSION', 'DIAGNOSTICS',
-           'ManifestError', 'Record', 'Seeds', 'DataRecord', 'SplitRecord', 'InputFeature', 'FeatureRecord',
-           'FittedRecord', 'ModelRecord', 'EnvironmentRecord', 'CodeVersion', 'JobRecord', 'Artifact', 'Manifest',
-           'shaping_packages', 'key_packages', 'distributions', 'package_versions', 'lock_pins', 'lock_mismatches',
-           'environment', 'code_version', 'json_safe', 'describe_estimator', 'random_states', 'feature_names',
-           'FittedDigest', 'fitted_digest', 'value_difference', 'fitted_differences', 'IntegrityError',
-           'VersionMismatchError', 'sha256_file', 'verify_artifact', 'version_differences']
+           'SIGNATURE', 'SIGNING_KEY_ENV', 'SIGNING_KEY_FILE_ENV', 'log', 'ManifestError', 'Record', 'Seeds',
+           'DataRecord', 'SplitRecord', 'InputFeature', 'FeatureRecord', 'FittedRecord', 'ModelRecord',
+           'EnvironmentRecord', 'CodeVersion', 'JobRecord', 'Artifact', 'Manifest', 'shaping_packages', 'key_packages',
+           'distributions', 'package_versions', 'lock_pins', 'lock_mismatches', 'environment', 'code_version',
+           'json_safe', 'describe_estimator', 'random_states', 'feature_names', 'FittedDigest', 'fitted_digest',
+           'value_difference', 'fitted_differences', 'IntegrityError', 'VersionMismatchError', 'sha256_file',
+           'verify_artifact', 'version_differences', 'SignatureError', 'signing_key_path', 'signing_key', 'key_id',
+           'sign_manifest', 'check_signature']
 
 # %% ../../nbs/core/11_manifest.ipynb #9e16a718
 MANIFEST_VERSION = 2
@@ -492,3 +497,72 @@ def version_differences(manifest: Manifest, installed: dict[str, str | None] | N
     recorded = manifest.environment.packages
     installed = package_versions(names) if installed is None else installed
     return [f"{n} {recorded.get(n)} in the run, {installed.get(n)} here" for n in names if recorded.get(n) != installed.get(n)]
+
+# %% ../../nbs/core/11_manifest.ipynb #c64915e6
+SIGNATURE = "manifest.sig" # The manifest's signature, beside it in the run folder
+SIGNING_KEY_ENV, SIGNING_KEY_FILE_ENV = "RUN_SIGNING_KEY", "RUN_SIGNING_KEY_FILE" # Where the key comes from, first to last
+log = logging.getLogger(__name__)
+
+class SignatureError(IntegrityError):
+    "A run's manifest is unsigned, signed with another key, or not what was signed."
+
+def signing_key_path() -> Path:
+    "The key file: `$RUN_SIGNING_KEY_FILE`, else `<config home>/<project>/signing.key`."
+    if p := os.environ.get(SIGNING_KEY_FILE_ENV): return Path(p)
+    return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / get_project().name / "signing.key"
+
+def signing_key(create: bool = False) -> bytes | None:
+    "The signing key (`$RUN_SIGNING_KEY`, else the key file); with `create`, a new random key file when there is none."
+    if v := os.environ.get(SIGNING_KEY_ENV): return v.encode()
+    p = signing_key_path()
+    if p.is_file(): return p.read_bytes().strip()
+    if not create: return None
+    p.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # two first jobs at once: one creates it, the other reads it
+        with os.fdopen(fd, "w") as f: f.write(secrets.token_hex(32) + "\n")
+        log.warning("created the run signing key %s: a host that loads these runs needs it too", p)
+    except FileExistsError: pass
+    return p.read_bytes().strip()
+
+def _mac(key: bytes, manifest: Manifest) -> str:
+    body = json.dumps(manifest.to_json(), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return hmac.new(key, body, hashlib.sha256).hexdigest()
+
+def key_id(key: bytes) -> str: return hashlib.sha256(b"key id:" + key).hexdigest()[:12]
+
+def sign_manifest(
+    run_dir: Path | str, # The run's folder
+    manifest: Manifest, # Its final manifest (as written)
+    key: bytes | None = None, # Defaults to `signing_key(create=True)`
+) -> Path:
+    "Write `manifest.sig`: an HMAC-SHA256 of the manifest with the signing key, and the key's id."
+    key = key or signing_key(create=True)
+    p, tmp = Path(run_dir) / SIGNATURE, Path(run_dir) / f".{SIGNATURE}.tmp"
+    tmp.write_text(json.dumps({"algorithm": "hmac-sha256", "key_id": key_id(key), "mac": _mac(key, manifest)}) + "\n")
+    os.replace(tmp, p)
+    return p
+
+def check_signature(
+    run_dir: Path | str, # The run's folder
+    manifest: Manifest, # Its manifest, as read
+    allow_unsigned: bool = False, # Go on (with a logged warning) when the signature is missing or does not check out
+) -> str:
+    "Check the run's signature against its manifest; raises `SignatureError` naming what is wrong, else says what was checked."
+    run_dir, key = Path(run_dir), signing_key()
+    def refuse(why):
+        if allow_unsigned:
+            log.warning("%s; going on because unsigned runs are allowed", why)
+            return why
+        raise SignatureError(why + ". Load only runs you trust; to accept this one anyway: allow_unsigned=True (CLI: --allow-unsigned)")
+    if key is None:
+        return refuse(f"no run signing key here (${SIGNING_KEY_ENV}, ${SIGNING_KEY_FILE_ENV} or {signing_key_path()}): "
+                      f"cannot tell whether run {run_dir.name} is trusted")
+    try: sig = json.loads((run_dir / SIGNATURE).read_text())
+    except FileNotFoundError: return refuse(f"run {run_dir.name} is not signed (no {SIGNATURE})")
+    except (OSError, ValueError) as e: return refuse(f"run {run_dir.name} has an unreadable {SIGNATURE} ({e})")
+    if sig.get("key_id") != key_id(key):
+        return refuse(f"run {run_dir.name} was signed with another key (key id {sig.get('key_id')}; the key here is {key_id(key)})")
+    if not hmac.compare_digest(str(sig.get("mac")), _mac(key, manifest)):
+        return refuse(f"the signature of run {run_dir.name} does not match its manifest: the manifest was changed after the run was signed")
+    return f"signed, key {key_id(key)}"

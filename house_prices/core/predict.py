@@ -21,7 +21,7 @@ import pandas as pd
 from .project import get_project
 from .schema import MAX_MAGNITUDE, Schema, read_raw_csv
 from .fastpath import NotCompilable, compile_pipeline, frame_columns
-from .manifest import Manifest, VersionMismatchError, verify_artifact, version_differences
+from .manifest import Manifest, VersionMismatchError, check_signature, verify_artifact, version_differences
 from .runs import CONTRACT, HELD_OUT, MANIFEST, MODEL, PREDICTIONS, read_json
 
 log = logging.getLogger(__name__)
@@ -392,11 +392,13 @@ class Predictor:
         run_dir: Path | str, # A finished run's folder
         allow_version_mismatch: bool = False, # Load even if the libraries or the recorded predictions differ (logs a warning)
         verify: bool = True, # Re-predict the run's held-out rows and compare with what the run recorded
+        allow_unsigned: bool = False, # Load a run whose signature is missing or does not check out (logs a warning)
     ) -> "Predictor":
         "Load a run's pipeline after checking its files, the library versions and (by default) its recorded predictions."
         run_dir = Path(run_dir)
         if not (run_dir / MANIFEST).is_file(): raise FileNotFoundError(f"{run_dir} is not a finished run: it has no {MANIFEST}")
         manifest = Manifest.read(run_dir / MANIFEST)  # a damaged manifest, or one of another version: ManifestError
+        check_signature(run_dir, manifest, allow_unsigned)  # before anything in the folder is trusted: SignatureError
         def refuse(msg):
             if not allow_version_mismatch:
                 raise VersionMismatchError(msg + ". Install the run's versions (requirements/*.lock), or load with "

@@ -17,7 +17,7 @@ from typing import Any
 import joblib
 import pandas as pd
 
-from .manifest import MANIFEST_VERSION, Artifact, JobRecord, Manifest, ManifestError, environment, sha256_file
+from .manifest import MANIFEST_VERSION, SIGNATURE, Artifact, JobRecord, Manifest, ManifestError, environment, sha256_file, sign_manifest
 
 # %% auto #0
 __all__ = ['MODEL', 'MANIFEST', 'METRICS', 'PREDICTIONS', 'NOTEBOOK', 'REPORT', 'CONTRACT', 'HELD_OUT', 'TRAIN_PREDICTIONS',
@@ -108,19 +108,20 @@ def save_run(
     return full
 
 def artifacts(run_dir: Path | str) -> dict[str, Artifact]:
-    "sha256 and size of every file of a run but the manifest."
+    "sha256 and size of every file of a run but the manifest and its signature."
     run_dir = Path(run_dir)
     return {p.name: Artifact(sha256=sha256_file(p), bytes=p.stat().st_size)
-            for p in sorted(run_dir.iterdir()) if p.is_file() and p.name != MANIFEST and not p.name.startswith(".")}
+            for p in sorted(run_dir.iterdir()) if p.is_file() and p.name not in (MANIFEST, SIGNATURE) and not p.name.startswith(".")}
 
 def finish_run(
     run_dir: Path | str, # The staged folder of the run
     job: JobRecord | None = None, # How the job runner executed the job (None when the notebook ran by hand)
 ) -> Manifest:
-    "Add the job record and the sha256 of every file to a staged run's manifest; return the manifest."
+    "Add the job record and the sha256 of every file to a staged run's manifest, and sign it (see `manifest.sign_manifest`); return the manifest."
     run_dir = Path(run_dir)
     m = Manifest.read(run_dir / MANIFEST).model_copy(update=dict(job=job, artifacts=artifacts(run_dir)))
     write_json(run_dir / MANIFEST, m.to_json())
+    sign_manifest(run_dir, m)
     return m
 
 def read_predictions(

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from pydantic import ConfigDict, Field, create_model
 
-from .manifest import Manifest, verify_artifact
+from .manifest import Manifest, check_signature, verify_artifact
 from .predict import Contract, Predictor, _show
 from .runs import CONTRACT, MANIFEST, read_json
 
@@ -203,10 +203,12 @@ def create_app(
     allow_version_mismatch: bool = False, # Serve even if library versions or recorded predictions differ (logs a warning)
     max_body_bytes: int = 10 * 2**20, # Larger request bodies get 413
     max_records: int = 10_000, # More records in one request get 413
+    allow_unsigned: bool = False, # Serve a run whose signature is missing or does not check out (logs a warning)
 ) -> FastAPI:
     "The FastAPI app serving the model of `run_dir`; the model is loaded at start-up."
     run_dir = Path(run_dir)
     manifest = Manifest.read(run_dir / MANIFEST)
+    check_signature(run_dir, manifest, allow_unsigned)
     contract = Contract.of(read_json(verify_artifact(run_dir, CONTRACT, manifest)))
     M = service_models(contract)
     Issue = M.Issue
@@ -216,7 +218,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.predictor = Predictor.load(run_dir, allow_version_mismatch=allow_version_mismatch)
+        app.state.predictor = Predictor.load(run_dir, allow_version_mismatch=allow_version_mismatch, allow_unsigned=allow_unsigned)
         log.info(json.dumps({"event": "model loaded", "run_id": app.state.predictor.run_id, "run_dir": str(run_dir)}))
         yield
 
