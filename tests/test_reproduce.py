@@ -152,6 +152,16 @@ def test_flipped_byte_is_refused_at_load_and_by_reproduce(store):
     assert r.returncode == 1 and "changed or corrupted" in r.stderr and not (store / "out.csv").exists()
 
 
+def test_a_run_of_another_project_is_refused_by_name(store):
+    [run] = list_runs(store)
+    m = read_json(run / "manifest.json")
+    m["environment"]["packages"]["other-project"] = m["environment"]["packages"].pop("house-prices")
+    write_json(run / "manifest.json", m)
+    sign_manifest(run, Manifest.read(run / "manifest.json"))  # signed with this host's key: trusted, but not this project's
+    with pytest.raises(VersionMismatchError, match=r"was not made by house-prices: it records no version of it \(it was made with other-project\)"):
+        Predictor.load(run)
+
+
 class Payload:
     "A pickle that runs code when it is loaded: it writes a file."
     def __init__(self, path): self.path = str(path)

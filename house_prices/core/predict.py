@@ -21,7 +21,8 @@ import pandas as pd
 from .project import get_project
 from .schema import MAX_MAGNITUDE, Schema, read_raw_csv
 from .fastpath import NotCompilable, compile_pipeline, frame_columns
-from .manifest import Manifest, VersionMismatchError, check_signature, verify_artifact, version_differences
+from .manifest import (Manifest, VersionMismatchError, check_signature, key_packages, verify_artifact,
+                                       version_differences)
 from .runs import CONTRACT, HELD_OUT, MANIFEST, MODEL, PREDICTIONS, read_json
 
 log = logging.getLogger(__name__)
@@ -399,6 +400,10 @@ class Predictor:
         if not (run_dir / MANIFEST).is_file(): raise FileNotFoundError(f"{run_dir} is not a finished run: it has no {MANIFEST}")
         manifest = Manifest.read(run_dir / MANIFEST)  # a damaged manifest, or one of another version: ManifestError
         check_signature(run_dir, manifest, allow_unsigned)  # before anything in the folder is trusted: SignatureError
+        if manifest.environment.packages.get(get_project().name) is None:
+            made_by = [n for n, v in manifest.environment.packages.items() if v and n not in key_packages()]
+            raise VersionMismatchError(f"run {run_dir.name} was not made by {get_project().name}: it records no version of it"
+                                       + (f" (it was made with {', '.join(made_by[:3])})" if made_by else "") + "; load it with the project that made it")
         def refuse(msg):
             if not allow_version_mismatch:
                 raise VersionMismatchError(msg + ". Install the run's versions (requirements/*.lock), or load with "
