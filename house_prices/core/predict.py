@@ -107,12 +107,13 @@ class Issues:
 
     def __len__(self): return len(self.row)
 
-    def plus(self, rows, column: str, values, message: str, level: str = "error") -> "Issues":
-        "These issues and one more per row of `rows` (with its value), all with the same column, message and level."
+    def plus(self, rows, column: str, values, message: str | list[str], level: str = "error") -> "Issues":
+        "These issues and one more per row of `rows` (with its value and message: one for all, or one each), all with the same column and level."
         rows = np.asarray(rows, dtype=np.int64)
         if not len(rows): return self
+        messages = np.asarray(message if isinstance(message, list) else [message] * len(rows), dtype=object)
         extra = (rows, np.full(len(rows), column, dtype=object), np.asarray(list(values), dtype=object),
-                 np.full(len(rows), message, dtype=object), np.full(len(rows), level, dtype=object))
+                 messages, np.full(len(rows), level, dtype=object))
         return Issues.collect([(self.row, self.column, self.value, self.message, self.level), extra])
 
     def frame(self) -> pd.DataFrame:
@@ -461,7 +462,8 @@ class Predictor:
             rows = np.array([i for i, _ in not_records])
             keep = ~np.isin(issues.row, rows)
             issues = Issues(*(a[keep] for a in (issues.row, issues.column, issues.value, issues.message, issues.level)))
-            for i, r in not_records: issues = issues.plus([i], "", [_show(r)], f"expected a record (an object of field: value), got {type(r).__name__}")
+            issues = issues.plus(rows, "", [_show(r) for _, r in not_records],
+                                 [f"expected a record (an object of field: value), got {type(r).__name__}" for _, r in not_records])
             ok[rows] = False
         predictions, proba = self._empty(len(ok))
         issues = self._predict_ok(take, ok, predictions, proba, issues)
@@ -492,12 +494,11 @@ class Predictor:
         with np.errstate(invalid="ignore"):
             values = proba[idx] if proba is not None else predictions[idx].astype("float64")[:, None]
             for i in idx[~np.isfinite(values).all(axis=1)]: failed.setdefault(i, "the model's answer for this row is not a finite number")
-        for i, why in failed.items():
+        for i in failed:
             predictions[i] = np.nan if proba is None else None
             if proba is not None: proba[i] = np.nan
             ok[i] = False
-            issues = issues.plus([i], "", [""], why)
-        return issues
+        return issues.plus(list(failed), "", [""] * len(failed), list(failed.values()))
 
     def predict(
         self,
