@@ -16,6 +16,7 @@ from typing import Any
 
 from fastapi import Body, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from fastapi.responses import JSONResponse
 from types import SimpleNamespace
 
@@ -124,8 +125,8 @@ def type_issues(
 def request_schema(contract: Contract | dict) -> dict[str, Any]:
     "JSON schema of a /predict request body: one record, a list of records, or {'records': [...]}."
     rec = record_schema(contract)
-    return {"oneOf": [rec, {"type": "array", "items": rec},
-                      {"type": "object", "properties": {"records": {"type": "array", "items": rec}}, "required": ["records"]}]}
+    return {"anyOf": [rec, {"type": "array", "items": rec, "minItems": 1},  # no records: nothing to answer, 422; {"records": [...]} is the wrapper
+                      {"type": "object", "properties": {"records": {"type": "array", "items": rec, "minItems": 1}}, "required": ["records"]}]}
 
 # %% ../../nbs/core/16_service.ipynb #cf007f10
 class LimitAndLog:
@@ -226,6 +227,12 @@ def create_app(
     app = FastAPI(title=f"Predictions of {target}", version=str(manifest.code.package_version), lifespan=lifespan,
                   description=f"Predicts {target} with the model of training run `{manifest.run_id}`.")
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        if exc.status_code == 400:  # a body FastAPI cannot parse (not UTF-8, say): answered as any body that is not JSON
+            return JSONResponse({"detail": [Issue(loc=["body"], msg=f"the body is not JSON ({exc.detail})").model_dump()]}, status_code=422)
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError):
         detail = [Issue(loc=[str(x) for x in e.get("loc", [])], msg=str(e.get("msg")), type=str(e.get("type", "value_error"))).model_dump()
@@ -247,11 +254,10 @@ def create_app(
 
     @app.post("/predict", response_model=M.PredictResponse,
               responses={413: {"model": M.ErrorResponse, "description": "Body, records or values over the service's limits"},
-                         422: {"model": M.ErrorResponse, "description": "A request the schema excludes, with every problem by record and field; "
-                                                                         "or, with all_or_nothing, a request with a refused record, with its errors"}},
+                         422: {"model": M.ErrorResponse, "description": "A request the schema excludes, with every problem by record and field"}},
               openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": request_schema(contract)}}}})
     def predict(request: Request, body: Any = Body(...),
-                all_or_nothing: bool = Query(False, description="Refuse the whole request (422) if any record is refused, instead of answering each")):
+                all_or_nothing: bool = Query(False, description="Score no record unless every record can be scored (each still gets its answer)")):
         "Predict one or more records: each gets its prediction, or its errors."
         records = _records(body)
         if records is None:
@@ -271,7 +277,10 @@ def create_app(
             return refused_422(detail)
         scored = request.app.state.predictor.score(records)
         errors = _issues(scored, "error", Issue)
-        if all_or_nothing and errors: return refused_422([i for r in sorted(errors) for i in errors[r]])
+        if all_or_nothing and errors:  # none is scored: the refused records say why, the others that they were held back
+            held = Issue(loc=["query", "all_or_nothing"], msg="not scored: another record of the request was refused, and all_or_nothing is set", type="value_error")
+            for i in np.flatnonzero(scored.ok): errors[int(i)] = [held.model_copy(update=dict(loc=["body", "records", int(i)], record=int(i), record_id=_id(scored, int(i))))]
+            scored.ok[:] = False
         warnings = _issues(scored, "warning", Issue)
         proba = lambda i: {f"proba_{j}": float(x) for j, x in enumerate(scored.probabilities[i])} if scored.classes and scored.ok[i] else {}
         value = lambda i, p: None if not scored.ok[i] else str(p) if scored.classes else float(p)
