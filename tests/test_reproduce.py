@@ -288,6 +288,21 @@ def test_sigkill_mid_fit_leaves_no_finished_run(tmp_path):
     assert run_table(tmp_path) == []
 
 
+def test_sigterm_mid_fit_moves_the_staged_run_to_failed(tmp_path):
+    proc = subprocess.Popen([str(BIN / "house-prices"), "train", "--no-progress", "-p", "runs_dir", str(tmp_path),
+                             "-p", "gbm_n_estimators", "30000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not fitting(tmp_path):
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.2)
+    assert fitting(tmp_path), "the job never reached the fit cell"
+    proc.send_signal(signal.SIGTERM)  # as a scheduler stops a job: the command cleans up after itself
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert list_runs(tmp_path) == [] and not list((tmp_path / STAGING).iterdir())
+    assert [r.status for r in run_table(tmp_path)] == ["failed"]  # kept for its executed notebook, never read as a run
+
+
 def test_two_concurrent_jobs_make_two_complete_runs(tmp_path):
     cmd = [str(BIN / "house-prices"), "train", "--no-progress", "-p", "runs_dir", str(tmp_path), *SMALL]
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]

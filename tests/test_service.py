@@ -213,3 +213,11 @@ def test_eight_concurrent_clients_good_and_hostile_for_thirty_seconds(server, te
     good = [r for r in results if r[0] == "good"]
     assert len(good) > 50 and len([r for r in results if r[0] == "hostile"]) > 20, len(results)
     assert all(ok for _, _, ok in results), [r for r in results if not r[2]][:5]
+
+
+def test_an_outside_fuzzer_finds_the_schema_and_the_service_agreeing(server, tmp_path):
+    "schemathesis generates requests from /openapi.json, valid and invalid: every answer is one the schema documents, never a 5xx."
+    r = subprocess.run([str(BIN / "schemathesis"), "run", server.url + "/openapi.json", "--max-examples", "150", "--seed", "1", "--workers", "1",
+                        "--no-color"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    assert "passed" in r.stdout and "failure" not in r.stdout.split("SUMMARY")[-1].lower(), r.stdout[-2000:]

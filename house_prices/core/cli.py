@@ -29,6 +29,11 @@ _EXPECTED = (DataValidationError, FileNotFoundError, IntegrityError, ManifestErr
 def _fail(e: Exception):
     raise click.ClickException(str(e)) from e
 
+def _exit_on_sigterm():
+    "Turn SIGTERM into SystemExit(143), so that `finally` and `except BaseException` clean up as on Ctrl-C (main thread only)."
+    import signal, threading
+    if threading.current_thread() is threading.main_thread(): signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
 def _version(ctx, param, value):
     if not value or ctx.resilient_parsing: return
     from importlib.metadata import version
@@ -54,6 +59,7 @@ def train(parameters, progress):
     "Train a model: run nbs/jobs/train.ipynb through papermill into a new folder under runs/."
     from house_prices.core.job import JobError, UnknownParameterError, parse_value, run_training
     given = {name: parse_value(value) for name, value in parameters}
+    _exit_on_sigterm()  # stopped: the staged run is moved to .failed/, the kernel shut down
     try: run = run_training(given, progress=progress)
     except UnknownParameterError as e: raise click.UsageError(str(e)) from e
     except (JobError, *_EXPECTED) as e: _fail(e)
@@ -106,10 +112,9 @@ _UNSIGNED_HELP = "Load a run whose signature is missing or does not check out wi
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
 def predict(input, output, run_ref, chunk_size, issues_file, allow_errors, allow_version_mismatch, allow_unsigned, progress):
     "Score INPUT (.csv or .parquet: the training data's columns, the target not needed) with the model of a run."
-    import signal
     from house_prices.core.batch import score_file
     from house_prices.core.predict import Predictor
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stopped: the temporary output is removed, as on Ctrl-C
+    _exit_on_sigterm()  # stopped: the temporary output is removed, as on Ctrl-C
     try:
         predictor = Predictor.load(resolve_run(run_ref, get_settings().runs_dir), allow_version_mismatch=allow_version_mismatch,
                                    allow_unsigned=allow_unsigned)

@@ -70,6 +70,8 @@ def atomic_write(path: Path | str, write) -> Path:
     try:
         write(tmp)
         os.replace(tmp, path)
+    except OSError as e:  # a full disk, a permission: say which file
+        raise OSError(e.errno, f"cannot write {path} ({e.strerror or e})") from None
     finally:
         if tmp.exists(): tmp.unlink()
     return path
