@@ -30,8 +30,8 @@ from .runs import (MANIFEST, MODEL, NOTEBOOK, PREDICTIONS, REPORT, TRAIN_PREDICT
                                publish_run, read_predictions, resolve_run, stage_run)
 
 # %% auto #0
-__all__ = ['RUNNER_PARAMETERS', 'JOB_ENV', 'SAME', 'CLOSE', 'DIFFERS', 'NOTE', 'SKIPPED', 'BIT_IDENTICAL', 'EQUIVALENT',
-           'DIFFERENT', 'RTOL', 'JobError', 'UnknownParameterError', 'job_parameters', 'parse_value',
+__all__ = ['RUNNER_PARAMETERS', 'KERNEL_LOG', 'JOB_ENV', 'SAME', 'CLOSE', 'DIFFERS', 'NOTE', 'SKIPPED', 'BIT_IDENTICAL',
+           'EQUIVALENT', 'DIFFERENT', 'RTOL', 'JobError', 'UnknownParameterError', 'job_parameters', 'parse_value',
            'check_parameters', 'check_kernel', 'ipc_kernel_manager', 'run_training', 'Check', 'Verdict',
            'environment_differences', 'compare_runs', 'reproduce']
 
@@ -97,6 +97,7 @@ def check_kernel(
 # %% ../../nbs/core/13_job.ipynb #3a80f2d7
 def ipc_kernel_manager(
     socket_dir: Path | str, # A private, empty folder for the kernel's socket files
+    log_file: Path | str | None = None, # Where the kernel process's own output goes (its log lines), instead of the terminal
 ):
     "A jupyter_client kernel manager class that starts kernels on IPC sockets in `socket_dir`."
     from jupyter_client import AsyncKernelManager
@@ -105,9 +106,14 @@ def ipc_kernel_manager(
         transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
         @default("ip")
         def _ip_default(self): return str(Path(socket_dir) / "kernel")
+        async def _async_launch_kernel(self, kernel_cmd, **kw):  # the documented place to launch kernels differently
+            if log_file is None: return await super()._async_launch_kernel(kernel_cmd, **kw)
+            with open(log_file, "ab") as f:  # the kernel keeps its own copy of the descriptor
+                return await super()._async_launch_kernel(kernel_cmd, **{"stdout": f, "stderr": f, **kw})
     return IPCKernelManager
 
 # %% ../../nbs/core/13_job.ipynb #1af65698
+KERNEL_LOG = ".kernel.log" # The kernel process's own log lines, in the staged run (kept only when the job fails)
 JOB_ENV = {"PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"} # Fixed for the job's kernel
 
 def _clean_ipython_dir(parent: Path) -> str:
@@ -152,7 +158,8 @@ def run_training(
                                                                                       IPYTHONDIR=_clean_ipython_dir(Path(sockets))):
             pm.execute_notebook(str(nb), str(staged / NOTEBOOK), parameters=inject, kernel_name=settings.kernel_name,
                                 cwd=str(settings.root), progress_bar=progress, request_save_on_cell_execute=True,
-                                kernel_manager_class=ipc_kernel_manager(sockets))
+                                kernel_manager_class=ipc_kernel_manager(sockets, staged / KERNEL_LOG))
+        (staged / KERNEL_LOG).unlink(missing_ok=True)  # kept only with a failed run, for its diagnosis
     except pm.PapermillExecutionError as e:
         failed = fail_run(staged)
         raise JobError(f"the training job failed in cell {e.exec_count}: {e.ename}: {e.evalue}\n"
