@@ -116,6 +116,11 @@ def ipc_kernel_manager(
 KERNEL_LOG = ".kernel.log" # The kernel process's own log lines, in the staged run (kept only when the job fails)
 JOB_ENV = {"PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"} # Fixed for the job's kernel
 
+def _unwritable(staged: Path, e: OSError) -> JobError:
+    "The one-line error for a run that could not be written; what was written moves to `.failed/`."
+    return JobError(f"cannot write run {staged.name} ({e.strerror or e}{f': {e.filename}' if e.filename else ''}); "
+                    f"what was written is kept in {fail_run(staged)}")
+
 def _clean_ipython_dir(parent: Path) -> str:
     "An empty IPython profile for the job's kernel: no startup scripts or extensions of the user's, no history file written."
     d = parent / "ipython"
@@ -146,8 +151,8 @@ def run_training(
     declared = job_parameters(nb)
     given = check_parameters(parameters or {}, declared)
     secret = {}  # a database password given in the data reference: to the kernel's environment, never into the notebook
-    if isinstance(given.get("data"), str) and "://" in given["data"] and (pw := DataRef.parse(given["data"]).password) is not None:
-        given["data"], secret = DataRef.parse(given["data"]).redacted(), {PASSWORD_ENV: pw}
+    if isinstance(given.get("data"), str) and "://" in given["data"] and (ref := DataRef.parse(given["data"])).password is not None:
+        given["data"], secret = ref.redacted(), {PASSWORD_ENV: ref.password}
     check_kernel(settings.kernel_name)
     runs_dir = settings.resolve(given["runs_dir"]) if "runs_dir" in given else settings.runs_dir
     staged = stage_run(runs_dir)
@@ -165,8 +170,7 @@ def run_training(
         raise JobError(f"the training job failed in cell {e.exec_count}: {e.ename}: {e.evalue}\n"
                        f"The executed notebook is kept at {failed / NOTEBOOK}") from None
     except OSError as e:  # the executed notebook could not be written (a full disk, a permission)
-        raise JobError(f"cannot write run {staged.name} ({e.strerror or e}{f': {e.filename}' if e.filename else ''}); "
-                       f"what was written is kept in {fail_run(staged)}") from None
+        raise _unwritable(staged, e) from None
     except BaseException:
         fail_run(staged)
         raise
@@ -177,8 +181,7 @@ def run_training(
                                          kernel=settings.kernel_name, injected=given, env=JOB_ENV, reproduces=reproduces,
                                          started=started.isoformat(), finished=datetime.now(timezone.utc).isoformat()))
     except OSError as e:  # the report or the manifest could not be written
-        raise JobError(f"cannot write run {staged.name} ({e.strerror or e}{f': {e.filename}' if e.filename else ''}); "
-                       f"what was written is kept in {fail_run(staged)}") from None
+        raise _unwritable(staged, e) from None
     except BaseException:
         fail_run(staged)
         raise

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .project import get_project
-from .schema import MAX_MAGNITUDE, Schema, read_raw_csv
+from .schema import MAX_MAGNITUDE, Schema, _to_float, read_raw_csv
 from .fastpath import NotCompilable, compile_pipeline, frame_columns
 from .manifest import (Manifest, VersionMismatchError, check_signature, key_packages, verify_artifact,
                                        version_differences)
@@ -147,11 +147,6 @@ def _types(s: pd.Series) -> pd.Series | None:
 _NUMBER_TYPES = (int, float, np.integer, np.floating)
 NUMBER_RE = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?" # What a number given as a string may look like
 TOO_LARGE = f"expected a finite number within ±{MAX_MAGNITUDE:.3g}"
-
-def _to_float(v) -> float:
-    "`float(v)`, with ±inf for an integer beyond any float (instead of OverflowError)."
-    try: return float(v)
-    except OverflowError: return float("inf") if v > 0 else float("-inf")
 
 def _check_numeric(s, f, parts):
     orig, t = s, _types(s)
@@ -457,7 +452,8 @@ class Predictor:
             frame = data if isinstance(data, pd.DataFrame) else pd.DataFrame.from_records(data, index=range(len(data)))
             canon, ok, issues = check_rows(frame, self.contract, known=self._known)
             ids = canon[self.contract.id].array if self.contract.id in canon.columns else None
-            take = lambda idx: frame_columns(canon[self.features].iloc[idx]) if self._fast is not None else canon[self.features].iloc[idx]
+            rows_of = lambda idx: canon[self.features] if len(idx) == len(canon) else canon[self.features].iloc[idx]  # all rows: no copy
+            take = lambda idx: frame_columns(rows_of(idx)) if self._fast is not None else rows_of(idx)
         if not_records:  # a value that is not a record has one error, not one per missing field
             rows = np.array([i for i, _ in not_records])
             keep = ~np.isin(issues.row, rows)

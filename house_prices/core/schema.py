@@ -79,10 +79,10 @@ def _row_ids(df: pd.DataFrame, mask, id_col: str) -> list:
 
 MAX_MAGNITUDE = float(np.finfo(np.float32).max) # Largest magnitude of a number: models may compute in float32 (trees do)
 
-def _number(v) -> float:
-    "One value as a float: inf beyond any float, NaN when it is no number."
+def _to_float(v) -> float:
+    "One value as a float: ±inf for an integer beyond any float (where `float` raises), NaN when it is no number."
     try: return float(v)
-    except OverflowError: return float("inf")
+    except OverflowError: return float("inf") if v > 0 else float("-inf")
     except (TypeError, ValueError): return float("nan")
 
 def _coerce(df: pd.DataFrame, col: Column, problems: list[dict], id_col: str) -> pd.Series:
@@ -92,7 +92,7 @@ def _coerce(df: pd.DataFrame, col: Column, problems: list[dict], id_col: str) ->
         out = s.astype("str")  # missing values stay missing
     else:
         try: out = pd.to_numeric(s, errors="coerce")
-        except OverflowError: out = pd.Series([_number(v) for v in s], index=s.index, dtype="float64")  # an integer beyond any float
+        except OverflowError: out = pd.Series([_to_float(v) for v in s], index=s.index, dtype="float64")  # an integer beyond any float
         out = out.astype(col.dtype if col.kind != "id" else "float64")
         bad = out.isna() & ~missing
         huge = ~(out.abs() <= MAX_MAGNITUDE) & out.notna()  # inf, or beyond what float32 holds

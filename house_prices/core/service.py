@@ -26,6 +26,7 @@ from pydantic import ConfigDict, Field, create_model
 
 from .manifest import Manifest, check_signature, verify_artifact
 from .predict import Contract, Predictor, _show
+from .predict import _id as _contract_id
 from .runs import CONTRACT, MANIFEST, read_json
 
 log = logging.getLogger(__name__)
@@ -94,9 +95,8 @@ def record_schema(contract: Contract | dict) -> dict[str, Any]:
 _ID_TEXT = re.compile(r"[+-]?[0-9]{1,19}")
 
 def _valid_id(v) -> bool:
-    "Whether an id of an accepted JSON type is a 64-bit integer."
-    if isinstance(v, str): return bool(_ID_TEXT.fullmatch(v)) and -2**63 <= int(v) < 2**63
-    return -2**63 <= v < 2**63
+    "Whether an id of an accepted JSON type is a 64-bit integer (written as digits, if a string): the contract's own rule, `predict._id`."
+    return (not isinstance(v, str) or bool(_ID_TEXT.fullmatch(v))) and not _contract_id(v)[1]
 _JSON_TYPES = {"number": (int, float), "string": (str,), "integer": (int,), "null": (type(None),)}
 
 def _takes(types: list[str], v) -> bool:
