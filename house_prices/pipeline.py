@@ -75,6 +75,13 @@ class BatchInvariantLasso(Lasso):
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         return np.sum(X * self.coef_, axis=1) + self.intercept_
 
+    def compile_predict(self):
+        "(dtype, function): `predict` for a float64 matrix the caller has checked, the form `core.fastpath` calls without validating again."
+        check_is_fitted(self)
+        if np.ndim(self.coef_) != 1: return np.float64, self.predict
+        coef, intercept = self.coef_, self.intercept_
+        return np.float64, lambda X: np.sum(X * coef, axis=1) + intercept
+
 # %% ../nbs/03_pipeline.ipynb #47d8eb8b
 DERIVED: list[str] = [*HOUSE_SUMS, *HOUSE_DIFFERENCES]
 ABSENT_CATEGORICAL: list[str] = [c for c in CATEGORICAL if COLUMNS[c].na == "absent"]

@@ -380,7 +380,7 @@ class Predictor:
         self._fast = None
         if fast and self.classes is not None: log.info("no compiled fast path for a classifier: scikit-learn predicts")
         elif fast:
-            try: self._fast = compile_pipeline(pipeline)
+            try: self._fast = compile_pipeline(pipeline, {f.name: f.categories for f in contract.fields if f.kind == "categorical"})
             except NotCompilable as e: log.info("no compiled fast path for this pipeline (%s): using scikit-learn", e)
 
     @classmethod
