@@ -5,64 +5,100 @@
 # %% ../../nbs/core/15_batch.ipynb #24580d18
 from __future__ import annotations
 
+import csv
+import logging
 import os
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from .project import get_project
-from .schema import read_raw_csv
 from .predict import Predictor
 
+log = logging.getLogger(__name__)
+
+
 # %% auto #0
-__all__ = ['PARQUET_SUFFIXES', 'read_chunks', 'BatchSummary', 'score_file']
+__all__ = ['log', 'PARQUET_SUFFIXES', 'CSV_BLOCK_BYTES', 'read_chunks', 'BatchSummary', 'score_file']
 
 # %% ../../nbs/core/15_batch.ipynb #580897c7
 PARQUET_SUFFIXES = (".parquet", ".pq")
+CSV_BLOCK_BYTES = 1 << 24 # Bytes of CSV text Arrow parses at a time (each block on a thread of its own)
 
 def _is_parquet(p: Path) -> bool: return p.suffix.lower() in PARQUET_SUFFIXES
+
+def _rechunk(batches: Iterable[pa.RecordBatch], size: int, schema: pa.Schema) -> Iterator[pa.Table]:
+    "Tables of exactly `size` rows (the last one shorter) from record batches of any size; one empty table for an input with no rows."
+    buf, have, any_ = [], 0, False
+    for b in batches:
+        while b.num_rows:
+            take = min(size - have, b.num_rows)
+            buf.append(b.slice(0, take)); have += take; b = b.slice(take)
+            if have == size:
+                yield pa.Table.from_batches(buf, schema); buf, have, any_ = [], 0, True
+    if have or not any_: yield pa.Table.from_batches(buf, schema)
+
+def _csv_batches(path: Path, na_strings) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+    "(schema, record batches) of a CSV file, every column as text, the strings of `na_strings` as missing."
+    import pyarrow.csv as pa_csv
+    with open(path, newline="", encoding="utf-8-sig") as f: header = next(csv.reader(f), None)
+    if not header: raise ValueError(f"{path} is empty: not even a header line")
+    if dup := sorted({c for c in header if header.count(c) > 1}): raise ValueError(f"{path}: column(s) {', '.join(map(repr, dup))} appear more than once in the header")
+    reader = pa_csv.open_csv(path, read_options=pa_csv.ReadOptions(block_size=CSV_BLOCK_BYTES),
+                             convert_options=pa_csv.ConvertOptions(column_types={c: pa.string() for c in header}, null_values=list(na_strings),
+                                                                   strings_can_be_null=True, quoted_strings_can_be_null=True))
+    def batches():
+        while True:
+            try: yield reader.read_next_batch()
+            except StopIteration: return
+            except pa.ArrowInvalid as e: raise ValueError(f"{path} cannot be read as CSV: {e}") from None  # a row of another shape, say
+    return reader.schema, batches()
 
 def read_chunks(
     path: Path | str, # CSV or Parquet file
     chunk_size: int = 50_000, # Rows per chunk
-) -> tuple[int | None, Iterator[pd.DataFrame]]:
-    "(number of rows if known without reading the file, iterator over chunks of it)."
+) -> tuple[int | None, Iterator[pa.Table]]:
+    "(number of rows if known without reading the file, iterator over Arrow tables of `chunk_size` rows: CSV values as text)."
     path = Path(path)
+    if not path.is_file(): raise FileNotFoundError(f"input file not found: {path}")
     if _is_parquet(path):
         import pyarrow.parquet as pq
         f = pq.ParquetFile(path)
-        return f.metadata.num_rows, (b.to_pandas() for b in f.iter_batches(batch_size=chunk_size))
-    return None, iter(read_raw_csv(path, chunksize=chunk_size, na_strings=get_project().schema.na_strings))
+        return f.metadata.num_rows, _rechunk(f.iter_batches(batch_size=chunk_size), chunk_size, f.schema_arrow)
+    schema, batches = _csv_batches(path, get_project().schema.na_strings)
+    return None, _rechunk(batches, chunk_size, schema)
 
 class _Writer:
-    "Appends frames to a CSV or Parquet file under a temporary name; `commit` renames it into place."
+    "Appends tables to a CSV or Parquet file under a temporary name; `commit` renames it into place. Column types are fixed by the first table."
     def __init__(self, path: Path):
-        self.path, self.tmp, self._pq, self._first = path, path.with_name(f".{path.name}.tmp"), None, True
-    def write(self, df: pd.DataFrame):
-        try: self._write(df)
+        self.path, self.tmp, self._out, self._schema = path, path.with_name(f".{path.name}.tmp"), None, None
+    def write(self, table: pa.Table):
+        try: self._write(table)
         except OSError as e: raise OSError(e.errno, f"cannot write {self.path} ({e.strerror or e})") from None  # a full disk: name the file
-        self._first = False
-    def _write(self, df: pd.DataFrame):
-        if _is_parquet(self.path):
-            import pyarrow as pa, pyarrow.parquet as pq
-            table = pa.Table.from_pandas(df, preserve_index=False)
-            if self._pq is None:  # a column with no value yet (errors, a refused label) is text, not Arrow's null type
-                schema = pa.schema([f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in table.schema])
-                self._pq = pq.ParquetWriter(self.tmp, schema)
-            self._pq.write_table(table.cast(self._pq.schema))
-        else:
-            df.to_csv(self.tmp, mode="w" if self._first else "a", header=self._first, index=False)
+    def _write(self, table: pa.Table):
+        if self._out is None:  # a column with no value yet (errors, a refused label) is text, not Arrow's null type
+            self._schema = pa.schema([f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in table.schema])
+            if _is_parquet(self.path):
+                import pyarrow.parquet as pq
+                self._out = pq.ParquetWriter(self.tmp, self._schema)
+            else:
+                import pyarrow.csv as pa_csv
+                self._out = pa_csv.CSVWriter(self.tmp, self._schema, write_options=pa_csv.WriteOptions(quoting_style="needed"))
+        self._out.write_table(table.cast(self._schema))
     def commit(self):
-        if self._pq is not None: self._pq.close()
-        elif self._first: pd.DataFrame().to_csv(self.tmp, index=False)
+        if self._out is not None: self._out.close()
+        else: self.tmp.write_text("")
         os.replace(self.tmp, self.path)
     def abort(self):
-        if self._pq is not None: self._pq.close()
+        if self._out is not None: self._out.close()
         self.tmp.unlink(missing_ok=True)
+
 
 # %% ../../nbs/core/15_batch.ipynb #3aa3c52f
 @dataclass
@@ -94,33 +130,33 @@ def score_file(
     total, chunks = read_chunks(input, chunk_size)
     out, side = _Writer(Path(output)), _Writer(Path(issues_file)) if issues_file else None
     summary, ID = BatchSummary(), predictor.contract.id
+    side_columns = ["row", ID, "column", "value", "message", "level"]
     bar = tqdm(total=total, unit="rows", disable=not progress, file=sys.stderr, desc="scoring")
+    if predictor.slow_reason: log.warning("scoring with scikit-learn's own predict, several times slower than the compiled path: %s", predictor.slow_reason)
     try:
         for chunk in chunks:
-            if summary.rows == 0 and len(chunk.columns) and not {*predictor.features, ID} & set(map(str, chunk.columns)):
-                shown = ", ".join(map(str, chunk.columns[:5])) + (" ..." if len(chunk.columns) > 5 else "")
+            if summary.rows == 0 and chunk.num_columns and not {*predictor.features, ID} & set(chunk.column_names):
+                shown = ", ".join(chunk.column_names[:5]) + (" ..." if chunk.num_columns > 5 else "")
                 raise ValueError(f"{input} has none of the model's {len(predictor.features)} columns (such as {', '.join(predictor.features[:3])}); "
                                  f"its columns are {shown}: is this the right file?")
-            scored = predictor.score(chunk)
-            frame = scored.frame()
-            out.write(frame.drop(columns="warnings"))
-            iss = scored.issues.frame()
-            if len(iss):
-                lab = iss.column + ": " + iss.message
-                for level, counter in (("error", summary.errors), ("warning", summary.warnings)):
-                    sel = (iss.level == level).to_numpy()
-                    counter.update(lab[sel].value_counts().to_dict())
-                if side is not None:
-                    ids = frame[ID].to_numpy()[iss.row.to_numpy()] if ID in frame.columns else None
-                    side.write(iss.assign(row=iss.row + summary.rows, **{ID: ids})[["row", ID, "column", "value", "message", "level"]]
-                               if ids is not None else iss.assign(row=iss.row + summary.rows))
+            scored = predictor.score_table(chunk)
+            frame = scored.frame(warnings=False)
+            out.write(pa.Table.from_pandas(frame, preserve_index=False))
+            issues = scored.issues
+            for level, counter in (("error", summary.errors), ("warning", summary.warnings)):
+                sel = issues.level == level
+                counter.update({f"{c}: {m}": k for (c, m), k in Counter(zip(issues.column[sel], issues.message[sel])).items()})
+            summary.with_warnings += len(np.unique(issues.row[issues.level == "warning"]))
+            if len(issues) and side is not None:
+                iss = issues.frame().assign(row=lambda f: f.row + summary.rows)
+                if ID in frame.columns: iss = iss.assign(**{ID: frame[ID].to_numpy()[iss.row.to_numpy() - summary.rows]})[side_columns]
+                side.write(pa.Table.from_pandas(iss, preserve_index=False))
             summary.rows += len(frame)
             summary.scored += int(scored.ok.sum())
             summary.failed += int((~scored.ok).sum())
-            summary.with_warnings += int(frame.warnings.notna().sum())
             bar.update(len(frame))
         if side is not None:
-            if side._first: side.write(pd.DataFrame(columns=["row", ID, "column", "value", "message", "level"]))
+            if side._out is None: side.write(pa.table({c: pa.array([], pa.int64() if c in ("row", ID) else pa.string()) for c in side_columns}))
             side.commit()
         out.commit()
     except BaseException:

@@ -158,7 +158,7 @@ def _column_transformer(ct: ColumnTransformer, categories: Mapping[str, pd.Index
     return width, fill
 
 
-# %% ../../nbs/core/17_fastpath.ipynb #0169cbe6
+# %% ../../nbs/core/17_fastpath.ipynb #aa97cf14
 def _final(est) -> tuple[type, Callable[[np.ndarray], np.ndarray]]:
     "(the dtype of the matrix it reads, `predict(matrix)`) for the estimator at the end of a pipeline."
     if callable(getattr(est, "compile_predict", None)): return est.compile_predict()  # the estimator compiles itself
@@ -178,7 +178,7 @@ def _final(est) -> tuple[type, Callable[[np.ndarray], np.ndarray]]:
     return np.float64, est.predict
 
 
-# %% ../../nbs/core/17_fastpath.ipynb #34d985af
+# %% ../../nbs/core/17_fastpath.ipynb #98aeb48c
 def _model(est, categories: Mapping[str, pd.Index]) -> Callable[[Columns, int], np.ndarray]:
     "A function from columns to predictions for a fitted regressor (or pipeline ending in one)."
     if isinstance(est, Pipeline):
@@ -220,7 +220,7 @@ def _model(est, categories: Mapping[str, pd.Index]) -> Callable[[Columns, int], 
     raise NotCompilable(f"{type(est).__name__} where a pipeline, a blend or a target transformer was expected")
 
 
-# %% ../../nbs/core/17_fastpath.ipynb #4640ba83
+# %% ../../nbs/core/17_fastpath.ipynb #5ee503a6
 BLOCK_ROWS = 8192 # Rows computed at a time: each step's intermediate results stay in the processor's cache
 
 def compile_pipeline(
@@ -245,7 +245,7 @@ def compile_pipeline(
     return predict
 
 
-# %% ../../nbs/core/17_fastpath.ipynb #cb953848
+# %% ../../nbs/core/17_fastpath.ipynb #475660dd
 def _encoder_categories(est) -> dict[str, list[str]]:
     "Categorical column -> every category the encoders of `est` know for it (the columns of branches that end in an encoder)."
     found: dict[str, set] = {}
@@ -262,7 +262,7 @@ def _encoder_categories(est) -> dict[str, list[str]]:
     return {c: sorted(v) for c, v in found.items()}
 
 
-# %% ../../nbs/core/17_fastpath.ipynb #8958529a
+# %% ../../nbs/core/17_fastpath.ipynb #eb8eb53a
 def frame_columns(df: pd.DataFrame) -> dict[str, np.ndarray]:
     "The columns of a canonical frame as NumPy arrays: float64 for numbers, object (str or NaN) for categories."
     return {c: (df[c].to_numpy(dtype="float64") if df[c].dtype.kind == "f" else df[c].to_numpy(dtype=object, na_value=np.nan)) for c in df.columns}

@@ -10,17 +10,19 @@ import numbers
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from typing import Any, Iterable, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict
 
 import joblib
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from .project import get_project
 from .schema import MAX_MAGNITUDE, Schema, _to_float, read_raw_csv
-from .fastpath import NotCompilable, compile_pipeline, frame_columns
+from .fastpath import NotCompilable, category_codes, compile_pipeline, frame_columns
 from .manifest import (Manifest, VersionMismatchError, check_signature, key_packages, verify_artifact,
                                        version_differences)
 from .runs import CONTRACT, HELD_OUT, MANIFEST, MODEL, PREDICTIONS, read_json
@@ -29,8 +31,8 @@ log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'CONTRACT_VERSION', 'SHOWN_CHARS', 'NUMBER_RE', 'TOO_LARGE', 'ID_EXPECTED', 'SMALL_BATCH', 'ContractField',
-           'Contract', 'derive_contract', 'Issues', 'known_categories', 'check_rows', 'check_records', 'Scored',
-           'Predictor']
+           'Contract', 'derive_contract', 'Issues', 'known_categories', 'check_rows', 'check_records', 'check_table',
+           'Scored', 'Predictor']
 
 # %% ../../nbs/core/12_predict.ipynb #7f84a48d
 CONTRACT_VERSION = 1
@@ -133,12 +135,19 @@ def _show(v) -> str:
     r = repr(v)
     return r if len(r) <= SHOWN_CHARS else r[:SHOWN_CHARS - 3] + "..."
 
+def _values_at(s, idx: np.ndarray) -> np.ndarray:
+    "The values of a pandas Series or an Arrow array at positions `idx`, as Python objects."
+    if isinstance(s, pd.Series): return s.to_numpy(dtype=object)[idx]
+    return np.array(s.take(pa.array(idx)).to_pylist() if len(idx) else [], dtype=object)
+
 def _issue(parts, mask, s, name, message, level, show_value=True):
+    "One issue per row of `mask`; the values of `s` (a Series or an Arrow array) are looked at only where shown or needed by `message`."
     idx = np.flatnonzero(mask)
     if len(idx):
-        vals = s.to_numpy(dtype=object)[idx]
-        parts.append((idx, np.full(len(idx), name, dtype=object), [_show(v) if show_value else "" for v in vals],
-                      [message(v) if callable(message) else message for v in vals], np.full(len(idx), level, dtype=object)))
+        vals = _values_at(s, idx) if show_value or callable(message) else None
+        full = lambda x: np.full(len(idx), x, dtype=object)
+        parts.append((idx, full(name), [_show(v) for v in vals] if show_value else full(""),
+                      [message(v) for v in vals] if callable(message) else full(message), full(level)))
 
 def _types(s: pd.Series) -> pd.Series | None:
     "Python type of each value, for object columns (None when pandas typed the column already)."
@@ -334,6 +343,76 @@ def _check_records(records, contract, ignore=None, known=None):
     parts = [tuple(np.array([i[k] for i in issues], dtype=np.int64 if k == 0 else object) for k in range(5))] if issues else []
     return arrays, (pd.array(ids, dtype="Int64") if any(idf in rec for rec in records) else None), ok, Issues.collect(parts)
 
+# %% ../../nbs/core/12_predict.ipynb #5489dad8
+def _is_text(t) -> bool: return pa.types.is_string(t) or pa.types.is_large_string(t)
+
+def _present(arr) -> np.ndarray:
+    "Where an Arrow column holds a value: not null, and for text not empty (an empty string counts as missing, as in `check_rows`)."
+    present = pc.is_valid(arr)
+    if _is_text(arr.type): present = pc.and_(present, pc.not_equal(arr, "").fill_null(False))
+    return present.to_numpy(zero_copy_only=False).astype(bool, copy=False) if len(arr) else np.zeros(0, bool)
+
+def _numbers(arr) -> np.ndarray | None:
+    "A text column as float64 (NaN where missing), when every value is a plain, finite number within range; else None."
+    try: vals = pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError): return None
+    with np.errstate(invalid="ignore"): fine = ~(np.abs(vals) > MAX_MAGNITUDE) & ~np.isinf(vals)
+    return vals if fine.all() and not np.isnan(vals[_present(arr)]).any() else None  # "nan", "inf" and overflows: the exact path
+
+def check_table(
+    table: pa.Table, # The batch, read by Arrow (text columns as text; see `core.batch`)
+    contract: Contract | dict, # The input contract (see `derive_contract`)
+    categories: Mapping[str, pd.Index], # Categorical column -> the categories its codes refer to (`compile_pipeline(...).categories`)
+    ignore: Iterable[str] | None = None, # Columns that may be present and are not fields; default: the target
+) -> tuple[dict[str, np.ndarray], pd.arrays.IntegerArray | None, np.ndarray, Issues]:
+    """What `check_rows` finds, for an Arrow table: (columns for the compiled path: numbers as float64, categories as codes;
+    the ids; mask of rows that can be scored; issues). Each text column is converted by Arrow at once; a column with any value
+    that is not a plain number (or an id that is not a plain integer), or of another type, is checked value by value by `check_rows`' own code."""
+    contract = Contract.of(contract)
+    ignore = (contract.target,) if ignore is None else ignore
+    n, parts, cols, names = table.num_rows, [], {}, set(table.column_names)
+    ok = np.ones(n, bool)
+    for f in contract.fields:
+        arr = table[f.name] if f.name in names else pa.nulls(n, pa.string())
+        if f.kind == "numeric":
+            vals = _numbers(arr) if _is_text(arr.type) or pa.types.is_null(arr.type) else None
+            if vals is None: vals, bad = _check_numeric(arr.to_pandas(), f, parts)
+            else: bad = _check_missing(np.isnan(vals), arr, f, parts)
+        elif _is_text(arr.type) or pa.types.is_null(arr.type):
+            arr = arr.cast(pa.string())
+            present, k = _present(arr), len(categories[f.name])
+            found = pc.index_in(arr, value_set=pa.array(categories[f.name], pa.string()))
+            vals = found.fill_null(k).to_numpy(zero_copy_only=False).astype(np.int64)
+            vals[~present] = -1
+            bad = _check_missing(~present, arr, f, parts)
+            unseen = np.flatnonzero((vals == k) & present)
+            if len(unseen):  # the value of each unseen category, for these rows only
+                shown = [_show(v) for v in _values_at(arr, unseen)]
+                parts.append((unseen, np.full(len(unseen), f.name, dtype=object), shown,
+                              [f"category {v} was not seen in training: scored as an unknown/infrequent category" for v in shown],
+                              np.full(len(unseen), "warning", dtype=object)))
+        else:  # numbers or other types in a categorical column: value by value
+            vals, bad = _check_categorical(arr.to_pandas(), f, parts, frozenset(categories[f.name]))
+            vals = category_codes(vals.to_numpy(dtype=object), categories[f.name])
+        cols[f.name], ok = vals, ok & ~bad
+    ids = None
+    if contract.id in names:
+        arr = table[contract.id]
+        try:
+            if not _is_text(arr.type): raise pa.ArrowInvalid("not text")
+            v = pc.cast(arr, pa.int64())
+            ids, bad = pd.arrays.IntegerArray(v.fill_null(0).to_numpy(zero_copy_only=False), ~_present(arr)), np.zeros(n, bool)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            s = arr.to_pandas()
+            ids, bad = _ids(s)
+            _issue(parts, bad, s, contract.id, ID_EXPECTED, "error")
+        ok &= ~bad
+    known = {f.name for f in contract.fields} | {contract.id, *ignore}
+    for extra in [c for c in table.column_names if c not in known]:
+        _issue(parts, _present(table[extra]), None, str(extra), "is not a field of the model: ignored", "warning", show_value=False)
+    return cols, ids, ok, Issues.collect(parts)
+
+
 # %% ../../nbs/core/12_predict.ipynb #a5dff04a
 SMALL_BATCH = 256 # Up to this many records are checked value by value (`check_records`), more column by column (`check_rows`)
 
@@ -349,21 +428,27 @@ class Scored:
     probabilities: np.ndarray | None = None # Classification: one probability per class and row (NaN where refused)
     classes: list[str] | None = None # Classification: the classes, in the order of `probabilities`' columns
 
-    def frame(self) -> pd.DataFrame:
-        "One row per input row: the id (when given), the prediction, for a classifier `p_<class>` per class, error, warnings."
-        n = len(self.predictions)
+    def text(self, level: str) -> np.ndarray:
+        "Per row, its issues of `level` ('error' or 'warning') as one text, in the order they were found; None for a row without."
+        text = np.full(len(self.predictions), None, dtype=object)
+        sel = np.flatnonzero(self.issues.level == level)
+        if not len(sel): return text
+        sel = sel[np.argsort(self.issues.row[sel], kind="stable")]
+        rows = self.issues.row[sel]
+        msgs = [(f"{c}: " if c else "") + (f"{m} (got {v})" if v else m) for c, m, v in
+                zip(self.issues.column[sel], self.issues.message[sel], self.issues.value[sel])]
+        starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+        for s, e in zip(starts, [*starts[1:], len(rows)]):
+            text[rows[s]] = msgs[s] if e - s == 1 else "; ".join(msgs[s:e])
+        return text
+
+    def frame(self, warnings: bool = True) -> pd.DataFrame:
+        "One row per input row: the id (when given), the prediction, for a classifier `p_<class>` per class, error, warnings (unless told not)."
         out = pd.DataFrame({self.prediction: self.predictions})
         for j, c in enumerate(self.classes or []): out[f"p_{c}"] = self.probabilities[:, j]
         if self.ids is not None: out.insert(0, self.id_name, self.ids if self.ids.isna().any() else self.ids.astype("int64"))
-        for level, col in (("error", "error"), ("warning", "warnings")):
-            sel = self.issues.level == level
-            text = np.full(n, None, dtype=object)
-            if sel.any():
-                msgs = pd.Series([(f"{c}: " if c else "") + (f"{m} (got {v})" if v else m) for c, m, v in
-                                  zip(self.issues.column[sel], self.issues.message[sel], self.issues.value[sel])])
-                joined = msgs.groupby(self.issues.row[sel], sort=False).agg("; ".join)
-                text[joined.index.to_numpy()] = joined.to_numpy()
-            out[col] = text
+        out["error"] = self.text("error")
+        if warnings: out["warnings"] = self.text("warning")
         return out
 
 class Predictor:
@@ -377,11 +462,16 @@ class Predictor:
         self.classes = [str(c) for c in pipeline.classes_] if contract.task == "classification" else None
         if self.classes is not None and self.classes != contract.classes:
             raise VersionMismatchError(f"the model's classes {self.classes} are not the contract's {contract.classes}")
-        self._fast = None
-        if fast and self.classes is not None: log.info("no compiled fast path for a classifier: scikit-learn predicts")
-        elif fast:
+        self._fast, self.slow_reason = None, None  # why scikit-learn predicts rather than the compiled path (None: it does not)
+        if not fast: self.slow_reason = "the compiled path was turned off (fast=False)"
+        elif self.classes is not None:
+            self.slow_reason = "the compiled path covers regressors, and this is a classifier"
+            log.info("no compiled fast path for a classifier: scikit-learn predicts")
+        else:
             try: self._fast = compile_pipeline(pipeline, {f.name: f.categories for f in contract.fields if f.kind == "categorical"})
-            except NotCompilable as e: log.info("no compiled fast path for this pipeline (%s): using scikit-learn", e)
+            except NotCompilable as e:
+                self.slow_reason = f"the pipeline does not compile ({e})"
+                log.warning("no compiled fast path for this pipeline (%s): scikit-learn predicts, several times slower", e)
 
     @classmethod
     def load(
@@ -427,7 +517,7 @@ class Predictor:
                 fast = np.concatenate([self._fast({k: v[i:i + 1] for k, v in cols.items()}, 1) for i in range(len(canon))])
                 if (fast != recorded).any() or (self._fast(cols, len(canon)) != recorded).any():
                     log.warning("the compiled fast path does not reproduce run %s bit for bit here: using scikit-learn", run_dir.name)
-                    self._fast = None
+                    self._fast, self.slow_reason = None, f"the compiled path does not reproduce run {run_dir.name} bit for bit here"
         return self
 
     @property
@@ -454,6 +544,20 @@ class Predictor:
             ids = canon[self.contract.id].array if self.contract.id in canon.columns else None
             rows_of = lambda idx: canon[self.features] if len(idx) == len(canon) else canon[self.features].iloc[idx]  # all rows: no copy
             take = lambda idx: frame_columns(rows_of(idx)) if self._fast is not None else rows_of(idx)
+        return self._finish(take, ok, ids, issues, not_records)
+
+    def score_table(
+        self,
+        table: pa.Table, # A batch read by Arrow, text columns as text (see `core.batch`)
+    ) -> Scored:
+        "`score` for an Arrow table: checked by `check_table` and predicted by the compiled path (by `score` on its pandas form without one)."
+        if self._fast is None: return self.score(table.to_pandas())
+        cols, ids, ok, issues = check_table(table, self.contract, self._fast.categories)
+        take = lambda idx: cols if len(idx) == len(ok) else {k: v[idx] for k, v in cols.items()}
+        return self._finish(take, ok, ids, issues, [])
+
+    def _finish(self, take, ok, ids, issues, not_records) -> Scored:
+        "Score the rows of `ok` (inputs from `take(idx)`) and make the `Scored` of the batch."
         if not_records:  # a value that is not a record has one error, not one per missing field
             rows = np.array([i for i, _ in not_records])
             keep = ~np.isin(issues.row, rows)
