@@ -61,8 +61,8 @@ class DerivedFeatures(TransformerMixin, BaseEstimator):
         def run(cols: dict) -> dict:
             out = dict(cols)
             for name, op, names in recipe:
-                v = np.column_stack([np.asarray(cols[c], dtype="float64") for c in names])
-                out[name] = np.nansum(v, axis=1) if op == "sum" else v[:, 0] - v[:, 1]
+                v = np.ascontiguousarray(np.array([cols[c] for c in names], dtype="float64").reshape(len(names), -1).T)  # rows as in transform
+                out[name] = np.where(np.isnan(v), 0.0, v).sum(axis=1) if op == "sum" else v[:, 0] - v[:, 1]  # nansum's own steps
             return out
         return run
 

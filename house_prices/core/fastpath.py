@@ -18,7 +18,7 @@ from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, OrdinalEnc
 
 
 # %% auto #0
-__all__ = ['Columns', 'BLOCK_ROWS', 'NotCompilable', 'category_codes', 'compile_pipeline', 'frame_columns']
+__all__ = ['Columns', 'TREE_WALK_ROWS', 'BLOCK_ROWS', 'NotCompilable', 'category_codes', 'compile_pipeline', 'frame_columns']
 
 # %% ../../nbs/core/17_fastpath.ipynb #54c972bb
 class NotCompilable(TypeError):
@@ -150,15 +150,41 @@ def _column_transformer(ct: ColumnTransformer, categories: Mapping[str, pd.Index
         else: raise NotCompilable(f"branch {name!r} mixes numeric and categorical columns")
         width += w
     def fill(cols: Columns, n: int, out: np.ndarray):
-        for names, categorical, f, where in branches:
-            block = np.empty((n, len(names)), dtype=np.int64 if categorical else np.float64)
-            for j, c in enumerate(names): block[:, j] = cols[c]
+        for names, categorical, f, where in branches:  # the block: one column per name (a transposed view: element-wise steps only)
+            block = np.array([cols[c] for c in names], dtype=np.int64 if categorical else np.float64).reshape(len(names), n).T
             if categorical: f(block, out[:, where])
             else: out[:, where] = f(block)
     return width, fill
 
 
 # %% ../../nbs/core/17_fastpath.ipynb #aa97cf14
+TREE_WALK_ROWS = 8 # Up to this many rows, trees are walked all at once with NumPy: for one row, faster than scikit-learn's loop over trees
+
+def _tree_walk(est, start: float) -> Callable[[np.ndarray], np.ndarray]:
+    """`predict_stages` for a few rows: every tree of a fitted gradient-boosting regressor walked at once, level by level, on flat
+    node tables; then the leaves' values, times the learning rate, added in tree order (a cumulative sum), as scikit-learn adds them."""
+    trees = [e.tree_ for e in est.estimators_[:, 0]]
+    size, depth = max(t.node_count for t in trees), max(t.max_depth for t in trees)
+    base = np.arange(len(trees)) * size  # each tree's first node in the flat tables
+    feature, threshold = np.zeros((len(trees), size), np.intp), np.zeros((len(trees), size))
+    left, right, value = np.zeros((len(trees), size), np.intp), np.zeros((len(trees), size), np.intp), np.zeros((len(trees), size))
+    for t, tree in enumerate(trees):
+        n, leaf = tree.node_count, tree.children_left == -1
+        own = base[t] + np.arange(n)  # a leaf's children are itself: walking on stays there
+        feature[t, :n], threshold[t, :n] = np.where(leaf, 0, tree.feature), tree.threshold
+        left[t, :n], right[t, :n] = np.where(leaf, own, base[t] + tree.children_left), np.where(leaf, own, base[t] + tree.children_right)
+        value[t, :n] = est.learning_rate * tree.value[:, 0, 0]  # scikit-learn multiplies the same two doubles
+    feature, threshold, left, right, value = (a.ravel() for a in (feature, threshold, left, right, value))
+    def walk(X):
+        n, width = X.shape
+        node, offset, flat = np.tile(base, (n, 1)), np.arange(n)[:, None] * width, X.ravel()
+        for _ in range(depth):
+            node = np.where(flat[offset + feature[node]] <= threshold[node], left[node], right[node])
+        terms = np.empty((n, len(trees) + 1))
+        terms[:, 0], terms[:, 1:] = start, value[node]
+        return np.cumsum(terms, axis=1)[:, -1]
+    return walk
+
 def _final(est) -> tuple[type, Callable[[np.ndarray], np.ndarray]]:
     "(the dtype of the matrix it reads, `predict(matrix)`) for the estimator at the end of a pipeline."
     if callable(getattr(est, "compile_predict", None)): return est.compile_predict()  # the estimator compiles itself
@@ -166,11 +192,13 @@ def _final(est) -> tuple[type, Callable[[np.ndarray], np.ndarray]]:
         try: from sklearn.ensemble._gradient_boosting import predict_stages
         except ImportError: return np.float64, est.predict
         est._check_initialized()
-        if not (est.init_ == "zero" or isinstance(est.init_, DummyRegressor)): return np.float32, est.predict
+        if est.estimators_.shape[1] != 1 or not (est.init_ == "zero" or isinstance(est.init_, DummyRegressor)): return np.float32, est.predict
         from sklearn.ensemble._gb import _init_raw_predictions
         one = np.zeros((1, est.n_features_in_), dtype=np.float32)
         start = 0.0 if est.init_ == "zero" else float(_init_raw_predictions(one, est.init_, est._loss, False)[0, 0])
+        walk = _tree_walk(est, start)
         def trees(X):  # what GradientBoostingRegressor.predict computes, without validating X again
+            if len(X) <= TREE_WALK_ROWS: return walk(X)
             raw = np.full((X.shape[0], 1), start)
             predict_stages(est.estimators_, X, est.learning_rate, raw)
             return raw.ravel()
@@ -205,17 +233,22 @@ def _model(est, categories: Mapping[str, pd.Index]) -> Callable[[Columns, int], 
     if isinstance(est, TransformedTargetRegressor):
         inner, t = _model(est.regressor_, categories), est.transformer_
         if est._training_dim != 1: raise NotCompilable("TransformedTargetRegressor on a 2-D target")
-        if isinstance(t, FunctionTransformer) and t.inverse_func is not None and not t.validate and not t.inv_kw_args:
-            inverse = t.inverse_func  # what inverse_transform calls, without validating its input again
-        else: inverse = t.inverse_transform
+        direct = isinstance(t, FunctionTransformer) and t.inverse_func is not None and not t.inv_kw_args
+        inverse = t.inverse_func if direct else t.inverse_transform  # the function inverse_transform calls, without its input checks
         def ttr(cols, n):
-            out = np.asarray(inverse(inner(cols, n).reshape(-1, 1)))
+            pred = inner(cols, n).reshape(-1, 1)
+            if direct and t.validate and not np.isfinite(pred).all():  # what check_array would refuse
+                raise ValueError("Input contains NaN or infinity: the prediction before the target's inverse transform")
+            out = np.asarray(inverse(pred))
             return out.squeeze(axis=1) if out.ndim == 2 and out.shape[1] == 1 else out
         return ttr
     if isinstance(est, VotingRegressor):
         subs, weights = [_model(e, categories) for e in est.estimators_], est._weights_not_none
-        def vote(cols, n):
-            return np.average(np.asarray([f(cols, n) for f in subs]).T, axis=1, weights=weights)
+        if weights is None: weights = np.ones(len(subs))
+        w = np.asarray(weights, dtype=np.float64)[None, :]
+        total = w.sum(axis=1)
+        def vote(cols, n):  # np.average(predictions, axis=1, weights=weights), its steps with the weights' sum made once
+            return np.multiply(np.asarray([f(cols, n) for f in subs]).T, w).sum(axis=1) / total
         return vote
     raise NotCompilable(f"{type(est).__name__} where a pipeline, a blend or a target transformer was expected")
 

@@ -283,14 +283,20 @@ _PLAIN_NUMBER = re.compile(NUMBER_RE)
 
 def _num(v):
     "(value, error message) for one numeric value; value None means missing."
-    if v is None or v == "" or (isinstance(v, (float, np.floating)) and np.isnan(v)): return None, None
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (*_NUMBER_TYPES, str)): return np.nan, f"expected a number, got {type(v).__name__}"
-    if isinstance(v, str) and not _PLAIN_NUMBER.fullmatch(v): return np.nan, "expected a number"
-    v = _to_float(v)
-    return (v, None) if np.isfinite(v) and abs(v) <= MAX_MAGNITUDE else (np.nan, TOO_LARGE)
+    t = type(v)  # the common types first: this runs once per value of every record the service receives
+    if t is str:
+        if not v: return None, None
+        if not _PLAIN_NUMBER.fullmatch(v): return np.nan, "expected a number"
+    elif v is None: return None, None
+    elif t is not float and t is not int and (isinstance(v, (bool, np.bool_)) or not isinstance(v, _NUMBER_TYPES)):
+        return np.nan, f"expected a number, got {t.__name__}"
+    x = _to_float(v)
+    if x != x: return None, None  # NaN: missing (a string that passed the pattern is never NaN)
+    return (x, None) if -MAX_MAGNITUDE <= x <= MAX_MAGNITUDE else (np.nan, TOO_LARGE)
 
 def _cat(v):
-    if v is None or v == "" or (isinstance(v, (float, np.floating)) and np.isnan(v)): return None, None
+    if type(v) is str: return (v, None) if v else (None, None)
+    if v is None or (isinstance(v, (float, np.floating)) and np.isnan(v)): return None, None
     c = _as_category(v)
     return (c, None) if c is not None else (np.nan, f"expected a string, got {type(v).__name__}")
 
@@ -311,12 +317,14 @@ def check_records(
     if ids is not None: frame.insert(0, contract.id, ids)
     return frame, ok, issues
 
-def _check_records(records, contract, ignore=None, known=None):
-    "(columns as arrays, ids or None, mask of rows that can be scored, issues)."
+def _check_records(records, contract, ignore=None, known=None, codes=None):
+    """(columns as arrays, ids or None, mask of rows that can be scored, issues). With `codes` (categorical column -> {category: code}),
+    categorical columns are given as codes, as the compiled path takes them (see `fastpath.category_codes`)."""
     known = known or known_categories(contract)
     ignore = (contract.target,) if ignore is None else ignore
     n, fields, idf = len(records), contract.fields, contract.id
     cols = {f.name: [None] * n for f in fields}
+    missing_code = lambda f: -1 if codes is not None and f.kind == "categorical" else np.nan
     ids, ok, issues = [None] * n, np.ones(n, bool), []
     add = lambda r, c, v, m, lev: issues.append((r, c, v, m, lev))
     names = {f.name for f in fields} | {idf, *ignore}
@@ -325,25 +333,34 @@ def _check_records(records, contract, ignore=None, known=None):
             name, v = f.name, rec.get(f.name)
             val, err = (_num if f.kind == "numeric" else _cat)(v)
             if err:
-                add(r, name, _show(v), err, "error"); ok[r] = False; val = np.nan
+                add(r, name, _show(v), err, "error"); ok[r] = False; val = missing_code(f)
             elif val is None:
                 level, msg = _MISSING_MSG[f.na]
                 if level: add(r, name, "", msg, level)
                 if level == "error": ok[r] = False
-                val = np.nan
-            elif f.kind == "categorical" and val not in known[name]:
-                add(r, name, _show(val), f"category {_show(val)} was not seen in training: scored as an unknown/infrequent category", "warning")
+                val = missing_code(f)
+            elif f.kind == "categorical":
+                if val not in known[name]:
+                    add(r, name, _show(val), f"category {_show(val)} was not seen in training: scored as an unknown/infrequent category", "warning")
+                if codes is not None: val = codes[name].get(val, len(codes[name]))
             cols[name][r] = val
         if idf in rec:
             ids[r], bad = _id(rec[idf])
             if bad: add(r, idf, _show(rec[idf]), ID_EXPECTED, "error"); ok[r] = False
         for extra, v in rec.items():
             if extra not in names and _cat(v) != (None, None): add(r, str(extra), "", "is not a field of the model: ignored", "warning")
-    arrays = {f.name: np.array(cols[f.name], dtype=object if f.kind == "categorical" else "float64") for f in fields}
+    arrays = {}  # one 2-D array per kind, each column a row of it: one conversion, not one per field
+    for kind, dtype in (("numeric", np.float64), ("categorical", object if codes is None else np.int64)):
+        names_ = [f.name for f in fields if f.kind == kind]
+        block = np.array([cols[c] for c in names_], dtype=dtype).reshape(len(names_), n)
+        arrays.update(zip(names_, block))
+    arrays = {f.name: arrays[f.name] for f in fields}
     parts = [tuple(np.array([i[k] for i in issues], dtype=np.int64 if k == 0 else object) for k in range(5))] if issues else []
-    return arrays, (pd.array(ids, dtype="Int64") if any(idf in rec for rec in records) else None), ok, Issues.collect(parts)
+    given = any(idf in rec for rec in records)
+    ids = pd.arrays.IntegerArray(np.array([0 if i is None else i for i in ids], dtype=np.int64), np.array([i is None for i in ids], dtype=bool)) if given else None
+    return arrays, ids, ok, Issues.collect(parts)
 
-# %% ../../nbs/core/12_predict.ipynb #5489dad8
+# %% ../../nbs/core/12_predict.ipynb #4901c57d
 def _is_text(t) -> bool: return pa.types.is_string(t) or pa.types.is_large_string(t)
 
 def _present(arr) -> np.ndarray:
@@ -462,13 +479,15 @@ class Predictor:
         self.classes = [str(c) for c in pipeline.classes_] if contract.task == "classification" else None
         if self.classes is not None and self.classes != contract.classes:
             raise VersionMismatchError(f"the model's classes {self.classes} are not the contract's {contract.classes}")
-        self._fast, self.slow_reason = None, None  # why scikit-learn predicts rather than the compiled path (None: it does not)
+        self._fast, self._codes, self.slow_reason = None, None, None  # why scikit-learn predicts rather than the compiled path (None: it does not)
         if not fast: self.slow_reason = "the compiled path was turned off (fast=False)"
         elif self.classes is not None:
             self.slow_reason = "the compiled path covers regressors, and this is a classifier"
             log.info("no compiled fast path for a classifier: scikit-learn predicts")
         else:
-            try: self._fast = compile_pipeline(pipeline, {f.name: f.categories for f in contract.fields if f.kind == "categorical"})
+            try:
+                self._fast = compile_pipeline(pipeline, {f.name: f.categories for f in contract.fields if f.kind == "categorical"})
+                self._codes = {c: {v: i for i, v in enumerate(cats)} for c, cats in self._fast.categories.items()}
             except NotCompilable as e:
                 self.slow_reason = f"the pipeline does not compile ({e})"
                 log.warning("no compiled fast path for this pipeline (%s): scikit-learn predicts, several times slower", e)
@@ -517,7 +536,7 @@ class Predictor:
                 fast = np.concatenate([self._fast({k: v[i:i + 1] for k, v in cols.items()}, 1) for i in range(len(canon))])
                 if (fast != recorded).any() or (self._fast(cols, len(canon)) != recorded).any():
                     log.warning("the compiled fast path does not reproduce run %s bit for bit here: using scikit-learn", run_dir.name)
-                    self._fast, self.slow_reason = None, f"the compiled path does not reproduce run {run_dir.name} bit for bit here"
+                    self._fast, self._codes, self.slow_reason = None, None, f"the compiled path does not reproduce run {run_dir.name} bit for bit here"
         return self
 
     @property
@@ -535,8 +554,8 @@ class Predictor:
             not_records = [(i, r) for i, r in enumerate(data) if not isinstance(r, dict)]
             if not_records: data = [r if isinstance(r, dict) else {} for r in data]
         if not isinstance(data, pd.DataFrame) and len(data) <= SMALL_BATCH:  # a few records: checked value by value
-            cols, ids, ok, issues = _check_records(data, self.contract, known=self._known)
-            take = lambda idx: {k: v[idx] for k, v in cols.items()} if self._fast is not None else \
+            cols, ids, ok, issues = _check_records(data, self.contract, known=self._known, codes=self._codes)
+            take = lambda idx: (cols if len(idx) == len(ok) else {k: v[idx] for k, v in cols.items()}) if self._fast is not None else \
                 pd.DataFrame({k: (pd.array(v[idx], dtype="str") if v.dtype == object else v[idx]) for k, v in cols.items()})[self.features]
         else:  # column by column (a records list becomes a frame with one row per record, even an empty one)
             frame = data if isinstance(data, pd.DataFrame) else pd.DataFrame.from_records(data, index=range(len(data)))

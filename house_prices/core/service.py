@@ -17,7 +17,8 @@ from typing import Any
 from fastapi import Body, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 from types import SimpleNamespace
 
 import numpy as np
@@ -25,7 +26,7 @@ import pandas as pd
 from pydantic import ConfigDict, Field, create_model
 
 from .manifest import Manifest, check_signature, verify_artifact
-from .predict import Contract, Predictor, _show
+from .predict import SMALL_BATCH, Contract, Predictor, _show
 from .predict import _id as _contract_id
 from .runs import CONTRACT, MANIFEST, read_json
 
@@ -256,8 +257,8 @@ def create_app(
               responses={413: {"model": M.ErrorResponse, "description": "Body, records or values over the service's limits"},
                          422: {"model": M.ErrorResponse, "description": "A request the schema excludes, with every problem by record and field"}},
               openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": request_schema(contract)}}}})
-    def predict(request: Request, body: Any = Body(...),
-                all_or_nothing: bool = Query(False, description="Score no record unless every record can be scored (each still gets its answer)")):
+    async def predict(request: Request, body: Any = Body(...),
+                      all_or_nothing: bool = Query(False, description="Score no record unless every record can be scored (each still gets its answer)")):
         "Predict one or more records: each gets its prediction, or its errors."
         records = _records(body)
         if records is None:
@@ -270,12 +271,18 @@ def create_app(
         if (n := sum(len(r) for r in records if isinstance(r, dict))) > max_values:
             return JSONResponse({"detail": f"{n} values in one request; the limit is {max_values} ({max_records} records × {len(contract.fields) + 1} fields)"},
                                 status_code=413)
+        work = lambda: answer(request.app.state.predictor, records, all_or_nothing)
+        # a few records are scored on the event loop (a thread hand-off would cost more than the scoring), more on a worker thread
+        return work() if len(records) <= SMALL_BATCH else await run_in_threadpool(work)
+
+    def answer(predictor: Predictor, records: list, all_or_nothing: bool) -> Response:
+        "The answer to a request of `records` within the limits: 422 for what the request schema excludes, else one answer per record."
         if bad := type_issues(records, contract, types):  # what the request schema excludes: the request as a whole
             detail = [Issue(loc=["body", "records", i] + ([k] if k is not None else []), record=i, field=k, value=_show(v), msg=m, type="type_error")
                       for i, k, v, m in bad[:MAX_LISTED_ISSUES]]
             if len(bad) > MAX_LISTED_ISSUES: detail.append(Issue(loc=["body"], msg=f"{len(bad) - MAX_LISTED_ISSUES} more problem(s), not listed", type="type_error"))
             return refused_422(detail)
-        scored = request.app.state.predictor.score(records)
+        scored = predictor.score(records)
         errors = _issues(scored, "error", Issue)
         if all_or_nothing and errors:  # none is scored: the refused records say why, the others that they were held back
             held = Issue(loc=["query", "all_or_nothing"], msg="not scored: another record of the request was refused, and all_or_nothing is set", type="value_error")
@@ -287,7 +294,8 @@ def create_app(
         preds = [M.Prediction(record=i, record_id=_id(scored, i), prediction=value(i, p), **proba(i), warnings=warnings.get(i, []),
                               errors=errors.get(i, [])) for i, p in enumerate(scored.predictions)]
         ok = int(scored.ok.sum())
-        return M.PredictResponse(run_id=request.app.state.predictor.run_id, scored=ok, refused=len(records) - ok, predictions=preds)
+        out = M.PredictResponse(run_id=predictor.run_id, scored=ok, refused=len(records) - ok, predictions=preds)
+        return Response(out.model_dump_json(by_alias=True), media_type="application/json")  # pydantic's own serialiser: no second validation
 
     app.add_middleware(LimitAndLog, max_body_bytes=max_body_bytes)
     return app
