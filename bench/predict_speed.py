@@ -19,7 +19,6 @@ import csv
 import json
 import os
 import platform
-import resource
 import socket
 import statistics
 import subprocess
@@ -73,12 +72,13 @@ def http_latency(run, record, repeat):
 
 
 def resample(test_csv, rows, out_csv, out_parquet):
-    "A CSV and a Parquet file of `rows` rows drawn from test.csv (with replacement, seed 0), every value as text, Ids 1..rows."
+    "A CSV (unquoted, as test.csv) and a Parquet file of `rows` rows drawn from test.csv (with replacement, seed 0), values as text, Ids 1..rows."
     import pyarrow as pa, pyarrow.csv as pa_csv, pyarrow.parquet as pq
     header = next(csv.reader(open(test_csv)))
-    src = pa_csv.read_csv(test_csv, convert_options=pa_csv.ConvertOptions(column_types={c: pa.string() for c in header}, strings_can_be_null=False))
+    src = pa_csv.read_csv(test_csv, convert_options=pa_csv.ConvertOptions(column_types={c: pa.string() for c in header}, null_values=["NA", ""],
+                                                                            strings_can_be_null=True))  # missing: null in Parquet, empty in CSV
     rng, step = np.random.default_rng(0), 500_000
-    with pa_csv.CSVWriter(out_csv, src.schema, write_options=pa_csv.WriteOptions(quoting_style="needed")) as w_csv, \
+    with pa_csv.CSVWriter(out_csv, src.schema, write_options=pa_csv.WriteOptions(quoting_style="none")) as w_csv, \
          pq.ParquetWriter(out_parquet, src.schema) as w_pq:
         for start in range(0, rows, step):
             n = min(step, rows - start)
@@ -95,8 +95,10 @@ def worker(run, path, out):
     wall, cpu = time.perf_counter(), time.process_time()
     summary = score_file(predictor, path, out)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    print(json.dumps(dict(rows=summary.rows, refused=summary.failed, seconds=wall, cpu_seconds=cpu,
-                          peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, compiled=predictor._fast is not None)))
+    # the peak of this program's own memory (VmHWM): ru_maxrss would carry the parent's peak over fork and exec
+    peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:")) / 1024
+    print(json.dumps(dict(rows=summary.rows, refused=summary.failed, seconds=wall, cpu_seconds=cpu, peak_rss_mib=peak,
+                          compiled=predictor._fast is not None)))
 
 
 def batch(run, path, out):
@@ -158,7 +160,6 @@ def main():
     a = ap.parse_args()
     if a.worker: return worker(*a.worker)
 
-    import pandas as pd
     from house_prices.core.config import get_settings
     from house_prices.core.predict import Predictor
     from house_prices.core.runs import list_runs, resolve_run
@@ -173,7 +174,6 @@ def main():
     test = read_csv(s.test_csv, target=False)
     one_row = test.iloc[[0]][FEATURES]
     tmp = Path(tempfile.mkdtemp(prefix="predict_speed-"))
-    rows = []  # (part, name, rows, seconds per call or in all, extra)
     print(f"run {run.name}; compiled path: {predictor._fast is not None}; {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} cores; files in {tmp}", flush=True)
 

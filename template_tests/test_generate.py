@@ -80,6 +80,15 @@ def test_regression_project_trains_and_passes_its_tests(regression_project):
     assert kinds["patient"] == ("id", "required") and kinds["progression"][0] == "target"
     assert kinds["clinic"] == ("categorical", "unknown") and kinds["bmi"] == ("numeric", "unknown")
     run("make", "test", cwd=p)
+    # the generated pipeline compiles: batch and one record take the compiled path, with scikit-learn's bits
+    check = ("from disease_progress.core.config import get_settings; from disease_progress.core.runs import resolve_run; "
+             "from disease_progress.core.predict import Predictor; import pandas as pd; s = get_settings(); "
+             "p = Predictor.load(resolve_run('latest', s.runs_dir)); assert p._fast is not None, p.slow_reason; "
+             "from disease_progress.data import read_csv; df = read_csv(s.train_csv); f = [c.name for c in p.contract.fields]; "
+             "assert (p.score(df).predictions == p.pipeline.predict(df[f])).all(); print('compiled')")
+    assert run(p / ".venv/bin/python", "-c", check, cwd=p).stdout.strip() == "compiled"
+    r = run(p / ".venv/bin/disease-progress", "predict", p / "data/train.csv", "-o", p / "scored.csv", "--no-progress", cwd=p)
+    assert "slower" not in r.stderr and pd.read_csv(p / "scored.csv").progression.notna().all()
     machinery = "\n".join(f.read_text() for f in (p / "disease_progress/core").glob("*.py"))
     assert "house" not in machinery.lower() and "price" not in machinery.lower()
 

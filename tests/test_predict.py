@@ -102,3 +102,45 @@ def test_row_level_errors_name_row_column_value_and_expectation(predictor, test_
 def test_empty_input(predictor):
     assert len(predictor.predict([])) == 0
     assert len(predictor.predict(pd.DataFrame())) == 0
+
+
+TEXT_CASES = {  # text a CSV cell can hold, in a numeric column, a categorical one and the id column
+    "LotArea": ["abc", "inf", "-inf", "nan", "NaN", "1e3", "8450.5", " 12", "12 ", "+5", "-0", "1e500", "1e-400", "0x10", "1_000", "１２", "3.4e38", "3.5e38"],
+    "Neighborhood": ["Atlantis", " NAmes", "names", "Ünïcødé"],
+    "Id": ["x", "3.5", " 7", "007", "+7", "-3", "9223372036854775807", "9223372036854775808", "1e3", "7.0"],
+}
+
+
+def text_table(path, na_strings=("NA", "")):
+    "A CSV file as the batch reader reads it: every column as text, `na_strings` as missing."
+    from house_prices.core.batch import read_chunks
+    import pyarrow as pa
+    return pa.concat_tables(read_chunks(path, chunk_size=100_000)[1])
+
+
+@pytest.mark.parametrize("which", ["test.csv", "corrupted"])
+def test_arrow_and_pandas_checks_agree_on_text(predictor, settings, tmp_path, which):
+    from house_prices.core.predict import check_table
+    path = settings.test_csv
+    if which == "corrupted":
+        raw = pd.read_csv(settings.test_csv, dtype=str, keep_default_na=False).head(1)
+        rows = [raw.iloc[0].to_dict() | {col: v} for col, values in TEXT_CASES.items() for v in values]
+        rows += [raw.iloc[0].to_dict() | {"LotArea": ""}, raw.iloc[0].to_dict() | {"Neighborhood": "NA"}]
+        pd.DataFrame(rows).to_csv(path := tmp_path / "corrupted.csv", index=False)
+    table = text_table(path)
+    frame = read_raw_csv(path)
+    cols, ids, ok1, i1 = check_table(table, predictor.contract, predictor._fast.categories)
+    canon, ok2, i2 = check_rows(frame, predictor.contract, known=known_categories(predictor.contract))
+    assert ok1.tolist() == ok2.tolist()
+    pd.testing.assert_frame_equal(sorted_issues(i1), sorted_issues(i2))
+    assert ids.tolist() == canon.Id.tolist()
+    for f in predictor.contract.fields:  # the same values: numbers to the bit, categories as codes of the same strings
+        if f.kind == "numeric": assert np.array_equal(cols[f.name][ok1], canon[f.name].to_numpy()[ok1], equal_nan=True), f.name
+        else:
+            cats = predictor._fast.categories[f.name]
+            strings = canon[f.name].to_numpy(dtype=object, na_value=None)
+            expected = [-1 if s is None else (cats.get_loc(s) if s in cats else len(cats)) for s in strings]
+            assert cols[f.name][ok1].tolist() == np.array(expected)[ok1].tolist(), f.name
+    a, b = predictor.score_table(table), predictor.score(frame)
+    assert np.array_equal(a.predictions, b.predictions, equal_nan=True)
+    pd.testing.assert_frame_equal(a.frame(), b.frame())

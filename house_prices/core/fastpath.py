@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
 from sklearn.dummy import DummyRegressor
-from sklearn.ensemble import GradientBoostingRegressor, VotingRegressor
+from sklearn.ensemble import GradientBoostingRegressor, HistGradientBoostingRegressor, VotingRegressor
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, OrdinalEncoder, PowerTransformer, StandardScaler
@@ -74,6 +74,8 @@ def _block_step(est) -> Callable[[np.ndarray], np.ndarray]:
                 if scaler.with_std: out /= scaler.scale_
             return out
         return yeo_johnson
+    if isinstance(est, FunctionTransformer) and est.func is None:  # what ColumnTransformer makes of "passthrough"
+        return lambda X: X
     if isinstance(est, StandardScaler):
         def scale(X):
             X = np.array(X, dtype="float64")
@@ -203,6 +205,15 @@ def _final(est) -> tuple[type, Callable[[np.ndarray], np.ndarray]]:
             predict_stages(est.estimators_, X, est.learning_rate, raw)
             return raw.ravel()
         return np.float32, trees
+    if isinstance(est, HistGradientBoostingRegressor) and getattr(est, "_preprocessor", None) is None:
+        from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
+        known, f_idx = est._bin_mapper.make_known_categories_bitsets()
+        trees, threads = [p[0] for p in est._predictors], _openmp_effective_n_threads()
+        def histogram_trees(X):  # what HistGradientBoostingRegressor.predict computes, without validating X again
+            raw = np.zeros((X.shape[0], 1), order="F") + est._baseline_prediction
+            for tree in trees: raw[:, 0] += tree.predict(X, known, f_idx, threads)
+            return est._loss.link.inverse(raw.ravel())
+        return np.float64, histogram_trees
     return np.float64, est.predict
 
 

@@ -196,6 +196,8 @@ def _as_category(v):
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real): return None
     return str(int(v)) if float(v).is_integer() else str(v)
 
+def _unseen(shown: str) -> str: return f"category {shown} was not seen in training: scored as an unknown/infrequent category"
+
 def _check_categorical(s, f, parts, known):
     t = _types(s)
     if t is not None:
@@ -212,7 +214,7 @@ def _check_categorical(s, f, parts, known):
     missing = _missing(s) & ~bad_type
     bad = bad_type | _check_missing(missing, s, f, parts)
     unseen = ~s.isin(known).to_numpy(dtype=bool) & ~missing & ~bad_type
-    _issue(parts, unseen, s, f.name, lambda v: f"category {_show(v)} was not seen in training: scored as an unknown/infrequent category", "warning")
+    _issue(parts, unseen, s, f.name, lambda v: _unseen(_show(v)), "warning")
     vals = s.astype(object).where(~missing & ~bad_type, np.nan)
     return vals, bad
 
@@ -341,7 +343,7 @@ def _check_records(records, contract, ignore=None, known=None, codes=None):
                 val = missing_code(f)
             elif f.kind == "categorical":
                 if val not in known[name]:
-                    add(r, name, _show(val), f"category {_show(val)} was not seen in training: scored as an unknown/infrequent category", "warning")
+                    add(r, name, _show(val), _unseen(_show(val)), "warning")
                 if codes is not None: val = codes[name].get(val, len(codes[name]))
             cols[name][r] = val
         if idf in rec:
@@ -406,7 +408,7 @@ def check_table(
             if len(unseen):  # the value of each unseen category, for these rows only
                 shown = [_show(v) for v in _values_at(arr, unseen)]
                 parts.append((unseen, np.full(len(unseen), f.name, dtype=object), shown,
-                              [f"category {v} was not seen in training: scored as an unknown/infrequent category" for v in shown],
+                              [_unseen(v) for v in shown],
                               np.full(len(unseen), "warning", dtype=object)))
         else:  # numbers or other types in a categorical column: value by value
             vals, bad = _check_categorical(arr.to_pandas(), f, parts, frozenset(categories[f.name]))
