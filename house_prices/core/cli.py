@@ -303,14 +303,25 @@ def compare_manifests(
 @runs.command("compare")
 @click.argument("a", metavar="RUN_A")
 @click.argument("b", metavar="RUN_B")
+@click.option("--level", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.95, show_default=True,
+              help="Confidence level of the interval of the difference.")
+@click.option("--resamples", type=click.IntRange(min=100), default=2000, show_default=True, help="Paired bootstrap resamples.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the resampling.")
+@click.option("--allow-different-data", is_flag=True, help="Compare runs of other data or other held-out rows on the held-out rows they share.")
 @click.pass_obj
-def runs_compare(runs_dir, a, b):
-    "What differs between two runs: parameters, seeds, data, split, metrics, environment and code."
+def runs_compare(runs_dir, a, b, level, resamples, seed, allow_different_data):
+    """Is B better than A? What differs between the two runs (parameters, seeds, data, split, metrics, environment, code), then the
+    headline metric on the held-out rows both predicted, with a paired bootstrap interval of the difference and a verdict."""
     try: ra, rb = resolve_run(a, runs_dir), resolve_run(b, runs_dir)
     except FileNotFoundError as e: _fail(e)
     try: diffs = compare_manifests(Manifest.read(ra / MANIFEST).to_json(), Manifest.read(rb / MANIFEST).to_json())
     except ManifestError as e: _fail(e)
     click.echo(f"A = {ra.name}\nB = {rb.name}")
-    if not diffs: click.echo("no differences in parameters, seeds, data, split, metrics, environment or code"); return
-    width = max(len(k) for k, _, _ in diffs)
-    for k, va, vb in diffs: click.echo(f"  {k:<{width}}  A: {va!r:<20}  B: {vb!r}")
+    if not diffs: click.echo("no differences in parameters, seeds, data, split, metrics, environment or code")
+    else:
+        width = max(len(k) for k, _, _ in diffs)
+        for k, va, vb in diffs: click.echo(f"  {k:<{width}}  A: {va!r:<20}  B: {vb!r}")
+    from house_prices.core.compare import compare_runs
+    try: comparison = compare_runs(ra, rb, level=level, resamples=resamples, seed=seed, allow_different_data=allow_different_data)
+    except ValueError as e: _fail(e)
+    click.echo(str(comparison))
