@@ -71,6 +71,7 @@ def test_run_defaults_to_the_newest_complete_run(run, tmp_path, settings):
     (tmp_path / "runs" / ".staging" / "29990101T000000Z-000000").mkdir(parents=True)  # newer, but not finished
     r = house_prices_cli("predict", "--no-progress", settings.test_csv, "-o", tmp_path / "out.csv", env=env)
     assert r.returncode == 0 and f"run {run.name} ->" in r.stdout
+    assert "no run is promoted to 'production'" in r.stderr  # the newest, and a warning that nothing is promoted
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])

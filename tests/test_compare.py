@@ -34,3 +34,52 @@ def test_the_command_prints_the_differences_and_the_verdict(runs, tmp_path):
     r = house_prices_cli("runs", "compare", runs["base"], runs["worse"])
     assert r.returncode == 0, r.stderr
     assert "parameters.gbm_n_estimators" in r.stdout and "verdict: B is worse" in r.stdout and "95% interval" in r.stdout
+
+
+@pytest.fixture()
+def store(runs, tmp_path):
+    "A run store of its own holding copies of the runs (promotion writes aliases.json and promotions.jsonl into it)."
+    import shutil
+    store = tmp_path / "root" / "runs"  # a project root of its own, for commands that take the project's run store
+    for name in ("base", "worse", "seed1"): shutil.copytree(runs[name], store / runs[name].name)
+    return store
+
+
+def test_promotion_passes_a_gate_and_every_change_is_logged(runs, store):
+    from house_prices.core.compare import PromotionRefused, promote, promotions
+    from house_prices.core.runs import read_aliases, resolve_run
+    base, worse, seed1 = (runs[k].name for k in ("base", "worse", "seed1"))
+    first = promote(base, "production", store)
+    assert (first.kind, first.previous, first.comparison, first.forced) == ("promotion", None, None, False)
+    with pytest.raises(PromotionRefused, match=f"worse than {base}"):
+        promote(worse, "production", store)
+    with pytest.raises(ValueError, match="needs a reason"):
+        promote(worse, "production", store, force=True)
+    assert read_aliases(store) == {"production": base}  # a refused promotion changes nothing
+    same = promote(seed1, "production", store)  # another seed of the same model: no detectable difference, so not worse
+    assert same.comparison.verdict == "no detectable difference" and same.previous == base and not same.forced
+    forced = promote(worse, "production", store, reason="an experiment", force=True)
+    assert forced.forced and "worse than" in forced.objections[0] and forced.reason == "an experiment"
+    back = promote(seed1, "production", store)  # it held production before: a rollback, through the same gate
+    assert back.kind == "rollback" and back.previous == worse
+    promote(worse, "staging", store)
+    assert read_aliases(store) == {"production": seed1, "staging": worse}
+    assert [(p.alias, p.run, p.kind) for p in promotions(store)] == [
+        ("production", base, "promotion"), ("production", seed1, "promotion"), ("production", worse, "promotion"),
+        ("production", seed1, "rollback"), ("staging", worse, "promotion")]
+    assert resolve_run(None, store).name == seed1 and resolve_run("staging", store).name == worse
+
+
+def test_commands_take_the_production_run_and_list_aliases(runs, store, settings, tmp_path):
+    base, seed1 = runs["base"].name, runs["seed1"].name
+    r = house_prices_cli("runs", "--runs-dir", store, "promote", seed1, "--alias", "production")
+    assert r.returncode == 0 and f"promotion: {seed1} holds 'production'" in r.stdout, r.stderr
+    r = house_prices_cli("runs", "--runs-dir", store, "promote", runs["worse"].name)
+    assert r.returncode == 1 and "is not promoted to 'production'" in r.stderr and "--force" in r.stderr
+    listing = house_prices_cli("runs", "--runs-dir", store, "list").stdout
+    assert next(line for line in listing.splitlines() if line.startswith(seed1)).endswith("production")
+    env = {"HOUSE_PRICES_ROOT": str(store.parent)}  # no --run: the run that holds production
+    r = house_prices_cli("predict", "--no-progress", settings.test_csv, "-o", tmp_path / "out.csv", env=env)
+    assert r.returncode == 0 and "no run is promoted" not in r.stderr, r.stderr
+    scored = house_prices_cli("predict", "--no-progress", "--run", seed1, settings.test_csv, "-o", tmp_path / "seed1.csv", env=env)
+    assert scored.returncode == 0 and (tmp_path / "out.csv").read_bytes() == (tmp_path / "seed1.csv").read_bytes()

@@ -21,7 +21,7 @@ from .runs import MANIFEST, METRICS, read_json, resolve_run, run_table
 # %% auto #0
 __all__ = ['COMPARED', 'main', 'train', 'reproduce', 'predict', 'serve', 'data', 'data_fingerprint', 'data_validate',
            'data_draft_schema', 'data_ingest', 'runs', 'runs_list', 'runs_clean', 'runs_show', 'compare_manifests',
-           'runs_compare']
+           'runs_compare', 'runs_promote']
 
 # %% ../../nbs/core/19_cli.ipynb #e5612239
 _EXPECTED = (DataValidationError, FileNotFoundError, IntegrityError, ManifestError, VersionMismatchError)
@@ -95,7 +95,7 @@ def reproduce(run_ref, against, strict, rtol, progress):
     raise SystemExit(v.exit_code(strict))
 
 # %% ../../nbs/core/19_cli.ipynb #6ebed62d
-_RUN_HELP = "Run id or folder whose model to use (default: the newest finished run)."
+_RUN_HELP = "Run id, folder or alias whose model to use (default: the run promoted to production, else the newest, with a warning)."
 _MISMATCH_HELP = "Load the model even if library versions or recorded predictions differ from the run's (logs a warning)."
 _UNSIGNED_HELP = "Load a run whose signature is missing or does not check out with this host's key (logs a warning): only a run you trust."
 
@@ -103,7 +103,7 @@ _UNSIGNED_HELP = "Load a run whose signature is missing or does not check out wi
 @click.argument("input", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="File to write (.csv or .parquet): the id, the prediction, error; one row per input row.")
-@click.option("--run", "run_ref", default="latest", help=_RUN_HELP)
+@click.option("--run", "run_ref", default=None, help=_RUN_HELP)
 @click.option("--chunk-size", type=click.IntRange(min=1), default=50_000, show_default=True, help="Rows read and scored at a time.")
 @click.option("--issues-file", type=click.Path(dir_okay=False, path_type=Path), help="Also write every error and warning to this CSV.")
 @click.option("--allow-errors", is_flag=True, help="Exit with 0 even if some rows were refused.")
@@ -129,7 +129,7 @@ def predict(input, output, run_ref, chunk_size, issues_file, allow_errors, allow
 
 # %% ../../nbs/core/19_cli.ipynb #e8a7d2bb
 @main.command()
-@click.option("--run", "run_ref", default="latest", help=_RUN_HELP)
+@click.option("--run", "run_ref", default=None, help=_RUN_HELP)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port to listen on.")
 @click.option("--max-records", type=click.IntRange(min=1), default=10_000, show_default=True, help="Most records in one request.")
@@ -230,16 +230,19 @@ def _fmt(v, spec):
 @runs.command("list")
 @click.pass_obj
 def runs_list(runs_dir):
-    "One line per run, oldest first: id, status, start time, seeds, held-out metrics."
+    "One line per run, oldest first: id, status, start time, seeds, held-out metrics, the aliases it holds."
+    from house_prices.core.runs import read_aliases
     rows = run_table(runs_dir)
     if not rows: click.echo(f"no runs in {runs_dir}"); return
     shown = get_project().metrics[:2]  # the headline metric and the next one
-    click.echo(f"{'run':<24} {'status':<9} {'started (UTC)':<19} {'seed':>4} {'split':>5} " + " ".join(f"{m.name:>10}" for m in shown))
+    held = {}
+    for alias, run_id in sorted(read_aliases(runs_dir).items()): held.setdefault(run_id, []).append(alias)
+    click.echo(f"{'run':<24} {'status':<9} {'started (UTC)':<19} {'seed':>4} {'split':>5} " + " ".join(f"{m.name:>10}" for m in shown) + "  aliases")
     for r in rows:
         p, met = (r.manifest.parameters, r.manifest.metrics) if r.manifest else ({}, {})
         started = (r.manifest.job.started if r.manifest and r.manifest.job else "")[:19].replace("T", " ")
         click.echo(f"{r.id:<24} {r.status:<9} {started:<19} {_fmt(p.get('seed'), 'd'):>4} {_fmt(p.get('split_seed'), 'd'):>5} "
-                   + " ".join(f"{m.show(met[m.name]) if m.name in met else '':>10}" for m in shown))
+                   + " ".join(f"{m.show(met[m.name]) if m.name in met else '':>10}" for m in shown) + ("  " + ",".join(held.get(r.id, [])) if r.id in held else ""))
     for r in rows:
         if r.problem: click.echo(f"{r.id}: {r.problem}", err=True)
 
@@ -325,3 +328,20 @@ def runs_compare(runs_dir, a, b, level, resamples, seed, allow_different_data):
     try: comparison = compare_runs(ra, rb, level=level, resamples=resamples, seed=seed, allow_different_data=allow_different_data)
     except ValueError as e: _fail(e)
     click.echo(str(comparison))
+
+@runs.command("promote")
+@click.argument("run_ref", metavar="RUN")
+@click.option("--alias", default="production", show_default=True, help="The alias RUN is to hold (production, staging, or any name).")
+@click.option("--reason", default=None, help="Why (logged; required with --force).")
+@click.option("--force", is_flag=True, help="Promote even if the gate objects (a worse model, a contract that breaks clients).")
+@click.pass_obj
+def runs_promote(runs_dir, run_ref, alias, reason, force):
+    """Give ALIAS to RUN if it passes the gate: not worse than the current holder by the paired comparison, no input-contract change
+    that breaks its clients. Every change goes to runs/promotions.jsonl; promoting a run that held the alias before is a rollback."""
+    from house_prices.core.compare import promote
+    try: p = promote(run_ref, alias, runs_dir, reason=reason, force=force)
+    except (ValueError, FileNotFoundError) as e: _fail(e)
+    if p.comparison: click.echo(str(p.comparison))
+    for c in p.contract_changes: click.echo(f"  contract: {c}")
+    click.echo(f"{p.kind}: {p.run} holds {p.alias!r}" + (f" (was {p.previous})" if p.previous else "")
+               + (f"; forced over: {'; '.join(p.objections)}" if p.forced else ""))

@@ -25,7 +25,8 @@ from .schema import MAX_MAGNITUDE, Schema, _to_float, read_raw_csv
 from .fastpath import NotCompilable, category_codes, compile_pipeline, frame_columns
 from .manifest import (Manifest, VersionMismatchError, check_signature, key_packages, verify_artifact,
                                        version_differences)
-from .runs import CONTRACT, HELD_OUT, MANIFEST, MODEL, PREDICTIONS, read_json
+from .config import get_settings
+from .runs import CONTRACT, HELD_OUT, MANIFEST, MODEL, PREDICTIONS, default_run, read_json
 
 log = logging.getLogger(__name__)
 
@@ -497,13 +498,13 @@ class Predictor:
     @classmethod
     def load(
         cls,
-        run_dir: Path | str, # A finished run's folder
+        run_dir: Path | str | None = None, # A finished run's folder; default: the project's `default_run` (its production run, else the newest)
         allow_version_mismatch: bool = False, # Load even if the libraries or the recorded predictions differ (logs a warning)
         verify: bool = True, # Re-predict the run's held-out rows and compare with what the run recorded
         allow_unsigned: bool = False, # Load a run whose signature is missing or does not check out (logs a warning)
     ) -> "Predictor":
         "Load a run's pipeline after checking its files, the library versions and (by default) its recorded predictions."
-        run_dir = Path(run_dir)
+        run_dir = Path(run_dir) if run_dir is not None else default_run(get_settings().runs_dir)
         if not (run_dir / MANIFEST).is_file(): raise FileNotFoundError(f"{run_dir} is not a finished run: it has no {MANIFEST}")
         manifest = Manifest.read(run_dir / MANIFEST)  # a damaged manifest, or one of another version: ManifestError
         check_signature(run_dir, manifest, allow_unsigned)  # before anything in the folder is trusted: SignatureError

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import socket
@@ -19,11 +20,15 @@ import pandas as pd
 
 from .manifest import MANIFEST_VERSION, SIGNATURE, Artifact, JobRecord, Manifest, ManifestError, environment, sha256_file, sign_manifest
 
+log = logging.getLogger(__name__)
+
+
 # %% auto #0
-__all__ = ['MODEL', 'MANIFEST', 'METRICS', 'PREDICTIONS', 'NOTEBOOK', 'REPORT', 'CONTRACT', 'HELD_OUT', 'TRAIN_PREDICTIONS',
-           'STAGING', 'FAILED', 'JOB_INFO', 'TMP_AGE_S', 'new_run_id', 'stage_run', 'publish_run', 'fail_run',
-           'atomic_write', 'write_json', 'read_json', 'save_run', 'artifacts', 'finish_run', 'read_predictions',
-           'list_runs', 'resolve_run', 'RunEntry', 'run_table', 'clean_runs']
+__all__ = ['log', 'MODEL', 'MANIFEST', 'METRICS', 'PREDICTIONS', 'NOTEBOOK', 'REPORT', 'CONTRACT', 'HELD_OUT',
+           'TRAIN_PREDICTIONS', 'STAGING', 'FAILED', 'JOB_INFO', 'ALIASES', 'PROMOTIONS', 'DEFAULT_ALIAS', 'ALIAS_RE',
+           'TMP_AGE_S', 'new_run_id', 'stage_run', 'publish_run', 'fail_run', 'atomic_write', 'write_json', 'read_json',
+           'save_run', 'artifacts', 'finish_run', 'read_predictions', 'read_aliases', 'default_run', 'list_runs',
+           'resolve_run', 'RunEntry', 'run_table', 'clean_runs']
 
 # %% ../../nbs/core/10_runs.ipynb #a0900494
 MODEL, MANIFEST, METRICS, PREDICTIONS, NOTEBOOK, REPORT = "model.joblib", "manifest.json", "metrics.json", "predictions.csv", "train.ipynb", "report.html"
@@ -133,6 +138,25 @@ def read_predictions(
     "The predictions a run recorded for its held-out or its training rows, with floats exactly as written."
     return pd.read_csv(Path(run_dir) / {"held_out": PREDICTIONS, "train": TRAIN_PREDICTIONS}[rows])
 
+# %% ../../nbs/core/10_runs.ipynb #ccfde8ed
+ALIASES, PROMOTIONS = "aliases.json", "promotions.jsonl"
+DEFAULT_ALIAS = "production" # The alias that serving and scoring take when told no run
+ALIAS_RE = r"[a-z][a-z0-9_-]{0,39}" # What an alias may look like (never a run id: those start with a digit)
+
+def read_aliases(runs_dir: Path | str) -> dict[str, str]:
+    "Alias -> the id of the run that holds it (empty when nothing was promoted)."
+    path = Path(runs_dir) / ALIASES
+    return read_json(path) if path.is_file() else {}
+
+def default_run(runs_dir: Path | str) -> Path:
+    "The run that holds `DEFAULT_ALIAS`, else the newest finished run (with a warning that nothing is promoted)."
+    if DEFAULT_ALIAS in read_aliases(runs_dir): return resolve_run(DEFAULT_ALIAS, runs_dir)
+    newest = resolve_run("latest", runs_dir)
+    log.warning("no run is promoted to %r in %s: using the newest run, %s (promote one: runs promote RUN --alias %s)",
+                DEFAULT_ALIAS, runs_dir, newest.name, DEFAULT_ALIAS)
+    return newest
+
+
 # %% ../../nbs/core/10_runs.ipynb #ec21c380
 def list_runs(runs_dir: Path | str) -> list[Path]:
     "Finished runs in `runs_dir`, oldest first."
@@ -141,14 +165,18 @@ def list_runs(runs_dir: Path | str) -> list[Path]:
     return sorted(p for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / MANIFEST).is_file())
 
 def resolve_run(
-    ref: Path | str, # A run id, a path to a run folder, or "latest"
+    ref: Path | str | None, # A run id, a path to a run folder, an alias ("production"), "latest", or None: the default run (see `default_run`)
     runs_dir: Path | str, # The run store to look in
 ) -> Path:
     "The folder of a finished run; raises `FileNotFoundError` saying what exists."
+    if ref is None: return default_run(runs_dir)
     runs = list_runs(runs_dir)
     if str(ref) == "latest":
         if not runs: raise FileNotFoundError(f"no finished run in {runs_dir}: train one first (`make train`)")
         return runs[-1]
+    if (held := read_aliases(runs_dir).get(str(ref))) is not None:
+        if not (Path(runs_dir) / held / MANIFEST).is_file(): raise FileNotFoundError(f"alias {ref!r} names run {held}, which is not a finished run in {runs_dir}")
+        return (Path(runs_dir) / held).resolve()
     for cand in (Path(ref), Path(runs_dir) / str(ref)):
         if (cand / MANIFEST).is_file(): return cand.resolve()
     hint = f"; the newest is {runs[-1].name}" if runs else ""
