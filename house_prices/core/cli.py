@@ -136,16 +136,22 @@ def predict(input, output, run_ref, chunk_size, issues_file, allow_errors, allow
 @click.option("--max-body-mb", type=click.FloatRange(min=0.001), default=10.0, show_default=True, help="Largest request body, in MiB.")
 @click.option("--allow-version-mismatch", is_flag=True, help=_MISMATCH_HELP)
 @click.option("--allow-unsigned", is_flag=True, help=_UNSIGNED_HELP)
+@click.option("--admin-token-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="File holding the bearer token of POST /admin/reload (without it, only SIGHUP reloads).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True)
-def serve(run_ref, host, port, max_records, max_body_mb, allow_version_mismatch, allow_unsigned, log_level):
-    "Serve the model of a run over HTTP: GET /health, GET /model, POST /predict (docs at /docs)."
+def serve(run_ref, host, port, max_records, max_body_mb, allow_version_mismatch, allow_unsigned, admin_token_file, log_level):
+    """Serve the model of a run over HTTP: GET /health, GET /model, POST /predict (docs at /docs). On SIGHUP (or POST /admin/reload with
+    the admin token) it serves the run --run names then (production, by default), swapped in without downtime once loaded and verified."""
     import uvicorn
     from house_prices.core.service import create_app
     logging.getLogger(get_project().package).setLevel(log_level.upper())
+    token = admin_token_file.read_text().strip() if admin_token_file else None
+    if admin_token_file and len(token) < 16: _fail(ValueError(f"{admin_token_file} holds no admin token of at least 16 characters"))
     try:
-        run = resolve_run(run_ref, get_settings().runs_dir)
+        settings = get_settings()
+        run = resolve_run(run_ref, settings.runs_dir)
         app = create_app(run, allow_version_mismatch=allow_version_mismatch, allow_unsigned=allow_unsigned, max_records=max_records,
-                         max_body_bytes=int(max_body_mb * 2**20))
+                         max_body_bytes=int(max_body_mb * 2**20), reload_ref=run_ref, runs_dir=settings.runs_dir, admin_token=token)
     except _EXPECTED as e: _fail(e)
     click.echo(f"serving run {run.name} on http://{host}:{port} (docs: /docs)", err=True)
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)

@@ -127,7 +127,7 @@ def compare_runs(
                       value_a=sa(everything), value_b=sb(everything), **result)
 
 
-# %% ../../nbs/core/20_compare.ipynb #a366a493
+# %% ../../nbs/core/20_compare.ipynb #8d116b85
 def contract_changes(
     old: Contract, # The contract of the run that holds the alias now
     new: Contract, # The contract of the run to promote
@@ -150,7 +150,7 @@ def contract_changes(
     return sorted(breaking + changes), sorted(breaking)
 
 
-# %% ../../nbs/core/20_compare.ipynb #2828590a
+# %% ../../nbs/core/20_compare.ipynb #f18bc58e
 class Promotion(BaseModel):
     "One change of an alias, as the append-only log `promotions.jsonl` records it."
     model_config = ConfigDict(frozen=True, extra="forbid")

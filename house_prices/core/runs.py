@@ -138,7 +138,7 @@ def read_predictions(
     "The predictions a run recorded for its held-out or its training rows, with floats exactly as written."
     return pd.read_csv(Path(run_dir) / {"held_out": PREDICTIONS, "train": TRAIN_PREDICTIONS}[rows])
 
-# %% ../../nbs/core/10_runs.ipynb #ccfde8ed
+# %% ../../nbs/core/10_runs.ipynb #dc364edc
 ALIASES, PROMOTIONS = "aliases.json", "promotions.jsonl"
 DEFAULT_ALIAS = "production" # The alias that serving and scoring take when told no run
 ALIAS_RE = r"[a-z][a-z0-9_-]{0,39}" # What an alias may look like (never a run id: those start with a digit)

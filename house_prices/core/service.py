@@ -5,8 +5,12 @@
 # %% ../../nbs/core/16_service.ipynb #4ee9782f
 from __future__ import annotations
 
+import asyncio
+import hmac
 import json
 import logging
+import signal
+from datetime import datetime, timezone
 import re
 import time
 import uuid
@@ -14,7 +18,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import Body, FastAPI, Query, Request
+from fastapi import Body, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from fastapi.responses import JSONResponse, Response
@@ -28,7 +32,7 @@ from pydantic import ConfigDict, Field, create_model
 from .manifest import Manifest, check_signature, verify_artifact
 from .predict import SMALL_BATCH, Contract, Predictor, _show
 from .predict import _id as _contract_id
-from .runs import CONTRACT, MANIFEST, read_json
+from .runs import CONTRACT, MANIFEST, read_json, resolve_run
 
 log = logging.getLogger(__name__)
 
@@ -206,9 +210,13 @@ def create_app(
     max_body_bytes: int = 10 * 2**20, # Larger request bodies get 413
     max_records: int = 10_000, # More records in one request get 413
     allow_unsigned: bool = False, # Serve a run whose signature is missing or does not check out (logs a warning)
+    reload_ref: str | None = None, # What a reload serves: the run this names then (an alias, a run id; None: production, else the newest)
+    runs_dir: Path | str | None = None, # The run store `reload_ref` is resolved in; default: the folder that holds `run_dir`
+    admin_token: str | None = None, # Bearer token of POST /admin/reload; without one, that endpoint is refused (SIGHUP still reloads)
 ) -> FastAPI:
-    "The FastAPI app serving the model of `run_dir`; the model is loaded at start-up."
+    "The FastAPI app serving the model of `run_dir`; the model is loaded at start-up, and swapped without downtime on a reload."
     run_dir = Path(run_dir)
+    runs_dir = Path(runs_dir) if runs_dir is not None else run_dir.resolve().parent
     manifest = Manifest.read(run_dir / MANIFEST)
     check_signature(run_dir, manifest, allow_unsigned)
     contract = Contract.of(read_json(verify_artifact(run_dir, CONTRACT, manifest)))
@@ -218,11 +226,41 @@ def create_app(
     max_values = max_records * (len(contract.fields) + 1)
     refused_422 = lambda detail: JSONResponse({"detail": [d.model_dump() for d in detail]}, status_code=422)
 
+    fields = lambda c: (c.id, c.prediction_name, c.task, [(f.name, f.kind, f.required) for f in c.fields])  # what the request schema says
+    load = lambda run: Predictor.load(run, allow_version_mismatch=allow_version_mismatch, allow_unsigned=allow_unsigned)
+
+    async def reload_model(app: FastAPI) -> dict:
+        """Load and verify the run `reload_ref` names now, beside the serving model, then swap the two in one assignment: requests that
+        started on the old model finish on it. A model that fails to load or verify, or whose input contract differs in its fields
+        (the request schema is built at start-up), leaves the old one serving."""
+        async with app.state.reload_lock:
+            old = app.state.predictor
+            try:
+                run = resolve_run(reload_ref, runs_dir)
+                if run.name == old.run_id: outcome = {"status": "unchanged", "run_id": old.run_id}
+                else:
+                    new = await run_in_threadpool(load, run)
+                    if fields(new.contract) != fields(old.contract):
+                        raise ValueError(f"run {new.run_id} reads other fields than the serving run {old.run_id}: restart the service to serve it")
+                    app.state.predictor = new  # the swap
+                    outcome = {"status": "swapped", "run_id": new.run_id, "previous": old.run_id}
+            except Exception as e:  # whatever went wrong, the old model keeps serving, and says so
+                outcome = {"status": "failed", "run_id": old.run_id, "error": f"{type(e).__name__}: {e}"}
+            outcome["time"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            app.state.reload = outcome
+            (log.warning if outcome["status"] == "failed" else log.info)(json.dumps({"event": "reload", **outcome}))
+            return outcome
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.predictor = Predictor.load(run_dir, allow_version_mismatch=allow_version_mismatch, allow_unsigned=allow_unsigned)
+        app.state.predictor, app.state.reload, app.state.reload_lock = load(run_dir), None, asyncio.Lock()
         log.info(json.dumps({"event": "model loaded", "run_id": app.state.predictor.run_id, "run_dir": str(run_dir)}))
+        loop = asyncio.get_running_loop()
+        try: loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(reload_model(app)))
+        except (RuntimeError, ValueError, NotImplementedError): pass  # not the main thread (a test client): no signal handler
         yield
+        try: loop.remove_signal_handler(signal.SIGHUP)
+        except (RuntimeError, ValueError, NotImplementedError): pass
 
     target = contract.prediction_name
     app = FastAPI(title=f"Predictions of {target}", version=str(manifest.code.package_version), lifespan=lifespan,
@@ -251,7 +289,19 @@ def create_app(
         m = request.app.state.predictor.manifest
         return {"run_id": m.run_id, "metrics": m.metrics, "versions": m.environment.packages,
                 "data": m.data.model_dump(include={"reference", "fingerprint", "rows", "columns"}),
-                "trained": m.job.finished if m.job else None, "contract": request.app.state.predictor.contract.to_json()}
+                "trained": m.job.finished if m.job else None, "contract": request.app.state.predictor.contract.to_json(),
+                "last_reload": request.app.state.reload}
+
+    @app.post("/admin/reload", responses={401: {"description": "Wrong or missing token"}, 403: {"description": "No admin token is configured"},
+                                          409: {"description": "The new model failed: the old one still serves"}})
+    async def admin_reload(request: Request, authorization: str | None = Header(None, description="Bearer <admin token>")):
+        "Serve the run the service's run reference names now (production, unless started with another): loaded and verified beside the old model, then swapped."
+        if admin_token is None:
+            return JSONResponse({"detail": "reloading over HTTP is off: no admin token is configured (serve --admin-token-file); SIGHUP reloads"}, status_code=403)
+        if not hmac.compare_digest((authorization or "").encode(), f"Bearer {admin_token}".encode()):
+            return JSONResponse({"detail": "wrong or missing admin token (Authorization: Bearer <token>)"}, status_code=401)
+        outcome = await reload_model(request.app)
+        return JSONResponse(outcome, status_code=409 if outcome["status"] == "failed" else 200)
 
     @app.post("/predict", response_model=M.PredictResponse,
               responses={413: {"model": M.ErrorResponse, "description": "Body, records or values over the service's limits"},

@@ -1,0 +1,95 @@
+"""A running service picks up a new production run without downtime: on SIGHUP and on POST /admin/reload (with the admin token),
+under 8 concurrent clients; no request is lost, each answer names the run that gave it, and a model that fails verification
+leaves the old one serving."""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import httpx
+import pytest
+
+from house_prices.core.compare import promote
+from house_prices.data import read_raw_csv
+
+from conftest import BIN
+
+TOKEN = "a-test-admin-token-of-some-length"
+
+
+@pytest.fixture()
+def service(train_job, tmp_path):
+    "`house-prices serve` without --run, on a run store of its own where the base run holds production."
+    base, other = train_job("a"), train_job("a", seed=1)
+    store = tmp_path / "root" / "runs"
+    for run in (base, other): shutil.copytree(run, store / run.name)
+    promote(base.name, "production", store)
+    (tmp_path / "token").write_text(TOKEN)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
+    log = open(tmp_path / "server.log", "w")
+    proc = subprocess.Popen([str(BIN / "house-prices"), "serve", "--port", str(port), "--admin-token-file", str(tmp_path / "token")],
+                            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "HOUSE_PRICES_ROOT": str(store.parent)})
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200: break
+        except httpx.TransportError: time.sleep(0.2)
+    else: proc.kill(); pytest.fail("server did not start:\n" + (tmp_path / "server.log").read_text())
+    yield type("Service", (), {"url": url, "proc": proc, "store": store, "base": base.name, "other": other.name, "log": tmp_path / "server.log"})
+    proc.terminate(); proc.wait(timeout=30); log.close()
+
+
+def load(service, record, stop, answers, failures):
+    "One client: POST one record again and again until told to stop; keep (time, run id) of each answer."
+    with httpx.Client(base_url=service.url, timeout=30) as c:
+        while not stop.is_set():
+            try:
+                r = c.post("/predict", json=record)
+                if r.status_code != 200: failures.append(r.status_code); continue
+                answers.append((time.monotonic(), r.json()["run_id"]))
+            except httpx.HTTPError as e: failures.append(repr(e))
+
+
+def test_sighup_swaps_the_model_under_load_and_loses_no_request(service, settings):
+    record = {k: v for k, v in read_raw_csv(settings.test_csv).iloc[0].to_dict().items() if v == v}
+    stop, answers, failures = threading.Event(), [], []
+    clients = [threading.Thread(target=load, args=(service, record, stop, answers, failures)) for _ in range(8)]
+    for t in clients: t.start()
+    time.sleep(1.0)
+    promote(service.other, "production", service.store)  # no detectable difference: the gate lets it through
+    sent = time.monotonic()
+    service.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any(run == service.other for _, run in answers[-50:]): time.sleep(0.1)
+    time.sleep(1.0)
+    stop.set()
+    for t in clients: t.join(timeout=60)
+    assert not failures, failures[:5]
+    runs = [run for _, run in sorted(answers)]
+    assert set(runs) == {service.base, service.other} and len(runs) > 100
+    switch = runs.index(service.other)
+    assert all(r == service.base for r in runs[:switch]) and runs[-20:] == [service.other] * 20  # one swap, no flapping back at the end
+    assert min(t for t, run in answers if run == service.other) > sent
+    m = httpx.get(service.url + "/model").json()
+    assert m["run_id"] == service.other and m["last_reload"]["status"] == "swapped" and m["last_reload"]["previous"] == service.base
+
+
+def test_admin_reload_needs_the_token_and_a_failed_model_leaves_the_old_one_serving(service):
+    r = httpx.post(service.url + "/admin/reload")
+    assert r.status_code == 401
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    assert httpx.post(service.url + "/admin/reload", headers=auth).json()["status"] == "unchanged"
+    broken = service.store / "20990101T000000Z-bad000"  # a copy of the other run whose model file was damaged after training
+    shutil.copytree(service.store / service.other, broken)
+    with open(broken / "model.joblib", "r+b") as f: f.seek(100); b = f.read(1); f.seek(100); f.write(bytes([b[0] ^ 1]))
+    promote(broken.name, "production", service.store, force=True, reason="test: a damaged model")
+    r = httpx.post(service.url + "/admin/reload", headers=auth)
+    assert r.status_code == 409 and r.json()["status"] == "failed" and r.json()["run_id"] == service.base
+    m = httpx.get(service.url + "/model").json()
+    assert m["run_id"] == service.base and m["last_reload"]["status"] == "failed" and "sha256" in m["last_reload"]["error"]
+    assert httpx.post(service.url + "/predict", json={}).status_code == 200  # still serving
+    assert '"event": "reload"' in service.log.read_text()
