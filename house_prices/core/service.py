@@ -255,8 +255,10 @@ def create_app(
     async def lifespan(app: FastAPI):
         app.state.predictor, app.state.reload, app.state.reload_lock = load(run_dir), None, asyncio.Lock()
         log.info(json.dumps({"event": "model loaded", "run_id": app.state.predictor.run_id, "run_dir": str(run_dir)}))
-        loop = asyncio.get_running_loop()
-        try: loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(reload_model(app)))
+        loop, tasks = asyncio.get_running_loop(), set()  # the loop keeps only weak references to tasks: these keep reloads alive
+        def on_sighup():
+            task = loop.create_task(reload_model(app)); tasks.add(task); task.add_done_callback(tasks.discard)
+        try: loop.add_signal_handler(signal.SIGHUP, on_sighup)
         except (RuntimeError, ValueError, NotImplementedError): pass  # not the main thread (a test client): no signal handler
         yield
         try: loop.remove_signal_handler(signal.SIGHUP)
