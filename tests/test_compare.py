@@ -31,9 +31,11 @@ def test_runs_that_held_out_other_rows_are_refused_unless_told(train_job, runs):
 
 
 def test_the_command_prints_the_differences_and_the_verdict(runs, tmp_path):
-    r = house_prices_cli("runs", "compare", runs["base"], runs["worse"])
+    r = house_prices_cli("runs", "compare", runs["base"], runs["worse"], "--report", tmp_path / "compare.html")
     assert r.returncode == 0, r.stderr
     assert "parameters.gbm_n_estimators" in r.stdout and "verdict: B is worse" in r.stdout and "95% interval" in r.stdout
+    page = (tmp_path / "compare.html").read_text()
+    assert "<img alt='B - A over the resamples' src='data:image/png;base64," in page and "B is worse" in page
 
 
 @pytest.fixture()

@@ -317,8 +317,9 @@ def compare_manifests(
 @click.option("--resamples", type=click.IntRange(min=100), default=2000, show_default=True, help="Paired bootstrap resamples.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the resampling.")
 @click.option("--allow-different-data", is_flag=True, help="Compare runs of other data or other held-out rows on the held-out rows they share.")
+@click.option("--report", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Also write the comparison, with a plot, to this HTML file.")
 @click.pass_obj
-def runs_compare(runs_dir, a, b, level, resamples, seed, allow_different_data):
+def runs_compare(runs_dir, a, b, level, resamples, seed, allow_different_data, report):
     """Is B better than A? What differs between the two runs (parameters, seeds, data, split, metrics, environment, code), then the
     headline metric on the held-out rows both predicted, with a paired bootstrap interval of the difference and a verdict."""
     try: ra, rb = resolve_run(a, runs_dir), resolve_run(b, runs_dir)
@@ -330,10 +331,11 @@ def runs_compare(runs_dir, a, b, level, resamples, seed, allow_different_data):
     else:
         width = max(len(k) for k, _, _ in diffs)
         for k, va, vb in diffs: click.echo(f"  {k:<{width}}  A: {va!r:<20}  B: {vb!r}")
-    from house_prices.core.compare import compare_runs
+    from house_prices.core.compare import compare_runs, comparison_report
     try: comparison = compare_runs(ra, rb, level=level, resamples=resamples, seed=seed, allow_different_data=allow_different_data)
     except ValueError as e: _fail(e)
     click.echo(str(comparison))
+    if report: click.echo(f"report: {comparison_report(comparison, report)}")
 
 @runs.command("promote")
 @click.argument("run_ref", metavar="RUN")

@@ -14,7 +14,7 @@ from typing import Callable, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from .manifest import Manifest
 from .project import Metric, get_project
@@ -24,8 +24,8 @@ from .runs import (ALIAS_RE, ALIASES, CONTRACT, DEFAULT_ALIAS, MANIFEST, PROMOTI
 
 
 # %% auto #0
-__all__ = ['Comparison', 'compare_scores', 'compare_runs', 'contract_changes', 'Promotion', 'PromotionRefused', 'promotions',
-           'promote']
+__all__ = ['Comparison', 'compare_scores', 'compare_runs', 'comparison_report', 'contract_changes', 'Promotion',
+           'PromotionRefused', 'promotions', 'promote']
 
 # %% ../../nbs/core/20_compare.ipynb #b5347753
 class Comparison(BaseModel):
@@ -45,6 +45,7 @@ class Comparison(BaseModel):
     resamples: int # Bootstrap resamples (of the rows, the same rows for both runs)
     seed: int # Seed of the resampling
     verdict: Literal["B is better", "B is worse", "no detectable difference"]
+    resampled: list[float] = Field(default_factory=list, exclude=True, repr=False) # B - A on each resample (for the plot; not logged)
 
     def __str__(self):
         pct = f"{self.level:.0%}"
@@ -76,7 +77,7 @@ def compare_scores(
     up = "B is better" if higher_is_better else "B is worse"
     down = "B is worse" if higher_is_better else "B is better"
     verdict = up if low > 0 else down if high < 0 else "no detectable difference"
-    return dict(difference=float(diff), low=low, high=high, level=level, resamples=resamples, seed=seed, verdict=verdict)
+    return dict(difference=float(diff), low=low, high=high, level=level, resamples=resamples, seed=seed, verdict=verdict, resampled=diffs.tolist())
 
 
 # %% ../../nbs/core/20_compare.ipynb #fd682fbd
@@ -126,6 +127,34 @@ def compare_runs(
     return Comparison(a=run_a.name, b=run_b.name, metric=metric.name, higher_is_better=metric.higher_is_better, rows=len(shared),
                       value_a=sa(everything), value_b=sb(everything), **result)
 
+
+# %% ../../nbs/core/20_compare.ipynb #3288a084
+def comparison_report(
+    comparison: Comparison, # A comparison made by `compare_runs` (with its resampled differences)
+    path: Path | str, # The HTML file to write
+) -> Path:
+    "A self-contained HTML page (the plot embedded): the comparison's table and a histogram of B - A over the resamples."
+    import base64, html, io
+    import matplotlib; matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    c = comparison
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    ax.hist(c.resampled, bins=60, color="tab:blue", alpha=0.7)
+    ax.axvline(0, color="k", lw=1, label="no difference")
+    ax.axvspan(c.low, c.high, color="tab:orange", alpha=0.2, label=f"{c.level:.0%} interval")
+    ax.axvline(c.difference, color="tab:orange", lw=2, label=f"B - A on all {c.rows} rows")
+    ax.set(xlabel=f"{c.metric}: B - A ({'higher' if c.higher_is_better else 'lower'} is better)", ylabel="resamples", title=c.verdict)
+    ax.legend(fontsize=8); fig.tight_layout()
+    png = io.BytesIO(); fig.savefig(png, format="png", dpi=110); plt.close(fig)
+    rows = [("A", c.a), ("B", c.b), (f"{c.metric} of A", f"{c.value_a:.6g}"), (f"{c.metric} of B", f"{c.value_b:.6g}"), ("B - A", f"{c.difference:+.6g}"),
+            (f"{c.level:.0%} interval", f"[{c.low:+.6g}, {c.high:+.6g}]"), ("held-out rows", c.rows), ("resamples (seed)", f"{c.resamples} ({c.seed})"), ("verdict", c.verdict)]
+    table = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(c.b)} vs {html.escape(c.a)}</title></head><body>"
+            f"<h1>Is {html.escape(c.b)} better than {html.escape(c.a)}?</h1><table>{table}</table>"
+            f"<img alt='B - A over the resamples' src='data:image/png;base64,{base64.b64encode(png.getvalue()).decode()}'></body></html>")
+    path = Path(path)
+    path.write_text(page)
+    return path
 
 # %% ../../nbs/core/20_compare.ipynb #8d116b85
 def contract_changes(
