@@ -22,6 +22,12 @@ def test_a_far_weaker_model_is_worse_and_another_seed_is_no_different(runs):
     assert compare_runs(runs["base"], runs["seed1"]) == seed  # seeded: the same interval again
 
 
+def test_cross_validation_on_the_same_folds_compares_the_recipes(runs):
+    r = house_prices_cli("runs", "compare", runs["worse"], runs["base"], "--cv", "3", "--repeats", "1")
+    assert r.returncode == 0, r.stderr
+    assert "1460 rows, 1 x 3-fold cross-validation on the same folds" in r.stdout and "verdict: B is better" in r.stdout
+
+
 def test_runs_that_held_out_other_rows_are_refused_unless_told(train_job, runs):
     other = train_job("a", split_seed=1)
     with pytest.raises(ValueError, match="held out different rows"):

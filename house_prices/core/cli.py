@@ -317,9 +317,12 @@ def compare_manifests(
 @click.option("--resamples", type=click.IntRange(min=100), default=2000, show_default=True, help="Paired bootstrap resamples.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the resampling.")
 @click.option("--allow-different-data", is_flag=True, help="Compare runs of other data or other held-out rows on the held-out rows they share.")
+@click.option("--cv", "folds", type=click.IntRange(min=2), default=None,
+              help="Compare by refitting both runs' pipelines on the same FOLDS folds of their data (for a small held-out set).")
+@click.option("--repeats", type=click.IntRange(min=1), default=2, show_default=True, help="With --cv: cross-validations, each with other folds.")
 @click.option("--report", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Also write the comparison, with a plot, to this HTML file.")
 @click.pass_obj
-def runs_compare(runs_dir, a, b, level, resamples, seed, allow_different_data, report):
+def runs_compare(runs_dir, a, b, level, resamples, seed, allow_different_data, folds, repeats, report):
     """Is B better than A? What differs between the two runs (parameters, seeds, data, split, metrics, environment, code), then the
     headline metric on the held-out rows both predicted, with a paired bootstrap interval of the difference and a verdict."""
     try: ra, rb = resolve_run(a, runs_dir), resolve_run(b, runs_dir)
@@ -331,9 +334,11 @@ def runs_compare(runs_dir, a, b, level, resamples, seed, allow_different_data, r
     else:
         width = max(len(k) for k, _, _ in diffs)
         for k, va, vb in diffs: click.echo(f"  {k:<{width}}  A: {va!r:<20}  B: {vb!r}")
-    from house_prices.core.compare import compare_runs, comparison_report
-    try: comparison = compare_runs(ra, rb, level=level, resamples=resamples, seed=seed, allow_different_data=allow_different_data)
-    except ValueError as e: _fail(e)
+    from house_prices.core.compare import compare_runs, compare_runs_cv, comparison_report
+    try:
+        if folds: comparison = compare_runs_cv(ra, rb, folds=folds, repeats=repeats, level=level, resamples=resamples, seed=seed)
+        else: comparison = compare_runs(ra, rb, level=level, resamples=resamples, seed=seed, allow_different_data=allow_different_data)
+    except (ValueError, FileNotFoundError) as e: _fail(e)
     click.echo(str(comparison))
     if report: click.echo(f"report: {comparison_report(comparison, report)}")
 

@@ -24,8 +24,8 @@ from .runs import (ALIAS_RE, ALIASES, CONTRACT, DEFAULT_ALIAS, MANIFEST, PROMOTI
 
 
 # %% auto #0
-__all__ = ['Comparison', 'compare_scores', 'compare_runs', 'comparison_report', 'contract_changes', 'Promotion',
-           'PromotionRefused', 'promotions', 'promote']
+__all__ = ['Comparison', 'compare_scores', 'compare_runs', 'compare_runs_cv', 'comparison_report', 'contract_changes',
+           'Promotion', 'PromotionRefused', 'promotions', 'promote']
 
 # %% ../../nbs/core/20_compare.ipynb #b5347753
 class Comparison(BaseModel):
@@ -35,7 +35,8 @@ class Comparison(BaseModel):
     b: str # Run B (the candidate)
     metric: str # The metric compared (the project's headline metric)
     higher_is_better: bool
-    rows: int # Held-out rows both runs predicted
+    rows: int # Rows both runs predicted (held-out rows, or every row in cross-validation)
+    method: str = "held-out rows" # What the rows are: the runs' held-out rows, or "<repeats> x <folds>-fold cross-validation"
     value_a: float # The metric of A on those rows
     value_b: float # The metric of B on those rows
     difference: float # value_b - value_a
@@ -49,7 +50,8 @@ class Comparison(BaseModel):
 
     def __str__(self):
         pct = f"{self.level:.0%}"
-        return (f"{self.metric} on {self.rows} held-out rows both runs predicted ({'higher' if self.higher_is_better else 'lower'} is better):\n"
+        on = f"{self.rows} held-out rows both runs predicted" if self.method == "held-out rows" else f"{self.rows} rows, {self.method} on the same folds"
+        return (f"{self.metric} on {on} ({'higher' if self.higher_is_better else 'lower'} is better):\n"
                 f"  A {self.a}: {self.value_a:.6g}\n  B {self.b}: {self.value_b:.6g}\n"
                 f"  B - A = {self.difference:+.6g}, {pct} interval [{self.low:+.6g}, {self.high:+.6g}] ({self.resamples} paired bootstrap resamples, seed {self.seed})\n"
                 f"  verdict: {self.verdict}")
@@ -128,7 +130,49 @@ def compare_runs(
                       value_a=sa(everything), value_b=sb(everything), **result)
 
 
-# %% ../../nbs/core/20_compare.ipynb #3288a084
+# %% ../../nbs/core/20_compare.ipynb #b0d8500a
+def compare_runs_cv(
+    run_a: Path | str, # The reference run
+    run_b: Path | str, # The candidate
+    folds: int = 5, # Folds of each cross-validation
+    repeats: int = 2, # Cross-validations, each with its folds shuffled by another seed
+    level: float = 0.95, # Confidence level of the interval
+    resamples: int = 2000, # Bootstrap resamples
+    seed: int = 0, # Seed of the folds (seed, seed + 1, ...) and of the resampling
+    snapshots: Path | str | None = None, # Where the runs' data snapshots are; default: the `.snapshots` folder of run A's store
+    metric: Metric | None = None, # The metric to compare; default: the project's headline metric
+    evaluate: Callable | None = None, # (actual, predicted[, probabilities, classes]) -> metrics; default: the project's
+) -> Comparison:
+    "Paired comparison of two runs' pipelines refitted on the same folds of the data both were trained on; refuses runs of other data."
+    from sklearn.model_selection import KFold
+    from house_prices.core.sources import load_snapshot
+    from house_prices.core.train import fit, predict_frame
+    project = get_project()
+    metric, evaluate = metric or project.headline, evaluate or project.evaluate
+    if metric.higher_is_better is None: raise ValueError(f"metric {metric.name!r} declares neither higher nor lower as better: it cannot say which run is better")
+    run_a, run_b = Path(run_a), Path(run_b)
+    ma, mb = Manifest.read(run_a / MANIFEST), Manifest.read(run_b / MANIFEST)
+    if ma.data.fingerprint != mb.data.fingerprint:
+        raise ValueError(f"runs {run_a.name} and {run_b.name} were trained on different data (fingerprints {ma.data.fingerprint[:12]}… and "
+                         f"{mb.data.fingerprint[:12]}…): cross-validation refits both on the same data, so they cannot be compared this way")
+    df = load_snapshot(ma.data.fingerprint, snapshots or run_a.parent / ".snapshots")
+    params = [{k: v for k, v in m.parameters.items() if k in project.default_params} for m in (ma, mb)]
+    tables = {0: [], 1: []}
+    for r in range(repeats):
+        for train_idx, test_idx in KFold(folds, shuffle=True, random_state=seed + r).split(df):
+            for k, p in enumerate(params):
+                tables[k].append(predict_frame(fit(df.iloc[train_idx], p), df.iloc[test_idx]).assign(_repeat=r))
+    # one table per run, ordered by (repeat, id): row i of repeat r is at r * n + i
+    ta, tb = (pd.concat(tables[k]).sort_values(["_repeat", project.schema.id]).reset_index(drop=True) for k in (0, 1))
+    n, target = len(df), project.schema.target
+    sa, sb = (_scorer(t, target, metric.name, evaluate, project.task) for t in (ta, tb))
+    stacked = lambda rows: (np.asarray(rows)[None, :] + n * np.arange(repeats)[:, None]).ravel()  # a row and its other repeats
+    result = compare_scores(lambda rows: sa(stacked(rows)), lambda rows: sb(stacked(rows)), n, metric.higher_is_better, level, resamples, seed)
+    everything = np.arange(n * repeats)
+    return Comparison(a=run_a.name, b=run_b.name, metric=metric.name, higher_is_better=metric.higher_is_better, rows=n,
+                      method=f"{repeats} x {folds}-fold cross-validation", value_a=sa(everything), value_b=sb(everything), **result)
+
+# %% ../../nbs/core/20_compare.ipynb #743e95a8
 def comparison_report(
     comparison: Comparison, # A comparison made by `compare_runs` (with its resampled differences)
     path: Path | str, # The HTML file to write
