@@ -91,3 +91,10 @@ def test_commands_take_the_production_run_and_list_aliases(runs, store, settings
     assert r.returncode == 0 and "no run is promoted" not in r.stderr, r.stderr
     scored = house_prices_cli("predict", "--no-progress", "--run", seed1, settings.test_csv, "-o", tmp_path / "seed1.csv", env=env)
     assert scored.returncode == 0 and (tmp_path / "out.csv").read_bytes() == (tmp_path / "seed1.csv").read_bytes()
+
+
+def test_a_project_gate_can_require_that_the_run_reproduces(runs, store):
+    from house_prices.core.compare import promote
+    from house_prices.core.project import Gate
+    p = promote(runs["worse"].name, "staging", store, gate=Gate(reproduces=True))
+    assert not p.objections and any(c.startswith("reproduces: reproduced") for c in p.checked), p.checked

@@ -17,7 +17,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from .manifest import Manifest
-from .project import Metric, get_project
+from .project import Gate, Metric, get_project
 from .predict import Contract
 from .runs import (ALIAS_RE, ALIASES, CONTRACT, DEFAULT_ALIAS, MANIFEST, PROMOTIONS, read_aliases, read_json,
                                     read_predictions, resolve_run, write_json)
@@ -130,7 +130,7 @@ def compare_runs(
                       value_a=sa(everything), value_b=sb(everything), **result)
 
 
-# %% ../../nbs/core/20_compare.ipynb #b0d8500a
+# %% ../../nbs/core/20_compare.ipynb #1ac2aa42
 def compare_runs_cv(
     run_a: Path | str, # The reference run
     run_b: Path | str, # The candidate
@@ -235,6 +235,7 @@ class Promotion(BaseModel):
     kind: Literal["promotion", "rollback"] # A rollback gives the alias back to a run that held it before
     reason: str | None # Why (required with force)
     forced: bool # Whether the gate's objections were overridden
+    checked: list[str] = [] # What the gate checked, and found
     objections: list[str] # What the gate objected to (empty when it passed)
     comparison: Comparison | None # The paired comparison with the previous holder
     contract_changes: list[str] # How the input contract changed from the previous holder's
@@ -254,6 +255,7 @@ def promote(
     reason: str | None = None, # Why; required with `force`
     force: bool = False, # Promote even if the gate objects
     resamples: int = 2000, # Bootstrap resamples of the comparison with the current holder
+    gate: Gate | None = None, # What the run must pass; default: the project's (`Project.gate`)
 ) -> Promotion:
     """Give `alias` to `run` if it passes the gate: not worse than the alias's current holder by the paired comparison (see `compare_runs`;
     runs that cannot be compared row by row are an objection too), and no input-contract change that breaks a client. The change is
@@ -266,22 +268,34 @@ def promote(
     held = read_aliases(runs_dir)
     current = held.get(alias)
     if current == new.name: raise ValueError(f"run {new.name} holds {alias!r} already")
-    objections, comparison, changes = [], None, []
+    gate = gate or get_project().gate
+    objections, checked, comparison, changes = [], [], None, []
     if current is not None:
         old = resolve_run(current, runs_dir)
-        try:
-            comparison = compare_runs(old, new, resamples=resamples)
-            if comparison.verdict == "B is worse":
-                objections.append(f"it is worse than {current}, which holds {alias!r}: {comparison.metric} {comparison.value_b:.6g} against "
-                                  f"{comparison.value_a:.6g}, difference interval [{comparison.low:+.4g}, {comparison.high:+.4g}]")
-        except ValueError as e: objections.append(str(e))
+        if gate.not_worse:
+            try:
+                comparison = compare_runs(old, new, resamples=resamples)
+                checked.append(f"against {current}: {comparison.verdict}")
+                if comparison.verdict == "B is worse":
+                    objections.append(f"it is worse than {current}, which holds {alias!r}: {comparison.metric} {comparison.value_b:.6g} against "
+                                      f"{comparison.value_a:.6g}, difference interval [{comparison.low:+.4g}, {comparison.high:+.4g}]")
+            except ValueError as e: objections.append(str(e))
         changes, breaking = contract_changes(Contract.of(read_json(old / CONTRACT)), Contract.of(read_json(new / CONTRACT)))
-        objections += [f"its input contract breaks clients of {current}: {b}" for b in breaking]
+        if gate.compatible_contract:
+            checked.append(f"input contract: {len(changes)} change(s), {len(breaking)} breaking")
+            objections += [f"its input contract breaks clients of {current}: {b}" for b in breaking]
+    if gate.reproduces and not (objections and not force):
+        from dataclasses import replace
+        from house_prices.core.config import get_settings
+        from house_prices.core.job import reproduce
+        verdict = reproduce(new, settings=replace(get_settings(), runs_dir=runs_dir), progress=False)
+        checked.append(f"reproduces: {verdict.summary()} (as {verdict.new_run.name if verdict.new_run else 'no run'})")
+        if not verdict.reproduced: objections.append(f"it does not reproduce: {verdict.summary()}")
     if objections and not force:
         raise PromotionRefused(f"run {new.name} is not promoted to {alias!r}: " + "; ".join(objections) + ". To promote it anyway: force with a reason (--force --reason ...)")
     kind = "rollback" if any(p.alias == alias and p.run == new.name for p in promotions(runs_dir)) else "promotion"
     entry = Promotion(time=datetime.now(timezone.utc).isoformat(timespec="seconds"), user=getpass.getuser(), alias=alias, run=new.name,
-                      previous=current, kind=kind, reason=reason, forced=bool(objections), objections=objections, comparison=comparison,
+                      previous=current, kind=kind, reason=reason, forced=bool(objections), checked=checked, objections=objections, comparison=comparison,
                       contract_changes=changes)
     with open(runs_dir / PROMOTIONS, "a") as f:  # the log first: an alias never moves without its line
         f.write(entry.model_dump_json() + "\n"); f.flush(); os.fsync(f.fileno())

@@ -13,7 +13,7 @@ from typing import Any, Callable
 from .schema import Schema
 
 # %% auto #0
-__all__ = ['TASKS', 'ENTRY_POINT_GROUP', 'Metric', 'Project', 'ProjectNotFound', 'get_project']
+__all__ = ['TASKS', 'ENTRY_POINT_GROUP', 'Metric', 'Gate', 'Project', 'ProjectNotFound', 'get_project']
 
 # %% ../../nbs/core/02_project.ipynb #8e093928
 @dataclass(frozen=True)
@@ -28,6 +28,14 @@ class Metric:
         "The value in this metric's format (or as it is, when it does not fit the format)."
         try: return self.format.format(value)
         except (TypeError, ValueError): return str(value)
+
+# %% ../../nbs/core/02_project.ipynb #a6f54cd3
+@dataclass(frozen=True)
+class Gate:
+    "What a run must pass to hold an alias (see `core.compare.promote`); a project declares its own in its `Project`."
+    not_worse: bool = True # Not worse than the alias's current holder by the paired comparison on held-out rows
+    compatible_contract: bool = True # No input-contract change that breaks the current holder's clients
+    reproduces: bool = False # Re-executing the run's job reproduces it (costs a training run; the reproduction stays in the store)
 
 # %% ../../nbs/core/02_project.ipynb #a2283667
 TASKS = ("regression", "classification")
@@ -47,6 +55,7 @@ class Project:
     build_pipeline: Callable[..., Any] | None = None # params -> an unfitted scikit-learn estimator
     evaluate: Callable[..., dict] | None = None # (actual, predicted) -> the metrics, by the names in `metrics`
     default_params: dict[str, Any] = field(default_factory=dict) # The pipeline's parameters and their defaults
+    gate: Gate = field(default_factory=Gate) # What a run must pass to be promoted to an alias such as production
 
     def __post_init__(self):
         if self.task not in TASKS: raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
