@@ -2,11 +2,10 @@
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
-
-import shutil
 
 import joblib
 import numpy as np
@@ -25,11 +24,19 @@ from conftest import BIN, house_prices_cli
 SMALL = ["-p", "gbm_n_estimators", "60"]
 
 
-@pytest.fixture
-def store(tmp_path):
-    "A run store with one small finished run."
-    r = house_prices_cli("train", "--no-progress", "-p", "runs_dir", tmp_path, *SMALL)
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    "A run store with one small finished run, trained once for the module."
+    d = tmp_path_factory.mktemp("trained")
+    r = house_prices_cli("train", "--no-progress", "-p", "runs_dir", d, *SMALL)
     assert r.returncode == 0, r.stderr
+    return d
+
+
+@pytest.fixture
+def store(trained, tmp_path):
+    "A copy of that store (its run and data snapshot) for one test to change as it needs."
+    shutil.copytree(trained, tmp_path, dirs_exist_ok=True)
     return tmp_path
 
 
