@@ -29,7 +29,7 @@ class Metric:
         try: return self.format.format(value)
         except (TypeError, ValueError): return str(value)
 
-# %% ../../nbs/core/02_project.ipynb #a6f54cd3
+# %% ../../nbs/core/02_project.ipynb #91d3dad3
 @dataclass(frozen=True)
 class Gate:
     "What a run must pass to hold an alias (see `core.compare.promote`); a project declares its own in its `Project`."
