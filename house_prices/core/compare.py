@@ -92,6 +92,14 @@ def _scorer(table: pd.DataFrame, target: str, metric: str, evaluate: Callable, t
         return lambda idx: float(evaluate(actual[idx], predicted[idx], proba[idx], classes)[metric])
     return lambda idx: float(evaluate(actual[idx], predicted[idx])[metric])
 
+def _two_runs(run_a, run_b, metric: Metric | None, evaluate: Callable | None):
+    "(project, metric, evaluate, run A, run B, their manifests) with the project's defaults, refusing a metric that points nowhere."
+    project = get_project()
+    metric, evaluate = metric or project.headline, evaluate or project.evaluate
+    if metric.higher_is_better is None: raise ValueError(f"metric {metric.name!r} declares neither higher nor lower as better: it cannot say which run is better")
+    run_a, run_b = Path(run_a), Path(run_b)
+    return project, metric, evaluate, run_a, run_b, Manifest.read(run_a / MANIFEST), Manifest.read(run_b / MANIFEST)
+
 def compare_runs(
     run_a: Path | str, # The reference run (the one in production, say)
     run_b: Path | str, # The candidate
@@ -103,11 +111,7 @@ def compare_runs(
     evaluate: Callable | None = None, # (actual, predicted[, probabilities, classes]) -> metrics; default: the project's
 ) -> Comparison:
     "Paired comparison of two runs on the held-out rows both predicted; refuses runs of other data or other held-out rows unless told."
-    project = get_project()
-    metric, evaluate = metric or project.headline, evaluate or project.evaluate
-    if metric.higher_is_better is None: raise ValueError(f"metric {metric.name!r} declares neither higher nor lower as better: it cannot say which run is better")
-    run_a, run_b = Path(run_a), Path(run_b)
-    ma, mb = Manifest.read(run_a / MANIFEST), Manifest.read(run_b / MANIFEST)
+    project, metric, evaluate, run_a, run_b, ma, mb = _two_runs(run_a, run_b, metric, evaluate)
     problems = []
     if ma.data.fingerprint != mb.data.fingerprint:
         problems.append(f"they were trained on different data (fingerprints {ma.data.fingerprint[:12]}… and {mb.data.fingerprint[:12]}…)")
@@ -147,11 +151,7 @@ def compare_runs_cv(
     from sklearn.model_selection import KFold
     from house_prices.core.sources import load_snapshot
     from house_prices.core.train import fit, predict_frame
-    project = get_project()
-    metric, evaluate = metric or project.headline, evaluate or project.evaluate
-    if metric.higher_is_better is None: raise ValueError(f"metric {metric.name!r} declares neither higher nor lower as better: it cannot say which run is better")
-    run_a, run_b = Path(run_a), Path(run_b)
-    ma, mb = Manifest.read(run_a / MANIFEST), Manifest.read(run_b / MANIFEST)
+    project, metric, evaluate, run_a, run_b, ma, mb = _two_runs(run_a, run_b, metric, evaluate)
     if ma.data.fingerprint != mb.data.fingerprint:
         raise ValueError(f"runs {run_a.name} and {run_b.name} were trained on different data (fingerprints {ma.data.fingerprint[:12]}… and "
                          f"{mb.data.fingerprint[:12]}…): cross-validation refits both on the same data, so they cannot be compared this way")
