@@ -124,6 +124,7 @@ def score_file(
     chunk_size: int = 50_000, # Rows read and scored at a time
     issues_file: Path | str | None = None, # Optional CSV of every error and warning: row, the id, column, value, message, level
     progress: bool = False, # Show a progress bar on stderr
+    input_log=None, # An `inputlog.InputLog` to hand each scored chunk to (it waits for room rather than dropping)
 ) -> BatchSummary:
     "Score `input` chunk by chunk into `output` (written atomically); return what happened."
     from tqdm.auto import tqdm
@@ -140,6 +141,7 @@ def score_file(
                 raise ValueError(f"{input} has none of the model's {len(predictor.features)} columns (such as {', '.join(predictor.features[:3])}); "
                                  f"its columns are {shown}: is this the right file?")
             scored = predictor.score_table(chunk)
+            if input_log is not None: input_log.log(scored, predictor.run_id, table=chunk, block=True)
             frame = scored.frame(warnings=False)
             out.write(pa.Table.from_pandas(frame, preserve_index=False))
             issues = scored.issues

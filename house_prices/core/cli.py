@@ -19,7 +19,7 @@ from .manifest import IntegrityError, Manifest, ManifestError, VersionMismatchEr
 from .runs import MANIFEST, METRICS, read_json, resolve_run, run_table
 
 # %% auto #0
-__all__ = ['COMPARED', 'main', 'train', 'reproduce', 'predict', 'serve', 'data', 'data_fingerprint', 'data_validate',
+__all__ = ['COMPARED', 'main', 'train', 'reproduce', 'predict', 'serve', 'drift', 'data', 'data_fingerprint', 'data_validate',
            'data_draft_schema', 'data_ingest', 'runs', 'runs_list', 'runs_clean', 'runs_show', 'compare_manifests',
            'runs_compare', 'runs_promote']
 
@@ -99,6 +99,14 @@ _RUN_HELP = "Run id, folder or alias whose model to use (default: the run promot
 _MISMATCH_HELP = "Load the model even if library versions or recorded predictions differ from the run's (logs a warning)."
 _UNSIGNED_HELP = "Load a run whose signature is missing or does not check out with this host's key (logs a warning): only a run you trust."
 
+def _input_log_options(f):
+    "The input log's options, shared by `predict` and `serve`."
+    f = click.option("--log-max-mb", type=click.FloatRange(min=0.001), default=1024.0, show_default=True,
+                     help="Largest total size of the input log's files, in MiB: the oldest are removed beyond it.")(f)
+    f = click.option("--log-exclude", multiple=True, metavar="COLUMN", help="A field (or the id) never written to the input log, such as personal data (repeatable).")(f)
+    return click.option("--log-inputs", type=click.Path(file_okay=False, path_type=Path), default=None,
+                        help="Log scored inputs and outputs as Parquet files in this folder, by date (off by default; see `drift --log`).")(f)
+
 @main.command()
 @click.argument("input", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
@@ -110,19 +118,25 @@ _UNSIGNED_HELP = "Load a run whose signature is missing or does not check out wi
 @click.option("--allow-version-mismatch", is_flag=True, help=_MISMATCH_HELP)
 @click.option("--allow-unsigned", is_flag=True, help=_UNSIGNED_HELP)
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
-def predict(input, output, run_ref, chunk_size, issues_file, allow_errors, allow_version_mismatch, allow_unsigned, progress):
+@_input_log_options
+def predict(input, output, run_ref, chunk_size, issues_file, allow_errors, allow_version_mismatch, allow_unsigned, progress, log_inputs, log_exclude, log_max_mb):
     "Score INPUT (.csv or .parquet: the training data's columns, the target not needed) with the model of a run."
     from house_prices.core.batch import score_file
+    from house_prices.core.inputlog import InputLog
     from house_prices.core.predict import Predictor
     _exit_on_sigterm()  # stopped: the temporary output is removed, as on Ctrl-C
     try:
         predictor = Predictor.load(resolve_run(run_ref, get_settings().runs_dir), allow_version_mismatch=allow_version_mismatch,
                                    allow_unsigned=allow_unsigned)
-        summary = score_file(predictor, input, output, chunk_size=chunk_size, issues_file=issues_file, progress=progress)
+        ilog = InputLog(log_inputs, predictor.contract, log_exclude, int(log_max_mb * 2**20)) if log_inputs else None
+        try: summary = score_file(predictor, input, output, chunk_size=chunk_size, issues_file=issues_file, progress=progress, input_log=ilog)
+        finally:
+            if ilog is not None: ilog.close()
     except _EXPECTED as e: _fail(e)
     except (ValueError, OSError) as e: _fail(RuntimeError(f"cannot score {input}: {e}"))
     click.echo(f"run {predictor.run_id} -> {output}")
     click.echo(str(summary))
+    if ilog is not None: click.echo(f"input log: {ilog.written_rows} rows written to {log_inputs}" + (f", {ilog.failed_rows} failed" if ilog.failed_rows else ""))
     if summary.failed and not allow_errors:
         click.echo(f"{summary.failed} row(s) refused: see the 'error' column of {output} (or pass --allow-errors)", err=True)
         raise SystemExit(1)
@@ -139,8 +153,9 @@ def predict(input, output, run_ref, chunk_size, issues_file, allow_errors, allow
 @click.option("--admin-token-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="File holding the bearer token of POST /admin/reload (without it, only SIGHUP reloads).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True)
-def serve(run_ref, host, port, max_records, max_body_mb, allow_version_mismatch, allow_unsigned, admin_token_file, log_level):
-    """Serve the model of a run over HTTP: GET /health, GET /model, POST /predict (docs at /docs). On SIGHUP (or POST /admin/reload with
+@_input_log_options
+def serve(run_ref, host, port, max_records, max_body_mb, allow_version_mismatch, allow_unsigned, admin_token_file, log_level, log_inputs, log_exclude, log_max_mb):
+    """Serve the model of a run over HTTP: GET /health, GET /model, GET /metrics, POST /predict (docs at /docs). On SIGHUP (or POST /admin/reload with
     the admin token) it serves the run --run names then (production, by default), swapped in without downtime once loaded and verified."""
     import uvicorn
     from house_prices.core.service import create_app
@@ -151,10 +166,73 @@ def serve(run_ref, host, port, max_records, max_body_mb, allow_version_mismatch,
         settings = get_settings()
         run = resolve_run(run_ref, settings.runs_dir)
         app = create_app(run, allow_version_mismatch=allow_version_mismatch, allow_unsigned=allow_unsigned, max_records=max_records,
-                         max_body_bytes=int(max_body_mb * 2**20), reload_ref=run_ref, runs_dir=settings.runs_dir, admin_token=token)
-    except _EXPECTED as e: _fail(e)
+                         max_body_bytes=int(max_body_mb * 2**20), reload_ref=run_ref, runs_dir=settings.runs_dir, admin_token=token,
+                         log_inputs=log_inputs, log_exclude=tuple(log_exclude), log_max_bytes=int(log_max_mb * 2**20))
+    except (*_EXPECTED, ValueError) as e: _fail(e)
     click.echo(f"serving run {run.name} on http://{host}:{port} (docs: /docs)", err=True)
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+
+# %% ../../nbs/core/19_cli.ipynb #e12c2a8d
+def _thresholds(pairs) -> "Thresholds":
+    from house_prices.core.drift import Thresholds
+    from pydantic import ValidationError
+    values = {}
+    for p in pairs:
+        name, sep, value = p.partition("=")
+        if not sep or name not in Thresholds.model_fields:
+            raise click.BadParameter(f"{p!r}: expected NAME=VALUE with NAME one of {', '.join(Thresholds.model_fields)}", param_hint="--threshold")
+        values[name] = value
+    try: return Thresholds(**values)
+    except ValidationError as e: raise click.BadParameter("; ".join(f"{err['loc'][0]}: {err['msg']}" for err in e.errors()), param_hint="--threshold") from None
+
+@main.command()
+@click.argument("inputs", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path), metavar="[INPUT]...")
+@click.option("--run", "run_ref", default=None, help="Run id, folder or alias whose training data is the reference (default: the run promoted to production, else the newest).")
+@click.option("--log", "log_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Also compare the input log in this folder (serve/predict --log-inputs).")
+@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="First day of the input log to compare (UTC).")
+@click.option("--until", type=click.DateTime(["%Y-%m-%d"]), help="Last day of the input log to compare (UTC).")
+@click.option("--threshold", "thresholds", multiple=True, metavar="NAME=VALUE",
+              help="Change a threshold (repeatable): p_value (0.01), psi (0.2), effect (0.1), missing (0.1), unseen (0.05).")
+@click.option("--report", type=click.Path(dir_okay=False, path_type=Path), help="Also write an HTML report with a plot per flagged column.")
+@click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path), help="Also write the comparison as JSON.")
+@click.option("--all", "every", is_flag=True, help="List every column, not only the flagged ones.")
+@click.option("--chunk-size", type=click.IntRange(min=1), default=50_000, show_default=True, help="Rows of a file read at a time.")
+@click.option("--allow-version-mismatch", is_flag=True, help=_MISMATCH_HELP)
+@click.option("--allow-unsigned", is_flag=True, help=_UNSIGNED_HELP)
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar per file.")
+def drift(inputs, run_ref, log_dir, since, until, thresholds, report, json_file, every, chunk_size, allow_version_mismatch, allow_unsigned, progress):
+    """Compare current data with a run's training data: INPUT files (.csv or .parquet, scored with the run's model) and/or an input log.
+
+    Per column: PSI, a KS (numbers) or chi-squared (categories) test, the missing rate and unseen categories; the same for the predictions.
+    Exit code 0: nothing flagged; 3: drift flagged; 1: could not compare."""
+    from house_prices.core.drift import EXIT_DRIFT, Tally, drift_html, drift_report, read_profile, tally_files, tally_log
+    from house_prices.core.manifest import check_signature
+    from house_prices.core.predict import Predictor
+    if not inputs and log_dir is None: raise click.UsageError("nothing to compare: give INPUT files, --log FOLDER, or both")
+    if (since or until) and log_dir is None: raise click.UsageError("--since and --until select days of an input log: give --log FOLDER")
+    th = _thresholds(thresholds)
+    try:
+        run = resolve_run(run_ref, get_settings().runs_dir)
+        manifest = Manifest.read(run / MANIFEST)
+        check_signature(run, manifest, allow_unsigned)
+        profile = read_profile(run, manifest)
+        tally, sources = Tally(profile), [str(p) for p in inputs]
+        if inputs:
+            predictor = Predictor.load(run, allow_version_mismatch=allow_version_mismatch, allow_unsigned=allow_unsigned)
+            tally_files(tally, predictor, inputs, chunk_size=chunk_size, progress=progress)
+        if log_dir is not None:
+            tally_log(tally, log_dir, since and since.date(), until and until.date())
+            sources.append(f"input log {log_dir}" + (f" from {since.date()}" if since else "") + (f" to {until.date()}" if until else ""))
+        if not tally.rows: raise ValueError("no rows to compare" + (" in the input log for those days" if log_dir is not None and not inputs else ""))
+        result = drift_report(tally, th, run_id=manifest.run_id, sources=sources)
+        if report: drift_html(result, profile, report)
+        if json_file: json_file.write_text(result.model_dump_json(indent=2) + "\n")
+    except _EXPECTED as e: _fail(e)
+    except (ValueError, OSError) as e: _fail(RuntimeError(f"cannot compare: {e}"))
+    except ImportError as e: _fail(RuntimeError(f"the HTML report needs matplotlib ({e}): install the development environment (make install), or leave out --report"))
+    click.echo(result.table(every))
+    if report: click.echo(f"report: {report}")
+    raise SystemExit(EXIT_DRIFT if result.flagged else 0)
 
 # %% ../../nbs/core/19_cli.ipynb #acf46ae0
 @main.group()

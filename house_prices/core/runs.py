@@ -25,14 +25,14 @@ log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'MODEL', 'MANIFEST', 'METRICS', 'PREDICTIONS', 'NOTEBOOK', 'REPORT', 'CONTRACT', 'HELD_OUT',
-           'TRAIN_PREDICTIONS', 'STAGING', 'FAILED', 'JOB_INFO', 'ALIASES', 'PROMOTIONS', 'DEFAULT_ALIAS', 'ALIAS_RE',
-           'TMP_AGE_S', 'new_run_id', 'stage_run', 'publish_run', 'fail_run', 'atomic_write', 'write_json', 'read_json',
-           'save_run', 'artifacts', 'finish_run', 'read_predictions', 'read_aliases', 'default_run', 'list_runs',
-           'resolve_run', 'RunEntry', 'run_table', 'clean_runs']
+           'TRAIN_PREDICTIONS', 'PROFILE', 'STAGING', 'FAILED', 'JOB_INFO', 'ALIASES', 'PROMOTIONS', 'DEFAULT_ALIAS',
+           'ALIAS_RE', 'TMP_AGE_S', 'new_run_id', 'stage_run', 'publish_run', 'fail_run', 'atomic_write', 'write_json',
+           'read_json', 'save_run', 'artifacts', 'finish_run', 'read_predictions', 'read_aliases', 'default_run',
+           'list_runs', 'resolve_run', 'RunEntry', 'run_table', 'clean_runs']
 
 # %% ../../nbs/core/10_runs.ipynb #a0900494
 MODEL, MANIFEST, METRICS, PREDICTIONS, NOTEBOOK, REPORT = "model.joblib", "manifest.json", "metrics.json", "predictions.csv", "train.ipynb", "report.html"
-CONTRACT, HELD_OUT, TRAIN_PREDICTIONS = "contract.json", "held_out.csv", "train_predictions.csv"
+CONTRACT, HELD_OUT, TRAIN_PREDICTIONS, PROFILE = "contract.json", "held_out.csv", "train_predictions.csv", "profile.json"
 STAGING, FAILED, JOB_INFO = ".staging", ".failed", ".job.json"
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -101,14 +101,16 @@ def save_run(
     contract: Any = None, # The model's input contract (a `predict.Contract` or its JSON dict), saved as contract.json
     held_out: pd.DataFrame | None = None, # The held-out input rows, saved as held_out.csv (production re-predicts them at load)
     train_predictions: pd.DataFrame | None = None, # The training rows' predictions, saved as train_predictions.csv (reproduce compares them)
+    profile: Any = None, # The reference profile of the training rows and held-out predictions (a `drift.Profile` or its JSON dict), saved as profile.json
 ) -> Manifest:
-    "Write model, predictions, metrics, contract, held-out rows and manifest into `run_dir`; return the manifest."
+    "Write model, predictions, metrics, contract, profile, held-out rows and manifest into `run_dir`; return the manifest."
     run_dir = Path(run_dir)
     full = Manifest(manifest_version=MANIFEST_VERSION, run_id=run_dir.name, metrics=metrics, environment=environment(lock_files), **manifest)
     atomic_write(run_dir / MODEL, lambda p: joblib.dump(pipeline, p))
     atomic_write(run_dir / PREDICTIONS, lambda p: predictions.to_csv(p, index=False))
     write_json(run_dir / METRICS, metrics)
     if contract is not None: write_json(run_dir / CONTRACT, contract.to_json() if hasattr(contract, "to_json") else contract)
+    if profile is not None: write_json(run_dir / PROFILE, profile.to_json() if hasattr(profile, "to_json") else profile)
     if held_out is not None: atomic_write(run_dir / HELD_OUT, lambda p: held_out.to_csv(p, index=False))
     if train_predictions is not None: atomic_write(run_dir / TRAIN_PREDICTIONS, lambda p: train_predictions.to_csv(p, index=False))
     write_json(run_dir / MANIFEST, full.to_json())

@@ -30,7 +30,8 @@ import pandas as pd
 from pydantic import ConfigDict, Field, create_model
 
 from .manifest import Manifest, check_signature, verify_artifact
-from .predict import SMALL_BATCH, Contract, Predictor, _show
+from .inputlog import InputLog, log_schema
+from .predict import SMALL_BATCH, Contract, Predictor, Scored, _show, _unseen
 from .predict import _id as _contract_id
 from .runs import CONTRACT, MANIFEST, read_json, resolve_run
 
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'MAX_ISSUES_PER_RECORD', 'MAX_LISTED_ISSUES', 'service_models', 'record_schema', 'type_issues',
-           'request_schema', 'LimitAndLog', 'create_app']
+           'request_schema', 'LimitAndLog', 'ServiceMetrics', 'create_app']
 
 # %% ../../nbs/core/16_service.ipynb #942062bd
 MAX_ISSUES_PER_RECORD = 5 # Problems listed per record in an answer; more are counted in one further line
@@ -135,9 +136,9 @@ def request_schema(contract: Contract | dict) -> dict[str, Any]:
 
 # %% ../../nbs/core/16_service.ipynb #cf007f10
 class LimitAndLog:
-    "ASGI middleware: refuse bodies over `max_body_bytes` with 413, and log one JSON line per request."
-    def __init__(self, app, max_body_bytes: int):
-        self.app, self.max_body_bytes = app, max_body_bytes
+    "ASGI middleware: refuse bodies over `max_body_bytes` with 413, log one JSON line per request, and count it in `metrics`."
+    def __init__(self, app, max_body_bytes: int, metrics: "ServiceMetrics | None" = None):
+        self.app, self.max_body_bytes, self.metrics = app, max_body_bytes, metrics
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http": return await self.app(scope, receive, send)
@@ -169,8 +170,66 @@ class LimitAndLog:
             if declared > self.max_body_bytes: await too_large()
             else: await self.app(scope, receive_limited, send_logged)
         finally:
+            seconds = time.perf_counter() - start
+            if self.metrics is not None: self.metrics.request(getattr(scope.get("route"), "path", "unmatched"), status["code"], seconds)
             log.info(json.dumps({"request_id": rid, "method": scope.get("method"), "path": scope.get("path"), "status": status["code"],
-                                 "records": scope["state"].get("records"), "latency_ms": round((time.perf_counter() - start) * 1000, 3)}))
+                                 "records": scope["state"].get("records"), "latency_ms": round(seconds * 1000, 3)}))
+
+# %% ../../nbs/core/16_service.ipynb #248c6b59
+_UNSEEN = _unseen("\0").split("\0")[1] # How the message of an unseen category ends
+
+class ServiceMetrics:
+    "The service's Prometheus metrics, in a registry of its own; the input log's counts are read when scraped."
+    BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0) # Latency buckets, seconds
+
+    def __init__(self):
+        from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
+        self.registry, self.content_type, self.input_log = CollectorRegistry(), CONTENT_TYPE_LATEST, None
+        r = self.registry
+        self.requests = Counter("model_requests", "HTTP requests answered, by route and status code", ["route", "status"], registry=r)
+        self.latency = Histogram("model_request_duration_seconds", "Time to answer an HTTP request, by route", ["route"], buckets=self.BUCKETS, registry=r)
+        self.records = Counter("model_records", "Records received by POST /predict, by outcome: scored or refused", ["outcome"], registry=r)
+        self.errors = Counter("model_record_errors", "Errors that refused a record, by field (empty: the record as a whole)", ["field"], registry=r)
+        self.unseen = Counter("model_unseen_categories", "Values of a category not seen in training (scored as unknown), by field", ["field"], registry=r)
+        self.model = Gauge("model_info", "The run whose model is serving (value 1)", ["run_id"], registry=r)
+        r.register(self)  # `collect` below: the input log's counts
+
+    def describe(self): return []  # the registry then asks `collect` only when scraped
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+        if self.input_log is None: return
+        rows = CounterMetricFamily("model_input_log_rows", "Rows handed to the input log, by outcome: written; dropped (its queue was full); failed (not written)", labels=["outcome"])
+        for k in ("written", "dropped", "failed"): rows.add_metric([k], getattr(self.input_log, f"{k}_rows"))
+        yield rows
+        yield GaugeMetricFamily("model_input_log_queue", "Requests waiting for the input log's writer", value=self.input_log.queued)
+
+    def serving(self, run_id: str | None, previous: str | None = None):
+        "Say which run serves (after a reload: instead of `previous`)."
+        if previous is not None:
+            try: self.model.remove(str(previous))
+            except KeyError: pass
+        self.model.labels(str(run_id)).set(1)
+
+    def request(self, route: str, status: int, seconds: float):
+        self.requests.labels(route, str(status)).inc()
+        self.latency.labels(route).observe(seconds)
+
+    def scored(self, scored: Scored):
+        "Count a scored request's records, the fields of their errors, and their unseen categories."
+        ok = int(scored.ok.sum())
+        self.records.labels("scored").inc(ok)
+        self.records.labels("refused").inc(len(scored.ok) - ok)
+        iss = scored.issues
+        if not len(iss): return
+        err = iss.level == "error"
+        for field, n in zip(*np.unique(iss.column[err].astype(str), return_counts=True)): self.errors.labels(field).inc(int(n))
+        unseen = [c for c, m, lv in zip(iss.column, iss.message, iss.level) if lv == "warning" and m.endswith(_UNSEEN)]
+        for field, n in zip(*np.unique(np.array(unseen, dtype=str), return_counts=True)): self.unseen.labels(field).inc(int(n))
+
+    def exposition(self) -> bytes: 
+        from prometheus_client import generate_latest
+        return generate_latest(self.registry)
 
 # %% ../../nbs/core/16_service.ipynb #aa83b6ad
 def _records(body: Any) -> list | None:
@@ -213,6 +272,9 @@ def create_app(
     reload_ref: str | None = None, # What a reload serves: the run this names then (an alias, a run id; None: production, else the newest)
     runs_dir: Path | str | None = None, # The run store `reload_ref` is resolved in; default: the folder that holds `run_dir`
     admin_token: str | None = None, # Bearer token of POST /admin/reload; without one, that endpoint is refused (SIGHUP still reloads)
+    log_inputs: Path | str | None = None, # Log scored inputs and outputs to this folder (see `core.inputlog`); None: no input log
+    log_exclude: tuple[str, ...] = (), # Fields (or the id) never written to the input log
+    log_max_bytes: int = 1 << 30, # Largest total size of the input log's files: the oldest are removed beyond it
 ) -> FastAPI:
     "The FastAPI app serving the model of `run_dir`; the model is loaded at start-up, and swapped without downtime on a reload."
     run_dir = Path(run_dir)
@@ -224,6 +286,8 @@ def create_app(
     Issue = M.Issue
     types = {k: p["type"] for k, p in record_schema(contract)["properties"].items()}
     max_values = max_records * (len(contract.fields) + 1)
+    if log_inputs is not None: log_schema(contract, log_exclude)  # a column that is no field: refused before serving
+    metrics = ServiceMetrics()
     refused_422 = lambda detail: JSONResponse({"detail": [d.model_dump() for d in detail]}, status_code=422)
 
     fields = lambda c: (c.id, c.prediction_name, c.task, [(f.name, f.kind, f.required) for f in c.fields])  # what the request schema says
@@ -243,6 +307,7 @@ def create_app(
                     if fields(new.contract) != fields(old.contract):
                         raise ValueError(f"run {new.run_id} reads other fields than the serving run {old.run_id}: restart the service to serve it")
                     app.state.predictor = new  # the swap
+                    metrics.serving(new.run_id, previous=old.run_id)
                     outcome = {"status": "swapped", "run_id": new.run_id, "previous": old.run_id}
             except Exception as e:  # whatever went wrong, the old model keeps serving, and says so
                 outcome = {"status": "failed", "run_id": old.run_id, "error": f"{type(e).__name__}: {e}"}
@@ -255,14 +320,18 @@ def create_app(
     async def lifespan(app: FastAPI):
         app.state.predictor, app.state.reload, app.state.reload_lock = load(run_dir), None, asyncio.Lock()
         log.info(json.dumps({"event": "model loaded", "run_id": app.state.predictor.run_id, "run_dir": str(run_dir)}))
+        metrics.serving(app.state.predictor.run_id)
+        app.state.input_log = metrics.input_log = InputLog(log_inputs, contract, log_exclude, log_max_bytes) if log_inputs is not None else None
         loop, tasks = asyncio.get_running_loop(), set()  # the loop keeps only weak references to tasks: these keep reloads alive
         def on_sighup():
             task = loop.create_task(reload_model(app)); tasks.add(task); task.add_done_callback(tasks.discard)
         try: loop.add_signal_handler(signal.SIGHUP, on_sighup)
         except (RuntimeError, ValueError, NotImplementedError): pass  # not the main thread (a test client): no signal handler
-        yield
-        try: loop.remove_signal_handler(signal.SIGHUP)
-        except (RuntimeError, ValueError, NotImplementedError): pass
+        try: yield
+        finally:
+            try: loop.remove_signal_handler(signal.SIGHUP)
+            except (RuntimeError, ValueError, NotImplementedError): pass
+            if app.state.input_log is not None: await run_in_threadpool(app.state.input_log.close)  # what is queued is written
 
     target = contract.prediction_name
     app = FastAPI(title=f"Predictions of {target}", version=str(manifest.code.package_version), lifespan=lifespan,
@@ -293,6 +362,11 @@ def create_app(
                 "data": m.data.model_dump(include={"reference", "fingerprint", "rows", "columns"}),
                 "trained": m.job.finished if m.job else None, "contract": request.app.state.predictor.contract.to_json(),
                 "last_reload": request.app.state.reload}
+
+    @app.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}, "description": "The Prometheus text format"}})
+    def metrics_endpoint() -> Response:
+        "The service's metrics in the Prometheus text format: requests, latency, records, per-field errors and unseen categories, the model, the input log."
+        return Response(metrics.exposition(), media_type=metrics.content_type)
 
     @app.post("/admin/reload", responses={401: {"description": "Wrong or missing token"}, 403: {"description": "No admin token is configured"},
                                           409: {"description": "The new model failed: the old one still serves"}})
@@ -335,6 +409,7 @@ def create_app(
             if len(bad) > MAX_LISTED_ISSUES: detail.append(Issue(loc=["body"], msg=f"{len(bad) - MAX_LISTED_ISSUES} more problem(s), not listed", type="type_error"))
             return refused_422(detail)
         scored = predictor.score(records)
+        metrics.scored(scored)
         errors = _issues(scored, "error", Issue)
         if all_or_nothing and errors:  # none is scored: the refused records say why, the others that they were held back
             held = Issue(loc=["query", "all_or_nothing"], msg="not scored: another record of the request was refused, and all_or_nothing is set", type="value_error")
@@ -347,7 +422,8 @@ def create_app(
                               errors=errors.get(i, [])) for i, p in enumerate(scored.predictions)]
         ok = int(scored.ok.sum())
         out = M.PredictResponse(run_id=predictor.run_id, scored=ok, refused=len(records) - ok, predictions=preds)
+        if app.state.input_log is not None: app.state.input_log.log(scored, predictor.run_id, records=records)  # never waits: a full queue drops
         return Response(out.model_dump_json(by_alias=True), media_type="application/json")  # pydantic's own serialiser: no second validation
 
-    app.add_middleware(LimitAndLog, max_body_bytes=max_body_bytes)
+    app.add_middleware(LimitAndLog, max_body_bytes=max_body_bytes, metrics=metrics)
     return app
