@@ -16,7 +16,8 @@ from conftest import house_prices_cli
 def test_run_folder_holds_every_artifact(train_job):
     run = train_job()
     assert {p.name for p in run.iterdir()} == {"train.ipynb", "report.html", "model.joblib", "metrics.json", "predictions.csv",
-                                            "held_out.csv", "contract.json", "manifest.json", "manifest.sig", "train_predictions.csv"}
+                                            "held_out.csv", "contract.json", "manifest.json", "manifest.sig", "train_predictions.csv",
+                                            "profile.json"}
     m = read_json(run / "manifest.json")
     assert m["run_id"] == run.name
     assert m["parameters"]["seed"] == 0 and m["split"]["seed"] == 0 and m["split"]["test_size"] == 0.1
