@@ -47,12 +47,12 @@ def free_port():
         s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
 
 
-def http_latency(run, record, repeat):
+def http_latency(run, record, repeat, *serve_args):
     """Per-request wall times in ms of POST /predict to a real `house-prices serve` on loopback, from a keep-alive client of the standard
     library (a light client: what is measured is mostly the server)."""
     import http.client
     port = free_port()
-    proc = subprocess.Popen([str(BIN / "house-prices"), "serve", "--run", str(run), "--port", str(port), "--log-level", "warning"],
+    proc = subprocess.Popen([str(BIN / "house-prices"), "serve", "--run", str(run), "--port", str(port), "--log-level", "warning", *serve_args],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
@@ -179,7 +179,9 @@ def main():
 
     one = {"pipeline.predict, one-row DataFrame": statistics.median(timings(lambda: predictor.pipeline.predict(one_row), a.repeat)),
            "Predictor.score, one record (checks included)": statistics.median(timings(lambda: predictor.score([record]), a.repeat)),
-           "HTTP POST /predict, one record, keep-alive": statistics.median(http_latency(run, record, a.repeat))}
+           "HTTP POST /predict, one record, keep-alive": statistics.median(http_latency(run, record, a.repeat)),
+           "HTTP POST /predict, one record, keep-alive, input log on": statistics.median(
+               http_latency(run, record, a.repeat, "--log-inputs", str(tmp / "input-log")))}
     course = None
     if not a.no_course:
         sys.path.insert(0, str(HERE))
