@@ -108,9 +108,10 @@ def _input_log_options(f):
                         help="Log scored inputs and outputs as Parquet files in this folder, by date (off by default; see `drift --log`).")(f)
 
 @main.command()
-@click.argument("input", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="File to write (.csv or .parquet): the id, the prediction, error; one row per input row.")
+@click.argument("input", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
+              help="File to write (.csv or .parquet): the id, the prediction, error; one row per input row. With --engine dask: a folder, "
+                   "the Parquet dataset to write (one file per partition).")
 @click.option("--run", "run_ref", default=None, help=_RUN_HELP)
 @click.option("--chunk-size", type=click.IntRange(min=1), default=50_000, show_default=True, help="Rows read and scored at a time.")
 @click.option("--issues-file", type=click.Path(dir_okay=False, path_type=Path), help="Also write every error and warning to this CSV.")
@@ -119,8 +120,20 @@ def _input_log_options(f):
 @click.option("--allow-unsigned", is_flag=True, help=_UNSIGNED_HELP)
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
 @_input_log_options
-def predict(input, output, run_ref, chunk_size, issues_file, allow_errors, allow_version_mismatch, allow_unsigned, progress, log_inputs, log_exclude, log_max_mb):
-    "Score INPUT (.csv or .parquet: the training data's columns, the target not needed) with the model of a run."
+@click.option("--engine", type=click.Choice(["local", "dask"]), default="local", show_default=True,
+              help="local: this process, in chunks; dask: a Dask cluster, one output file per partition (INPUT may be a folder or a glob).")
+@click.option("--scheduler", metavar="ADDRESS", default=None, help="--engine dask: the scheduler of a running cluster (default: a local cluster, a worker per core).")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="--engine dask without --scheduler: worker processes of the local cluster.")
+@click.option("--partition-rows", type=click.IntRange(min=1), default=None, help="--engine dask: most rows of a Parquet partition (500,000).")
+def predict(input, output, run_ref, chunk_size, issues_file, allow_errors, allow_version_mismatch, allow_unsigned, progress, log_inputs, log_exclude, log_max_mb,
+            engine, scheduler, workers, partition_rows):
+    """Score INPUT (.csv or .parquet: the training data's columns, the target not needed) with the model of a run.
+
+    With --engine dask, INPUT is a file, a folder or a glob of them, and OUTPUT a folder: a Parquet dataset in INPUT's order."""
+    if engine == "dask": return _predict_dask(input, output, run_ref, allow_errors, allow_version_mismatch, allow_unsigned, progress, scheduler, workers,
+                                              partition_rows, bad=[o for o, v in (("--issues-file", issues_file), ("--log-inputs", log_inputs)) if v])
+    if scheduler or workers or partition_rows: raise click.UsageError("--scheduler, --workers and --partition-rows go with --engine dask")
+    if not input.is_file(): raise click.BadParameter(f"{input} is not a file" + (" (a folder or a glob needs --engine dask)" if input.is_dir() or "*" in str(input) else ""), param_hint="INPUT")
     from house_prices.core.batch import score_file
     from house_prices.core.inputlog import InputLog
     from house_prices.core.predict import Predictor
@@ -137,6 +150,29 @@ def predict(input, output, run_ref, chunk_size, issues_file, allow_errors, allow
     click.echo(f"run {predictor.run_id} -> {output}")
     click.echo(str(summary))
     if ilog is not None: click.echo(f"input log: {ilog.written_rows} rows written to {log_inputs}" + (f", {ilog.failed_rows} failed" if ilog.failed_rows else ""))
+    if summary.failed and not allow_errors:
+        click.echo(f"{summary.failed} row(s) refused: see the 'error' column of {output} (or pass --allow-errors)", err=True)
+        raise SystemExit(1)
+
+def _predict_dask(input, output, run_ref, allow_errors, allow_version_mismatch, allow_unsigned, progress, scheduler, workers, partition_rows, bad):
+    "`predict --engine dask`: score a file, folder or glob on a Dask cluster into a Parquet dataset."
+    from house_prices.core.cluster import PARTITION_ROWS, dask_client, input_files, score_dataset
+    if bad: raise click.UsageError(f"{', '.join(bad)} cannot be used with --engine dask (yet): score without it, or leave them out")
+    if workers and scheduler: raise click.UsageError("--workers sizes the local cluster: with --scheduler, the cluster has its own workers")
+    _exit_on_sigterm()
+    if Path(output).exists(): _fail(FileExistsError(f"{output} exists already: remove it, or write to another folder"))
+    try:
+        run = resolve_run(run_ref, get_settings().runs_dir)
+        files = input_files(input)
+        with dask_client(scheduler, workers) as client:
+            click.echo(f"Dask: {len(client.scheduler_info()['workers'])} worker(s) at {client.scheduler.address}; dashboard {client.dashboard_link}", err=True)
+            summary = score_dataset(client, run, files, output, partition_rows=partition_rows or PARTITION_ROWS,
+                                    allow_version_mismatch=allow_version_mismatch, allow_unsigned=allow_unsigned, progress=progress)
+    except (*_EXPECTED, FileExistsError) as e: _fail(e)
+    except (ValueError, OSError) as e: _fail(RuntimeError(f"cannot score {input}: {e}"))
+    except Exception as e: _fail(RuntimeError(f"the Dask job failed, and wrote nothing to {output}: {type(e).__name__}: {e}"))
+    click.echo(f"run {run.name} -> {output}/ ({len(list(Path(output).glob('part-*.parquet')))} files)")
+    click.echo(str(summary))
     if summary.failed and not allow_errors:
         click.echo(f"{summary.failed} row(s) refused: see the 'error' column of {output} (or pass --allow-errors)", err=True)
         raise SystemExit(1)

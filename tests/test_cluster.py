@@ -1,0 +1,119 @@
+"""Scoring on Dask with a real local cluster of two worker processes on loopback: parity with the single-process scorer on a CSV cut
+into blocks and on a multi-file Parquet dataset, partitions with and without errors, a worker killed mid-job, a worker set up unlike
+the training kernel, and the command line."""
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from house_prices.core.batch import score_file
+from house_prices.core.cluster import WORKER_ENV, ModelPlugin, dask_client, input_files, score_dataset
+from house_prices.core.predict import Predictor
+from house_prices.data import read_raw_csv
+
+from conftest import house_prices_cli
+
+
+@pytest.fixture(scope="module")
+def run(train_job):
+    return train_job()
+
+
+@pytest.fixture(scope="module")
+def client():
+    with dask_client(workers=2) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def data(settings, tmp_path_factory):
+    "test.csv eight times over (11,672 rows, fresh ids) as one CSV and as three Parquet files with row groups of 1,000; errors in the second file only."
+    d = tmp_path_factory.mktemp("data")
+    raw = read_raw_csv(settings.test_csv)
+    big = pd.concat([raw] * 8, ignore_index=True)
+    big["Id"] = np.arange(1, len(big) + 1).astype(str)
+    big.to_csv(d / "all.csv", index=False, na_rep="NA")
+    cuts = np.linspace(0, len(big), 4).astype(int)
+    parts = [big.iloc[a:b].copy() for a, b in zip(cuts, cuts[1:])]
+    parts[1].loc[parts[1].index[::97], "GrLivArea"] = "huge"  # refused rows, in one file
+    (d / "pq").mkdir()
+    for i, p in enumerate(parts): pq.write_table(pa.Table.from_pandas(p, preserve_index=False), d / "pq" / f"part-{i}.parquet", row_group_size=1000)
+    (d / "pq" / "_SUCCESS").write_text("")  # files starting with _ or . are not data (Spark, Hadoop, Dask write such)
+    return d
+
+
+def single(run, path, out):
+    "The single-process scorer's output for `path`, concatenated over files."
+    p = Predictor.load(run)
+    frames = []
+    for i, f in enumerate(input_files(path)):
+        score_file(p, f, out / f"one-{i}.parquet")
+        frames.append(pd.read_parquet(out / f"one-{i}.parquet"))
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_a_csv_in_blocks_scores_as_in_one_process(run, client, data, tmp_path):
+    summary = score_dataset(client, run, input_files(data / "all.csv"), tmp_path / "out", csv_block_bytes=2**19)
+    files = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert len(files) >= 5 and files == [f"part-{i:06d}.parquet" for i in range(len(files))]  # one per block, zero-padded: they sort
+    got = pd.read_parquet(tmp_path / "out")
+    assert got.equals(single(run, data / "all.csv", tmp_path)), "not bit-identical to the single-process scorer"
+    assert summary.rows == len(got) == 11_672 and summary.failed == 0 and got.Id.is_monotonic_increasing
+
+
+def test_a_parquet_dataset_with_errors_in_one_file_scores_as_in_one_process(run, client, data, tmp_path):
+    summary = score_dataset(client, run, input_files(data / "pq"), tmp_path / "out", partition_rows=2000)
+    got, want = pd.read_parquet(tmp_path / "out"), single(run, data / "pq", tmp_path)
+    assert got.equals(want) and got.Id.tolist() == list(range(1, 11_673))
+    assert summary.failed == got.error.notna().sum() > 0 and got.error.dropna().str.startswith("GrLivArea:").all()
+    schemas = {str(pq.read_schema(p).remove_metadata()) for p in (tmp_path / "out").glob("part-*.parquet")}
+    assert len(schemas) == 1  # partitions without an error have the same column types as those with
+    assert len(list((tmp_path / "out").iterdir())) == 2 + 2 + 2  # 3,891 rows per file, row groups of 1,000, at most 2,000 rows a partition
+
+
+def test_a_worker_killed_mid_job_loses_nothing(run, client, data, tmp_path):
+    "Dask re-runs the dead worker's partitions on a restarted worker: the output is complete and the same, or the job fails and writes nothing."
+    pids, killed = list(client.run(os.getpid).values()), []
+    def kill_after_the_first_partition():
+        deadline = time.time() + 120
+        while not list(tmp_path.glob(".out.tmp-*/part-*.parquet")) and time.time() < deadline: time.sleep(0.01)
+        os.kill(pids[0], signal.SIGKILL); killed.append(time.time())
+    killer = threading.Thread(target=kill_after_the_first_partition)
+    killer.start()
+    try:
+        score_dataset(client, run, input_files(data / "all.csv"), tmp_path / "out", csv_block_bytes=2**17)
+        assert killed, "the job ended before the worker was killed: nothing was tested"
+    except Exception as e:  # allowed: a clear failure, and no output folder
+        assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.tmp-*")), e
+        pytest.skip(f"the job failed cleanly after the kill: {e}")
+    finally:
+        killer.join()
+    assert pd.read_parquet(tmp_path / "out").equals(single(run, data / "all.csv", tmp_path))
+    client.wait_for_workers(2, timeout=60)
+
+
+def test_a_worker_unlike_the_kernel_is_refused_before_any_work(run, client, data, tmp_path):
+    with pytest.raises(RuntimeError, match="not set up like the training kernel: OMP_NUM_THREADS='1', not '4'"):
+        client.register_plugin(ModelPlugin(str(run), env={**WORKER_ENV, "OMP_NUM_THREADS": "4"}))
+    env = client.run(lambda: (os.environ.get("PYTHONHASHSEED"), os.environ.get("OPENBLAS_NUM_THREADS")))
+    assert set(env.values()) == {("0", "1")}  # the local cluster's workers: as the kernel
+
+
+def test_the_command_line(run, data, tmp_path):
+    r = house_prices_cli("predict", "--engine", "dask", "--workers", "2", "--run", run, data / "pq", "-o", tmp_path / "out", "--no-progress",
+                         "--partition-rows", "4000")
+    assert r.returncode == 1 and "row(s) refused" in r.stderr, r.stderr  # refused rows: exit 1, as without Dask
+    assert "dashboard http://127.0.0.1:" in r.stderr and "worker(s)" in r.stderr
+    assert pd.read_parquet(tmp_path / "out").equals(single(run, data / "pq", tmp_path))
+    again = house_prices_cli("predict", "--engine", "dask", "--run", run, data / "pq", "-o", tmp_path / "out")
+    assert again.returncode == 1 and "exists already" in again.stderr
+    r = house_prices_cli("predict", "--run", run, data / "pq", "-o", tmp_path / "x.parquet")
+    assert r.returncode == 2 and "a folder or a glob needs --engine dask" in r.stderr
+    r = house_prices_cli("predict", "--engine", "dask", "--run", run, data / "pq", "-o", tmp_path / "y", "--issues-file", tmp_path / "i.csv")
+    assert r.returncode == 2 and "--issues-file cannot be used with --engine dask" in r.stderr
