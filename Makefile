@@ -76,8 +76,9 @@ lock: ## Re-resolve requirements/*.lock from pyproject.toml (needs network)
 	  pyproject.toml requirements/build.in -c requirements/dev.lock -o requirements/runtime.lock
 	$(BIN)/python -m pip uninstall --quiet --yes uv
 
-bench: $(STAMP) ## Run the benchmarks in bench/ (prediction speed; data loading from Parquet and PostgreSQL)
+bench: $(STAMP) ## Run the benchmarks in bench/ (prediction speed; Dask; data loading from Parquet and PostgreSQL)
 	$(BIN)/python bench/predict_speed.py
+	$(BIN)/python bench/dask_speed.py
 	$(BIN)/python bench/data_load.py
 
 clean: ## Remove the virtual environments (runs/ is kept)
