@@ -30,4 +30,6 @@ PROJECT = Project(
     build_pipeline=build_pipeline,
     evaluate=metrics,
     default_params=DEFAULT_PARAMS,
+    # What `make train P="-p search grid"` tries (27 candidates; `-p search random -p search_iter 8` draws 8 of them)
+    search_space={"gbm_learning_rate": [0.03, 0.05, 0.1], "gbm_max_depth": [2, 3, 4], "lasso_alpha": [0.0003, 0.0005, 0.001]},
 )

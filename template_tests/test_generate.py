@@ -142,6 +142,15 @@ def test_classification_project_trains_and_passes_its_tests(classification_proje
     r = run(p / ".venv/bin/penguin-species", "predict", p / "data/train.csv", "-o", p / "scored.csv", "--no-progress", cwd=p)
     scored = pd.read_csv(p / "scored.csv")
     assert len(scored) == 344 and scored.error.isna().all() and set(scored.species) <= {"Adelie", "Chinstrap", "Gentoo"}
+    # the template's search space, cross-validated by the headline metric of a classifier (higher is better)
+    run("make", "train", "P=-p search grid -p search_folds 3", cwd=p)
+    newest = sorted(d for d in (p / "runs").iterdir() if not d.name.startswith("."))[-1]
+    search = json.loads((newest / "manifest.json").read_text())["search"]
+    assert len(search["candidates"]) == 9 and search["higher_is_better"] and search["metric"] in json.loads((newest / "metrics.json").read_text())
+    assert min(search["candidates"], key=lambda c: c["rank"])["mean"] == max(c["mean"] for c in search["candidates"])
+    # the training data against the run's own reference: predictions are labels, compared as categories
+    r = run(p / ".venv/bin/penguin-species", "drift", p / "data/train.csv", "--run", newest, "--no-progress", "--all", cwd=p)
+    assert "no drift" in r.stdout and "species (prediction)" in r.stdout, r.stdout
 
 
 def test_a_conflict_in_a_notebook_leaves_valid_notebook_json(template, regression_project):

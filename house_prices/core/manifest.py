@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 import numpy as np
 
 from .project import get_project
+from .search import SearchRecord
 
 # %% auto #0
 __all__ = ['MANIFEST_VERSION', 'SHAPING_LIBRARIES', 'TOOL_PACKAGES', 'NUMERIC_ENV_VARS', 'DIGEST_VERSION', 'DIAGNOSTICS',
@@ -153,6 +154,7 @@ class Manifest(Record):
     code: CodeVersion
     job: JobRecord | None = None # Set by the job runner (None for a run made by executing the notebook by hand)
     artifacts: dict[str, Artifact] = {} # Every other file of the run (set when the run is finished)
+    search: SearchRecord | None = None # The hyperparameter search that chose the parameters, when the job ran one (see `core.search`)
 
     @classmethod
     def read(cls, path: Path | str) -> "Manifest":

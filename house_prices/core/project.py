@@ -56,6 +56,7 @@ class Project:
     evaluate: Callable[..., dict] | None = None # (actual, predicted) -> the metrics, by the names in `metrics`
     default_params: dict[str, Any] = field(default_factory=dict) # The pipeline's parameters and their defaults
     gate: Gate = field(default_factory=Gate) # What a run must pass to be promoted to an alias such as production
+    search_space: dict[str, list] = field(default_factory=dict) # Parameter -> the values a search tries (job parameter `search`, see `core.search`)
 
     def __post_init__(self):
         if self.task not in TASKS: raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")

@@ -82,6 +82,7 @@ def training_manifest(
     test_size: float, # Held-out fraction
     pipeline, # The fitted pipeline
     project: Project | None = None, # Defaults to the registered project
+    search=None, # The `search.SearchRecord` of the search that chose `params`, if the job ran one
 ) -> dict[str, Any]:
     "The manifest's parts a training job knows: parameters, seeds, data, split, features, model, code (`runs.save_run` adds the rest)."
     s = (project or get_project()).schema
@@ -100,4 +101,5 @@ def training_manifest(
         features=FeatureRecord(input=[InputFeature(name=c, dtype=s.by_name[c].dtype) for c in s.features], output=feature_names(pipeline)),
         model=ModelRecord(hyperparameters=params, estimator=describe_estimator(pipeline), fitted=fitted_digest(pipeline).record()),
         code=code_version(settings.root),
+        search=search,
     )
