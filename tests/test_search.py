@@ -4,7 +4,7 @@ import pytest
 
 from house_prices.core.job import JobError, run_training
 from house_prices.core.manifest import Manifest, package_versions, shaping_packages
-from house_prices.core.runs import MANIFEST, read_predictions
+from house_prices.core.runs import MANIFEST, NOTEBOOK, read_predictions
 from house_prices.core.search import cluster_versions
 
 SMALL = dict(search="random", search_iter=3, search_folds=2, gbm_n_estimators=100)  # three candidates of the project's space, quick fits
@@ -21,6 +21,8 @@ def test_a_search_on_dask_scores_and_chooses_as_the_local_one(train_job):
     assert (a.engine, b.engine, a.cluster) == ("local", "dask", None)
     assert b.cluster["workers"] >= 1 and b.cluster["versions"] == package_versions(shaping_packages())
     assert dask.parameters["engine"] == "dask" and dask.parameters["search"] == "random"
+    for e in ("local", "dask"):  # the report shows the search's progress bar run to its end: 3 candidates x 2 folds
+        assert "3 candidates x 2 folds: 100%" in (train_job(**SMALL, engine=e) / NOTEBOOK).read_text() and "6/6" in (train_job(**SMALL, engine=e) / NOTEBOOK).read_text()
 
 
 def test_an_unknown_search_is_refused_with_the_choices(settings, runs_dir):

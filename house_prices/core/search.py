@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import os
+import sys
+from contextlib import contextmanager
 from typing import Any, Literal
 
 import numpy as np
@@ -16,8 +18,8 @@ from sklearn.base import BaseEstimator
 from .project import Project, get_project
 
 # %% auto #0
-__all__ = ['SEARCH_KINDS', 'ProjectModel', 'HeadlineScore', 'candidates', 'Candidate', 'SearchRecord', 'cluster_versions',
-           'search']
+__all__ = ['SEARCH_KINDS', 'ProjectModel', 'HeadlineScore', 'candidates', 'Candidate', 'SearchRecord', 'fits_progress',
+           'cluster_versions', 'search']
 
 # %% ../../nbs/core/24_search.ipynb #26abd39f
 class ProjectModel(BaseEstimator):
@@ -93,6 +95,27 @@ class SearchRecord(BaseModel):
         rows = [{**c.params, f"{self.metric} (mean)": c.mean, "std": c.std, "rank": c.rank} for c in self.candidates]
         return pd.DataFrame(rows).sort_values(["rank", *self.space]).reset_index(drop=True)
 
+# %% ../../nbs/core/24_search.ipynb #3a70bd0a
+@contextmanager
+def fits_progress(
+    total: int, # Fits to come (candidates x folds)
+    desc: str = "fits", # The bar's label
+    file=None, # Where the bar goes; default: stderr (in a job, the report's output)
+    disable: bool = False, # No bar
+):
+    "A progress bar of the fits `joblib.Parallel` finishes in this process while the block runs."
+    from joblib.parallel import Parallel
+    from tqdm import tqdm
+    bar = tqdm(total=total, desc=desc, unit="fit", file=file or sys.stderr, disable=disable, mininterval=0.5)
+    own = Parallel.print_progress
+    def advance(parallel):  # called by joblib, under its lock, each time a batch of tasks completes
+        bar.update(max(0, min(parallel.n_completed_tasks, total) - bar.n))
+    Parallel.print_progress = advance
+    try: yield bar
+    finally:
+        Parallel.print_progress = own
+        bar.close()
+
 # %% ../../nbs/core/24_search.ipynb #599083e2
 def cluster_versions(
     client, # A Dask client
@@ -121,7 +144,7 @@ def search(
     n_jobs: int | None = None, # Local: processes (default: one per core)
     n_iter: int | None = None, # Random search: how many were drawn (recorded)
     project: Project | None = None, # Defaults to the registered project
-    progress: bool = True, # Report fits done, elapsed and remaining time on stderr (joblib's progress lines)
+    progress: bool = True, # A progress bar of the fits on stderr (see `fits_progress`)
 ) -> SearchRecord:
     "Cross-validate every candidate on `train` by the project's headline metric, here or on Dask; the record of the search, its best candidate first in rank."
     import joblib
@@ -131,9 +154,9 @@ def search(
     gs = GridSearchCV(ProjectModel(project=project), {"params": candidates}, scoring=HeadlineScore(project), refit=False,
                       cv=KFold(folds, shuffle=True, random_state=seed), n_jobs=(n_jobs or os.cpu_count()) if engine == "local" else -1, error_score="raise")
     X, y, cluster = train[p.schema.features], train[p.schema.target], None
-    verbose = 10 if progress else 0
+    bar = lambda: fits_progress(len(candidates) * folds, desc=f"{len(candidates)} candidates x {folds} folds", disable=not progress)
     if engine == "local":
-        with joblib.parallel_config(verbose=verbose): gs.fit(X, y)
+        with bar(): gs.fit(X, y)
     else:
         from house_prices.core.cluster import ModelPlugin, dask_client, worker_problems
         with dask_client(scheduler) as client:
@@ -143,7 +166,7 @@ def search(
             cluster = cluster_versions(client)
             print(f"searching {len(candidates)} candidates x {folds} folds on Dask: {cluster['workers']} worker(s) at {cluster['scheduler']}, "
                   f"dashboard {client.dashboard_link}", flush=True)
-            with joblib.parallel_config(backend="dask", verbose=verbose): gs.fit(X, y)
+            with joblib.parallel_config(backend="dask"), bar(): gs.fit(X, y)
     r, sign = gs.cv_results_, 1.0 if p.headline.higher_is_better else -1.0
     cands = [Candidate(params={k: c[k] for k in space}, scores=[sign * float(r[f"split{i}_test_score"][j]) for i in range(folds)],
                        mean=sign * float(r["mean_test_score"][j]), std=float(r["std_test_score"][j]), rank=int(r["rank_test_score"][j]))
