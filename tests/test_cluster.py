@@ -48,14 +48,15 @@ def data(settings, tmp_path_factory):
     return d
 
 
-def single(run, path, out):
-    "The single-process scorer's output for `path`, concatenated over files."
+def single(run, path, out, issues=False):
+    "The single-process scorer's output for `path`, concatenated over files (and its issues, rows counted on across files)."
     p = Predictor.load(run)
-    frames = []
+    frames, side = [], []
     for i, f in enumerate(input_files(path)):
-        score_file(p, f, out / f"one-{i}.parquet")
+        score_file(p, f, out / f"one-{i}.parquet", issues_file=out / f"one-{i}.issues.csv")
         frames.append(pd.read_parquet(out / f"one-{i}.parquet"))
-    return pd.concat(frames, ignore_index=True)
+        side.append(pd.read_csv(out / f"one-{i}.issues.csv").assign(row=lambda t: t.row + sum(len(x) for x in frames[:-1])))
+    return (pd.concat(frames, ignore_index=True), pd.concat(side, ignore_index=True)) if issues else pd.concat(frames, ignore_index=True)
 
 
 def test_a_csv_in_blocks_scores_as_in_one_process(run, client, data, tmp_path):
@@ -107,13 +108,17 @@ def test_a_worker_unlike_the_kernel_is_refused_before_any_work(run, client, data
 
 def test_the_command_line(run, data, tmp_path):
     r = house_prices_cli("predict", "--engine", "dask", "--workers", "2", "--run", run, data / "pq", "-o", tmp_path / "out", "--no-progress",
-                         "--partition-rows", "4000")
+                         "--partition-rows", "2000", "--issues-file", tmp_path / "issues.csv")
     assert r.returncode == 1 and "row(s) refused" in r.stderr, r.stderr  # refused rows: exit 1, as without Dask
     assert "dashboard http://127.0.0.1:" in r.stderr and "worker(s)" in r.stderr
-    assert pd.read_parquet(tmp_path / "out").equals(single(run, data / "pq", tmp_path))
+    want, want_issues = single(run, data / "pq", tmp_path, issues=True)
+    assert pd.read_parquet(tmp_path / "out").equals(want)
+    issues = pd.read_csv(tmp_path / "issues.csv")  # every error and warning of 6 partitions, rows counted on across partitions and files
+    assert issues.equals(want_issues) and (issues.level == "error").sum() == want.error.notna().sum() > 0
+    assert (want.Id.to_numpy()[issues.row] == issues.Id).all() and sorted(p.name for p in (tmp_path / "out").iterdir())[0] == "part-000000.parquet"
     again = house_prices_cli("predict", "--engine", "dask", "--run", run, data / "pq", "-o", tmp_path / "out")
     assert again.returncode == 1 and "exists already" in again.stderr
     r = house_prices_cli("predict", "--run", run, data / "pq", "-o", tmp_path / "x.parquet")
     assert r.returncode == 2 and "a folder or a glob needs --engine dask" in r.stderr
-    r = house_prices_cli("predict", "--engine", "dask", "--run", run, data / "pq", "-o", tmp_path / "y", "--issues-file", tmp_path / "i.csv")
-    assert r.returncode == 2 and "--issues-file cannot be used with --engine dask" in r.stderr
+    r = house_prices_cli("predict", "--engine", "dask", "--run", run, data / "pq", "-o", tmp_path / "y", "--log-inputs", tmp_path / "log")
+    assert r.returncode == 2 and "--log-inputs cannot be used with --engine dask" in r.stderr

@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 
 
 # %% auto #0
-__all__ = ['log', 'PARQUET_SUFFIXES', 'CSV_BLOCK_BYTES', 'read_chunks', 'BatchSummary', 'score_file']
+__all__ = ['log', 'PARQUET_SUFFIXES', 'CSV_BLOCK_BYTES', 'read_chunks', 'BatchSummary', 'issues_schema', 'issues_table',
+           'score_file']
 
 # %% ../../nbs/core/15_batch.ipynb #580897c7
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -117,6 +118,36 @@ class BatchSummary:
             if c: lines += [f"{title}:"] + [f"  {n:>8} × {msg}" for msg, n in c.most_common(10)] + ([f"  ... {len(c) - 10} more kinds"] if len(c) > 10 else [])
         return "\n".join(lines)
 
+    def add(self, scored) -> BatchSummary:
+        "Count a scored chunk (a `predict.Scored`) in: its rows, the refused, those with warnings, errors and warnings by column and message."
+        iss = scored.issues
+        for level, counter in (("error", self.errors), ("warning", self.warnings)):
+            sel = iss.level == level
+            counter.update({f"{c}: {m}": k for (c, m), k in Counter(zip(iss.column[sel], iss.message[sel])).items()})
+        self.with_warnings += len(np.unique(iss.row[iss.level == "warning"]))
+        self.rows += len(scored.ok); self.scored += int(scored.ok.sum()); self.failed += int((~scored.ok).sum())
+        return self
+
+    def merge(self, other: BatchSummary) -> BatchSummary:
+        "Count another summary in (one of a partition scored elsewhere)."
+        self.rows += other.rows; self.scored += other.scored; self.failed += other.failed; self.with_warnings += other.with_warnings
+        self.errors.update(other.errors); self.warnings.update(other.warnings)
+        return self
+
+def issues_schema(id_name: str) -> pa.Schema:
+    "The columns of the issues file: the row's position in the input, its id, the column, the value, the message, the level."
+    return pa.schema([pa.field("row", pa.int64()), pa.field(id_name, pa.int64()), *(pa.field(c, pa.string()) for c in ("column", "value", "message", "level"))])
+
+def issues_table(
+    scored, # A scored chunk (`predict.Scored`)
+    offset: int = 0, # Position in the input of the chunk's first row
+) -> pa.Table:
+    "A scored chunk's errors and warnings, one row each, by row: its position counting from `offset`, its id (missing when the input has none), column, value, message, level."
+    iss = scored.issues.frame()
+    ids = pd.array(scored.ids, dtype="Int64")[iss.row.to_numpy()] if scored.ids is not None else pd.array([None] * len(iss), dtype="Int64")
+    return pa.table([pa.array(iss.row.to_numpy() + offset, pa.int64()), pa.array(ids, pa.int64()),
+                     *(pa.array(iss[c].astype(object), pa.string()) for c in ("column", "value", "message", "level"))], schema=issues_schema(scored.id_name))
+
 def score_file(
     predictor: Predictor, # The loaded model
     input: Path | str, # CSV or Parquet file to score
@@ -131,7 +162,6 @@ def score_file(
     total, chunks = read_chunks(input, chunk_size)
     out, side = _Writer(Path(output)), _Writer(Path(issues_file)) if issues_file else None
     summary, ID = BatchSummary(), predictor.contract.id
-    side_columns = ["row", ID, "column", "value", "message", "level"]
     bar = tqdm(total=total, unit="rows", disable=not progress, file=sys.stderr, desc="scoring")
     if predictor.slow_reason: log.warning("scoring with scikit-learn's own predict, several times slower than the compiled path: %s", predictor.slow_reason)
     try:
@@ -144,21 +174,11 @@ def score_file(
             if input_log is not None: input_log.log(scored, predictor.run_id, table=chunk, block=True)
             frame = scored.frame(warnings=False)
             out.write(pa.Table.from_pandas(frame, preserve_index=False))
-            issues = scored.issues
-            for level, counter in (("error", summary.errors), ("warning", summary.warnings)):
-                sel = issues.level == level
-                counter.update({f"{c}: {m}": k for (c, m), k in Counter(zip(issues.column[sel], issues.message[sel])).items()})
-            summary.with_warnings += len(np.unique(issues.row[issues.level == "warning"]))
-            if len(issues) and side is not None:
-                iss = issues.frame().assign(row=lambda f: f.row + summary.rows)
-                if ID in frame.columns: iss = iss.assign(**{ID: frame[ID].to_numpy()[iss.row.to_numpy() - summary.rows]})[side_columns]
-                side.write(pa.Table.from_pandas(iss, preserve_index=False))
-            summary.rows += len(frame)
-            summary.scored += int(scored.ok.sum())
-            summary.failed += int((~scored.ok).sum())
+            if side is not None and len(scored.issues): side.write(issues_table(scored, offset=summary.rows))
+            summary.add(scored)
             bar.update(len(frame))
         if side is not None:
-            if side._out is None: side.write(pa.table({c: pa.array([], pa.int64() if c in ("row", ID) else pa.string()) for c in side_columns}))
+            if side._out is None: side.write(issues_schema(ID).empty_table())  # an input without rows
             side.commit()
         out.commit()
     except BaseException:

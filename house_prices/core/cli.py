@@ -114,7 +114,7 @@ def _input_log_options(f):
                    "the Parquet dataset to write (one file per partition).")
 @click.option("--run", "run_ref", default=None, help=_RUN_HELP)
 @click.option("--chunk-size", type=click.IntRange(min=1), default=50_000, show_default=True, help="Rows read and scored at a time.")
-@click.option("--issues-file", type=click.Path(dir_okay=False, path_type=Path), help="Also write every error and warning to this CSV.")
+@click.option("--issues-file", type=click.Path(dir_okay=False, path_type=Path), help="Also write every error and warning to this file (.csv or .parquet): row, the id, column, value, message, level.")
 @click.option("--allow-errors", is_flag=True, help="Exit with 0 even if some rows were refused.")
 @click.option("--allow-version-mismatch", is_flag=True, help=_MISMATCH_HELP)
 @click.option("--allow-unsigned", is_flag=True, help=_UNSIGNED_HELP)
@@ -131,7 +131,7 @@ def predict(input, output, run_ref, chunk_size, issues_file, allow_errors, allow
 
     With --engine dask, INPUT is a file, a folder or a glob of them, and OUTPUT a folder: a Parquet dataset in INPUT's order."""
     if engine == "dask": return _predict_dask(input, output, run_ref, allow_errors, allow_version_mismatch, allow_unsigned, progress, scheduler, workers,
-                                              partition_rows, bad=[o for o, v in (("--issues-file", issues_file), ("--log-inputs", log_inputs)) if v])
+                                              partition_rows, issues_file, log_inputs)
     if scheduler or workers or partition_rows: raise click.UsageError("--scheduler, --workers and --partition-rows go with --engine dask")
     if not input.is_file(): raise click.BadParameter(f"{input} is not a file" + (" (a folder or a glob needs --engine dask)" if input.is_dir() or "*" in str(input) else ""), param_hint="INPUT")
     from house_prices.core.batch import score_file
@@ -154,10 +154,11 @@ def predict(input, output, run_ref, chunk_size, issues_file, allow_errors, allow
         click.echo(f"{summary.failed} row(s) refused: see the 'error' column of {output} (or pass --allow-errors)", err=True)
         raise SystemExit(1)
 
-def _predict_dask(input, output, run_ref, allow_errors, allow_version_mismatch, allow_unsigned, progress, scheduler, workers, partition_rows, bad):
+def _predict_dask(input, output, run_ref, allow_errors, allow_version_mismatch, allow_unsigned, progress, scheduler, workers, partition_rows, issues_file, log_inputs):
     "`predict --engine dask`: score a file, folder or glob on a Dask cluster into a Parquet dataset."
     from house_prices.core.cluster import PARTITION_ROWS, dask_client, input_files, score_dataset
-    if bad: raise click.UsageError(f"{', '.join(bad)} cannot be used with --engine dask (yet): score without it, or leave them out")
+    if log_inputs: raise click.UsageError("--log-inputs cannot be used with --engine dask: the input is a dataset already; compare it with the run's "
+                                          "reference directly (drift INPUT...)")
     if workers and scheduler: raise click.UsageError("--workers sizes the local cluster: with --scheduler, the cluster has its own workers")
     _exit_on_sigterm()
     if Path(output).exists(): _fail(FileExistsError(f"{output} exists already: remove it, or write to another folder"))
@@ -167,7 +168,7 @@ def _predict_dask(input, output, run_ref, allow_errors, allow_version_mismatch, 
         with dask_client(scheduler, workers) as client:
             click.echo(f"Dask: {len(client.scheduler_info()['workers'])} worker(s) at {client.scheduler.address}; dashboard {client.dashboard_link}", err=True)
             summary = score_dataset(client, run, files, output, partition_rows=partition_rows or PARTITION_ROWS,
-                                    allow_version_mismatch=allow_version_mismatch, allow_unsigned=allow_unsigned, progress=progress)
+                                    allow_version_mismatch=allow_version_mismatch, allow_unsigned=allow_unsigned, progress=progress, issues_file=issues_file)
     except (*_EXPECTED, FileExistsError) as e: _fail(e)
     except (ValueError, OSError) as e: _fail(RuntimeError(f"cannot score {input}: {e}"))
     except Exception as e: _fail(RuntimeError(f"the Dask job failed, and wrote nothing to {output}: {type(e).__name__}: {e}"))

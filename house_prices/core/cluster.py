@@ -12,17 +12,15 @@ import os
 import shutil
 import sys
 import uuid
-from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .batch import PARQUET_SUFFIXES, BatchSummary
+from .batch import PARQUET_SUFFIXES, BatchSummary, issues_table
 from .job import JOB_ENV
 from .predict import Contract, Predictor
 from .project import get_project
@@ -30,8 +28,9 @@ from .project import get_project
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'PARTITION_ROWS', 'CSV_BLOCK_BYTES', 'PLUGIN', 'WORKER_ENV', 'input_files', 'parquet_parts', 'output_schema',
-           'read_part', 'score_part', 'worker_problems', 'ModelPlugin', 'KernelNanny', 'dask_client', 'score_dataset']
+__all__ = ['log', 'PARTITION_ROWS', 'CSV_BLOCK_BYTES', 'PLUGIN', 'ISSUES', 'WORKER_ENV', 'input_files', 'parquet_parts',
+           'output_schema', 'read_part', 'score_part', 'worker_problems', 'ModelPlugin', 'KernelNanny', 'dask_client',
+           'score_dataset']
 
 # %% ../../nbs/core/23_cluster.ipynb #e8e0322f
 PARTITION_ROWS = 500_000 # Most rows of a Parquet partition (a row group larger than this is a partition of its own)
@@ -85,13 +84,15 @@ def read_part(source: tuple) -> pa.Table:
                                                                  strings_can_be_null=True, quoted_strings_can_be_null=True))
 
 PLUGIN = "notebook-template-model" # Name of the worker plugin that holds the model
+ISSUES = "_issues" # Sub-folder of the staging folder where partitions leave their issues
 
 def score_part(
     index: int, # The partition's number: its file is part-<index>.parquet
     source: tuple, # What to read (see `read_part`)
     folder: str, # The staging folder of the output
     predictor: Predictor | None = None, # The model; default: the one the worker's plugin loaded
-) -> dict:
+    issues: bool = False, # Also write its errors and warnings to <folder>/_issues/part-<index>.parquet (rows counted from the partition's start)
+) -> BatchSummary:
     "Read, score and write one partition; return its counts (rows, scored, refused, with warnings, errors and warnings by kind)."
     if predictor is None:
         from distributed import get_worker
@@ -101,14 +102,16 @@ def score_part(
     schema = output_schema(predictor.contract)
     if schema.field(0).name not in frame.columns: frame.insert(0, schema.field(0).name, pd.array([None] * len(frame), dtype="Int64"))  # no id given
     table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
-    path = Path(folder) / f"part-{index:06d}.parquet"
+    if issues and len(scored.issues):
+        (Path(folder) / ISSUES).mkdir(exist_ok=True)
+        _write_atomically(issues_table(scored), Path(folder) / ISSUES / f"part-{index:06d}.parquet")
+    _write_atomically(table, Path(folder) / f"part-{index:06d}.parquet")
+    return BatchSummary().add(scored)
+
+def _write_atomically(table: pa.Table, path: Path):
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")  # a retried partition (its worker died) never meets a half-written file
     pq.write_table(table, tmp)
     os.replace(tmp, path)
-    iss = scored.issues
-    kinds = lambda level: Counter(f"{c}: {m}" for c, m, lv in zip(iss.column, iss.message, iss.level) if lv == level)
-    return dict(rows=len(frame), scored=int(scored.ok.sum()), failed=int((~scored.ok).sum()),
-                with_warnings=len(np.unique(iss.row[iss.level == "warning"])), errors=kinds("error"), warnings=kinds("warning"))
 
 # %% ../../nbs/core/23_cluster.ipynb #ebbc2d3c
 WORKER_ENV = JOB_ENV # The environment a worker must have: the training kernel's (hash seed, one BLAS/OpenMP thread)
@@ -175,6 +178,7 @@ def score_dataset(
     allow_version_mismatch: bool = False, # Load the model even if library versions differ from the run's
     allow_unsigned: bool = False, # Load a run whose signature does not check out
     progress: bool = False, # A progress bar of partitions on stderr
+    issues_file: Path | str | None = None, # Also write every error and warning to this file (.csv or .parquet): row (its position in `inputs`, counting on across files), the id, column, value, message, level
 ) -> BatchSummary:
     "Score `inputs` on the cluster into the dataset `output`, one file per partition in input order; return what happened."
     import dask
@@ -195,20 +199,37 @@ def score_dataset(
             header = list(_csv_batches(path, na)[0].names)
             _, blocks = read_bytes(str(path.resolve()), delimiter=b"\n", blocksize=csv_block_bytes, sample=False)
             sources = [dask.delayed(lambda b, first: ("csv", header, b, first, na))(b, i == 0) for i, b in enumerate(blocks[0])]
-        tasks += [dask.delayed(score_part)(len(tasks) + i, s, str(staging)) for i, s in enumerate(sources)]
-    summary, futures = BatchSummary(), []
+        tasks += [dask.delayed(score_part)(len(tasks) + i, s, str(staging), issues=issues_file is not None) for i, s in enumerate(sources)]
+    summary, futures, side = BatchSummary(), [], None
     try:
         futures = client.compute(tasks)
         bar = tqdm(total=len(futures), unit="partitions", disable=not progress, file=sys.stderr, desc="scoring")
+        rows, index = [0] * len(futures), {f.key: i for i, f in enumerate(futures)}
         for future in as_completed(futures):
-            c = future.result()  # a partition that failed (on every retry): raised here
-            summary.rows += c["rows"]; summary.scored += c["scored"]; summary.failed += c["failed"]; summary.with_warnings += c["with_warnings"]
-            summary.errors.update(c["errors"]); summary.warnings.update(c["warnings"])
+            part = future.result()  # a partition that failed (on every retry): raised here
+            summary.merge(part); rows[index[future.key]] = part.rows
             bar.update(); bar.set_postfix(rows=f"{summary.rows:,}")
         bar.close()
+        if issues_file is not None: side = _gather_issues(staging / ISSUES, rows, Path(issues_file), get_project().schema.id)
+        shutil.rmtree(staging / ISSUES, ignore_errors=True)
         os.rename(staging, output)
+        if side is not None: side.commit()
     except BaseException:
         client.cancel(futures)
         shutil.rmtree(staging, ignore_errors=True)
+        if side is not None: side.abort()
         raise
     return summary
+
+def _gather_issues(folder: Path, rows: list[int], path: Path, id_name: str):
+    "The partitions' issues in partition order, rows renumbered by the rows before them, written (not yet in place) to `path`: the writer, to commit."
+    import pyarrow.compute as pc
+    from house_prices.core.batch import _Writer, issues_schema
+    side, offset = _Writer(path), 0
+    for i, n in enumerate(rows):
+        if (part := folder / f"part-{i:06d}.parquet").exists():
+            t = pq.read_table(part)
+            side.write(t.set_column(0, "row", pc.add(t.column("row"), offset)))
+        offset += n
+    if side._out is None: side.write(issues_schema(id_name).empty_table())
+    return side
