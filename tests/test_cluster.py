@@ -1,6 +1,6 @@
 """Scoring on Dask with a real local cluster of two worker processes on loopback: parity with the single-process scorer on a CSV cut
 into blocks and on a multi-file Parquet dataset, partitions with and without errors, a worker killed mid-job, a worker set up unlike
-the training kernel, and the command line."""
+the training kernel, an input without rows, and the command line."""
 import os
 import signal
 import threading
@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from house_prices.core.batch import score_file
-from house_prices.core.cluster import WORKER_ENV, ModelPlugin, dask_client, input_files, score_dataset
+from house_prices.core.cluster import WORKER_ENV, ModelPlugin, dask_client, input_files, output_schema, score_dataset
 from house_prices.core.predict import Predictor
 from house_prices.data import read_raw_csv
 
@@ -122,3 +122,15 @@ def test_the_command_line(run, data, tmp_path):
     assert r.returncode == 2 and "a folder or a glob needs --engine dask" in r.stderr
     r = house_prices_cli("predict", "--engine", "dask", "--run", run, data / "pq", "-o", tmp_path / "y", "--log-inputs", tmp_path / "log")
     assert r.returncode == 2 and "--log-inputs cannot be used with --engine dask" in r.stderr
+
+
+@pytest.mark.parametrize("kind", ["csv", "parquet"])
+def test_an_input_without_rows_gives_one_empty_partition_of_the_same_types(run, client, data, tmp_path, kind):
+    empty = pd.read_csv(data / "all.csv", nrows=0, dtype=str)
+    path = tmp_path / f"empty.{kind}"
+    empty.to_csv(path, index=False) if kind == "csv" else empty.to_parquet(path, index=False)
+    summary = score_dataset(client, run, input_files(path), tmp_path / "out", issues_file=tmp_path / "issues.csv")
+    parts = list((tmp_path / "out").iterdir())
+    assert summary.rows == 0 and [p.name for p in parts] == ["part-000000.parquet"] and len(pd.read_parquet(parts[0])) == 0
+    assert pq.read_schema(parts[0]).remove_metadata().equals(output_schema(Predictor.load(run).contract))  # the contract's types, as a partition with rows
+    assert pd.read_csv(tmp_path / "issues.csv").columns.tolist() == ["row", "Id", "column", "value", "message", "level"]
