@@ -15,7 +15,7 @@ P ?=
 # Options for the service, e.g. `make serve ARGS="--port 9000 --run 20261122T063200Z-7a3d88"`
 ARGS ?=
 
-.PHONY: help install runtime train test test-nbs test-py test-template template serve lab export clean-nbs lock bench clean
+.PHONY: help install runtime train test test-nbs test-py test-template lint template serve lab export clean-nbs lock bench clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -61,6 +61,9 @@ serve: $(STAMP) ## Serve the newest run over HTTP on 127.0.0.1:8000 (house-price
 
 lab: $(STAMP) ## Start JupyterLab on the project kernel
 	$(BIN)/jupyter lab --notebook-dir=. $(if $(filter 0,$(shell id -u)),--allow-root)  # as root (a container, a CI machine) JupyterLab wants --allow-root
+
+lint: $(STAMP) ## Check notebooks, package, tests and tools with ruff (pyproject.toml); fix a notebook with `.venv/bin/ruff check --fix nbs`, then make export
+	$(BIN)/ruff check .
 
 export: $(STAMP) ## Export nbs/ to the house_prices package (run after editing a notebook)
 	$(BIN)/nbdev-export

@@ -73,7 +73,9 @@ def http_latency(run, record, repeat, *serve_args):
 
 def resample(test_csv, rows, out_csv, out_parquet):
     "A CSV (unquoted, as test.csv) and a Parquet file of `rows` rows drawn from test.csv (with replacement, seed 0), values as text, Ids 1..rows."
-    import pyarrow as pa, pyarrow.csv as pa_csv, pyarrow.parquet as pq
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+    import pyarrow.parquet as pq
     header = next(csv.reader(open(test_csv)))
     src = pa_csv.read_csv(test_csv, convert_options=pa_csv.ConvertOptions(column_types={c: pa.string() for c in header}, null_values=["NA", ""],
                                                                             strings_can_be_null=True))  # missing: null in Parquet, empty in CSV
@@ -136,6 +138,7 @@ def model_floor(pipeline, frame):
 def serialisation(predictor, record, repeat):
     "ms per answer for one record: FastAPI's jsonable_encoder + json.dumps (a response_model route) vs pydantic's model_dump_json."
     from fastapi.encoders import jsonable_encoder
+
     from house_prices.core.service import service_models
     M = service_models(predictor.contract)
     s = predictor.score([record])
@@ -204,7 +207,8 @@ def main():
 
     batch_rows = {}
     canon = test[FEATURES].sample(a.rows, replace=True, random_state=0).reset_index(drop=True)
-    t = time.perf_counter(); predictor.pipeline.predict(canon); batch_rows[f"pipeline.predict, canonical frame, {a.rows:,} rows"] = dict(rows=a.rows, seconds=time.perf_counter() - t)
+    t = time.perf_counter(); predictor.pipeline.predict(canon)
+    batch_rows[f"pipeline.predict, canonical frame, {a.rows:,} rows"] = dict(rows=a.rows, seconds=time.perf_counter() - t)
     batch_rows[f"model-only floor: the fitted estimators on their matrices, {a.rows:,} rows"] = dict(rows=a.rows, seconds=model_floor(predictor.pipeline, canon))
     if course is not None:
         b = course["batch"][0]
@@ -236,8 +240,8 @@ def main():
     (results / "predict_speed.json").write_text(json.dumps(dict(
         run=run.name, machine=dict(processor=platform.processor() or platform.machine(), cores=os.cpu_count()),
         when=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), one_record_ms=one, batch=batch_rows, serialisation_ms=ser), indent=1) + "\n")
-    import matplotlib; matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    plt.switch_backend("Agg")  # no display needed
     fig, ax = plt.subplots(figsize=(7, 4))
     for kind in ("CSV", "Parquet"):
         pts = [(r["rows"], r["rows"] / r["seconds"]) for k, r in batch_rows.items() if k.startswith("score_file") and f" {kind} " in k]

@@ -80,6 +80,7 @@ def test_regression_project_trains_and_passes_its_tests(regression_project):
     assert kinds["patient"] == ("id", "required") and kinds["progression"][0] == "target"
     assert kinds["clinic"] == ("categorical", "unknown") and kinds["bmi"] == ("numeric", "unknown")
     run("make", "test", cwd=p)
+    run("make", "lint", cwd=p)  # the generated notebooks, package and tests pass the project's own lint
     # the generated pipeline compiles: batch and one record take the compiled path, with scikit-learn's bits
     check = ("from disease_progress.core.config import get_settings; from disease_progress.core.runs import resolve_run; "
              "from disease_progress.core.predict import Predictor; import pandas as pd; s = get_settings(); "

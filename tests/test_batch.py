@@ -5,10 +5,9 @@ import time
 
 import pandas as pd
 import pytest
+from conftest import BIN, house_prices_cli
 
 from house_prices.data import read_raw_csv
-
-from conftest import BIN, house_prices_cli
 
 
 @pytest.fixture(scope="module")

@@ -11,13 +11,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import house_prices_cli
 
 from house_prices.core.batch import score_file
 from house_prices.core.cluster import WORKER_ENV, ModelPlugin, dask_client, input_files, output_schema, score_dataset
 from house_prices.core.predict import Predictor
 from house_prices.data import read_raw_csv
-
-from conftest import house_prices_cli
 
 
 @pytest.fixture(scope="module")
@@ -134,3 +133,12 @@ def test_an_input_without_rows_gives_one_empty_partition_of_the_same_types(run, 
     assert summary.rows == 0 and [p.name for p in parts] == ["part-000000.parquet"] and len(pd.read_parquet(parts[0])) == 0
     assert pq.read_schema(parts[0]).remove_metadata().equals(output_schema(Predictor.load(run).contract))  # the contract's types, as a partition with rows
     assert pd.read_csv(tmp_path / "issues.csv").columns.tolist() == ["row", "Id", "column", "value", "message", "level"]
+
+
+def test_csv_files_with_their_columns_in_other_orders_are_each_read_by_their_own_header(run, client, data, tmp_path):
+    whole = pd.read_csv(data / "all.csv", dtype=str, keep_default_na=False)
+    (tmp_path / "in").mkdir()
+    whole.iloc[:5000].to_csv(tmp_path / "in" / "a.csv", index=False)
+    whole.iloc[5000:].iloc[:, ::-1].to_csv(tmp_path / "in" / "b.csv", index=False)  # the same columns, reversed
+    score_dataset(client, run, input_files(tmp_path / "in"), tmp_path / "out", csv_block_bytes=2**19)
+    assert pd.read_parquet(tmp_path / "out").equals(single(run, data / "all.csv", tmp_path))

@@ -1,10 +1,9 @@
 """`runs compare` on real runs of the training job: a deliberately worse model is found worse, the same model with another
 seed is not found different, runs that held out other rows are refused unless told."""
 import pytest
+from conftest import house_prices_cli
 
 from house_prices.core.compare import compare_runs
-
-from conftest import house_prices_cli
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +78,7 @@ def test_promotion_passes_a_gate_and_every_change_is_logged(runs, store):
 
 
 def test_commands_take_the_production_run_and_list_aliases(runs, store, settings, tmp_path):
-    base, seed1 = runs["base"].name, runs["seed1"].name
+    seed1 = runs["seed1"].name
     r = house_prices_cli("runs", "--runs-dir", store, "promote", seed1, "--alias", "production")
     assert r.returncode == 0 and f"promotion: {seed1} holds 'production'" in r.stdout, r.stderr
     r = house_prices_cli("runs", "--runs-dir", store, "promote", runs["worse"].name)

@@ -13,17 +13,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import BIN, house_prices_cli
 from prometheus_client.parser import text_string_to_metric_families
+from test_service import free_port, records_of
 
-from house_prices.core.drift import EXIT_DRIFT, Profile, read_profile
+from house_prices.core.drift import EXIT_DRIFT, read_profile
 from house_prices.core.inputlog import PART_GLOB, InputLog, read_log
 from house_prices.core.manifest import Manifest
 from house_prices.core.predict import Contract, Predictor
 from house_prices.core.runs import CONTRACT, MANIFEST, PROFILE, read_json
 from house_prices.data import read_raw_csv
-
-from conftest import BIN, house_prices_cli
-from test_service import free_port, records_of
 
 AREAS = ["LotArea", "GrLivArea", "1stFlrSF", "2ndFlrSF", "TotalBsmtSF", "GarageArea"]
 

@@ -11,11 +11,10 @@ import time
 
 import httpx
 import pytest
+from conftest import BIN
 
 from house_prices.core.compare import promote
 from house_prices.data import read_raw_csv
-
-from conftest import BIN
 
 TOKEN = "a-test-admin-token-of-some-length"
 

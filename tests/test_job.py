@@ -4,13 +4,12 @@ import subprocess
 import sys
 
 import pandas as pd
-
-from house_prices.core.manifest import sha256_file as file_sha256
-from house_prices.core.job import job_parameters
-from house_prices.pipeline import DEFAULT_PARAMS
-from house_prices.core.runs import list_runs, read_json, read_predictions
-
 from conftest import house_prices_cli
+
+from house_prices.core.job import job_parameters
+from house_prices.core.manifest import sha256_file as file_sha256
+from house_prices.core.runs import list_runs, read_json, read_predictions
+from house_prices.pipeline import DEFAULT_PARAMS
 
 
 def test_run_folder_holds_every_artifact(train_job):

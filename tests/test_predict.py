@@ -5,9 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from house_prices.data import read_raw_csv
 from house_prices.core.predict import ID_EXPECTED, TOO_LARGE, Predictor, check_records, check_rows, known_categories
 from house_prices.core.runs import read_json
+from house_prices.data import read_raw_csv
 
 
 @pytest.fixture(scope="module")
@@ -113,8 +113,9 @@ TEXT_CASES = {  # text a CSV cell can hold, in a numeric column, a categorical o
 
 def text_table(path, na_strings=("NA", "")):
     "A CSV file as the batch reader reads it: every column as text, `na_strings` as missing."
-    from house_prices.core.batch import read_chunks
     import pyarrow as pa
+
+    from house_prices.core.batch import read_chunks
     return pa.concat_tables(read_chunks(path, chunk_size=100_000)[1])
 
 

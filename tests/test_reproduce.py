@@ -11,6 +11,7 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import BIN, house_prices_cli
 
 from house_prices.core.manifest import IntegrityError, Manifest, SignatureError, VersionMismatchError, sign_manifest
 from house_prices.core.predict import Predictor
@@ -18,8 +19,6 @@ from house_prices.core.runs import STAGING, artifacts, list_runs, new_run_id, re
 from house_prices.core.sources import load_snapshot
 from house_prices.core.train import predict_frame, split
 from house_prices.train import metrics
-
-from conftest import BIN, house_prices_cli
 
 SMALL = ["-p", "gbm_n_estimators", "60"]
 

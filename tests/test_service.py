@@ -9,11 +9,10 @@ import time
 
 import httpx
 import pytest
-
-from house_prices.data import read_raw_csv
-from house_prices.core.runs import read_predictions
-
 from conftest import BIN
+
+from house_prices.core.runs import read_predictions
+from house_prices.data import read_raw_csv
 
 
 def free_port():

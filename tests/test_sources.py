@@ -5,13 +5,12 @@ import shutil
 
 import pandas as pd
 import pytest
-
-from house_prices.data import fingerprint
-from house_prices.core.runs import list_runs, read_json
-from house_prices.core.sources import ingest, load
-
 from conftest import house_prices_cli
 from pgserver import server_binaries, temporary_postgres
+
+from house_prices.core.runs import list_runs, read_json
+from house_prices.core.sources import ingest, load
+from house_prices.data import fingerprint
 
 SMALL = ["-p", "gbm_n_estimators", "60"]
 

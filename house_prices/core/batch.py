@@ -10,16 +10,16 @@ import logging
 import os
 import sys
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from .project import get_project
 from .predict import Predictor
+from .project import get_project
 
 log = logging.getLogger(__name__)
 

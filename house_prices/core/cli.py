@@ -13,10 +13,10 @@ from pathlib import Path
 import click
 
 from .config import get_settings
-from .project import get_project
-from .schema import DataValidationError
 from .manifest import IntegrityError, Manifest, ManifestError, VersionMismatchError
+from .project import get_project
 from .runs import MANIFEST, METRICS, read_json, resolve_run, run_table
+from .schema import DataValidationError
 
 # %% auto #0
 __all__ = ['COMPARED', 'main', 'train', 'reproduce', 'predict', 'serve', 'drift', 'data', 'data_fingerprint', 'data_validate',
@@ -31,7 +31,8 @@ def _fail(e: Exception):
 
 def _exit_on_sigterm():
     "Turn SIGTERM into SystemExit(143), so that `finally` and `except BaseException` clean up as on Ctrl-C (main thread only)."
-    import signal, threading
+    import signal
+    import threading
     if threading.current_thread() is threading.main_thread(): signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
 def _version(ctx, param, value):
@@ -81,7 +82,8 @@ def reproduce(run_ref, against, strict, rtol, progress):
 
     The verdict rests on the data, the held-out rows, the fitted parameters and the predictions. Exit code 0: bit-identical;
     3: numerically equivalent (predictions within --rtol; 1 with --strict); 1: different, or not reproduced."""
-    from house_prices.core.job import CLOSE, DIFFERS, NOTE, RTOL, SAME, JobError, reproduce as _reproduce
+    from house_prices.core.job import CLOSE, DIFFERS, NOTE, RTOL, SAME, JobError
+    from house_prices.core.job import reproduce as _reproduce
     try: v = _reproduce(run_ref, progress=progress, rtol=RTOL if rtol is None else rtol, against=against)
     except (JobError, *_EXPECTED) as e: _fail(e)
     mark = {SAME: "ok", CLOSE: "CLOSE", DIFFERS: "DIFFERS", NOTE: "note"}
@@ -114,7 +116,8 @@ def _input_log_options(f):
                    "the Parquet dataset to write (one file per partition).")
 @click.option("--run", "run_ref", default=None, help=_RUN_HELP)
 @click.option("--chunk-size", type=click.IntRange(min=1), default=50_000, show_default=True, help="Rows read and scored at a time.")
-@click.option("--issues-file", type=click.Path(dir_okay=False, path_type=Path), help="Also write every error and warning to this file (.csv or .parquet): row, the id, column, value, message, level.")
+@click.option("--issues-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write every error and warning to this file (.csv or .parquet): row, the id, column, value, message, level.")
 @click.option("--allow-errors", is_flag=True, help="Exit with 0 even if some rows were refused.")
 @click.option("--allow-version-mismatch", is_flag=True, help=_MISMATCH_HELP)
 @click.option("--allow-unsigned", is_flag=True, help=_UNSIGNED_HELP)
@@ -133,7 +136,9 @@ def predict(input, output, run_ref, chunk_size, issues_file, allow_errors, allow
     if engine == "dask": return _predict_dask(input, output, run_ref, allow_errors, allow_version_mismatch, allow_unsigned, progress, scheduler, workers,
                                               partition_rows, issues_file, log_inputs)
     if scheduler or workers or partition_rows: raise click.UsageError("--scheduler, --workers and --partition-rows go with --engine dask")
-    if not input.is_file(): raise click.BadParameter(f"{input} is not a file" + (" (a folder or a glob needs --engine dask)" if input.is_dir() or "*" in str(input) else ""), param_hint="INPUT")
+    if not input.is_file():
+        hint = " (a folder or a glob needs --engine dask)" if input.is_dir() or "*" in str(input) else ""
+        raise click.BadParameter(f"{input} is not a file{hint}", param_hint="INPUT")
     from house_prices.core.batch import score_file
     from house_prices.core.inputlog import InputLog
     from house_prices.core.predict import Predictor
@@ -195,6 +200,7 @@ def serve(run_ref, host, port, max_records, max_body_mb, allow_version_mismatch,
     """Serve the model of a run over HTTP: GET /health, GET /model, GET /metrics, POST /predict (docs at /docs). On SIGHUP (or POST /admin/reload with
     the admin token) it serves the run --run names then (production, by default), swapped in without downtime once loaded and verified."""
     import uvicorn
+
     from house_prices.core.service import create_app
     logging.getLogger(get_project().package).setLevel(log_level.upper())
     token = admin_token_file.read_text().strip() if admin_token_file else None
@@ -210,9 +216,10 @@ def serve(run_ref, host, port, max_records, max_body_mb, allow_version_mismatch,
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
 
 # %% ../../nbs/core/19_cli.ipynb #e12c2a8d
-def _thresholds(pairs) -> "Thresholds":
-    from house_prices.core.drift import Thresholds
+def _thresholds(pairs):  # -> drift.Thresholds
     from pydantic import ValidationError
+
+    from house_prices.core.drift import Thresholds
     values = {}
     for p in pairs:
         name, sep, value = p.partition("=")
@@ -298,7 +305,7 @@ def data_validate(ref, as_of):
     try: df = load(ref, get_settings().root, as_of=as_of)
     except DataValidationError as e:
         click.echo(str(e), err=True)
-        raise SystemExit(1)
+        raise SystemExit(1) from None
     except (*_EXPECTED, ValueError) as e: _fail(e)
     click.echo(f"ok: {len(df)} rows × {df.shape[1]} columns fit the schema")
 

@@ -12,9 +12,9 @@ import os
 import shutil
 import sys
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import pandas as pd
 import pyarrow as pa
@@ -178,7 +178,7 @@ def score_dataset(
     allow_version_mismatch: bool = False, # Load the model even if library versions differ from the run's
     allow_unsigned: bool = False, # Load a run whose signature does not check out
     progress: bool = False, # A progress bar of partitions on stderr
-    issues_file: Path | str | None = None, # Also write every error and warning to this file (.csv or .parquet): row (its position in `inputs`, counting on across files), the id, column, value, message, level
+    issues_file: Path | str | None = None, # Also write every error and warning to this file (.csv or .parquet), as `batch.score_file` does (rows counted on across files)
 ) -> BatchSummary:
     "Score `inputs` on the cluster into the dataset `output`, one file per partition in input order; return what happened."
     import dask
@@ -195,10 +195,11 @@ def score_dataset(
             sources = [("parquet", str(path.resolve()), groups) for groups in parquet_parts(path, partition_rows)]
         else:
             from dask.bytes import read_bytes
+
             from house_prices.core.batch import _csv_batches
             header = list(_csv_batches(path, na)[0].names)
             _, blocks = read_bytes(str(path.resolve()), delimiter=b"\n", blocksize=csv_block_bytes, sample=False)
-            sources = [dask.delayed(lambda b, first: ("csv", header, b, first, na))(b, i == 0) for i, b in enumerate(blocks[0])]
+            sources = [dask.delayed(lambda b, first, header=header: ("csv", header, b, first, na))(b, i == 0) for i, b in enumerate(blocks[0])]  # this file's header
         tasks += [dask.delayed(score_part)(len(tasks) + i, s, str(staging), issues=issues_file is not None) for i, s in enumerate(sources)]
     summary, futures, side = BatchSummary(), [], None
     try:
@@ -224,6 +225,7 @@ def score_dataset(
 def _gather_issues(folder: Path, rows: list[int], path: Path, id_name: str):
     "The partitions' issues in partition order, rows renumbered by the rows before them, written (not yet in place) to `path`: the writer, to commit."
     import pyarrow.compute as pc
+
     from house_prices.core.batch import _Writer, issues_schema
     side, offset = _Writer(path), 0
     for i, n in enumerate(rows):

@@ -8,19 +8,19 @@ from __future__ import annotations
 import getpass
 import os
 import re
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from .manifest import Manifest
-from .project import Gate, Metric, get_project
 from .predict import Contract
-from .runs import (ALIAS_RE, ALIASES, CONTRACT, DEFAULT_ALIAS, MANIFEST, PROMOTIONS, read_aliases, read_json,
-                                    read_predictions, resolve_run, write_json)
+from .project import Gate, Metric, get_project
+from .runs import ALIAS_RE, ALIASES, CONTRACT, DEFAULT_ALIAS, MANIFEST, PROMOTIONS, read_aliases, read_json, read_predictions, resolve_run, write_json
 
 
 # %% auto #0
@@ -149,6 +149,7 @@ def compare_runs_cv(
 ) -> Comparison:
     "Paired comparison of two runs' pipelines refitted on the same folds of the data both were trained on; refuses runs of other data."
     from sklearn.model_selection import KFold
+
     from house_prices.core.sources import load_snapshot
     from house_prices.core.train import fit, predict_frame
     project, metric, evaluate, run_a, run_b, ma, mb = _two_runs(run_a, run_b, metric, evaluate)
@@ -178,9 +179,12 @@ def comparison_report(
     path: Path | str, # The HTML file to write
 ) -> Path:
     "A self-contained HTML page (the plot embedded): the comparison's table and a histogram of B - A over the resamples."
-    import base64, html, io
-    import matplotlib; matplotlib.use("Agg")
+    import base64
+    import html
+    import io
+
     import matplotlib.pyplot as plt
+    plt.switch_backend("Agg")  # no display needed
     c = comparison
     fig, ax = plt.subplots(figsize=(7, 3.6))
     ax.hist(c.resampled, bins=60, color="tab:blue", alpha=0.7)
@@ -286,6 +290,7 @@ def promote(
             objections += [f"its input contract breaks clients of {current}: {b}" for b in breaking]
     if gate.reproduces and not (objections and not force):
         from dataclasses import replace
+
         from house_prices.core.config import get_settings
         from house_prices.core.job import reproduce
         verdict = reproduce(new, settings=replace(get_settings(), runs_dir=runs_dir), progress=False)
@@ -294,7 +299,7 @@ def promote(
     if objections and not force:
         raise PromotionRefused(f"run {new.name} is not promoted to {alias!r}: " + "; ".join(objections) + ". To promote it anyway: force with a reason (--force --reason ...)")
     kind = "rollback" if any(p.alias == alias and p.run == new.name for p in promotions(runs_dir)) else "promotion"
-    entry = Promotion(time=datetime.now(timezone.utc).isoformat(timespec="seconds"), user=getpass.getuser(), alias=alias, run=new.name,
+    entry = Promotion(time=datetime.now(UTC).isoformat(timespec="seconds"), user=getpass.getuser(), alias=alias, run=new.name,
                       previous=current, kind=kind, reason=reason, forced=bool(objections), checked=checked, objections=objections, comparison=comparison,
                       contract_changes=changes)
     with open(runs_dir / PROMOTIONS, "a") as f:  # the log first: an alias never moves without its line

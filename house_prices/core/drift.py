@@ -8,8 +8,9 @@ from __future__ import annotations
 import html
 import sys
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, Literal
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -80,7 +81,7 @@ class Profile(BaseModel):
     prediction: ColumnProfile # The predictions on the held-out rows
 
     @classmethod
-    def of(cls, data: "Profile | dict") -> "Profile":
+    def of(cls, data: Profile | dict) -> Profile:
         "`data` itself, or the profile a JSON dict (a run's `profile.json`) describes."
         if isinstance(data, cls): return data
         if data.get("profile_version") != PROFILE_VERSION:
@@ -156,7 +157,7 @@ class Tally:
         frame: pd.DataFrame, # A chunk in canonical form: numbers as floats, categories as text
         predictions=None, # The chunk's predictions, missing (NaN/None) where a row was refused; None: not counted
         absent: Literal["missing", "skip"] = "missing", # A column not in `frame`: all its values missing (a file), or not compared (left out of a log)
-    ) -> "Tally":
+    ) -> Tally:
         "Count a chunk."
         for name, t in self.columns.items():
             if name in frame.columns: t.add(frame[name])
@@ -223,9 +224,10 @@ MIN_EXPECTED = 5 # Categories seen fewer times in training are pooled for the ch
 
 def column_drift(
     tally: ColumnTally, # The current counts of the column
-    thresholds: Thresholds = Thresholds(), # When it counts as drifted
+    thresholds: Thresholds | None = None, # When it counts as drifted (default: `Thresholds()`)
 ) -> ColumnDrift:
     "Compare a column's current counts with its reference."
+    thresholds = thresholds or Thresholds()
     from scipy import stats
     ref, th = tally.reference, thresholds
     ref_counts = np.asarray(ref.counts, "float64")
@@ -297,11 +299,12 @@ class DriftReport(BaseModel):
 
 def drift_report(
     tally: Tally, # Current counts
-    thresholds: Thresholds = Thresholds(), # When a column counts as drifted
+    thresholds: Thresholds | None = None, # When a column counts as drifted (default: `Thresholds()`)
     run_id: str | None = None, # The run of the reference
     sources: Iterable[str] = (), # What was compared
 ) -> DriftReport:
     "Compare current counts with their reference: every column and the prediction."
+    thresholds = thresholds or Thresholds()
     compared = {k: t for k, t in tally.columns.items() if t.rows or not tally.rows}
     return DriftReport(run_id=run_id, sources=list(sources), rows=tally.rows, reference_rows=tally.profile.rows, thresholds=thresholds,
                        columns=[column_drift(t, thresholds) for t in compared.values()], prediction=column_drift(tally.prediction, thresholds),
@@ -328,9 +331,11 @@ def drift_html(
     path: Path | str, # The HTML file to write
 ) -> Path:
     "A self-contained HTML page: the table of every column, and a plot per flagged column (reference against current shares)."
-    import base64, io
-    import matplotlib; matplotlib.use("Agg")
+    import base64
+    import io
+
     import matplotlib.pyplot as plt
+    plt.switch_backend("Agg")  # no display needed
     refs = {c.name: c for c in profile.columns} | {profile.prediction.name: profile.prediction}
     plots = []
     for c in report.flagged:
@@ -384,6 +389,7 @@ def tally_files(
 ) -> Tally:
     "Count files on a profile: every row's values, and the model's predictions (missing where it refuses a row)."
     from tqdm.auto import tqdm
+
     from house_prices.core.batch import read_chunks
     for path in paths:
         total, chunks = read_chunks(path, chunk_size)

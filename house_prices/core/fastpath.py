@@ -5,7 +5,7 @@
 # %% ../../nbs/core/17_fastpath.ipynb #c2d33ca2
 from __future__ import annotations
 
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -191,8 +191,10 @@ def _final(est) -> tuple[type, Callable[[np.ndarray], np.ndarray]]:
     "(the dtype of the matrix it reads, `predict(matrix)`) for the estimator at the end of a pipeline."
     if callable(getattr(est, "compile_predict", None)): return est.compile_predict()  # the estimator compiles itself
     if isinstance(est, GradientBoostingRegressor):
-        try: from sklearn.ensemble._gradient_boosting import predict_stages
-        except ImportError: return np.float64, est.predict
+        try:
+            from sklearn.ensemble._gradient_boosting import predict_stages
+        except ImportError:
+            return np.float64, est.predict
         est._check_initialized()
         if est.estimators_.shape[1] != 1 or not (est.init_ == "zero" or isinstance(est.init_, DummyRegressor)): return np.float32, est.predict
         from sklearn.ensemble._gb import _init_raw_predictions

@@ -9,11 +9,11 @@ import logging
 import os
 import threading
 import time
-from datetime import date, datetime, timezone
 from collections import deque
+from collections.abc import Iterable, Iterator
+from datetime import UTC, date, datetime
 from itertools import count
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -98,11 +98,11 @@ def log_rows(
             j = i
             while j < len(entries) and entries[j][3] is not None: j += 1
             records = [r for e in entries[i:j] for r in e[3]]
-            parts.append(rows(entries[i:j], lambda name, numeric: _field_values([r.get(name) if isinstance(r, dict) else None for r in records], numeric)))
+            parts.append(rows(entries[i:j], lambda name, numeric, records=records: _field_values([r.get(name) if isinstance(r, dict) else None for r in records], numeric)))
             i = j
         else:
             t = entries[i][4]
-            parts.append(rows([entries[i]], lambda name, numeric: _column_values(t.column(name) if name in t.column_names else None, t.num_rows, numeric)))
+            parts.append(rows([entries[i]], lambda name, numeric, t=t: _column_values(t.column(name) if name in t.column_names else None, t.num_rows, numeric)))
             i += 1
     return pa.concat_tables(parts) if parts else schema.empty_table()
 
@@ -146,7 +146,7 @@ class InputLog:
         "Hand a scored request or chunk to the writer; False when it was dropped (the queue was full, or the log is closed)."
         while block and not self._closed and len(self._pending) >= self.queue_size and self._thread.is_alive(): time.sleep(0.005)
         if not self._closed and len(self._pending) < self.queue_size:
-            self._pending.append((datetime.now(timezone.utc), scored, run_id, records, table))  # all a request pays: one append
+            self._pending.append((datetime.now(UTC), scored, run_id, records, table))  # all a request pays: one append
             return True
         with self._lock: self.dropped_rows += len(scored.ok)
         return False
@@ -177,7 +177,7 @@ class InputLog:
                 log.warning("input log: could not convert %d row(s) (%s: %s)", rows, type(e).__name__, e)
                 continue
             d = self.folder / f"date={day}"
-            path = d / f"part-{datetime.now(timezone.utc):%Y%m%dT%H%M%S%fZ}-{os.getpid()}-{next(self._seq):06d}.parquet"
+            path = d / f"part-{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{os.getpid()}-{next(self._seq):06d}.parquet"
             tmp = d / f".{path.name}.tmp"
             try:
                 d.mkdir(parents=True, exist_ok=True)

@@ -11,23 +11,33 @@ import os
 import sys
 import tempfile
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from dataclasses import dataclass, field
-
-from .config import Settings, get_settings
-from .project import get_project
-from .schema import DataValidationError, fingerprint
-from .sources import PASSWORD_ENV, DataRef, SnapshotError, load, load_snapshot
 import numpy as np
 import pandas as pd
 
-from .manifest import (IntegrityError, FittedDigest, JobRecord, Manifest, ManifestError, shaping_packages, fitted_digest,
-                                       fitted_differences, check_signature, sha256_file, verify_artifact, version_differences)
-from .runs import (MANIFEST, MODEL, NOTEBOOK, PREDICTIONS, REPORT, TRAIN_PREDICTIONS, fail_run, finish_run,
-                               publish_run, read_predictions, resolve_run, stage_run)
+from .config import Settings, get_settings
+from house_prices.core.manifest import (
+    FittedDigest,
+    IntegrityError,
+    JobRecord,
+    Manifest,
+    ManifestError,
+    check_signature,
+    fitted_differences,
+    fitted_digest,
+    sha256_file,
+    shaping_packages,
+    verify_artifact,
+    version_differences,
+)
+from .project import get_project
+from .runs import MANIFEST, MODEL, NOTEBOOK, PREDICTIONS, REPORT, TRAIN_PREDICTIONS, fail_run, finish_run, publish_run, read_predictions, resolve_run, stage_run
+from .schema import DataValidationError, fingerprint
+from .sources import PASSWORD_ENV, DataRef, SnapshotError, load, load_snapshot
 
 # %% auto #0
 __all__ = ['RUNNER_PARAMETERS', 'KERNEL_LOG', 'JOB_ENV', 'SAME', 'CLOSE', 'DIFFERS', 'NOTE', 'SKIPPED', 'BIT_IDENTICAL',
@@ -157,7 +167,7 @@ def run_training(
     runs_dir = settings.resolve(given["runs_dir"]) if "runs_dir" in given else settings.runs_dir
     staged = stage_run(runs_dir)
     inject = {**given, "runs_dir": str(runs_dir), "run_dir": str(staged)}
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     try:
         with tempfile.TemporaryDirectory(prefix="hp-kernel-") as sockets, _environ(**JOB_ENV, **secret, **{get_project().root_env_var: str(settings.root)},
                                                                                       IPYTHONDIR=_clean_ipython_dir(Path(sockets))):
@@ -179,7 +189,7 @@ def run_training(
         notebook_to_html(staged / NOTEBOOK, staged / REPORT, title=f"Training run {staged.name}")
         finish_run(staged, job=JobRecord(notebook=str(nb.relative_to(settings.root)), notebook_sha256=sha256_file(nb),
                                          kernel=settings.kernel_name, injected=given, env=JOB_ENV, reproduces=reproduces,
-                                         started=started.isoformat(), finished=datetime.now(timezone.utc).isoformat()))
+                                         started=started.isoformat(), finished=datetime.now(UTC).isoformat()))
     except OSError as e:  # the report or the manifest could not be written
         raise _unwritable(staged, e) from None
     except BaseException:
@@ -326,7 +336,8 @@ def compare_runs(
     checks = []
     if data:
         fa, fb = m.data.fingerprint, n.data.fingerprint
-        checks.append(Check("data fingerprint", SAME if fa == fb else DIFFERS, f"{str(fa)[:12]}… in both" if fa == fb else f"{str(fa)[:12]}… in the run, {str(fb)[:12]}… in {other.name}"))
+        checks.append(Check("data fingerprint", SAME if fa == fb else DIFFERS,
+                            f"{str(fa)[:12]}… in both" if fa == fb else f"{str(fa)[:12]}… in the run, {str(fb)[:12]}… in {other.name}"))
     ha, hb = m.split.held_out_ids_sha256, n.split.held_out_ids_sha256
     checks.append(Check("held-out rows", SAME if ha == hb else DIFFERS, f"{str(ha)[:12]}… in both" if ha == hb else f"{str(ha)[:12]}… in the run, {str(hb)[:12]}… in {other.name}"))
     predictions = [_compare_predictions("predictions, held-out", run, other, "held_out", rtol),

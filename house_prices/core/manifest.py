@@ -9,19 +9,18 @@ import hashlib
 import hmac
 import json
 import logging
-import secrets
 import os
 import platform
+import secrets
 import subprocess
 import sys
-from importlib import metadata
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
-
 import numpy as np
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .project import get_project
 from .search import SearchRecord
@@ -157,7 +156,7 @@ class Manifest(Record):
     search: SearchRecord | None = None # The hyperparameter search that chose the parameters, when the job ran one (see `core.search`)
 
     @classmethod
-    def read(cls, path: Path | str) -> "Manifest":
+    def read(cls, path: Path | str) -> Manifest:
         "The manifest in the file `path`; raises `ManifestError` saying what is wrong with it."
         path = Path(path)
         try: data = json.loads(path.read_text(encoding="utf-8"))
@@ -422,7 +421,7 @@ class FittedDigest:
         return FittedRecord(digest=DIGEST_VERSION, sha256=self.sha256, attributes=self.attributes, diagnostics=self.diagnostics)
 
     @classmethod
-    def from_record(cls, rec: FittedRecord) -> "FittedDigest":
+    def from_record(cls, rec: FittedRecord) -> FittedDigest:
         "The digest a manifest recorded."
         return cls(rec.sha256, dict(rec.attributes), dict(rec.diagnostics))
 

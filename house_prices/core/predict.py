@@ -8,25 +8,24 @@ from __future__ import annotations
 import logging
 import numbers
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Literal, Mapping
-
-from pydantic import BaseModel, ConfigDict
+from typing import Any, Literal
 
 import joblib
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+from pydantic import BaseModel, ConfigDict
 
-from .project import get_project
-from .schema import MAX_MAGNITUDE, Schema, _to_float, read_raw_csv
-from .fastpath import NotCompilable, category_codes, compile_pipeline, frame_columns
-from .manifest import (Manifest, VersionMismatchError, check_signature, key_packages, verify_artifact,
-                                       version_differences)
 from .config import get_settings
+from .fastpath import NotCompilable, category_codes, compile_pipeline, frame_columns
+from .manifest import Manifest, VersionMismatchError, check_signature, key_packages, verify_artifact, version_differences
+from .project import get_project
 from .runs import CONTRACT, HELD_OUT, MANIFEST, MODEL, PREDICTIONS, default_run, read_json
+from .schema import MAX_MAGNITUDE, Schema, _to_float, read_raw_csv
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +64,7 @@ class Contract(BaseModel):
     def prediction_name(self) -> str: return self.prediction or self.target
 
     @classmethod
-    def of(cls, contract: "Contract | dict") -> "Contract":
+    def of(cls, contract: Contract | dict) -> Contract:
         "`contract` itself, or the contract a JSON dict (such as a run's `contract.json`) describes."
         return contract if isinstance(contract, cls) else cls.model_validate(contract)
 
@@ -102,7 +101,7 @@ class Issues:
     level: np.ndarray
 
     @classmethod
-    def collect(cls, parts: list[tuple]) -> "Issues":
+    def collect(cls, parts: list[tuple]) -> Issues:
         if not parts: return cls(*(np.array([], dtype=object) for _ in range(4)), np.array([], dtype=object))
         rows, cols, vals, msgs, levels = zip(*parts)
         cat = lambda xs, dt=object: np.concatenate([np.asarray(x, dtype=dt) for x in xs])
@@ -110,7 +109,7 @@ class Issues:
 
     def __len__(self): return len(self.row)
 
-    def plus(self, rows, column: str, values, message: str | list[str], level: str = "error") -> "Issues":
+    def plus(self, rows, column: str, values, message: str | list[str], level: str = "error") -> Issues:
         "These issues and one more per row of `rows` (with its value and message: one for all, or one each), all with the same column and level."
         rows = np.asarray(rows, dtype=np.int64)
         if not len(rows): return self
@@ -502,7 +501,7 @@ class Predictor:
         allow_version_mismatch: bool = False, # Load even if the libraries or the recorded predictions differ (logs a warning)
         verify: bool = True, # Re-predict the run's held-out rows and compare with what the run recorded
         allow_unsigned: bool = False, # Load a run whose signature is missing or does not check out (logs a warning)
-    ) -> "Predictor":
+    ) -> Predictor:
         "Load a run's pipeline after checking its files, the library versions and (by default) its recorded predictions."
         run_dir = Path(run_dir) if run_dir is not None else default_run(get_settings().runs_dir)
         if not (run_dir / MANIFEST).is_file(): raise FileNotFoundError(f"{run_dir} is not a finished run: it has no {MANIFEST}")

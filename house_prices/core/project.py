@@ -5,10 +5,11 @@
 # %% ../../nbs/core/02_project.ipynb #9f9f5505
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from importlib.metadata import entry_points
-from typing import Any, Callable
+from typing import Any
 
 from .schema import Schema
 

@@ -107,6 +107,7 @@ def notebook_to_html(
     import nbformat
     from jinja2 import DictLoader
     from nbconvert import HTMLExporter
+
     from house_prices.core.runs import atomic_write
     nb = nbformat.read(str(notebook), as_version=4)
     if title: nb.metadata["title"] = title

@@ -11,7 +11,7 @@ import os
 import secrets
 import socket
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ STAGING, FAILED, JOB_INFO = ".staging", ".failed", ".job.json"
 
 def new_run_id(now: datetime | None = None) -> str:
     "A sortable, unique run id: UTC start time plus 6 random hex digits."
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     return f"{now.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
 
 def stage_run(runs_dir: Path | str, run_id: str | None = None) -> Path:
@@ -45,7 +45,7 @@ def stage_run(runs_dir: Path | str, run_id: str | None = None) -> Path:
     d = Path(runs_dir) / STAGING / (run_id or new_run_id())
     d.mkdir(parents=True, exist_ok=False)
     (d / JOB_INFO).write_text(json.dumps(dict(pid=os.getpid(), host=socket.gethostname(),
-                                              started=datetime.now(timezone.utc).isoformat())))
+                                              started=datetime.now(UTC).isoformat())))
     return d
 
 def publish_run(staged: Path | str, runs_dir: Path | str | None = None) -> Path:
@@ -225,7 +225,8 @@ def clean_runs(
     dry_run: bool = True, # Only list what would be removed
 ) -> list[Path]:
     "The abandoned staging folders, the failed runs (if asked) and the stale temporary files of a run store; removed unless `dry_run`."
-    import shutil, time
+    import shutil
+    import time
     runs_dir = Path(runs_dir)
     gone = [r.path for r in run_table(runs_dir) if r.status == "abandoned" or (failed and r.status == "failed")]
     stale = time.time() - TMP_AGE_S

@@ -158,7 +158,7 @@ def search(
     if engine == "local":
         with bar(): gs.fit(X, y)
     else:
-        from house_prices.core.cluster import ModelPlugin, dask_client, worker_problems
+        from house_prices.core.cluster import dask_client, worker_problems
         with dask_client(scheduler) as client:
             if problems := {w: pr for w, pr in client.run(worker_problems).items() if pr}:
                 raise RuntimeError("worker(s) not set up like the training kernel, refused before any work: " +

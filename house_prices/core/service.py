@@ -9,28 +9,27 @@ import asyncio
 import hmac
 import json
 import logging
-import signal
-from datetime import datetime, timezone
 import re
+import signal
 import time
 import uuid
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-from fastapi import Body, FastAPI, Header, Query, Request
-from fastapi.exceptions import RequestValidationError
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from fastapi.responses import JSONResponse, Response
-from starlette.concurrency import run_in_threadpool
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pandas as pd
+from fastapi import Body, FastAPI, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
 from pydantic import ConfigDict, Field, create_model
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .manifest import Manifest, check_signature, verify_artifact
 from .inputlog import InputLog, log_schema
+from .manifest import Manifest, check_signature, verify_artifact
 from .predict import SMALL_BATCH, Contract, Predictor, Scored, _show, _unseen
 from .predict import _id as _contract_id
 from .runs import CONTRACT, MANIFEST, read_json, resolve_run
@@ -137,7 +136,7 @@ def request_schema(contract: Contract | dict) -> dict[str, Any]:
 # %% ../../nbs/core/16_service.ipynb #cf007f10
 class LimitAndLog:
     "ASGI middleware: refuse bodies over `max_body_bytes` with 413, log one JSON line per request, and count it in `metrics`."
-    def __init__(self, app, max_body_bytes: int, metrics: "ServiceMetrics | None" = None):
+    def __init__(self, app, max_body_bytes: int, metrics: ServiceMetrics | None = None):
         self.app, self.max_body_bytes, self.metrics = app, max_body_bytes, metrics
 
     async def __call__(self, scope, receive, send):
@@ -199,7 +198,8 @@ class ServiceMetrics:
     def collect(self):
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
         if self.input_log is None: return
-        rows = CounterMetricFamily("model_input_log_rows", "Rows handed to the input log, by outcome: written; dropped (its queue was full); failed (not written)", labels=["outcome"])
+        rows = CounterMetricFamily("model_input_log_rows", "Rows handed to the input log, by outcome: written; dropped (its queue was full); failed (not written)",
+                                   labels=["outcome"])
         for k in ("written", "dropped", "failed"): rows.add_metric([k], getattr(self.input_log, f"{k}_rows"))
         yield rows
         yield GaugeMetricFamily("model_input_log_queue", "Requests waiting for the input log's writer", value=self.input_log.queued)
@@ -311,7 +311,7 @@ def create_app(
                     outcome = {"status": "swapped", "run_id": new.run_id, "previous": old.run_id}
             except Exception as e:  # whatever went wrong, the old model keeps serving, and says so
                 outcome = {"status": "failed", "run_id": old.run_id, "error": f"{type(e).__name__}: {e}"}
-            outcome["time"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            outcome["time"] = datetime.now(UTC).isoformat(timespec="seconds")
             app.state.reload = outcome
             (log.warning if outcome["status"] == "failed" else log.info)(json.dumps({"event": "reload", **outcome}))
             return outcome

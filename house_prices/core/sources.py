@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode
 
@@ -36,7 +36,7 @@ class DataRef:
     as_of_column: str = "ingested_at" # SQL: the ingestion/update timestamp column that `as_of` filters on
 
     @classmethod
-    def parse(cls, ref: str) -> "DataRef":
+    def parse(cls, ref: str) -> DataRef:
         "Parse a reference string."
         if "://" not in ref:
             kind = "parquet" if Path(ref).suffix.lower() in (".parquet", ".pq") else "csv"
@@ -74,7 +74,7 @@ def parse_as_of(as_of: str | datetime | None) -> datetime | None:
     "An `as_of` time as a naive UTC datetime (an ISO 8601 string without a zone is taken as UTC)."
     if as_of in (None, ""): return None
     t = as_of if isinstance(as_of, datetime) else datetime.fromisoformat(str(as_of).replace("Z", "+00:00"))
-    return t.astimezone(timezone.utc).replace(tzinfo=None) if t.tzinfo else t
+    return t.astimezone(UTC).replace(tzinfo=None) if t.tzinfo else t
 
 SQL_CHUNK_ROWS = 100_000 # Rows fetched from a database at a time
 
@@ -142,9 +142,10 @@ def ingest(
 ) -> list[datetime]:
     "Append `source`'s rows to `table` in `batches`, stamping each batch; return the timestamps."
     from datetime import timedelta
+
     from sqlalchemy import BigInteger, DateTime, Float, Text
     df = load(source, root)
-    t0 = parse_as_of(start) or datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
+    t0 = parse_as_of(start) or datetime.now(UTC).replace(tzinfo=None, microsecond=0)
     types = {c.name: (BigInteger() if c.kind == "id" else Text() if c.dtype == "str" else Float()) for c in get_project().schema.columns if c.name in df.columns}
     types[as_of_column] = DateTime()
     eng, stamps = _engine(into), []

@@ -14,8 +14,20 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from .config import Settings
-from .manifest import (DataRecord, FeatureRecord, InputFeature, ModelRecord, Seeds, SplitRecord, code_version,
-                                       describe_estimator, feature_names, fitted_digest, random_states, sha256_file)
+from house_prices.core.manifest import (
+    DataRecord,
+    FeatureRecord,
+    InputFeature,
+    ModelRecord,
+    Seeds,
+    SplitRecord,
+    code_version,
+    describe_estimator,
+    feature_names,
+    fitted_digest,
+    random_states,
+    sha256_file,
+)
 from .project import Project, get_project
 from .schema import fingerprint
 from .sources import DataRef
