@@ -1,7 +1,8 @@
-"""The HTTP service on a real uvicorn server on loopback: parity with research, bad input, limits, load."""
+"""The HTTP service on a real uvicorn server on loopback: parity with research, bad input, limits, load, docs without internet."""
 import json
 import math
 import random
+import shutil
 import socket
 import subprocess
 import threading
@@ -220,3 +221,44 @@ def test_an_outside_fuzzer_finds_the_schema_and_the_service_agreeing(server, tmp
                         "--no-color"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
     assert "passed" in r.stdout and "failure" not in r.stdout.split("SUMMARY")[-1].lower(), r.stdout[-2000:]
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="no headless Chromium (Debian's package 'chromium'; .ci/run installs it as root)")
+
+
+def rendered(url, profile):
+    "The page's DOM after its scripts ran in headless Chromium, which can reach 127.0.0.1 and no other host (every name resolves to nothing)."
+    r = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", f"--user-data-dir={profile}",
+                        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1", "--virtual-time-budget=15000", "--dump-dom", url],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "<html" in r.stdout, r.stderr[-2000:]
+    return r.stdout
+
+
+@needs_chromium
+def test_the_docs_render_without_internet(server, tmp_path):
+    docs = rendered(server.url + "/docs", tmp_path / "a")
+    for path in ("/predict", "/health", "/model", "/metrics"):  # Swagger UI ran: every operation is on the page
+        assert f'class="opblock-summary-path" data-path="{path}"' in docs, path
+    redoc = rendered(server.url + "/redoc", tmp_path / "b")
+    assert 'operation/predict_predict_post' in redoc and 'operation/health_health_get' in redoc
+
+
+@needs_chromium
+def test_without_the_service_own_assets_the_docs_would_be_blank_here(tmp_path):
+    "The control: FastAPI's stock /docs (its assets from a CDN) in the same browser stays empty, so the block above is real."
+    import fastapi
+    import uvicorn
+    app = fastapi.FastAPI()
+    app.get("/ping")(lambda: "pong")
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="error"))
+    t = threading.Thread(target=srv.run, daemon=True)
+    t.start()
+    try:
+        while not srv.started: time.sleep(0.05)
+        dom = rendered(f"http://127.0.0.1:{srv.config.port}/docs", tmp_path)
+        assert 'id="swagger-ui"' in dom and "opblock" not in dom and "cdn.jsdelivr.net" in dom
+    finally:
+        srv.should_exit = True
+        t.join(timeout=30)

@@ -24,6 +24,7 @@ import pandas as pd
 from fastapi import Body, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi_offline import FastAPIOffline
 from pydantic import ConfigDict, Field, create_model
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -334,7 +335,7 @@ def create_app(
             if app.state.input_log is not None: await run_in_threadpool(app.state.input_log.close)  # what is queued is written
 
     target = contract.prediction_name
-    app = FastAPI(title=f"Predictions of {target}", version=str(manifest.code.package_version), lifespan=lifespan,
+    app = FastAPIOffline(title=f"Predictions of {target}", version=str(manifest.code.package_version), lifespan=lifespan,  # /docs without internet
                   description=f"Predicts {target} with the model of training run `{manifest.run_id}`.")
 
     @app.exception_handler(StarletteHTTPException)
