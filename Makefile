@@ -5,7 +5,13 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
 
-PYTHON ?= $(shell command -v python3.11 || command -v python3)
+# Python: the newest supported one found that runs (a pyenv shim of a version not enabled does not), or PYTHON=/path/to/python
+SUPPORTED := 3.13 3.12 3.11
+ifndef PYTHON
+PYTHON := $(firstword $(foreach v,$(SUPPORTED),$(shell python$(v) -c 'import sys; print(sys.executable)' 2>/dev/null)) $(shell command -v python3))
+endif
+PYVER  := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+LOCKS  := requirements/$(PYVER)
 VENV   := .venv
 BIN    := $(VENV)/bin
 KERNEL := house-prices
@@ -15,26 +21,32 @@ P ?=
 # Options for the service, e.g. `make serve ARGS="--port 9000 --run 20261122T063200Z-7a3d88"`
 ARGS ?=
 
-.PHONY: help install runtime train test test-nbs test-py test-template lint template serve lab export clean-nbs lock bench clean
+.PHONY: help which-python install runtime train test test-nbs test-py test-template lint template serve lab export clean-nbs lock bench clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-$(STAMP): requirements/dev.lock pyproject.toml
-	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"Python 3.11 is needed, {sys.executable} is {sys.version.split()[0]}: run make PYTHON=/path/to/python3.11"'
+$(STAMP): $(wildcard $(LOCKS)/dev.lock) pyproject.toml
+	@test -f "$(LOCKS)/dev.lock" || { echo "Python 3.11, 3.12 or 3.13 is needed; $(PYTHON) is $(or $(PYVER),not runnable): run make PYTHON=/path/to/python3.13" >&2; exit 1; }
+	@[ ! -e $(BIN)/python ] || [ "$$($(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)" = "$(PYVER)" ] \
+	  || { echo "$(VENV) was built with another Python: rebuilding it with $(PYVER)"; rm -rf $(VENV); }
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements/dev.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r $(LOCKS)/dev.lock
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation --editable .
 	$(BIN)/python -m pip check
 	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python ($(KERNEL))" >/dev/null
 	@touch $(STAMP)
-	@echo "environment ready: $(VENV) (kernel '$(KERNEL)')"
+	@echo "environment ready: $(VENV), Python $(PYVER), $(LOCKS)/dev.lock (kernel '$(KERNEL)')"
 
-install: $(STAMP) ## Build .venv from requirements/dev.lock and register the project's Jupyter kernel
+which-python: # The Python make uses (.ci/run prints it)
+	@echo "$(PYTHON) (Python $(or $(PYVER),not runnable))"
 
-runtime: ## Build .venv-runtime from requirements/runtime.lock only (what predicting needs)
+install: $(STAMP) ## Build .venv from requirements/<python>/dev.lock (3.13, 3.12 or 3.11: the newest found; PYTHON= to choose) and register the kernel
+
+runtime: ## Build .venv-runtime from requirements/<python>/runtime.lock only (what predicting needs)
+	@test -f "$(LOCKS)/runtime.lock" || { echo "Python 3.11, 3.12 or 3.13 is needed; $(PYTHON) is $(or $(PYVER),not runnable)" >&2; exit 1; }
 	$(PYTHON) -m venv .venv-runtime
-	.venv-runtime/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements/runtime.lock
+	.venv-runtime/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r $(LOCKS)/runtime.lock
 	.venv-runtime/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation --editable .
 	.venv-runtime/bin/python -m pip check
 
@@ -71,12 +83,14 @@ export: $(STAMP) ## Export nbs/ to the house_prices package (run after editing a
 clean-nbs: $(STAMP) ## Strip execution counts and metadata from notebooks (keeps the `parameters` tag)
 	$(BIN)/nbdev-clean
 
-lock: ## Re-resolve requirements/*.lock from pyproject.toml (needs network)
+lock: ## Re-resolve requirements/<python>/*.lock for every supported Python from pyproject.toml, keeping pins that still resolve (needs network)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==0.13.9"
-	$(BIN)/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes --extra dev \
-	  pyproject.toml requirements/build.in -o requirements/dev.lock
-	$(BIN)/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes \
-	  pyproject.toml requirements/build.in -c requirements/dev.lock -o requirements/runtime.lock
+	for v in $(SUPPORTED); do \
+	  $(BIN)/uv pip compile --quiet --universal --python-version $$v --generate-hashes --extra dev \
+	    pyproject.toml requirements/build.in -o requirements/$$v/dev.lock && \
+	  $(BIN)/uv pip compile --quiet --universal --python-version $$v --generate-hashes \
+	    pyproject.toml requirements/build.in -c requirements/$$v/dev.lock -o requirements/$$v/runtime.lock || exit 1; \
+	done
 	$(BIN)/python -m pip uninstall --quiet --yes uv
 
 bench: $(STAMP) ## Run the benchmarks in bench/ (prediction speed; Dask; data loading from Parquet and PostgreSQL)

@@ -56,7 +56,8 @@ def test_environment_and_code(train_job, settings):
     m = read_json(train_job() / "manifest.json")
     e = m["environment"]
     assert e["distributions"] == distributions()  # the kernel ran in this very environment
-    assert e["lock_files"]["dev.lock"] == hashlib.sha256((settings.root / "requirements/dev.lock").read_bytes()).hexdigest()
+    lock = settings.lock_dir / "dev.lock"  # this Python's
+    assert e["lock_files"][f"{lock.parent.name}/dev.lock"] == hashlib.sha256(lock.read_bytes()).hexdigest()
     assert e["lock_mismatches"] == []
     assert e["threadpools"] and all(t["num_threads"] == 1 for t in e["threadpools"])  # fixed by the job runner
     assert e["env"]["OMP_NUM_THREADS"] == "1"

@@ -241,6 +241,22 @@ def test_edited_library_version_is_refused_unless_allowed(store, caplog):
     assert "scikit-learn 1.0.0 in the run" in caplog.text and "allow_version_mismatch" in caplog.text
 
 
+
+def test_a_run_made_under_another_python_is_refused_at_load_and_by_reproduce(store):
+    "Each Python has its own lock (requirements/3.X/) and wheels: a run made under another one is said so, and refused by default."
+    [run] = list_runs(store)
+    m = read_json(run / "manifest.json")
+    m["environment"]["python"] = "3.99.1"
+    write_json(run / "manifest.json", m)
+    sign_manifest(run, Manifest.read(run / "manifest.json"))
+    with pytest.raises(VersionMismatchError, match=r"Python 3\.99 in the run, 3\.1\d here \(requirements/3\.99/ holds the run's lock\)"):
+        Predictor.load(run)
+    assert Predictor.load(run, allow_version_mismatch=True).run_id == run.name
+    r = house_prices_cli("reproduce", run, "--no-progress")
+    assert r.returncode == 1 and re.search(r"Python +DIFFERS +Python 3\.99 in the run, 3\.1\d here", r.stdout), r.stdout
+    assert "make PYTHON=python3.99" in r.stdout and "--allow-other-python" in r.stdout and "new run" not in r.stdout
+    assert len(list_runs(store)) == 1  # nothing was re-executed
+
 def test_data_changed_after_the_run_reproduced_from_snapshot_or_explained(tmp_path, settings):
     data = tmp_path / "train.csv"
     lines = settings.train_csv.read_text().splitlines(keepends=True)

@@ -27,8 +27,7 @@ COPIED = [
     (ROOT / "tests/test_machinery.py", Path("tests/test_machinery.py.jinja"), True),
     (ROOT / "tests/test_notebooks.py", Path("tests/test_notebooks.py.jinja"), True),
     (ROOT / "tests/conftest.py", Path("tests/conftest.py.jinja"), True),
-    (ROOT / "requirements/dev.lock", Path("requirements/dev.lock"), False),
-    (ROOT / "requirements/runtime.lock", Path("requirements/runtime.lock"), False),
+    *[(p, p.relative_to(ROOT), False) for p in sorted((ROOT / "requirements").glob("3.*/*.lock"))],  # a lock per Python
     (ROOT / "requirements/build.in", Path("requirements/build.in"), False),
     (ROOT / ".github/workflows/ci.yml", Path(".github/workflows/ci.yml"), False),
 ]

@@ -77,14 +77,15 @@ def train(parameters, progress):
 @click.option("--rtol", type=float, default=None, show_default="1e-9",
               help="Relative tolerance within which differing predictions are numerically equivalent.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar while the notebook runs.")
-def reproduce(run_ref, against, strict, rtol, progress):
+@click.option("--allow-other-python", is_flag=True, help="Re-execute even under another Python than the run's (refused by default: its own lock and wheels).")
+def reproduce(run_ref, against, strict, rtol, progress, allow_other_python):
     """Re-execute RUN's job with its recorded parameters and data into a new run, and compare the two.
 
     The verdict rests on the data, the held-out rows, the fitted parameters and the predictions. Exit code 0: bit-identical;
     3: numerically equivalent (predictions within --rtol; 1 with --strict); 1: different, or not reproduced."""
     from house_prices.core.job import CLOSE, DIFFERS, NOTE, RTOL, SAME, JobError
     from house_prices.core.job import reproduce as _reproduce
-    try: v = _reproduce(run_ref, progress=progress, rtol=RTOL if rtol is None else rtol, against=against)
+    try: v = _reproduce(run_ref, progress=progress, rtol=RTOL if rtol is None else rtol, against=against, allow_other_python=allow_other_python)
     except (JobError, *_EXPECTED) as e: _fail(e)
     mark = {SAME: "ok", CLOSE: "CLOSE", DIFFERS: "DIFFERS", NOTE: "note"}
     click.echo(f"reproducing run {v.run.name}" + (f" against {v.new_run.name}" if against and v.new_run else ""))

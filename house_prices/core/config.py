@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,7 +61,9 @@ class Settings:
     @property
     def snapshots_dir(self) -> Path: return self.runs_dir / ".snapshots"  # the data each run trained on, by fingerprint
     @property
-    def lock_files(self) -> list[Path]: return sorted((self.root / "requirements").glob("*.lock"))
+    def lock_dir(self) -> Path: return self.root / "requirements" / f"{sys.version_info[0]}.{sys.version_info[1]}"  # this Python's locks
+    @property
+    def lock_files(self) -> list[Path]: return sorted(self.lock_dir.glob("*.lock"))
 
     def resolve(self, p: Path | str) -> Path:
         "An absolute path: `p` itself if absolute, else `p` taken relative to the project root."

@@ -29,6 +29,7 @@ from house_prices.core.manifest import (
     check_signature,
     fitted_differences,
     fitted_digest,
+    python_difference,
     sha256_file,
     shaping_packages,
     verify_artifact,
@@ -396,6 +397,7 @@ def reproduce(
     progress: bool = True, # Show papermill's progress bar
     rtol: float = RTOL, # Relative tolerance for "numerically equivalent" predictions
     against: Path | str | None = None, # Compare with this finished run instead of re-executing the job
+    allow_other_python: bool = False, # Re-execute even under another Python than the run's (its own lock and wheels: expect differences)
 ) -> Verdict:
     "Re-execute a run's job with its recorded parameters and data (or take `against`), and compare the outcome with the run."
     settings = settings or get_settings()
@@ -425,6 +427,9 @@ def reproduce(
             v.checks += compare_runs(run, v.new_run, rtol)
             v.notes = environment_differences(m, manifests[1], here=f"in {v.new_run.name}")
         return v
+    if (py := python_difference(m)) and not allow_other_python:
+        v.checks.append(Check("Python", DIFFERS, f"{py[0]}: reproduce under the run's Python (make PYTHON=python{'.'.join(m.environment.python.split('.')[:2])}), "
+                                                 "or allow another one (--allow-other-python)"))
     data_check, snapshot = _data_check(m, settings, run.parent / ".snapshots")
     v.checks.append(data_check)
     declared = job_parameters(settings.job_notebook)

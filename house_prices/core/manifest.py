@@ -30,11 +30,11 @@ __all__ = ['MANIFEST_VERSION', 'SHAPING_LIBRARIES', 'TOOL_PACKAGES', 'NUMERIC_EN
            'SIGNATURE', 'SIGNING_KEY_ENV', 'SIGNING_KEY_FILE_ENV', 'log', 'ManifestError', 'Record', 'Seeds',
            'DataRecord', 'SplitRecord', 'InputFeature', 'FeatureRecord', 'FittedRecord', 'ModelRecord',
            'EnvironmentRecord', 'CodeVersion', 'JobRecord', 'Artifact', 'Manifest', 'shaping_packages', 'key_packages',
-           'distributions', 'package_versions', 'lock_pins', 'lock_mismatches', 'environment', 'code_version',
-           'json_safe', 'describe_estimator', 'random_states', 'feature_names', 'FittedDigest', 'fitted_digest',
-           'value_difference', 'fitted_differences', 'IntegrityError', 'VersionMismatchError', 'sha256_file',
-           'verify_artifact', 'version_differences', 'SignatureError', 'signing_key_path', 'signing_key', 'key_id',
-           'sign_manifest', 'check_signature']
+           'distributions', 'package_versions', 'lock_pins', 'lock_name', 'lock_mismatches', 'environment',
+           'code_version', 'json_safe', 'describe_estimator', 'random_states', 'feature_names', 'FittedDigest',
+           'fitted_digest', 'value_difference', 'fitted_differences', 'IntegrityError', 'VersionMismatchError',
+           'sha256_file', 'verify_artifact', 'python_difference', 'version_differences', 'SignatureError',
+           'signing_key_path', 'signing_key', 'key_id', 'sign_manifest', 'check_signature']
 
 # %% ../../nbs/core/11_manifest.ipynb #9e16a718
 MANIFEST_VERSION = 2
@@ -111,7 +111,7 @@ class EnvironmentRecord(Record):
     distributions: dict[str, str] # Every installed distribution -> version
     threadpools: list[dict[str, Any]] # BLAS and OpenMP libraries: API, version, CPU kernel, threads
     env: dict[str, str | None] # The environment variables that can change numeric results
-    lock_files: dict[str, str] | None = None # Lock file name -> sha256
+    lock_files: dict[str, str] | None = None # Lock file, as <python>/<name> (e.g. 3.12/dev.lock) -> sha256
     lock_mismatches: list[str] | None = None # Where the installed distributions depart from dev.lock
 
 class CodeVersion(Record):
@@ -212,12 +212,16 @@ def lock_pins(lock: Path | str) -> dict[str, str]:
         pins[_norm(name.split("[")[0])] = version.strip()
     return pins
 
+def lock_name(lock: Path | str) -> str:
+    "A lock file's name with its Python's folder: `3.12/dev.lock`."
+    return f"{Path(lock).parent.name}/{Path(lock).name}"
+
 def lock_mismatches(lock: Path | str, installed: dict[str, str] | None = None) -> list[str]:
     "Where the installed distributions depart from a lock file, one sentence each."
     installed = installed if installed is not None else distributions()
     out = []
     for name, v in lock_pins(lock).items():
-        if installed.get(name) != v: out.append(f"{name} {v} in {Path(lock).name}, {installed.get(name) or 'not installed'} here")
+        if installed.get(name) != v: out.append(f"{name} {v} in {lock_name(lock)}, {installed.get(name) or 'not installed'} here")
     return out
 
 # %% ../../nbs/core/11_manifest.ipynb #7b3c8a1a
@@ -232,7 +236,7 @@ def environment(lock_files: list[Path] | None = None) -> EnvironmentRecord:
                             for tp in threadpool_info()],
                env={k: os.environ.get(k) for k in NUMERIC_ENV_VARS})
     if lock_files is not None:
-        env["lock_files"] = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in lock_files}
+        env["lock_files"] = {lock_name(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in lock_files}
         dev = [p for p in lock_files if p.name == "dev.lock"]
         env["lock_mismatches"] = lock_mismatches(dev[0], dists) if dev else None
     return EnvironmentRecord(**env)
@@ -491,6 +495,12 @@ def verify_artifact(run_dir: Path | str, name: str, manifest: Manifest) -> Path:
         raise IntegrityError(f"{p} has sha256 {got[:12]}…, but the manifest recorded {rec.sha256[:12]}…: "
                              "the file was changed or corrupted after the run; refusing to load it")
     return p
+
+def python_difference(manifest: Manifest, here: str | None = None) -> list[str]:
+    "A sentence if the run was made under another Python (major.minor; `here`: this interpreter's) -- each has its own lock and wheels."
+    minor = lambda v: ".".join(v.split(".")[:2])
+    run, now = minor(manifest.environment.python), minor(here or sys.version.split()[0])
+    return [] if run == now else [f"Python {run} in the run, {now} here (requirements/{run}/ holds the run's lock)"]
 
 def version_differences(manifest: Manifest, installed: dict[str, str | None] | None = None, names=None) -> list[str]:
     "One sentence per shaping library (see `shaping_packages`) whose version here differs from the run's."

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict
 
 from .config import get_settings
 from .fastpath import NotCompilable, category_codes, compile_pipeline, frame_columns
-from .manifest import Manifest, VersionMismatchError, check_signature, key_packages, verify_artifact, version_differences
+from .manifest import Manifest, VersionMismatchError, check_signature, key_packages, python_difference, verify_artifact, version_differences
 from .project import get_project
 from .runs import CONTRACT, HELD_OUT, MANIFEST, MODEL, PREDICTIONS, default_run, read_json
 from .schema import MAX_MAGNITUDE, Schema, _to_float, read_raw_csv
@@ -513,10 +513,10 @@ class Predictor:
                                        + (f" (it was made with {', '.join(made_by[:3])})" if made_by else "") + "; load it with the project that made it")
         def refuse(msg):
             if not allow_version_mismatch:
-                raise VersionMismatchError(msg + ". Install the run's versions (requirements/*.lock), or load with "
+                raise VersionMismatchError(msg + ". Install the run's versions (its Python's requirements/<python>/ lock), or load with "
                                            "allow_version_mismatch=True (CLI: --allow-version-mismatch)")
             log.warning("%s; loading anyway because allow_version_mismatch=True", msg)
-        if diffs := version_differences(manifest):
+        if diffs := python_difference(manifest) + version_differences(manifest):
             refuse(f"run {run_dir.name} was made with other library versions: " + "; ".join(diffs))
         contract = read_json(verify_artifact(run_dir, CONTRACT, manifest))
         self = cls(joblib.load(verify_artifact(run_dir, MODEL, manifest)), contract, manifest)

@@ -78,8 +78,9 @@ def run_summary(
     "The run as a Markdown table: data, split, seeds, metrics, code, environment, lock."
     project = project or get_project()
     m, d, e, c = manifest, manifest.data, manifest.environment, manifest.code
-    lock = ("matches requirements/dev.lock" if e.lock_mismatches == [] else
-            "not checked" if e.lock_mismatches is None else "differs from requirements/dev.lock: " + "; ".join(e.lock_mismatches))
+    dev = next((f"requirements/{k}" for k in e.lock_files or {} if k.endswith("dev.lock")), "requirements/dev.lock")
+    lock = (f"matches {dev}" if e.lock_mismatches == [] else
+            "not checked" if e.lock_mismatches is None else f"differs from {dev}: " + "; ".join(e.lock_mismatches))
     rows = [("data", f"`{d.reference}`" + (f" as of {d.as_of}" if d.as_of else "") + f": {d.rows} rows × {d.columns} columns, fingerprint `{d.fingerprint[:16]}…`"),
             ("split", f"seed {m.split.seed}, {m.split.train_rows} for training, {m.split.held_out_rows} held out"),
             ("seeds", ", ".join(f"{k}={v}" for k, v in m.seeds.model_dump(exclude={"random_states"}).items()))]
