@@ -21,7 +21,7 @@ P ?=
 # Options for the service, e.g. `make serve ARGS="--port 9000 --run 20261122T063200Z-7a3d88"`
 ARGS ?=
 
-.PHONY: help which-python install runtime train test test-nbs test-py test-template lint template serve lab export clean-nbs lock bench clean
+.PHONY: help which-python install runtime train test test-nbs test-py test-template lint template image serve lab export clean-nbs lock bench clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -67,6 +67,9 @@ test-template: $(STAMP) ## Generate projects from the template (copier) on other
 
 template: $(STAMP) ## Regenerate template/'s machinery from nbs/core, tests and locks (run after changing them)
 	$(BIN)/python tools/template.py
+
+image: $(STAMP) ## Build the service's container image from a run (Containerfile; podman or docker): make image [RUN=id|alias] [BASE=image]
+	$(BIN)/python tools/image.py $(if $(RUN),--run "$(RUN)") $(if $(BASE),--base "$(BASE)") $(if $(ENGINE),--engine "$(ENGINE)")
 
 serve: $(STAMP) ## Serve the newest run over HTTP on 127.0.0.1:8000 (house-prices serve --help for options)
 	$(BIN)/house-prices serve $(ARGS)

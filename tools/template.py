@@ -30,6 +30,9 @@ COPIED = [
     *[(p, p.relative_to(ROOT), False) for p in sorted((ROOT / "requirements").glob("3.*/*.lock"))],  # a lock per Python
     (ROOT / "requirements/build.in", Path("requirements/build.in"), False),
     (ROOT / ".github/workflows/ci.yml", Path(".github/workflows/ci.yml"), False),
+    (ROOT / "Containerfile", Path("Containerfile.jinja"), True),
+    (ROOT / "tools/image.py", Path("tools/image.py.jinja"), True),
+    (ROOT / "tools/debian_base.sh", Path("tools/debian_base.sh"), False),
 ]
 
 
@@ -56,7 +59,8 @@ def pyproject(text: str) -> str:
 
 def render(text: str) -> str:
     "The text as a copier template: literal everywhere (`{% raw %}`), but for the package and project names."
-    body = text.replace(PACKAGE, "\x00P").replace(PROJECT, "\x00N")
+    body = text.replace(PACKAGE.upper(), "\x00U").replace(PACKAGE, "\x00P").replace(PROJECT, "\x00N")  # HOUSE_PRICES_ROOT, say
+    body = body.replace("\x00U", "{% endraw %}{{ package_name | upper }}{% raw %}")
     body = body.replace("\x00P", "{% endraw %}{{ package_name }}{% raw %}").replace("\x00N", "{% endraw %}{{ project_name }}{% raw %}")
     return "{% raw %}" + body + "{% endraw %}"
 

@@ -526,7 +526,9 @@ def signing_key(create: bool = False) -> bytes | None:
     "The signing key (`$RUN_SIGNING_KEY`, else the key file); with `create`, a new random key file when there is none."
     if v := os.environ.get(SIGNING_KEY_ENV): return v.encode()
     p = signing_key_path()
-    if p.is_file(): return p.read_bytes().strip()
+    if p.is_file():
+        try: return p.read_bytes().strip()
+        except OSError as e: raise SignatureError(f"cannot read the run signing key {p}: {e.strerror} (in a container: give the key to the service's user)") from None
     if not create: return None
     p.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:

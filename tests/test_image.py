@@ -1,0 +1,143 @@
+"""The service's container image, built with Podman from a real training run on a base image made from Debian's packages:
+the smoke test inside the build, what the image holds (the runtime lock only, a user without privileges, a health check,
+the base image recorded by digest), test.csv scored inside the image as on the host, to the bit, and the image's service
+answering on loopback with its health check passing.
+
+Skipped, with the reason, without podman, buildah and debootstrap or without root (.ci/run installs them as root), and
+under a Python no Debian release ships (3.12). `podman run` cannot start containers on these machines (crun cannot set
+rlimits), so the image is run with `buildah run --isolation chroot`."""
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pandas as pd
+import pytest
+from conftest import BIN, house_prices_cli
+
+ROOT = BIN.parent.parent
+PYTHON = f"{sys.version_info[0]}.{sys.version_info[1]}"
+SUITE = {"3.11": "bookworm", "3.13": "trixie"}.get(PYTHON)  # the Debian release whose python3 is this Python
+MISSING = [t for t in ("podman", "buildah", "debootstrap") if not shutil.which(t)] + ([] if os.geteuid() == 0 else ["root"])
+pytestmark = [pytest.mark.skipif(bool(MISSING), reason=f"building images needs podman, buildah, debootstrap and root: missing {', '.join(MISSING)}"),
+              pytest.mark.skipif(SUITE is None, reason=f"no Debian release ships Python {PYTHON} to make a base image from")]
+BASE = f"localhost/debian-python:{PYTHON}"
+ISOLATION = {"BUILDAH_ISOLATION": "chroot"}  # podman's default isolation cannot run here
+
+
+def run(*cmd, timeout=600, **kw):
+    r = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=timeout, env={**os.environ, **ISOLATION}, **kw)
+    assert r.returncode == 0, f"{' '.join(map(str, cmd[:4]))} failed:\n{(r.stdout + r.stderr)[-4000:]}"
+    return r.stdout
+
+
+@pytest.fixture(scope="module")
+def base():
+    "The base image, made once from Debian's packages (kept in podman's store for later runs)."
+    if subprocess.run(["podman", "image", "exists", BASE]).returncode != 0:
+        run("bash", ROOT / "tools/debian_base.sh", SUITE, BASE, timeout=1800)
+    return BASE
+
+
+@pytest.fixture(scope="module")
+def built(base, train_job, tmp_path_factory):
+    "A copy of a real run (its deployment record is written into it), and the image built from it with tools/image.py."
+    run_dir = tmp_path_factory.mktemp("store") / train_job().name
+    shutil.copytree(train_job(), run_dir)
+    out = run(BIN / "python", ROOT / "tools/image.py", "--run", run_dir, "--base", base, "--image", "localhost/service-test", "--engine", "podman",
+              timeout=2400)
+    record = json.loads((run_dir / "deployments.jsonl").read_text().splitlines()[-1])
+    yield record, run_dir, out
+    subprocess.run(["podman", "rmi", "--force", record["image"]], capture_output=True)
+    subprocess.run(["podman", "image", "prune", "--force"], capture_output=True)  # the build's stages, ~0.8 GB each
+
+
+@pytest.fixture(scope="module")
+def container(built):
+    "A working container of the image (buildah), removed after the module."
+    ctr = run("buildah", "from", "--pull-never", built[0]["image"]).strip()
+    yield ctr
+    subprocess.run(["buildah", "rm", ctr], capture_output=True)
+
+
+@pytest.fixture
+def key(signing_key, tmp_path):
+    "The run signing key, readable by the image's user (as a secret mounted for that user would be)."
+    k = tmp_path / "signing.key"
+    shutil.copy(signing_key, k)
+    k.chmod(0o644)
+    return k
+
+
+def test_the_image_is_recorded_with_its_base_by_digest_and_runs_unprivileged_with_a_health_check(built, base):
+    record, run_dir, out = built
+    assert record["image"] == f"localhost/service-test:{run_dir.name}" and "recorded in the run's deployments.jsonl" in out
+    assert record["base"] == base and record["base_digest"] == run("podman", "image", "inspect", "--format", "{{.Digest}}", base).strip()
+    assert record["lock"] == f"{PYTHON}/runtime.lock" and record["python"] == PYTHON
+    [info] = json.loads(run("podman", "image", "inspect", record["image"]))
+    cfg = info["Config"]
+    assert cfg["User"] == "10001" and cfg["Entrypoint"] == ["house-prices"] and cfg["Cmd"][0] == "serve"
+    assert "http://127.0.0.1:8000/health" in " ".join(info["Healthcheck"]["Test"])  # kept: built in Docker's format
+    assert cfg["Labels"]["org.opencontainers.image.base.digest"] == record["base_digest"] and cfg["Labels"]["run.id"] == run_dir.name
+    assert record["size_bytes"] == info["Size"] > 0
+
+
+def test_the_build_scored_rows_and_the_image_holds_the_runtime_lock_only(built, container):
+    assert "smoke test passed: 20 rows scored" in run("buildah", "run", "--isolation", "chroot", container, "--", "cat", "/usr/share/doc/service-smoke-test.txt")
+    check = ("import importlib.util as u, importlib.metadata as md, json;"
+             "print(json.dumps(sorted(m for m in ('jupyterlab', 'notebook', 'papermill', 'nbdev', 'IPython', 'pytest') if u.find_spec(m))));"
+             "print(json.dumps(sorted(d.metadata['Name'].lower() for d in md.distributions())))")
+    dev_only, installed = run("buildah", "run", "--isolation", "chroot", container, "--", "python", "-c", check).splitlines()
+    assert dev_only == "[]"
+    norm = lambda name: re.sub(r"[-_.]+", "-", name).lower()
+    pins = {norm(line.split("==")[0]) for line in (ROOT / "requirements" / PYTHON / "runtime.lock").read_text().splitlines() if "==" in line and not line.startswith(" ")}
+    assert {norm(n) for n in json.loads(installed)} <= pins | {"house-prices"}  # nothing beyond the runtime lock and the project itself
+    assert run("buildah", "run", "--isolation", "chroot", container, "--", "id", "-u").strip() == "10001"
+    assert not run("buildah", "run", "--isolation", "chroot", container, "--", "sh", "-c", "ls /run/secrets 2>/dev/null; true").strip()  # no key baked in
+
+
+def test_test_csv_scored_inside_the_image_as_on_the_host(built, container, settings, key, tmp_path):
+    record, run_dir, _ = built
+    out = tmp_path / "out"
+    out.mkdir(mode=0o777)
+    out.chmod(0o777)  # the image's user writes here
+    run("buildah", "run", "--isolation", "chroot", "-v", f"{settings.test_csv.parent}:/data:ro", "-v", f"{out}:/out", "-v", f"{key}:/run/secrets/signing_key:ro",
+        container, "--", "house-prices", "predict", f"/data/{settings.test_csv.name}", "-o", "/out/scored.csv", "--no-progress")
+    r = house_prices_cli("predict", "--run", run_dir, settings.test_csv, "-o", tmp_path / "host.csv", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    inside, host = pd.read_csv(out / "scored.csv"), pd.read_csv(tmp_path / "host.csv")
+    assert len(inside) == 1459 and inside.equals(host), "the image scores test.csv otherwise than the host"
+
+
+def test_the_service_answers_from_the_image_and_its_health_check_passes(built, container, key, settings, tmp_path):
+    "The image's own service, its model verified at start-up, on loopback (buildah's chroot shares the host's network); then the image's HEALTHCHECK command."
+    record, run_dir, _ = built
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = open(tmp_path / "serve.log", "w")
+    proc = subprocess.Popen(["buildah", "run", "--isolation", "chroot", "-v", f"{key}:/run/secrets/signing_key:ro", container, "--",
+                             "house-prices", "serve", "--host", "127.0.0.1", "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **ISOLATION})
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).json() == {"status": "ok", "run_id": run_dir.name}: break
+            except httpx.TransportError: time.sleep(0.5)
+        else: pytest.fail("the image's service did not start:\n" + (tmp_path / "serve.log").read_text()[-3000:])
+        first = pd.read_csv(settings.test_csv, nrows=1, keep_default_na=False, na_values=["NA"]).astype(object)
+        house = {k: None if pd.isna(v) else v for k, v in first.iloc[0].items()}  # test.csv's first house
+        r = httpx.post(f"http://127.0.0.1:{port}/predict", json=house, timeout=30)
+        assert r.status_code == 200 and r.json()["scored"] == 1 and r.json()["predictions"][0]["SalePrice"] > 0, r.text
+        [info] = json.loads(run("podman", "image", "inspect", record["image"]))
+        check = [a.replace("127.0.0.1:8000", f"127.0.0.1:{port}") for a in info["Healthcheck"]["Test"][1:]]  # ["CMD", ...]: the command itself
+        run("buildah", "run", "--isolation", "chroot", container, "--", *check)  # exit 0: healthy
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        subprocess.run(["pkill", "-f", f"serve --host 127.0.0.1 --port {port}"], capture_output=True)  # the service, if buildah left it behind

@@ -1,0 +1,140 @@
+"""Build the prediction service of one run as a container image (`Containerfile`), with Podman or Docker: `make image`.
+
+It stages a small build context (the package, the runtime lock of the run's Python, a run store of the run alone,
+promoted to production, a few held-out rows for the smoke test), resolves the base image to its digest, builds (the signing key and the CA bundle pip trusts,
+`PIP_CERT` or `REQUESTS_CA_BUNDLE` or `SSL_CERT_FILE`, handed over as build secrets, never written into a layer), and appends what it built to the run's deployment
+record (`<run>/deployments.jsonl`): the image, its id and size, the base image by name and digest, the lock, the engine.
+The base image's Python must be the run's: by default `python:<the run's Python>-slim`; `--base` to choose another
+(on a machine without a registry, a local one: see `tools/debian_base.sh`).
+
+    .venv/bin/python tools/image.py [--run RUN] [--base IMAGE] [--image NAME] [--engine podman|docker]
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+from house_prices.core.config import get_settings
+from house_prices.core.manifest import SIGNING_KEY_ENV, Manifest, signing_key_path
+from house_prices.core.project import get_project
+from house_prices.core.runs import ALIASES, DEFAULT_ALIAS, HELD_OUT, MANIFEST, resolve_run
+
+ROOT = Path(__file__).resolve().parents[1]
+DEPLOYMENTS = "deployments.jsonl"  # In the run folder: one line per image built from the run
+SMOKE_ROWS = 20  # Held-out rows the build scores before it may finish
+
+
+class ImageError(RuntimeError):
+    "The image cannot be built: said in one sentence."
+
+
+def engine_command(name: str | None) -> str:
+    "The container engine: `name`, else podman, else docker."
+    for candidate in ([name] if name else ["podman", "docker"]):
+        if path := shutil.which(candidate): return path
+    raise ImageError(f"no container engine: {name or 'podman or docker'} is not installed (Debian: apt-get install podman)")
+
+
+def sh(*cmd, **kw) -> subprocess.CompletedProcess:
+    r = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, **kw)
+    if r.returncode: raise ImageError(f"{' '.join(map(str, cmd[:3]))} ... failed ({r.returncode}):\n{(r.stderr or r.stdout)[-3000:]}")
+    return r
+
+
+def base_digest(engine: str, base: str) -> str:
+    "The base image's digest, pulling it first if it is not here."
+    inspect = lambda: subprocess.run([engine, "image", "inspect", "--format", "{{.Digest}}" if "podman" in engine else "{{index .RepoDigests 0}}", base],
+                                     capture_output=True, text=True)
+    r = inspect()
+    if r.returncode:
+        sh(engine, "pull", base)
+        r = inspect()
+    if r.returncode or not r.stdout.strip(): raise ImageError(f"cannot resolve the base image {base} to a digest: {r.stderr.strip()}")
+    return r.stdout.strip().split("@")[-1]
+
+
+def stage_context(run: Path, python: str, ctx: Path) -> None:
+    "The build context: what the image needs and nothing else (no data, no notebooks, no .venv, no other runs)."
+    package = get_project().package
+    lock = ROOT / "requirements" / python / "runtime.lock"
+    if not lock.is_file(): raise ImageError(f"no runtime lock for Python {python} ({lock.relative_to(ROOT)}): the run's Python is not supported here")
+    (ctx / "requirements" / python).mkdir(parents=True)
+    shutil.copy2(lock, ctx / "requirements" / python / "runtime.lock")
+    for f in ("pyproject.toml", "README.md", "Containerfile"): shutil.copy2(ROOT / f, ctx / f)
+    shutil.copytree(ROOT / package, ctx / package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copytree(run, ctx / "runs" / run.name, ignore=shutil.ignore_patterns(DEPLOYMENTS))  # a run store of this run alone,
+    (ctx / "runs" / ALIASES).write_text(json.dumps({DEFAULT_ALIAS: run.name}) + "\n")     # promoted: what the service takes
+    with open(run / HELD_OUT, newline="") as f, open(ctx / "smoke.csv", "w", newline="") as out:
+        rows = csv.reader(f)
+        w = csv.writer(out)
+        for i, row in enumerate(rows):
+            if i > SMOKE_ROWS: break
+            w.writerow(row)
+
+
+def build(run_ref: str | None, base: str | None, image: str, engine_name: str | None) -> dict:
+    "Build the image of run `run_ref`; return its deployment record (also appended to the run's)."
+    settings = get_settings()
+    run = resolve_run(run_ref, settings.runs_dir)
+    m = Manifest.read(run / MANIFEST)
+    python = ".".join(m.environment.python.split(".")[:2])
+    base = base or f"docker.io/library/python:{python}-slim"
+    engine = engine_command(engine_name)
+    key_file, made = os.environ.get("RUN_SIGNING_KEY_FILE") or str(signing_key_path()), None
+    if os.environ.get(SIGNING_KEY_ENV):  # a key given in the environment: handed to the build as a secret file, removed after
+        fd, made = tempfile.mkstemp(prefix="signing-key-")
+        os.write(fd, os.environ[SIGNING_KEY_ENV].encode()); os.close(fd)
+        key_file = made
+    if not Path(key_file).is_file(): raise ImageError(f"no signing key at {key_file}: the build verifies the run's signature (set RUN_SIGNING_KEY_FILE)")
+    cert = next((c for c in (os.environ.get(v) for v in ("PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")) if c and Path(c).is_file()), None)
+    digest = base_digest(engine, base)
+    tag = f"{image}:{run.name}"
+    podman = "podman" in Path(engine).name
+    try:
+        with tempfile.TemporaryDirectory(prefix="image-context-") as ctx, tempfile.NamedTemporaryFile(prefix="no-cert-") as empty:
+            stage_context(run, python, Path(ctx))
+            print(f"building {tag} from {base}@{digest[:19]}… with {Path(engine).name}: run {run.name}, Python {python}", flush=True)
+            cmd = [engine, "build", *(["--format", "docker"] if podman else []),  # docker format: HEALTHCHECK is kept
+                   "--build-arg", f"BASE={base}", "--build-arg", f"BASE_DIGEST={digest}", "--build-arg", f"PYVER={python}",
+                   "--build-arg", f"RUN_ID={run.name}", "--secret", f"id=signing_key,src={key_file}",
+                   "--secret", f"id=pip_cert,src={cert or empty.name}", "-t", tag, "-f", "Containerfile", "."]
+            r = subprocess.run(cmd, cwd=ctx)
+            if r.returncode: raise ImageError(f"the image build failed ({r.returncode}): see its output above")
+    finally:
+        if made: os.unlink(made)
+    info = json.loads(sh(engine, "image", "inspect", tag).stdout)[0]
+    lock = ROOT / "requirements" / python / "runtime.lock"
+    record = dict(time=datetime.now(UTC).isoformat(timespec="seconds"), kind="container image", image=tag, image_id=info["Id"],
+                  size_bytes=info.get("Size"), base=base, base_digest=digest, python=python,
+                  lock=f"{python}/runtime.lock", lock_sha256=hashlib.sha256(lock.read_bytes()).hexdigest(),
+                  engine=sh(engine, "--version").stdout.strip())
+    with open(run / DEPLOYMENTS, "a") as f: f.write(json.dumps(record) + "\n")
+    return record
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run", default=None, help="Run id, folder or alias (default: the production run, else the newest).")
+    ap.add_argument("--base", default=None, help="Base image (default: python:<the run's Python>-slim).")
+    ap.add_argument("--image", default=f"{get_project().name}-service", help="Image name; the tag is the run id.")
+    ap.add_argument("--engine", default=None, help="podman or docker (default: podman if installed).")
+    a = ap.parse_args(argv)
+    try: rec = build(a.run, a.base, a.image, a.engine)
+    except (ImageError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"built {rec['image']} ({rec['size_bytes'] / 2**20:.0f} MiB) from {rec['base']}@{rec['base_digest']}; recorded in the run's {DEPLOYMENTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
