@@ -89,7 +89,7 @@ def build(run_ref: str | None, base: str | None, image: str, engine_name: str | 
     python = ".".join(m.environment.python.split(".")[:2])
     base = base or f"docker.io/library/python:{python}-slim"
     engine = engine_command(engine_name)
-    key_file, made = os.environ.get("RUN_SIGNING_KEY_FILE") or str(signing_key_path()), None
+    key_file, made = str(signing_key_path()), None  # $RUN_SIGNING_KEY_FILE, else the user's key file
     if os.environ.get(SIGNING_KEY_ENV):  # a key given in the environment: handed to the build as a secret file, removed after
         fd, made = tempfile.mkstemp(prefix="signing-key-")
         os.write(fd, os.environ[SIGNING_KEY_ENV].encode()); os.close(fd)
