@@ -1,6 +1,7 @@
 """The service's container image, built with Podman from a real training run on a base image made from Debian's packages:
 the smoke test inside the build, what the image holds (the runtime lock only, a user without privileges, a health check,
-the base image recorded by digest), test.csv scored inside the image as on the host, to the bit, and the image's service
+the base image recorded by digest), test.csv scored inside the image as on the host, to the bit (also with another run
+from a run store mounted read-only over the baked one), and the image's service
 answering on loopback with its health check passing.
 
 Skipped, with the reason, without podman, buildah and debootstrap or without root (.ci/run installs them as root), and
@@ -141,3 +142,20 @@ def test_the_service_answers_from_the_image_and_its_health_check_passes(built, c
         proc.terminate()
         proc.wait(timeout=30)
         subprocess.run(["pkill", "-f", f"serve --host 127.0.0.1 --port {port}"], capture_output=True)  # the service, if buildah left it behind
+
+
+def test_a_run_store_mounted_read_only_over_the_baked_one_is_served_instead(built, container, key, settings, train_job, tmp_path):
+    "Another run without a rebuild: a run store mounted read-only over /srv/runs, whose production run the image then uses."
+    other = train_job(gbm_n_estimators=60)  # not the baked run
+    assert other.name != built[1].name
+    store, out = tmp_path / "runs", tmp_path / "out"
+    shutil.copytree(other, store / other.name)
+    (store / "aliases.json").write_text(json.dumps({"production": other.name}))
+    out.mkdir()
+    out.chmod(0o777)
+    said = run("buildah", "run", "--isolation", "chroot", "-v", f"{store}:/srv/runs:ro", "-v", f"{settings.test_csv.parent}:/data:ro", "-v", f"{out}:/out",
+               "-v", f"{key}:/run/secrets/signing_key:ro", container, "--", "house-prices", "predict", f"/data/{settings.test_csv.name}", "-o", "/out/scored.csv",
+               "--no-progress")
+    assert f"run {other.name} -> /out/scored.csv" in said, said
+    r = house_prices_cli("predict", "--run", other, settings.test_csv, "-o", tmp_path / "host.csv", "--no-progress")
+    assert r.returncode == 0 and pd.read_csv(out / "scored.csv").equals(pd.read_csv(tmp_path / "host.csv"))
