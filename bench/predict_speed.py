@@ -91,8 +91,9 @@ def resample(test_csv, rows, out_csv, out_parquet):
 
 def worker(run, path, out):
     "In a fresh process: load the run, then time `score_file` alone; print wall and CPU seconds and this process's peak RSS."
-    from house_prices.core.batch import score_file
+    from house_prices.core.batch import keep_heap, score_file
     from house_prices.core.predict import Predictor
+    keep_heap()  # as `house-prices predict` does
     predictor = Predictor.load(run)
     wall, cpu = time.perf_counter(), time.process_time()
     summary = score_file(predictor, path, out)
@@ -127,8 +128,8 @@ def model_floor(pipeline, frame):
     from house_prices.core.fastpath import BLOCK_ROWS, _final
     total = 0.0
     for est, X in leaves(pipeline, frame):
-        dtype, predict = _final(est)
-        X = np.ascontiguousarray(X, dtype=dtype)
+        dtype, predict, order = _final(est)
+        X = np.asarray(X, dtype=dtype, order=order)
         t = time.perf_counter()
         for i in range(0, len(X), BLOCK_ROWS): predict(X[i:i + BLOCK_ROWS])
         total += time.perf_counter() - t

@@ -25,8 +25,8 @@ log = logging.getLogger(__name__)
 
 
 # %% auto #0
-__all__ = ['log', 'PARQUET_SUFFIXES', 'CSV_BLOCK_BYTES', 'read_chunks', 'BatchSummary', 'issues_schema', 'issues_table',
-           'score_file']
+__all__ = ['log', 'PARQUET_SUFFIXES', 'CSV_BLOCK_BYTES', 'HEAP_PAD', 'read_chunks', 'BatchSummary', 'issues_schema',
+           'issues_table', 'score_file', 'keep_heap']
 
 # %% ../../nbs/core/15_batch.ipynb #580897c7
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -188,3 +188,14 @@ def score_file(
     finally:
         bar.close()
     return summary
+
+# %% ../../nbs/core/15_batch.ipynb #fb60f8cc
+HEAP_PAD = 64 << 20 # Bytes glibc's allocator keeps at the top of the heap when memory is freed (see `keep_heap`)
+
+def keep_heap(pad: int = HEAP_PAD) -> bool:
+    "Ask the C allocator (glibc's `mallopt(M_TOP_PAD)`) to keep `pad` bytes of freed memory for reuse; False where there is no glibc."
+    import ctypes
+    try: mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError): return False  # another C library (macOS, Windows): nothing to tune
+    return mallopt(-2, int(pad)) == 1  # -2: M_TOP_PAD in glibc's malloc.h
+

@@ -140,10 +140,11 @@ def predict(input, output, run_ref, chunk_size, issues_file, allow_errors, allow
     if not input.is_file():
         hint = " (a folder or a glob needs --engine dask)" if input.is_dir() or "*" in str(input) else ""
         raise click.BadParameter(f"{input} is not a file{hint}", param_hint="INPUT")
-    from house_prices.core.batch import score_file
+    from house_prices.core.batch import keep_heap, score_file
     from house_prices.core.inputlog import InputLog
     from house_prices.core.predict import Predictor
     _exit_on_sigterm()  # stopped: the temporary output is removed, as on Ctrl-C
+    keep_heap()  # blocks of rows reuse freed memory instead of faulting in fresh pages
     try:
         predictor = Predictor.load(resolve_run(run_ref, get_settings().runs_dir), allow_version_mismatch=allow_version_mismatch,
                                    allow_unsigned=allow_unsigned)
@@ -202,8 +203,10 @@ def serve(run_ref, host, port, max_records, max_body_mb, allow_version_mismatch,
     the admin token) it serves the run --run names then (production, by default), swapped in without downtime once loaded and verified."""
     import uvicorn
 
+    from house_prices.core.batch import keep_heap
     from house_prices.core.service import create_app
     logging.getLogger(get_project().package).setLevel(log_level.upper())
+    keep_heap()  # large requests reuse freed memory
     token = admin_token_file.read_text().strip() if admin_token_file else None
     if admin_token_file and len(token) < 16: _fail(ValueError(f"{admin_token_file} holds no admin token of at least 16 characters"))
     try:

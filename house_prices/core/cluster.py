@@ -20,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .batch import PARQUET_SUFFIXES, BatchSummary, issues_table
+from .batch import PARQUET_SUFFIXES, BatchSummary, issues_table, keep_heap
 from .job import JOB_ENV
 from .predict import Contract, Predictor
 from .project import get_project
@@ -140,6 +140,7 @@ class ModelPlugin(WorkerPlugin):
         if problems := worker_problems(self.env):
             raise RuntimeError(f"worker {worker.address} is not set up like the training kernel: {'; '.join(problems)} "
                                f"(start workers with {' '.join(f'{k}={v}' for k, v in self.env.items())} in their environment)")
+        keep_heap()  # partitions' blocks of rows reuse freed memory
         self.predictor = Predictor.load(self.run_dir, allow_version_mismatch=self.allow_version_mismatch, allow_unsigned=self.allow_unsigned)
 
 class KernelNanny(Nanny):

@@ -5,6 +5,8 @@
 # %% ../../nbs/core/17_fastpath.ipynb #c2d33ca2
 from __future__ import annotations
 
+import functools
+import logging
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -16,9 +18,11 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, OrdinalEncoder, PowerTransformer, StandardScaler
 
+log = logging.getLogger(__name__)
+
 
 # %% auto #0
-__all__ = ['Columns', 'TREE_WALK_ROWS', 'BLOCK_ROWS', 'NotCompilable', 'category_codes', 'compile_pipeline', 'frame_columns']
+__all__ = ['log', 'Columns', 'MAX_LEAVES', 'BLOCK_ROWS', 'NotCompilable', 'category_codes', 'compile_pipeline', 'frame_columns']
 
 # %% ../../nbs/core/17_fastpath.ipynb #54c972bb
 class NotCompilable(TypeError):
@@ -159,55 +163,122 @@ def _column_transformer(ct: ColumnTransformer, categories: Mapping[str, pd.Index
     return width, fill
 
 
+# %% ../../nbs/core/17_fastpath.ipynb #74179ccf
+MAX_LEAVES = 64 # Trees with up to this many leaves go to the compiled kernel (a bit per leaf in a 64-bit integer); larger ones keep scikit-learn's loop
+
+_LOWEST_BIT = np.array([0] + [(b & -b).bit_length() - 1 for b in range(1, 256)], dtype=np.int64)  # byte -> position of its lowest set bit
+
+def _quickscore_tables(trees: Sequence[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...] | None:
+    """The tables `_quickscore` reads, for trees given as (left child, right child, feature, threshold, missing values go left, value) per
+    node (-1 as a leaf's children): per split its feature, threshold, where missing values go and the leaves a right turn leaves alive;
+    per tree its leaves' values from the left. None when a tree has more than `MAX_LEAVES` leaves."""
+    found = []
+    for left, right, feature, threshold, nan_left, value in trees:
+        splits, leaves, todo = [], [], [(0, [])]  # depth first, left before right: leaves numbered from the left
+        while todo:
+            node, ancestors = todo.pop()  # ancestors: the splits whose left subtree holds this node
+            if left[node] == -1:
+                for s in ancestors: s[-1] |= 1 << len(leaves)
+                leaves.append(value[node])
+                continue
+            split = [feature[node], threshold[node], nan_left[node], 0]  # the last item: the leaves of its left subtree, as bits
+            splits.append(split)
+            todo += [(right[node], ancestors), (left[node], [*ancestors, split])]
+        if len(leaves) > MAX_LEAVES: return None
+        found.append((splits, leaves))
+    n_splits, n_leaves = max(1, *(len(s) for s, _ in found)), max(len(v) for _, v in found)
+    bits = max(8, 1 << (n_leaves - 1).bit_length())
+    features, thresholds = np.zeros((len(found), n_splits), np.intp), np.full((len(found), n_splits), np.inf)  # filler splits: +inf, every leaf
+    nan_right, masks = np.zeros((len(found), n_splits), np.bool_), np.full((len(found), n_splits), -1, dtype=f"int{bits}")  # kept alive
+    values = np.zeros((len(found), n_leaves))
+    for k, (splits, leaves) in enumerate(found):
+        for j, (f, t, nan_left, gone) in enumerate(splits):
+            features[k, j], thresholds[k, j], nan_right[k, j] = f, t, not nan_left
+            masks[k, j] = ~gone if gone < 1 << (bits - 1) else ~gone + (1 << bits)  # the bits as the signed integer they make
+        values[k, :len(leaves)] = leaves
+    return features, thresholds, nan_right, masks, values, _LOWEST_BIT
+
+def _quickscore(XT, features, thresholds, nan_right, masks, values, lowest, out):
+    "Add every tree's leaf value for every row to `out`; XT: the matrix in column order (a row per feature). Compiled by Numba."
+    n = XT.shape[1]
+    alive = np.empty(n, masks.dtype)
+    for k in range(features.shape[0]):
+        alive[:] = -1
+        for j in range(features.shape[1]):  # every split asked of every row: a contiguous column, no branch
+            x, t, gone = XT[features[k, j]], thresholds[k, j], masks[k, j]
+            if nan_right[k, j]:  # right: above the threshold, or missing where missing values go right
+                for i in range(n): alive[i] &= gone if not (x[i] <= t) else -1
+            else:
+                for i in range(n): alive[i] &= gone if x[i] > t else -1
+        for i in range(n):  # the leaf reached: the lowest bit left
+            a, leaf = alive[i], 0
+            while a & 255 == 0:
+                a >>= 8
+                leaf += 8
+            out[i] += values[k, leaf + lowest[a & 255]]
+
+@functools.cache
+def _tree_kernel():
+    "`_quickscore` compiled by Numba (kept on disk when the package's folder or the user's cache is writable), or None without Numba."
+    try:
+        import numba
+    except ImportError as e:
+        log.warning("Numba cannot be imported (%s): gradient-boosted trees are scored by scikit-learn's loop instead, several times slower", e)
+        return None
+    try: return numba.njit(nogil=True, cache=True)(_quickscore)
+    except RuntimeError: return numba.njit(nogil=True)(_quickscore)  # nowhere to keep the compiled code: compile in every process
+
+def _sklearn_trees(est) -> list[tuple[np.ndarray, ...]]:
+    "The trees of a fitted `GradientBoostingRegressor` as `_quickscore_tables` takes them: leaf values times the learning rate, missing values right."
+    return [(t.children_left, t.children_right, t.feature, t.threshold, np.zeros(t.node_count, bool), est.learning_rate * t.value[:, 0, 0])
+            for t in (e.tree_ for e in est.estimators_[:, 0])]  # the product scikit-learn makes, and its test: a missing value is not <= anything
+
+def _histogram_trees(est) -> list[tuple[np.ndarray, ...]] | None:
+    "The trees of a fitted `HistGradientBoostingRegressor` as `_quickscore_tables` takes them; None if a tree splits on categories."
+    out = []
+    for nodes in (p[0].nodes for p in est._predictors):
+        if nodes["is_categorical"].any(): return None
+        leaf = nodes["is_leaf"].astype(bool)
+        out.append((np.where(leaf, -1, nodes["left"].astype(np.intp)), np.where(leaf, -1, nodes["right"].astype(np.intp)), nodes["feature_idx"],
+                    nodes["num_threshold"], nodes["missing_go_to_left"].astype(bool), nodes["value"]))
+    return out
+
+
 # %% ../../nbs/core/17_fastpath.ipynb #aa97cf14
-TREE_WALK_ROWS = 8 # Up to this many rows, trees are walked all at once with NumPy: for one row, faster than scikit-learn's loop over trees
-
-def _tree_walk(est, start: float) -> Callable[[np.ndarray], np.ndarray]:
-    """`predict_stages` for a few rows: every tree of a fitted gradient-boosting regressor walked at once, level by level, on flat
-    node tables; then the leaves' values, times the learning rate, added in tree order (a cumulative sum), as scikit-learn adds them."""
-    trees = [e.tree_ for e in est.estimators_[:, 0]]
-    size, depth = max(t.node_count for t in trees), max(t.max_depth for t in trees)
-    base = np.arange(len(trees)) * size  # each tree's first node in the flat tables
-    feature, threshold = np.zeros((len(trees), size), np.intp), np.zeros((len(trees), size))
-    left, right, value = np.zeros((len(trees), size), np.intp), np.zeros((len(trees), size), np.intp), np.zeros((len(trees), size))
-    for t, tree in enumerate(trees):
-        n, leaf = tree.node_count, tree.children_left == -1
-        own = base[t] + np.arange(n)  # a leaf's children are itself: walking on stays there
-        feature[t, :n], threshold[t, :n] = np.where(leaf, 0, tree.feature), tree.threshold
-        left[t, :n], right[t, :n] = np.where(leaf, own, base[t] + tree.children_left), np.where(leaf, own, base[t] + tree.children_right)
-        value[t, :n] = est.learning_rate * tree.value[:, 0, 0]  # scikit-learn multiplies the same two doubles
-    feature, threshold, left, right, value = (a.ravel() for a in (feature, threshold, left, right, value))
-    def walk(X):
-        n, width = X.shape
-        node, offset, flat = np.tile(base, (n, 1)), np.arange(n)[:, None] * width, X.ravel()
-        for _ in range(depth):
-            node = np.where(flat[offset + feature[node]] <= threshold[node], left[node], right[node])
-        terms = np.empty((n, len(trees) + 1))
-        terms[:, 0], terms[:, 1:] = start, value[node]
-        return np.cumsum(terms, axis=1)[:, -1]
-    return walk
-
-def _final(est) -> tuple[type, Callable[[np.ndarray], np.ndarray]]:
-    "(the dtype of the matrix it reads, `predict(matrix)`) for the estimator at the end of a pipeline."
-    if callable(getattr(est, "compile_predict", None)): return est.compile_predict()  # the estimator compiles itself
+def _final(est) -> tuple[type, Callable[[np.ndarray], np.ndarray], str]:
+    "(the dtype of the matrix it reads, `predict(matrix)`, the matrix's memory order) for the estimator at the end of a pipeline."
+    if callable(getattr(est, "compile_predict", None)): return (*est.compile_predict(), "C")  # the estimator compiles itself
     if isinstance(est, GradientBoostingRegressor):
         try:
             from sklearn.ensemble._gradient_boosting import predict_stages
         except ImportError:
-            return np.float64, est.predict
+            return np.float64, est.predict, "C"
         est._check_initialized()
-        if est.estimators_.shape[1] != 1 or not (est.init_ == "zero" or isinstance(est.init_, DummyRegressor)): return np.float32, est.predict
+        if est.estimators_.shape[1] != 1 or not (est.init_ == "zero" or isinstance(est.init_, DummyRegressor)): return np.float32, est.predict, "C"
         from sklearn.ensemble._gb import _init_raw_predictions
         one = np.zeros((1, est.n_features_in_), dtype=np.float32)
         start = 0.0 if est.init_ == "zero" else float(_init_raw_predictions(one, est.init_, est._loss, False)[0, 0])
-        walk = _tree_walk(est, start)
+        tables, kernel = _quickscore_tables(_sklearn_trees(est)), _tree_kernel()
+        if tables is not None and kernel is not None:
+            def quickscore(X):  # X in column order: X.T holds a feature per row
+                out = np.full(len(X), start)
+                kernel(np.ascontiguousarray(X.T), *tables, out)
+                return out
+            return np.float32, quickscore, "F"
         def trees(X):  # what GradientBoostingRegressor.predict computes, without validating X again
-            if len(X) <= TREE_WALK_ROWS: return walk(X)
             raw = np.full((X.shape[0], 1), start)
             predict_stages(est.estimators_, X, est.learning_rate, raw)
             return raw.ravel()
-        return np.float32, trees
+        return np.float32, trees, "C"
     if isinstance(est, HistGradientBoostingRegressor) and getattr(est, "_preprocessor", None) is None:
+        trees, kernel = _histogram_trees(est), _tree_kernel()
+        tables = _quickscore_tables(trees) if trees is not None and kernel is not None and est.n_trees_per_iteration_ == 1 else None
+        if tables is not None:
+            def quickscore_histogram(X):  # what HistGradientBoostingRegressor.predict computes: the baseline, each tree's value in turn, the link
+                raw = np.zeros(len(X)) + est._baseline_prediction[0]
+                kernel(np.ascontiguousarray(X.T), *tables, raw)
+                return est._loss.link.inverse(raw)
+            return np.float64, quickscore_histogram, "F"
         from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
         known, f_idx = est._bin_mapper.make_known_categories_bitsets()
         trees, threads = [p[0] for p in est._predictors], _openmp_effective_n_threads()
@@ -215,8 +286,8 @@ def _final(est) -> tuple[type, Callable[[np.ndarray], np.ndarray]]:
             raw = np.zeros((X.shape[0], 1), order="F") + est._baseline_prediction
             for tree in trees: raw[:, 0] += tree.predict(X, known, f_idx, threads)
             return est._loss.link.inverse(raw.ravel())
-        return np.float64, histogram_trees
-    return np.float64, est.predict
+        return np.float64, histogram_trees, "C"
+    return np.float64, est.predict, "C"
 
 
 # %% ../../nbs/core/17_fastpath.ipynb #98aeb48c
@@ -236,10 +307,10 @@ def _model(est, categories: Mapping[str, pd.Index]) -> Callable[[Columns, int], 
                 for f in col_steps: cols = f(cols)
                 return final(cols, n)
             return run
-        (width, fill), (dtype, predict) = matrix, _final(last)
+        (width, fill), (dtype, predict, order) = matrix, _final(last)
         def run(cols, n):
             for f in col_steps: cols = f(cols)
-            X = np.zeros((n, width), dtype=dtype)  # one matrix, filled branch by branch
+            X = np.zeros((n, width), dtype=dtype, order=order)  # one matrix, filled branch by branch
             fill(cols, n, X)
             return predict(X)
         return run
