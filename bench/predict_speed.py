@@ -226,11 +226,11 @@ def main():
     course_rate = (lambda b: b["rows"] / b["seconds"])(course["batch"][0]) if course else None
     print("\none record                                                       p50 ms   vs pipeline.predict")
     for name, ms in one.items(): print(f"  {name:<60} {ms:8.3f}   {ref_one / ms:6.1f}x")
-    print("\nbatch (model load excluded)                                             rows/s  CPU s  peak RSS   vs course   vs floor")
+    print("\nbatch (model load excluded)                                             rows/s  CPU s  rows/CPU s  peak RSS   vs course   vs floor")
     floor = next(v["rows"] / v["seconds"] for k, v in batch_rows.items() if k.startswith("model-only"))
     for name, r in batch_rows.items():
         rate = r["rows"] / r["seconds"]
-        extra = f"{r['cpu_seconds']:6.1f} {r['peak_rss_mib']:6.0f} MiB" if "cpu_seconds" in r else " " * 17
+        extra = f"{r['cpu_seconds']:6.1f} {r['rows'] / r['cpu_seconds']:11,.0f} {r['peak_rss_mib']:6.0f} MiB" if "cpu_seconds" in r else " " * 29  # CPU s: every thread
         vs_course = f"{rate / course_rate:8.1f}x" if course_rate else "       -"
         note = f"  (answered {r['answered']:,} of {r['rows']:,})" if "answered" in r else ""
         print(f"  {name:<68} {rate:9,.0f} {extra} {vs_course} {rate / floor:8.2f}x{note}")
