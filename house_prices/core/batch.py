@@ -79,6 +79,10 @@ class _Writer:
     "Appends tables to a CSV or Parquet file under a temporary name; `commit` renames it into place. Column types are fixed by the first table."
     def __init__(self, path: Path):
         self.path, self.tmp, self._out, self._schema = path, path.with_name(f".{path.name}.tmp"), None, None
+    @property
+    def written(self) -> bool:
+        "Whether a table (even an empty one) was written: the file exists under its temporary name."
+        return self._out is not None
     def write(self, table: pa.Table):
         try: self._write(table)
         except OSError as e: raise OSError(e.errno, f"cannot write {self.path} ({e.strerror or e})") from None  # a full disk: name the file
@@ -178,7 +182,7 @@ def score_file(
             summary.add(scored)
             bar.update(len(frame))
         if side is not None:
-            if side._out is None: side.write(issues_schema(ID).empty_table())  # an input without rows
+            if not side.written: side.write(issues_schema(ID).empty_table())  # an input without rows
             side.commit()
         out.commit()
     except BaseException:

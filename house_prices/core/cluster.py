@@ -234,5 +234,5 @@ def _gather_issues(folder: Path, rows: list[int], path: Path, id_name: str):
             t = pq.read_table(part)
             side.write(t.set_column(0, "row", pc.add(t.column("row"), offset)))
         offset += n
-    if side._out is None: side.write(issues_schema(id_name).empty_table())
+    if not side.written: side.write(issues_schema(id_name).empty_table())
     return side
