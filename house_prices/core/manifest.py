@@ -562,12 +562,16 @@ def check_signature(
     allow_unsigned: bool = False, # Go on (with a logged warning) when the signature is missing or does not check out
 ) -> str:
     "Check the run's signature against its manifest; raises `SignatureError` naming what is wrong, else says what was checked."
-    run_dir, key = Path(run_dir), signing_key()
+    run_dir = Path(run_dir)
     def refuse(why):
         if allow_unsigned:
             log.warning("%s; going on because unsigned runs are allowed", why)
             return why
         raise SignatureError(why + ". Load only runs you trust; to accept this one anyway: allow_unsigned=True (CLI: --allow-unsigned)")
+    try: key = signing_key()
+    except SignatureError as e:  # a key file this user cannot read: what unsigned runs allowed goes on without
+        if allow_unsigned: return refuse(str(e))
+        raise
     if key is None:
         return refuse(f"no run signing key here (${SIGNING_KEY_ENV}, ${SIGNING_KEY_FILE_ENV} or {signing_key_path()}): "
                       f"cannot tell whether run {run_dir.name} is trusted")
