@@ -62,10 +62,15 @@ def base_digest(engine: str, base: str) -> str:
     return r.stdout.strip().split("@")[-1]
 
 
+def runtime_lock(python: str) -> Path:
+    "The runtime lock of a Python (`3.11`): what the image installs, and what its deployment record names."
+    return ROOT / "requirements" / python / "runtime.lock"
+
+
 def stage_context(run: Path, python: str, ctx: Path) -> None:
     "The build context: what the image needs and nothing else (no data, no notebooks, no .venv, no other runs)."
     package = get_project().package
-    lock = ROOT / "requirements" / python / "runtime.lock"
+    lock = runtime_lock(python)
     if not lock.is_file(): raise ImageError(f"no runtime lock for Python {python} ({lock.relative_to(ROOT)}): the run's Python is not supported here")
     (ctx / "requirements" / python).mkdir(parents=True)
     shutil.copy2(lock, ctx / "requirements" / python / "runtime.lock")
@@ -112,7 +117,7 @@ def build(run_ref: str | None, base: str | None, image: str, engine_name: str | 
     finally:
         if made: os.unlink(made)
     info = json.loads(sh(engine, "image", "inspect", tag).stdout)[0]
-    lock = ROOT / "requirements" / python / "runtime.lock"
+    lock = runtime_lock(python)
     record = dict(time=datetime.now(UTC).isoformat(timespec="seconds"), kind="container image", image=tag, image_id=info["Id"],
                   size_bytes=info.get("Size"), base=base, base_digest=digest, python=python,
                   lock=f"{python}/runtime.lock", lock_sha256=hashlib.sha256(lock.read_bytes()).hexdigest(),
