@@ -23,8 +23,8 @@ def test_the_example_pipeline_compiles_to_the_same_bits():
         assert fast(frame_columns(one), 1).tolist() == pipe.predict(one).tolist()
 
 
-def test_without_numba_the_trees_go_through_scikit_learns_loop_with_the_same_bits(monkeypatch, caplog):
-    "Numba missing (or refusing a NumPy it does not know yet): a warning says so, and scikit-learn's `predict_stages` gives the same bits."
+def test_without_numba_the_trees_and_one_hot_columns_give_the_same_bits(monkeypatch, caplog):
+    "Numba missing (or refusing a NumPy it does not know yet): a warning says so, and scikit-learn's `predict_stages` and NumPy give the same bits."
     import sys
 
     from house_prices.core import fastpath
@@ -33,9 +33,9 @@ def test_without_numba_the_trees_go_through_scikit_learns_loop_with_the_same_bit
     pipe = fit(train, {"gbm_n_estimators": 30})
     monkeypatch.setitem(sys.modules, "numba", None)  # `import numba` raises ImportError
     with caplog.at_level("WARNING", logger="house_prices.core.fastpath"):
-        assert fastpath._tree_kernel.__wrapped__() is None
+        assert fastpath._numba.__wrapped__() is None
     assert "Numba cannot be imported" in caplog.text and "scikit-learn's loop" in caplog.text
-    monkeypatch.setattr(fastpath, "_tree_kernel", lambda: None)
+    monkeypatch.setattr(fastpath, "_compiled", lambda f: None)
     fast = compile_pipeline(pipe)
     for rows in (test.iloc[:1], test.iloc[:9], test):
         assert (fast(frame_columns(rows[FEATURES]), len(rows)) == pipe.predict(rows[FEATURES])).all()

@@ -90,6 +90,34 @@ def _block_step(est) -> Callable[[np.ndarray], np.ndarray]:
     raise NotCompilable(f"{type(est).__name__} inside a ColumnTransformer")
 
 
+# %% ../../nbs/core/17_fastpath.ipynb #18efa54b
+@functools.cache
+def _numba():
+    "The `numba` module, or None (with a warning, once) where it cannot be imported."
+    try:
+        import numba
+    except ImportError as e:
+        log.warning("Numba cannot be imported (%s): trees are scored by scikit-learn's loop and one-hot columns filled by NumPy instead, "
+                    "several times slower", e)
+        return None
+    return numba
+
+@functools.cache
+def _compiled(f: Callable) -> Callable | None:
+    "`f` compiled by Numba (kept on disk where the package's folder or the user's cache is writable), or None without Numba."
+    numba = _numba()
+    if numba is None: return None
+    try: return numba.njit(nogil=True, cache=True)(f)
+    except RuntimeError: return numba.njit(nogil=True)(f)  # nowhere to keep the compiled code: compile in every process
+
+def _fill_one_hot(lut, codes, out):
+    "out[i, lut[j, codes[i, j]]] = 1 for each row i and column j whose code has an output column (-1: none; codes from -1 to K). Compiled by Numba."
+    for i in range(codes.shape[0]):
+        for j in range(codes.shape[1]):
+            c = lut[j, codes[i, j]]  # a code of -1 (missing) reads the table's last entry, as NumPy's indexing does
+            if c >= 0: out[i, c] = 1.0
+
+
 # %% ../../nbs/core/17_fastpath.ipynb #3813d812
 _UNSEEN = "\x00unseen category\x00"
 
@@ -127,8 +155,9 @@ def _categorical_branch(t, names: list[str], categories: Mapping[str, pd.Index])
     width = len(owner) if one_hot else m
     cols = np.arange(m)
     if one_hot:
-        lut = lut.astype(np.int64)
+        lut, kernel = lut.astype(np.int64), _compiled(_fill_one_hot)
         def fill_one_hot(codes, out):
+            if kernel is not None: return kernel(lut, codes, out)
             k = lut[cols, codes]
             r, j = np.nonzero(k >= 0)
             out[r, k[r, j]] = 1.0
@@ -217,17 +246,6 @@ def _quickscore(XT, features, thresholds, nan_right, masks, values, lowest, out)
                 leaf += 8
             out[i] += values[k, leaf + lowest[a & 255]]
 
-@functools.cache
-def _tree_kernel():
-    "`_quickscore` compiled by Numba (kept on disk when the package's folder or the user's cache is writable), or None without Numba."
-    try:
-        import numba
-    except ImportError as e:
-        log.warning("Numba cannot be imported (%s): gradient-boosted trees are scored by scikit-learn's loop instead, several times slower", e)
-        return None
-    try: return numba.njit(nogil=True, cache=True)(_quickscore)
-    except RuntimeError: return numba.njit(nogil=True)(_quickscore)  # nowhere to keep the compiled code: compile in every process
-
 def _sklearn_trees(est) -> list[tuple[np.ndarray, ...]]:
     "The trees of a fitted `GradientBoostingRegressor` as `_quickscore_tables` takes them: leaf values times the learning rate, missing values right."
     return [(t.children_left, t.children_right, t.feature, t.threshold, np.zeros(t.node_count, bool), est.learning_rate * t.value[:, 0, 0])
@@ -258,7 +276,7 @@ def _final(est) -> tuple[type, Callable[[np.ndarray], np.ndarray], str]:
         from sklearn.ensemble._gb import _init_raw_predictions
         one = np.zeros((1, est.n_features_in_), dtype=np.float32)
         start = 0.0 if est.init_ == "zero" else float(_init_raw_predictions(one, est.init_, est._loss, False)[0, 0])
-        tables, kernel = _quickscore_tables(_sklearn_trees(est)), _tree_kernel()
+        tables, kernel = _quickscore_tables(_sklearn_trees(est)), _compiled(_quickscore)
         if tables is not None and kernel is not None:
             def quickscore(X):  # X in column order: X.T holds a feature per row
                 out = np.full(len(X), start)
@@ -271,7 +289,7 @@ def _final(est) -> tuple[type, Callable[[np.ndarray], np.ndarray], str]:
             return raw.ravel()
         return np.float32, trees, "C"
     if isinstance(est, HistGradientBoostingRegressor) and getattr(est, "_preprocessor", None) is None:
-        trees, kernel = _histogram_trees(est), _tree_kernel()
+        trees, kernel = _histogram_trees(est), _compiled(_quickscore)
         tables = _quickscore_tables(trees) if trees is not None and kernel is not None and est.n_trees_per_iteration_ == 1 else None
         if tables is not None:
             def quickscore_histogram(X):  # what HistGradientBoostingRegressor.predict computes: the baseline, each tree's value in turn, the link
