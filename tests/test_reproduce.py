@@ -6,6 +6,7 @@ import shutil
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import joblib
 import numpy as np
@@ -324,6 +325,56 @@ def test_sigterm_mid_fit_moves_the_staged_run_to_failed(tmp_path):
     assert list_runs(tmp_path) == [] and not list((tmp_path / STAGING).iterdir())
     [row] = run_table(tmp_path)
     assert row.status == "failed" and (row.path / ".kernel.log").is_file()  # kept for its executed notebook and log, never read as a run
+
+
+def test_a_stopped_cells_tasks_end_with_the_kernels_shutdown(tmp_path):
+    # Stopped mid-cell (SIGTERM, Ctrl-C), the job leaves nbclient's tasks for the cell pending: one polls every second whether
+    # the kernel lives. Left pending through the shutdown, it could find the kernel dead and end with an error nobody reads,
+    # which asyncio prints with a traceback at exit. The job's kernel manager ends them as it shuts the kernel down.
+    import asyncio
+    import gc
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    from house_prices.core.config import get_settings
+    from house_prices.core.job import ipc_kernel_manager
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import time; time.sleep(60)")])
+    client = NotebookClient(nb, kernel_name=get_settings().kernel_name, kernel_manager_class=ipc_kernel_manager(tmp_path))
+    unread, cell = [], {}
+
+    async def stopped_mid_cell():
+        asyncio.get_running_loop().set_exception_handler(lambda loop, context: unread.append(context))
+        async with client.async_setup_kernel():
+            cell["task"] = asyncio.ensure_future(client.async_execute_cell(nb.cells[0], 0))
+            await asyncio.sleep(3)  # the cell is running: its reply and the kernel are being polled
+            assert not cell["task"].done()
+        await asyncio.sleep(1.5)  # the kernel is gone; a poll still pending would have woken by now
+
+    asyncio.run(stopped_mid_cell())
+    assert cell["task"].done()  # ended with the kernel, its error read (nbclient's DeadKernelError)
+    del cell["task"]
+    gc.collect()
+    assert unread == []
+
+
+def test_a_kernel_killed_mid_fit_fails_the_job_in_one_line(tmp_path):
+    proc = subprocess.Popen([str(BIN / "house-prices"), "train", "--no-progress", "-p", "runs_dir", str(tmp_path),
+                             "-p", "gbm_n_estimators", "30000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not fitting(tmp_path):
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.2)
+    assert fitting(tmp_path), "the job never reached the fit cell"
+    [kernel] = (Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split())
+    os.kill(int(kernel), signal.SIGKILL)  # as the kernel's out-of-memory killer does
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and "Traceback" not in err, err
+    [row] = run_table(tmp_path)
+    assert row.status == "failed" and (row.path / ".kernel.log").is_file() and (row.path / "train.ipynb").is_file()
+    cells = json.loads((row.path / "train.ipynb").read_text())["cells"]
+    [fit] = [c for c in cells if "fit(train_rows" in "".join(c["source"])]
+    assert f"kernel died in cell {fit['execution_count']} (killed" in err and str(row.path) in err, err
 
 
 def test_two_concurrent_jobs_make_two_complete_runs(tmp_path):

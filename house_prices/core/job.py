@@ -111,6 +111,8 @@ def ipc_kernel_manager(
     log_file: Path | str | None = None, # Where the kernel process's own output goes (its log lines), instead of the terminal
 ):
     "A jupyter_client kernel manager class that starts kernels on IPC sockets in `socket_dir`."
+    import asyncio
+
     from jupyter_client import AsyncKernelManager
     from traitlets import CaselessStrEnum, default
     class IPCKernelManager(AsyncKernelManager):
@@ -121,6 +123,11 @@ def ipc_kernel_manager(
             if log_file is None: return await super()._async_launch_kernel(kernel_cmd, **kw)
             with open(log_file, "ab") as f:  # the kernel keeps its own copy of the descriptor
                 return await super()._async_launch_kernel(kernel_cmd, **{"stdout": f, "stderr": f, **kw})
+        async def shutdown_kernel(self, now=False, restart=False):
+            for task in asyncio.all_tasks() - {asyncio.current_task()}:  # a stopped cell's: see above
+                task.add_done_callback(lambda t: t.cancelled() or t.exception())
+                task.cancel()
+            await super().shutdown_kernel(now=now, restart=restart)
     return IPCKernelManager
 
 # %% ../../nbs/core/13_job.ipynb #1af65698
@@ -138,6 +145,14 @@ def _clean_ipython_dir(parent: Path) -> str:
     (d / "profile_default").mkdir(parents=True)
     (d / "profile_default" / "ipython_kernel_config.py").write_text("c.HistoryManager.hist_file = ':memory:'\n")
     return str(d)
+
+def _running_cell(notebook: Path) -> str:
+    "The execution count of the last cell papermill started in the executed `notebook` (the one running when the job ended), or '?'."
+    import nbformat
+    try: cells = nbformat.read(str(notebook), as_version=4).cells
+    except (OSError, ValueError): return "?"
+    started = [c for c in cells if c.get("metadata", {}).get("papermill", {}).get("start_time")]
+    return str(started[-1].get("execution_count") or "?") if started else "?"
 
 @contextmanager
 def _environ(**values):
@@ -157,6 +172,7 @@ def run_training(
 ) -> Path:
     "Execute the training notebook with `parameters`; return the folder of the finished run."
     import papermill as pm
+    from nbclient.exceptions import DeadKernelError
     settings = settings or get_settings()
     nb = settings.job_notebook
     declared = job_parameters(nb)
@@ -180,6 +196,10 @@ def run_training(
         failed = fail_run(staged)
         raise JobError(f"the training job failed in cell {e.exec_count}: {e.ename}: {e.evalue}\n"
                        f"The executed notebook is kept at {failed / NOTEBOOK}") from None
+    except DeadKernelError:  # killed under it: out of memory, most often
+        failed = fail_run(staged)
+        raise JobError(f"the training job's kernel died in cell {_running_cell(failed / NOTEBOOK)} (killed, most often for want of memory); "
+                       f"the executed notebook and the kernel's log are kept in {failed}") from None
     except OSError as e:  # the executed notebook could not be written (a full disk, a permission)
         raise _unwritable(staged, e) from None
     except BaseException:
