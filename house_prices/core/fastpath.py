@@ -11,9 +11,15 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from sklearn.base import is_classifier
 from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
 from sklearn.dummy import DummyRegressor
-from sklearn.ensemble import GradientBoostingRegressor, HistGradientBoostingRegressor, VotingRegressor
+from sklearn.ensemble import (
+    GradientBoostingRegressor,
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
+    VotingRegressor,
+)
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, OrdinalEncoder, PowerTransformer, StandardScaler
@@ -251,10 +257,11 @@ def _sklearn_trees(est) -> list[tuple[np.ndarray, ...]]:
     return [(t.children_left, t.children_right, t.feature, t.threshold, np.zeros(t.node_count, bool), est.learning_rate * t.value[:, 0, 0])
             for t in (e.tree_ for e in est.estimators_[:, 0])]  # the product scikit-learn makes, and its test: a missing value is not <= anything
 
-def _histogram_trees(est) -> list[tuple[np.ndarray, ...]] | None:
-    "The trees of a fitted `HistGradientBoostingRegressor` as `_quickscore_tables` takes them; None if a tree splits on categories."
+def _histogram_trees(est, k: int = 0) -> list[tuple[np.ndarray, ...]] | None:
+    """The trees of a fitted histogram gradient boosting model (`HistGradientBoostingRegressor` or `...Classifier`) that make its raw
+    prediction `k` (a class's, for more than two classes), as `_quickscore_tables` takes them; None if a tree splits on categories."""
     out = []
-    for nodes in (p[0].nodes for p in est._predictors):
+    for nodes in (p[k].nodes for p in est._predictors):
         if nodes["is_categorical"].any(): return None
         leaf = nodes["is_leaf"].astype(bool)
         out.append((np.where(leaf, -1, nodes["left"].astype(np.intp)), np.where(leaf, -1, nodes["right"].astype(np.intp)), nodes["feature_idx"],
@@ -262,10 +269,53 @@ def _histogram_trees(est) -> list[tuple[np.ndarray, ...]] | None:
     return out
 
 
+# %% ../../nbs/core/17_fastpath.ipynb #dcc55120
+def _histogram_raw(est) -> tuple[type, Callable[[np.ndarray], np.ndarray], str]:
+    """(dtype, `raw(matrix)`, memory order) for a fitted histogram gradient boosting model: its raw predictions, a column per tree of an
+    iteration (one, or one per class), as its `_raw_predict` computes them: the baseline, then each tree's values in turn."""
+    k_trees, kernel = est.n_trees_per_iteration_, _compiled(_quickscore)
+    trees = [_histogram_trees(est, k) for k in range(k_trees)] if kernel is not None else []
+    tables = [_quickscore_tables(t) for t in trees if t is not None]
+    if kernel is not None and len(tables) == k_trees and all(t is not None for t in tables):
+        def quickscore(X):  # X in column order: X.T holds a feature per row
+            raw, XT = np.zeros((len(X), k_trees), order="F"), np.ascontiguousarray(X.T)
+            raw += est._baseline_prediction
+            for k, t in enumerate(tables): kernel(XT, *t, raw[:, k])  # a column of raw: contiguous, added to in place
+            return raw
+        return np.float64, quickscore, "F"
+    from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
+    known, f_idx = est._bin_mapper.make_known_categories_bitsets()
+    threads = _openmp_effective_n_threads()
+    def histogram_trees(X):  # scikit-learn's loop, without validating X again
+        raw = np.zeros((X.shape[0], k_trees), order="F")
+        raw += est._baseline_prediction
+        for iteration in est._predictors:
+            for k, tree in enumerate(iteration): raw[:, k] += tree.predict(X, known, f_idx, threads)
+        return raw
+    return np.float64, histogram_trees, "C"
+
+
+# %% ../../nbs/core/17_fastpath.ipynb #0c13d9aa
+def _classifier(est) -> tuple[type, Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], str]:
+    """(dtype, `answer(matrix)`, memory order) for a fitted classifier: `answer` gives each row's class as its index in `est.classes_`
+    (what `est.predict` answers) and the class probabilities (what `est.predict_proba` answers)."""
+    if not hasattr(est, "predict_proba"): raise NotCompilable(f"{type(est).__name__} gives no class probabilities")
+    if isinstance(est, HistGradientBoostingClassifier) and getattr(est, "_preprocessor", None) is None:
+        dtype, raw_of, order = _histogram_raw(est)
+        def histogram(X):  # predict and predict_proba from one raw prediction, as scikit-learn decides them
+            raw = raw_of(X)
+            return (raw[:, 0] > 0).astype(np.intp) if raw.shape[1] == 1 else np.argmax(raw, axis=1), est._loss.predict_proba(raw)
+        return dtype, histogram, order
+    classes = np.asarray(est.classes_)
+    if classes.ndim != 1 or not (classes[:-1] < classes[1:]).all(): raise NotCompilable("a classifier whose classes are not one sorted list")
+    return np.float64, lambda X: (np.searchsorted(classes, est.predict(X)), est.predict_proba(X)), "C"
+
+
 # %% ../../nbs/core/17_fastpath.ipynb #aa97cf14
 def _final(est) -> tuple[type, Callable[[np.ndarray], np.ndarray], str]:
     "(the dtype of the matrix it reads, `predict(matrix)`, the matrix's memory order) for the estimator at the end of a pipeline."
     if callable(getattr(est, "compile_predict", None)): return (*est.compile_predict(), "C")  # the estimator compiles itself
+    if is_classifier(est): return _classifier(est)
     if isinstance(est, GradientBoostingRegressor):
         try:
             from sklearn.ensemble._gradient_boosting import predict_stages
@@ -288,29 +338,15 @@ def _final(est) -> tuple[type, Callable[[np.ndarray], np.ndarray], str]:
             predict_stages(est.estimators_, X, est.learning_rate, raw)
             return raw.ravel()
         return np.float32, trees, "C"
-    if isinstance(est, HistGradientBoostingRegressor) and getattr(est, "_preprocessor", None) is None:
-        trees, kernel = _histogram_trees(est), _compiled(_quickscore)
-        tables = _quickscore_tables(trees) if trees is not None and kernel is not None and est.n_trees_per_iteration_ == 1 else None
-        if tables is not None:
-            def quickscore_histogram(X):  # what HistGradientBoostingRegressor.predict computes: the baseline, each tree's value in turn, the link
-                raw = np.zeros(len(X)) + est._baseline_prediction[0]
-                kernel(np.ascontiguousarray(X.T), *tables, raw)
-                return est._loss.link.inverse(raw)
-            return np.float64, quickscore_histogram, "F"
-        from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
-        known, f_idx = est._bin_mapper.make_known_categories_bitsets()
-        trees, threads = [p[0] for p in est._predictors], _openmp_effective_n_threads()
-        def histogram_trees(X):  # what HistGradientBoostingRegressor.predict computes, without validating X again
-            raw = np.zeros((X.shape[0], 1), order="F") + est._baseline_prediction
-            for tree in trees: raw[:, 0] += tree.predict(X, known, f_idx, threads)
-            return est._loss.link.inverse(raw.ravel())
-        return np.float64, histogram_trees, "C"
+    if isinstance(est, HistGradientBoostingRegressor) and getattr(est, "_preprocessor", None) is None and est.n_trees_per_iteration_ == 1:
+        dtype, raw_of, order = _histogram_raw(est)
+        return dtype, lambda X: est._loss.link.inverse(raw_of(X).ravel()), order  # what HistGradientBoostingRegressor.predict computes
     return np.float64, est.predict, "C"
 
 
 # %% ../../nbs/core/17_fastpath.ipynb #98aeb48c
 def _model(est, categories: Mapping[str, pd.Index]) -> Callable[[Columns, int], np.ndarray]:
-    "A function from columns to predictions for a fitted regressor (or pipeline ending in one)."
+    "A function from columns to predictions for a fitted regressor or classifier at the end of a pipeline (see `compile_pipeline`)."
     if isinstance(est, Pipeline):
         *pre, (_, last) = est.steps
         col_steps, matrix = [], None
@@ -362,10 +398,11 @@ def compile_pipeline(
     pipeline, # A fitted pipeline
     categories: Mapping[str, Sequence[str]] | None = None, # Categorical column -> the categories its codes refer to; default: read off the encoders
 ) -> Callable[[Columns, int], np.ndarray]:
-    """A function `(columns, n_rows) -> predictions` that computes what `pipeline.predict` computes; raises `NotCompilable`.
+    """A function `(columns, n_rows) -> predictions` that computes what `pipeline.predict` computes; raises `NotCompilable`. For a
+    classifier, `(classes, probabilities)`: each row's class as its index in `pipeline.classes_`, and what `pipeline.predict_proba` computes.
     Its `categories` attribute holds, per categorical column, the categories that codes given for that column refer to."""
     cats = {c: pd.Index(list(v), dtype=object) for c, v in (categories if categories is not None else _encoder_categories(pipeline)).items()}
-    model = _model(pipeline, cats)
+    model, classifier = _model(pipeline, cats), is_classifier(pipeline)
     lookups = {c: {v: i for i, v in enumerate(idx)} for c, idx in cats.items()}
     def codes(c, v):  # text to codes: a dictionary look-up per value for a few rows, a hash join for many
         if len(v) > 64: return category_codes(v, cats[c])
@@ -375,7 +412,7 @@ def compile_pipeline(
         cols = {c: (codes(c, v) if v.dtype == object and c in cats else v) for c, v in cols.items()}
         if n <= BLOCK_ROWS: return model(cols, n)
         blocks = [model({c: v[i:i + BLOCK_ROWS] for c, v in cols.items()}, min(BLOCK_ROWS, n - i)) for i in range(0, n, BLOCK_ROWS)]
-        return np.concatenate(blocks)
+        return np.concatenate(blocks) if not classifier else tuple(np.concatenate(part) for part in zip(*blocks))
     predict.categories = cats
     return predict
 

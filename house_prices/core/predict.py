@@ -483,9 +483,6 @@ class Predictor:
             raise VersionMismatchError(f"the model's classes {self.classes} are not the contract's {contract.classes}")
         self._fast, self._codes, self.slow_reason = None, None, None  # why scikit-learn predicts rather than the compiled path (None: it does not)
         if not fast: self.slow_reason = "the compiled path was turned off (fast=False)"
-        elif self.classes is not None:
-            self.slow_reason = "the compiled path covers regressors, and this is a classifier"
-            log.info("no compiled fast path for a classifier: scikit-learn predicts")
         else:
             try:
                 self._fast = compile_pipeline(pipeline, {f.name: f.categories for f in contract.fields if f.kind == "categorical"})
@@ -533,10 +530,15 @@ class Predictor:
                 differ += int((proba != table[[f"p_{c}" for c in self.classes]].to_numpy()).any(axis=1).sum())
             if differ:
                 refuse(f"this environment does not reproduce run {run_dir.name}: {differ} of {len(got)} held-out predictions differ")
-            if self._fast is not None:
+            if self._fast is not None and len(canon):
                 cols = frame_columns(canon[self.features])
-                fast = np.concatenate([self._fast({k: v[i:i + 1] for k, v in cols.items()}, 1) for i in range(len(canon))])
-                if (fast != recorded).any() or (self._fast(cols, len(canon)) != recorded).any():
+                ones = [self._fast_answer({k: v[i:i + 1] for k, v in cols.items()}, 1) for i in range(len(canon))]
+                one_by_one = tuple(None if p[0] is None else np.concatenate(p) for p in zip(*ones))
+                recorded_proba = table[[f"p_{c}" for c in self.classes]].to_numpy() if self.classes is not None else None
+                def differs(labels, proba):
+                    if proba is None: return (labels != recorded).any()
+                    return (labels.astype(str) != recorded.astype(str)).any() or (proba != recorded_proba).any()
+                if differs(*one_by_one) or differs(*self._fast_answer(cols, len(canon))):
                     log.warning("the compiled fast path does not reproduce run %s bit for bit here: using scikit-learn", run_dir.name)
                     self._fast, self._codes, self.slow_reason = None, None, f"the compiled path does not reproduce run {run_dir.name} bit for bit here"
         return self
@@ -595,9 +597,18 @@ class Predictor:
         if self.classes is None: return np.full(n, np.nan), None
         return np.full(n, None, dtype=object), np.full((n, len(self.classes)), np.nan)
 
+    def _fast_answer(self, cols, n: int) -> tuple[np.ndarray, np.ndarray | None]:
+        "The compiled path's predictions for `n` rows of columns `cols`, and for a classifier the class probabilities (else None)."
+        if self.classes is None: return self._fast(cols, n), None
+        classes, proba = self._fast(cols, n)
+        return self.pipeline.classes_[classes], proba
+
     def _compute(self, inputs, idx: np.ndarray, predictions: np.ndarray, proba: np.ndarray | None):
         "Predict the rows `idx` from `inputs` (columns for the compiled path, else a frame), into `predictions` (and `proba`)."
-        if self._fast is not None: predictions[idx] = self._fast(inputs, len(idx)); return
+        if self._fast is not None:
+            predictions[idx], p = self._fast_answer(inputs, len(idx))
+            if proba is not None: proba[idx] = p
+            return
         predictions[idx] = self.pipeline.predict(inputs)
         if proba is not None: proba[idx] = self.pipeline.predict_proba(inputs)
 
