@@ -159,16 +159,23 @@ def _categorical_branch(t, names: list[str], categories: Mapping[str, pd.Index])
         else:
             lut[j, rows] = out[:, j]
     width = len(owner) if one_hot else m
-    cols = np.arange(m)
+    cols, unseen = np.arange(m), np.array([len(categories[c]) for c in names])  # each column's code for a category it never saw
+    def check(codes):  # a code out of range would index outside the table: the compiled loop does not check
+        if ((codes < -1) | (codes > unseen)).any():
+            j = np.flatnonzero(((codes < -1) | (codes > unseen)).any(axis=0))[0]
+            bad = codes[(codes[:, j] < -1) | (codes[:, j] > unseen[j]), j][0]
+            raise ValueError(f"category code {bad} of column {names[j]!r} out of range: its codes run from -1 (missing) to {unseen[j]} (unseen)")
     if one_hot:
         lut, kernel = lut.astype(np.int64), _compiled(_fill_one_hot)
         def fill_one_hot(codes, out):
+            check(codes)
             if kernel is not None: return kernel(lut, codes, out)
             k = lut[cols, codes]
             r, j = np.nonzero(k >= 0)
             out[r, k[r, j]] = 1.0
         return width, fill_one_hot
     def fill_ordinal(codes, out):
+        check(codes)
         out[:] = lut[cols, codes]
     return width, fill_ordinal
 
