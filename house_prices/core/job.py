@@ -164,6 +164,8 @@ def _environ(**values):
             if v is None: os.environ.pop(k, None)
             else: os.environ[k] = v
 
+
+# %% ../../nbs/core/13_job.ipynb #08ab2c99
 def run_training(
     parameters: dict[str, Any] | None = None, # Parameters to inject; names must be declared by the job notebook
     settings: Settings | None = None, # Project settings; defaults to `get_settings()`
@@ -186,7 +188,7 @@ def run_training(
     inject = {**given, "runs_dir": str(runs_dir), "run_dir": str(staged)}
     started = datetime.now(UTC)
     try:
-        with tempfile.TemporaryDirectory(prefix="hp-kernel-") as sockets, _environ(**JOB_ENV, **secret, **{get_project().root_env_var: str(settings.root)},
+        with tempfile.TemporaryDirectory(prefix="job-kernel-") as sockets, _environ(**JOB_ENV, **secret, **{get_project().root_env_var: str(settings.root)},
                                                                                       IPYTHONDIR=_clean_ipython_dir(Path(sockets))):
             pm.execute_notebook(str(nb), str(staged / NOTEBOOK), parameters=inject, kernel_name=settings.kernel_name,
                                 cwd=str(settings.root), progress_bar=progress, request_save_on_cell_execute=True,
