@@ -143,6 +143,15 @@ def test_classification_project_trains_and_passes_its_tests(classification_proje
     r = run(p / ".venv/bin/penguin-species", "predict", p / "data/train.csv", "-o", p / "scored.csv", "--no-progress", cwd=p)
     scored = pd.read_csv(p / "scored.csv")
     assert len(scored) == 344 and scored.error.isna().all() and set(scored.species) <= {"Adelie", "Chinstrap", "Gentoo"}
+    assert "slower" not in r.stderr, r.stderr
+    # the classifier compiles too: classes and probabilities from the compiled path, with scikit-learn's bits
+    check = ("from penguin_species.core.config import get_settings; from penguin_species.core.runs import resolve_run; "
+             "from penguin_species.core.predict import Predictor; import numpy as np; s = get_settings(); "
+             "p = Predictor.load(resolve_run('latest', s.runs_dir)); assert p._fast is not None, p.slow_reason; "
+             "from penguin_species.data import read_csv; df = read_csv(s.train_csv); f = [c.name for c in p.contract.fields]; "
+             "out = p.score(df); assert (out.predictions == p.pipeline.predict(df[f])).all(); "
+             "assert np.array_equal(out.probabilities, p.pipeline.predict_proba(df[f])); print('compiled')")
+    assert run(p / ".venv/bin/python", "-c", check, cwd=p).stdout.strip() == "compiled"
     # the template's search space, cross-validated by the headline metric of a classifier (higher is better)
     run("make", "train", "P=-p search grid -p search_folds 3", cwd=p)
     newest = sorted(d for d in (p / "runs").iterdir() if not d.name.startswith("."))[-1]
