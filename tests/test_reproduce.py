@@ -311,14 +311,20 @@ def test_sigkill_mid_fit_leaves_no_finished_run(tmp_path):
     assert run_table(tmp_path) == []
 
 
-def test_sigterm_mid_fit_moves_the_staged_run_to_failed(tmp_path):
-    proc = subprocess.Popen([str(BIN / "house-prices"), "train", "--no-progress", "-p", "runs_dir", str(tmp_path),
+def fitting_job(runs_dir):
+    "A `train` command started with a long fit, once its notebook shows the fit cell running."
+    proc = subprocess.Popen([str(BIN / "house-prices"), "train", "--no-progress", "-p", "runs_dir", str(runs_dir),
                              "-p", "gbm_n_estimators", "30000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
-    while time.time() < deadline and not fitting(tmp_path):
+    while time.time() < deadline and not fitting(runs_dir):
         assert proc.poll() is None, proc.communicate()
         time.sleep(0.2)
-    assert fitting(tmp_path), "the job never reached the fit cell"
+    assert fitting(runs_dir), "the job never reached the fit cell"
+    return proc
+
+
+def test_sigterm_mid_fit_moves_the_staged_run_to_failed(tmp_path):
+    proc = fitting_job(tmp_path)
     proc.send_signal(signal.SIGTERM)  # as a scheduler stops a job: the command cleans up after itself
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143 and "Traceback" not in err, err  # the kernel's own log lines go to the run's .kernel.log
@@ -360,13 +366,7 @@ def test_a_stopped_cells_tasks_end_with_the_kernels_shutdown(tmp_path):
 
 
 def test_a_kernel_killed_mid_fit_fails_the_job_in_one_line(tmp_path):
-    proc = subprocess.Popen([str(BIN / "house-prices"), "train", "--no-progress", "-p", "runs_dir", str(tmp_path),
-                             "-p", "gbm_n_estimators", "30000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while time.time() < deadline and not fitting(tmp_path):
-        assert proc.poll() is None, proc.communicate()
-        time.sleep(0.2)
-    assert fitting(tmp_path), "the job never reached the fit cell"
+    proc = fitting_job(tmp_path)
     [kernel] = (Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split())
     os.kill(int(kernel), signal.SIGKILL)  # as the kernel's out-of-memory killer does
     _, err = proc.communicate(timeout=60)
