@@ -169,11 +169,13 @@ def _categorical_branch(t, names: list[str], categories: Mapping[str, pd.Index])
         lut, kernel = lut.astype(np.int64), _compiled(_fill_one_hot)
         def fill_one_hot(codes, out):
             check(codes)
-            if kernel is not None: return kernel(lut, codes, out)
+            kernel(lut, codes, out)
+        def fill_one_hot_numpy(codes, out):  # without Numba
+            check(codes)
             k = lut[cols, codes]
             r, j = np.nonzero(k >= 0)
             out[r, k[r, j]] = 1.0
-        return width, fill_one_hot
+        return width, fill_one_hot if kernel is not None else fill_one_hot_numpy
     def fill_ordinal(codes, out):
         check(codes)
         out[:] = lut[cols, codes]
@@ -277,19 +279,30 @@ def _histogram_trees(est, k: int = 0) -> list[tuple[np.ndarray, ...]] | None:
 
 
 # %% ../../nbs/core/17_fastpath.ipynb #dcc55120
+def _kernel_sums(
+    trees: Sequence[list[tuple[np.ndarray, ...]] | None], # Per output, its trees as `_quickscore_tables` takes them (None: some cannot be)
+    start, # Per output, the value its sum starts from
+) -> Callable[[np.ndarray], np.ndarray] | None:
+    """`sums(X)` for a matrix in column order: a (rows × outputs) array in column order, each output `start` plus the leaf value of each
+    of its trees in turn, through the compiled kernel. None without Numba, or when a tree does not fit the kernel."""
+    kernel = _compiled(_quickscore)
+    if kernel is None or any(t is None for t in trees): return None
+    tables = [_quickscore_tables(t) for t in trees]
+    if any(t is None for t in tables): return None
+    start = np.asarray(start, dtype=np.float64).reshape(1, len(tables))
+    def sums(X):  # X in column order: X.T holds a feature per row
+        raw, XT = np.zeros((len(X), len(tables)), order="F"), np.ascontiguousarray(X.T)
+        raw += start
+        for k, t in enumerate(tables): kernel(XT, *t, raw[:, k])  # a column of raw: contiguous, added to in place
+        return raw
+    return sums
+
 def _histogram_raw(est) -> tuple[type, Callable[[np.ndarray], np.ndarray], str]:
     """(dtype, `raw(matrix)`, memory order) for a fitted histogram gradient boosting model: its raw predictions, a column per tree of an
     iteration (one, or one per class), as its `_raw_predict` computes them: the baseline, then each tree's values in turn."""
-    k_trees, kernel = est.n_trees_per_iteration_, _compiled(_quickscore)
-    trees = [_histogram_trees(est, k) for k in range(k_trees)] if kernel is not None else []
-    tables = [_quickscore_tables(t) for t in trees if t is not None]
-    if kernel is not None and len(tables) == k_trees and all(t is not None for t in tables):
-        def quickscore(X):  # X in column order: X.T holds a feature per row
-            raw, XT = np.zeros((len(X), k_trees), order="F"), np.ascontiguousarray(X.T)
-            raw += est._baseline_prediction
-            for k, t in enumerate(tables): kernel(XT, *t, raw[:, k])  # a column of raw: contiguous, added to in place
-            return raw
-        return np.float64, quickscore, "F"
+    k_trees = est.n_trees_per_iteration_
+    sums = _kernel_sums([_histogram_trees(est, k) for k in range(k_trees)], est._baseline_prediction)
+    if sums is not None: return np.float64, sums, "F"
     from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
     known, f_idx = est._bin_mapper.make_known_categories_bitsets()
     threads = _openmp_effective_n_threads()
@@ -333,13 +346,8 @@ def _final(est) -> tuple[type, Callable[[np.ndarray], np.ndarray], str]:
         from sklearn.ensemble._gb import _init_raw_predictions
         one = np.zeros((1, est.n_features_in_), dtype=np.float32)
         start = 0.0 if est.init_ == "zero" else float(_init_raw_predictions(one, est.init_, est._loss, False)[0, 0])
-        tables, kernel = _quickscore_tables(_sklearn_trees(est)), _compiled(_quickscore)
-        if tables is not None and kernel is not None:
-            def quickscore(X):  # X in column order: X.T holds a feature per row
-                out = np.full(len(X), start)
-                kernel(np.ascontiguousarray(X.T), *tables, out)
-                return out
-            return np.float32, quickscore, "F"
+        sums = _kernel_sums([_sklearn_trees(est)], [start])
+        if sums is not None: return np.float32, lambda X: sums(X).ravel(), "F"
         def trees(X):  # what GradientBoostingRegressor.predict computes, without validating X again
             raw = np.full((X.shape[0], 1), start)
             predict_stages(est.estimators_, X, est.learning_rate, raw)
