@@ -522,23 +522,18 @@ class Predictor:
             table = pd.read_csv(verify_artifact(run_dir, PREDICTIONS, manifest))
             recorded = table["predicted"].to_numpy()
             canon, ok, _ = check_rows(held_out, contract, known=self._known)
-            got = self.pipeline.predict(canon[self.features])
-            differ = int((got != recorded).sum())
-            if self.classes is not None:  # labels as text, and every class probability to the bit
-                differ = int((got.astype(str) != recorded.astype(str)).sum())
-                proba = self.pipeline.predict_proba(canon[self.features])
-                differ += int((proba != table[[f"p_{c}" for c in self.classes]].to_numpy()).any(axis=1).sum())
-            if differ:
-                refuse(f"this environment does not reproduce run {run_dir.name}: {differ} of {len(got)} held-out predictions differ")
+            recorded_proba = table[[f"p_{c}" for c in self.classes]].to_numpy() if self.classes is not None else None
+            def differing(labels, proba) -> int:  # held-out rows answered otherwise than in the run: a classifier's labels as text, and every class probability to the bit
+                if proba is None: return int((labels != recorded).sum())
+                return int(((labels.astype(str) != recorded.astype(str)) | (proba != recorded_proba).any(axis=1)).sum())
+            X = canon[self.features]
+            if differ := differing(self.pipeline.predict(X), self.pipeline.predict_proba(X) if self.classes is not None else None):
+                refuse(f"this environment does not reproduce run {run_dir.name}: {differ} of {len(X)} held-out predictions differ")
             if self._fast is not None and len(canon):
-                cols = frame_columns(canon[self.features])
+                cols = frame_columns(X)
                 ones = [self._fast_answer({k: v[i:i + 1] for k, v in cols.items()}, 1) for i in range(len(canon))]
                 one_by_one = tuple(None if p[0] is None else np.concatenate(p) for p in zip(*ones))
-                recorded_proba = table[[f"p_{c}" for c in self.classes]].to_numpy() if self.classes is not None else None
-                def differs(labels, proba):
-                    if proba is None: return (labels != recorded).any()
-                    return (labels.astype(str) != recorded.astype(str)).any() or (proba != recorded_proba).any()
-                if differs(*one_by_one) or differs(*self._fast_answer(cols, len(canon))):
+                if differing(*one_by_one) or differing(*self._fast_answer(cols, len(canon))):
                     log.warning("the compiled fast path does not reproduce run %s bit for bit here: using scikit-learn", run_dir.name)
                     self._fast, self._codes, self.slow_reason = None, None, f"the compiled path does not reproduce run {run_dir.name} bit for bit here"
         return self
