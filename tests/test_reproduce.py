@@ -243,6 +243,20 @@ def test_edited_library_version_is_refused_unless_allowed(store, caplog):
 
 
 
+def test_a_held_out_prediction_off_by_one_ulp_is_refused_unless_allowed(store, caplog):
+    [run] = list_runs(store)
+    table = pd.read_csv(run / "predictions.csv")
+    table.loc[3, "predicted"] = np.nextafter(table.loc[3, "predicted"], np.inf)  # as another environment might round it
+    table.to_csv(run / "predictions.csv", index=False)
+    record_files(run)
+    with pytest.raises(VersionMismatchError, match=rf"does not reproduce run {run.name}: 1 of {len(table)} held-out predictions differ"):
+        Predictor.load(run)
+    with caplog.at_level("WARNING", logger="house_prices"):
+        p = Predictor.load(run, allow_version_mismatch=True)
+    assert "1 of" in caplog.text and "bit for bit here: using scikit-learn" in caplog.text  # nor does the compiled path then
+    assert p._fast is None and "does not reproduce" in p.slow_reason
+
+
 def test_a_run_made_under_another_python_is_refused_at_load_and_by_reproduce(store):
     "Each Python has its own lock (requirements/3.X/) and wheels: a run made under another one is said so, and refused by default."
     [run] = list_runs(store)
