@@ -146,14 +146,6 @@ def _clean_ipython_dir(parent: Path) -> str:
     (d / "profile_default" / "ipython_kernel_config.py").write_text("c.HistoryManager.hist_file = ':memory:'\n")
     return str(d)
 
-def _running_cell(notebook: Path) -> str:
-    "The execution count of the last cell papermill started in the executed `notebook` (the one running when the job ended), or '?'."
-    import nbformat
-    try: cells = nbformat.read(str(notebook), as_version=4).cells
-    except (OSError, ValueError): return "?"
-    started = [c for c in cells if c.get("metadata", {}).get("papermill", {}).get("start_time")]
-    return str(started[-1].get("execution_count") or "?") if started else "?"
-
 @contextmanager
 def _environ(**values):
     old = {k: os.environ.get(k) for k in values}
@@ -163,6 +155,17 @@ def _environ(**values):
         for k, v in old.items():
             if v is None: os.environ.pop(k, None)
             else: os.environ[k] = v
+
+
+# %% ../../nbs/core/13_job.ipynb #73222574
+def _running_cell(notebook: Path) -> str:
+    "The number of the code cell running when the job ended (the last one papermill started in the executed `notebook`), or '?'."
+    import nbformat
+    try: cells = nbformat.read(str(notebook), as_version=4).cells
+    except (OSError, ValueError): return "?"
+    started = [c for c in cells if c.cell_type == "code" and c.get("metadata", {}).get("papermill", {}).get("start_time")]
+    if not started: return "?"
+    return str(started[-1].get("execution_count") or 1 + max((c.get("execution_count") or 0 for c in started[:-1]), default=0))
 
 
 # %% ../../nbs/core/13_job.ipynb #08ab2c99
