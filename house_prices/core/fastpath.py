@@ -13,8 +13,9 @@ import numpy as np
 import pandas as pd
 from sklearn.base import is_classifier
 from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
-from sklearn.dummy import DummyRegressor
+from sklearn.dummy import DummyClassifier, DummyRegressor
 from sklearn.ensemble import (
+    GradientBoostingClassifier,
     GradientBoostingRegressor,
     HistGradientBoostingClassifier,
     HistGradientBoostingRegressor,
@@ -261,10 +262,11 @@ def _quickscore(XT, features, thresholds, nan_right, masks, values, lowest, out)
                 leaf += 8
             out[i] += values[k, leaf + lowest[a & 255]]
 
-def _sklearn_trees(est) -> list[tuple[np.ndarray, ...]]:
-    "The trees of a fitted `GradientBoostingRegressor` as `_quickscore_tables` takes them: leaf values times the learning rate, missing values right."
+def _sklearn_trees(est, k: int = 0) -> list[tuple[np.ndarray, ...]]:
+    """The trees of a fitted `GradientBoostingRegressor` or `...Classifier` that make its raw prediction `k` (a class's, for more than two
+    classes), as `_quickscore_tables` takes them: leaf values times the learning rate, missing values right."""
     return [(t.children_left, t.children_right, t.feature, t.threshold, np.zeros(t.node_count, bool), est.learning_rate * t.value[:, 0, 0])
-            for t in (e.tree_ for e in est.estimators_[:, 0])]  # the product scikit-learn makes, and its test: a missing value is not <= anything
+            for t in (e.tree_ for e in est.estimators_[:, k])]  # the product scikit-learn makes, and its test: a missing value is not <= anything
 
 def _histogram_trees(est, k: int = 0) -> list[tuple[np.ndarray, ...]] | None:
     """The trees of a fitted histogram gradient boosting model (`HistGradientBoostingRegressor` or `...Classifier`) that make its raw
@@ -315,6 +317,40 @@ def _histogram_raw(est) -> tuple[type, Callable[[np.ndarray], np.ndarray], str]:
     return np.float64, histogram_trees, "C"
 
 
+# %% ../../nbs/core/17_fastpath.ipynb #659ae907
+def _gradient_boosting_raw(est) -> tuple[type, Callable[[np.ndarray], np.ndarray], str] | None:
+    """(dtype, `raw(matrix)`, memory order) for a fitted `GradientBoostingRegressor` or `...Classifier`: its raw predictions, a column per
+    tree of a stage (one, or one per class), as its `_raw_predict` computes them. None when rows start from different values (an `init`
+    estimator of the user's) or scikit-learn's loop cannot be imported."""
+    try:
+        from sklearn.ensemble._gb import _init_raw_predictions
+        from sklearn.ensemble._gradient_boosting import predict_stages
+    except ImportError:
+        return None
+    est._check_initialized()
+    init, k_trees = est.init_, est.estimators_.shape[1]
+    if isinstance(init, str) and init == "zero": start = np.zeros(k_trees)
+    elif isinstance(init, DummyRegressor) or isinstance(init, DummyClassifier) and init.strategy != "stratified":  # the same for every row
+        start = _init_raw_predictions(np.zeros((1, est.n_features_in_), np.float32), init, est._loss, is_classifier(est))[0]
+    else: return None
+    def refuse_non_finite(X):  # what scikit-learn's input check refuses (min and max: a NaN or an infinity in X is in them)
+        if X.size and not (np.isfinite(X.min()) and np.isfinite(X.max())):
+            raise ValueError(f"Input X contains NaN or infinity: {type(est).__name__} does not accept missing or infinite values")
+    sums = _kernel_sums([_sklearn_trees(est, k) for k in range(k_trees)], start)
+    if sums is not None:
+        def kernel(X):
+            refuse_non_finite(X)
+            return sums(X)
+        return np.float32, kernel, "F"
+    def trees(X):  # scikit-learn's loop, without validating X again
+        refuse_non_finite(X)
+        raw = np.zeros((X.shape[0], k_trees))
+        raw += start
+        predict_stages(est.estimators_, X, est.learning_rate, raw)
+        return raw
+    return np.float32, trees, "C"
+
+
 # %% ../../nbs/core/17_fastpath.ipynb #0c13d9aa
 def _classifier(est) -> tuple[type, Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], str]:
     """(dtype, `answer(matrix)`, memory order) for a fitted classifier: `answer` gives each row's class as its index in `est.classes_`
@@ -326,6 +362,13 @@ def _classifier(est) -> tuple[type, Callable[[np.ndarray], tuple[np.ndarray, np.
             raw = raw_of(X)
             return (raw[:, 0] > 0).astype(np.intp) if raw.shape[1] == 1 else np.argmax(raw, axis=1), est._loss.predict_proba(raw)
         return dtype, histogram, order
+    if isinstance(est, GradientBoostingClassifier) and (found := _gradient_boosting_raw(est)) is not None:
+        dtype, raw_of, order = found
+        def gradient_boosting(X):  # as GradientBoostingClassifier.predict and predict_proba decide, from its decision_function
+            raw = raw_of(X)
+            if raw.shape[1] == 1: return (raw[:, 0] >= 0).astype(np.intp), est._loss.predict_proba(raw.ravel())
+            return np.argmax(raw, axis=1), est._loss.predict_proba(raw)
+        return dtype, gradient_boosting, order
     classes = np.asarray(est.classes_)
     if classes.ndim != 1 or not (classes[:-1] < classes[1:]).all(): raise NotCompilable("a classifier whose classes are not one sorted list")
     return np.float64, lambda X: (np.searchsorted(classes, est.predict(X)), est.predict_proba(X)), "C"
@@ -337,22 +380,9 @@ def _final(est) -> tuple[type, Callable[[np.ndarray], np.ndarray], str]:
     if callable(getattr(est, "compile_predict", None)): return (*est.compile_predict(), "C")  # the estimator compiles itself
     if is_classifier(est): return _classifier(est)
     if isinstance(est, GradientBoostingRegressor):
-        try:
-            from sklearn.ensemble._gradient_boosting import predict_stages
-        except ImportError:
-            return np.float64, est.predict, "C"
-        est._check_initialized()
-        if est.estimators_.shape[1] != 1 or not (est.init_ == "zero" or isinstance(est.init_, DummyRegressor)): return np.float32, est.predict, "C"
-        from sklearn.ensemble._gb import _init_raw_predictions
-        one = np.zeros((1, est.n_features_in_), dtype=np.float32)
-        start = 0.0 if est.init_ == "zero" else float(_init_raw_predictions(one, est.init_, est._loss, False)[0, 0])
-        sums = _kernel_sums([_sklearn_trees(est)], [start])
-        if sums is not None: return np.float32, lambda X: sums(X).ravel(), "F"
-        def trees(X):  # what GradientBoostingRegressor.predict computes, without validating X again
-            raw = np.full((X.shape[0], 1), start)
-            predict_stages(est.estimators_, X, est.learning_rate, raw)
-            return raw.ravel()
-        return np.float32, trees, "C"
+        if (found := _gradient_boosting_raw(est)) is None: return np.float32, est.predict, "C"
+        dtype, raw_of, order = found
+        return dtype, lambda X: raw_of(X).ravel(), order  # what GradientBoostingRegressor.predict computes
     if isinstance(est, HistGradientBoostingRegressor) and getattr(est, "_preprocessor", None) is None and est.n_trees_per_iteration_ == 1:
         dtype, raw_of, order = _histogram_raw(est)
         return dtype, lambda X: est._loss.link.inverse(raw_of(X).ravel()), order  # what HistGradientBoostingRegressor.predict computes
