@@ -42,37 +42,41 @@ def service(train_job, tmp_path):
     proc.terminate(); proc.wait(timeout=30); log.close()
 
 
-def load(service, record, stop, answers, failures):
-    "One client: POST one record again and again until told to stop; keep (time, run id) of each answer."
+def load(client, service, record, stop, answers, failures):
+    "One client: POST one record again and again until told to stop; keep (client, time sent, time answered, run id) of each answer."
     with httpx.Client(base_url=service.url, timeout=30) as c:
         while not stop.is_set():
             try:
+                sent = time.monotonic()
                 r = c.post("/predict", json=record)
                 if r.status_code != 200: failures.append(r.status_code); continue
-                answers.append((time.monotonic(), r.json()["run_id"]))
+                answers.append((client, sent, time.monotonic(), r.json()["run_id"]))
             except httpx.HTTPError as e: failures.append(repr(e))
 
 
 def test_sighup_swaps_the_model_under_load_and_loses_no_request(service, settings):
     record = {k: v for k, v in read_raw_csv(settings.test_csv).iloc[0].to_dict().items() if v == v}
     stop, answers, failures = threading.Event(), [], []
-    clients = [threading.Thread(target=load, args=(service, record, stop, answers, failures)) for _ in range(8)]
+    clients = [threading.Thread(target=load, args=(k, service, record, stop, answers, failures)) for k in range(8)]
     for t in clients: t.start()
     time.sleep(1.0)
     promote(service.other, "production", service.store)  # no detectable difference: the gate lets it through
-    sent = time.monotonic()
+    signalled = time.monotonic()
     service.proc.send_signal(signal.SIGHUP)
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not any(run == service.other for _, run in answers[-50:]): time.sleep(0.1)
+    while time.monotonic() < deadline and not any(run == service.other for *_, run in answers[-50:]): time.sleep(0.1)
     time.sleep(1.0)
     stop.set()
     for t in clients: t.join(timeout=60)
     assert not failures, failures[:5]
-    runs = [run for _, run in sorted(answers)]
-    assert set(runs) == {service.base, service.other} and len(runs) > 100
-    switch = runs.index(service.other)
-    assert all(r == service.base for r in runs[:switch]) and runs[-20:] == [service.other] * 20  # one swap, no flapping back at the end
-    assert min(t for t, run in answers if run == service.other) > sent
+    assert {run for *_, run in answers} == {service.base, service.other} and len(answers) > 100
+    for k in range(8):  # each client, asking one request after the other: the old run's answers, then the new run's, never back
+        runs = [run for client, *_, run in answers if client == k]
+        assert runs == sorted(runs, key=lambda run: run == service.other), k
+    swapped = min(answered for *_, answered, run in answers if run == service.other)  # the first answer of the new run came back
+    assert swapped > signalled
+    later = [run for _, sent, _, run in answers if sent > swapped]  # asked after that: the new run answers every one
+    assert len(later) >= 20 and set(later) == {service.other}
     m = httpx.get(service.url + "/model").json()
     assert m["run_id"] == service.other and m["last_reload"]["status"] == "swapped" and m["last_reload"]["previous"] == service.base
 
