@@ -102,6 +102,14 @@ def test_the_build_scored_rows_and_the_image_holds_the_runtime_lock_only(built, 
     assert not run("buildah", "run", "--isolation", "chroot", container, "--", "sh", "-c", "ls /run/secrets 2>/dev/null; true").strip()  # no key baked in
 
 
+def test_the_image_holds_the_kernels_compiled_for_its_run(built, container, key):
+    "Numba's cache from the build's smoke stage is in the image: loading the model (whose check runs the kernels) compiles none."
+    load = "from house_prices.core.predict import Predictor; p = Predictor.load(); assert p._fast is not None, p.slow_reason"
+    out = run("buildah", "run", "--isolation", "chroot", "--env", "NUMBA_DEBUG_CACHE=1", "-v", f"{key}:/run/secrets/signing_key:ro", container, "--",
+              "python", "-c", load)
+    assert "[cache] data loaded from '/var/cache/numba/" in out and "[cache] data saved" not in out, out
+
+
 def test_test_csv_scored_inside_the_image_as_on_the_host(built, container, settings, key, tmp_path):
     record, run_dir, _ = built
     out = tmp_path / "out"
