@@ -333,22 +333,18 @@ def _gradient_boosting_raw(est) -> tuple[type, Callable[[np.ndarray], np.ndarray
     elif isinstance(init, DummyRegressor) or isinstance(init, DummyClassifier) and init.strategy != "stratified":  # the same for every row
         start = _init_raw_predictions(np.zeros((1, est.n_features_in_), np.float32), init, est._loss, is_classifier(est))[0]
     else: return None
-    def refuse_non_finite(X):  # what scikit-learn's input check refuses (min and max: a NaN or an infinity in X is in them)
-        if X.size and not (np.isfinite(X.min()) and np.isfinite(X.max())):
-            raise ValueError(f"Input X contains NaN or infinity: {type(est).__name__} does not accept missing or infinite values")
-    sums = _kernel_sums([_sklearn_trees(est, k) for k in range(k_trees)], start)
-    if sums is not None:
-        def kernel(X):
-            refuse_non_finite(X)
-            return sums(X)
-        return np.float32, kernel, "F"
-    def trees(X):  # scikit-learn's loop, without validating X again
-        refuse_non_finite(X)
+    def loop(X):  # scikit-learn's loop, without validating X again
         raw = np.zeros((X.shape[0], k_trees))
         raw += start
         predict_stages(est.estimators_, X, est.learning_rate, raw)
         return raw
-    return np.float32, trees, "C"
+    sums = _kernel_sums([_sklearn_trees(est, k) for k in range(k_trees)], start)
+    trees, order = (sums, "F") if sums is not None else (loop, "C")
+    def raw_of(X):
+        if X.size and not (np.isfinite(X.min()) and np.isfinite(X.max())):  # what scikit-learn's input check refuses: a NaN or an infinity is in min or max
+            raise ValueError(f"Input X contains NaN or infinity: {type(est).__name__} does not accept missing or infinite values")
+        return trees(X)
+    return np.float32, raw_of, order
 
 
 # %% ../../nbs/core/17_fastpath.ipynb #0c13d9aa
