@@ -1,7 +1,10 @@
 """Shared fixtures: project settings and real papermill training runs in a temporary run store."""
 import os
+import socket
 import subprocess
 import sys
+import time
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -49,3 +52,33 @@ def house_prices_cli(*args, cwd=None, env=None, timeout=600):
     """Run the installed `house-prices` command in a fresh process."""
     return subprocess.run([str(BIN / "house-prices"), *map(str, args)], capture_output=True, text=True,
                           cwd=cwd, env={**os.environ, **(env or {})}, timeout=timeout)
+
+
+def free_port():
+    "A free TCP port on loopback."
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def serving(log_path, *args, env=None, timeout=60):
+    """A real `house-prices serve ARGS...` process on a free loopback port, its output in `log_path`: yields (url, process) once
+    /health answers, and stops it after."""
+    import httpx
+    port = free_port()
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([str(BIN / "house-prices"), "serve", "--port", str(port), *map(str, args)], stdout=log, stderr=subprocess.STDOUT,
+                                env={**os.environ, **(env or {})})
+        url, deadline = f"http://127.0.0.1:{port}", time.time() + timeout
+        try:
+            while True:
+                try:
+                    if httpx.get(url + "/health", timeout=1).status_code == 200: break
+                except httpx.TransportError: time.sleep(0.2)
+                if proc.poll() is not None or time.time() > deadline:
+                    pytest.fail(f"server did not start (exit code {proc.poll()}):\n" + Path(log_path).read_text())
+            yield url, proc
+        finally:
+            if proc.poll() is None: proc.terminate()
+            proc.wait(timeout=30)

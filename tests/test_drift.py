@@ -2,8 +2,6 @@
 under load, and the service's metrics read with Prometheus' own parser."""
 import json
 import random
-import signal
-import subprocess
 import threading
 import time
 
@@ -13,9 +11,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import BIN, house_prices_cli
+from conftest import house_prices_cli, serving
 from prometheus_client.parser import text_string_to_metric_families
-from test_service import free_port, records_of
+from test_service import records_of
 
 from house_prices.core.drift import EXIT_DRIFT, read_profile
 from house_prices.core.inputlog import PART_GLOB, InputLog, read_log
@@ -156,18 +154,8 @@ def metrics_of(url):
 
 def test_service_under_load_with_the_input_log_on_and_its_metrics(run, settings, tmp_path):
     "Four clients for ten seconds against a real server logging its inputs: every request answered, every record logged or counted as dropped."
-    port, log_dir, out = free_port(), tmp_path / "log", tmp_path / "server.log"
-    with open(out, "w") as f:
-        proc = subprocess.Popen([str(BIN / "house-prices"), "serve", "--run", str(run), "--port", str(port), "--log-inputs", str(log_dir),
-                                 "--log-exclude", "Id"], stdout=f, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                if httpx.get(url + "/health", timeout=1).status_code == 200: break
-            except httpx.TransportError: time.sleep(0.2)
-            if time.time() > deadline: pytest.fail("server did not start:\n" + out.read_text())
+    log_dir = tmp_path / "log"
+    with serving(tmp_path / "server.log", "--run", run, "--log-inputs", log_dir, "--log-exclude", "Id") as (url, _):  # stopped by SIGTERM after
         records = records_of(read_raw_csv(settings.test_csv))
         stop, sent, lock = time.time() + 10, [], threading.Lock()
         def client(seed):
@@ -191,13 +179,10 @@ def test_service_under_load_with_the_input_log_on_and_its_metrics(run, settings,
         assert m["model_records_total"] == {(("outcome", "refused"),): refused, (("outcome", "scored"),): n_records - refused}
         assert m["model_record_errors_total"] == {(("field", "LotArea"),): refused}
         assert m["model_unseen_categories_total"][(("field", "Neighborhood"),)] >= sum(1 for s in sent) * 0.1
-        assert m["model_info"] == {(("run_id", run.name),): 1.0}
+        assert m["model_info"] == {(("numerics", "bit-identical"), ("run_id", run.name)): 1.0}  # trained and served on this machine
         logged = m["model_input_log_rows_total"]
         dropped = logged[(("outcome", "dropped"),)]
         assert logged[(("outcome", "failed"),)] == 0
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
     rows = sum(pq.read_metadata(p).num_rows for p in log_dir.glob(PART_GLOB))
     assert rows + dropped == n_records and rows > 0, (rows, dropped, n_records)  # written at shutdown, or counted as dropped
     frame = pd.concat(read_log(log_dir))

@@ -1,17 +1,14 @@
 """A running service picks up a new production run without downtime: on SIGHUP and on POST /admin/reload (with the admin token),
 under 8 concurrent clients; no request is lost, each answer names the run that gave it, and a model that fails verification
 leaves the old one serving."""
-import os
 import shutil
 import signal
-import socket
-import subprocess
 import threading
 import time
 
 import httpx
 import pytest
-from conftest import BIN
+from conftest import serving
 
 from house_prices.core.compare import promote
 from house_prices.data import read_raw_csv
@@ -27,19 +24,8 @@ def service(train_job, tmp_path):
     for run in (base, other): shutil.copytree(run, store / run.name)
     promote(base.name, "production", store)
     (tmp_path / "token").write_text(TOKEN)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
-    log = open(tmp_path / "server.log", "w")
-    proc = subprocess.Popen([str(BIN / "house-prices"), "serve", "--port", str(port), "--admin-token-file", str(tmp_path / "token")],
-                            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "HOUSE_PRICES_ROOT": str(store.parent)})
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200: break
-        except httpx.TransportError: time.sleep(0.2)
-    else: proc.kill(); pytest.fail("server did not start:\n" + (tmp_path / "server.log").read_text())
-    yield type("Service", (), {"url": url, "proc": proc, "store": store, "base": base.name, "other": other.name, "log": tmp_path / "server.log"})
-    proc.terminate(); proc.wait(timeout=30); log.close()
+    with serving(tmp_path / "server.log", "--admin-token-file", tmp_path / "token", env={"HOUSE_PRICES_ROOT": str(store.parent)}) as (url, proc):
+        yield type("Service", (), {"url": url, "proc": proc, "store": store, "base": base.name, "other": other.name, "log": tmp_path / "server.log"})
 
 
 def load(client, service, record, stop, answers, failures):

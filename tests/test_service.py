@@ -3,42 +3,24 @@ import json
 import math
 import random
 import shutil
-import socket
 import subprocess
 import threading
 import time
 
 import httpx
 import pytest
-from conftest import BIN
+from conftest import BIN, free_port, serving
 
 from house_prices.core.runs import read_predictions
 from house_prices.data import read_raw_csv
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(train_job, tmp_path_factory):
     "A real `house-prices serve` process on a free loopback port, serving the default run."
-    port, log = free_port(), tmp_path_factory.mktemp("server") / "server.log"
-    with open(log, "w") as f:
-        proc = subprocess.Popen([str(BIN / "house-prices"), "serve", "--run", str(train_job()), "--port", str(port),
-                                 "--max-records", "2000", "--max-body-mb", "4"], stdout=f, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200: break
-        except httpx.TransportError: time.sleep(0.2)
-    else:
-        proc.kill(); pytest.fail("server did not start:\n" + log.read_text())
-    yield type("Server", (), {"url": url, "log": log, "run": train_job()})
-    proc.terminate(); proc.wait(timeout=30)
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    with serving(log, "--run", train_job(), "--max-records", "2000", "--max-body-mb", "4") as (url, _):
+        yield type("Server", (), {"url": url, "log": log, "run": train_job()})
 
 
 def records_of(df):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from .agreement import RTOL
 from .config import get_settings
 from .manifest import IntegrityError, Manifest, ManifestError, VersionMismatchError
 from .project import get_project
@@ -74,7 +75,7 @@ def train(parameters, progress):
 @click.option("--against", "against", metavar="OTHER", default=None,
               help="Compare RUN with this finished run (made elsewhere, say) instead of re-executing the job.")
 @click.option("--strict", is_flag=True, help="Accept only a bit-identical outcome (exit 1 for a numerically equivalent one).")
-@click.option("--rtol", type=float, default=None, show_default="1e-9",
+@click.option("--rtol", type=click.FloatRange(min=0), default=RTOL, show_default=True,
               help="Relative tolerance within which differing predictions are numerically equivalent.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar while the notebook runs.")
 @click.option("--allow-other-python", is_flag=True, help="Re-execute even under another Python than the run's (refused by default: its own lock and wheels).")
@@ -83,9 +84,9 @@ def reproduce(run_ref, against, strict, rtol, progress, allow_other_python):
 
     The verdict rests on the data, the held-out rows, the fitted parameters and the predictions. Exit code 0: bit-identical;
     3: numerically equivalent (predictions within --rtol; 1 with --strict); 1: different, or not reproduced."""
-    from house_prices.core.job import CLOSE, DIFFERS, NOTE, RTOL, SAME, JobError
+    from house_prices.core.job import CLOSE, DIFFERS, NOTE, SAME, JobError
     from house_prices.core.job import reproduce as _reproduce
-    try: v = _reproduce(run_ref, progress=progress, rtol=RTOL if rtol is None else rtol, against=against, allow_other_python=allow_other_python)
+    try: v = _reproduce(run_ref, progress=progress, rtol=rtol, against=against, allow_other_python=allow_other_python)
     except (JobError, *_EXPECTED) as e: _fail(e)
     mark = {SAME: "ok", CLOSE: "CLOSE", DIFFERS: "DIFFERS", NOTE: "note"}
     click.echo(f"reproducing run {v.run.name}" + (f" against {v.new_run.name}" if against and v.new_run else ""))
@@ -99,8 +100,24 @@ def reproduce(run_ref, against, strict, rtol, progress, allow_other_python):
 
 # %% ../../nbs/core/19_cli.ipynb #6ebed62d
 _RUN_HELP = "Run id, folder or alias whose model to use (default: the run promoted to production, else the newest, with a warning)."
-_MISMATCH_HELP = "Load the model even if library versions or recorded predictions differ from the run's (logs a warning)."
-_UNSIGNED_HELP = "Load a run whose signature is missing or does not check out with this host's key (logs a warning): only a run you trust."
+
+def _load_options(f):
+    """What loading a run accepts, shared by `predict`, `serve` and `drift`: four options that the command receives as one
+    `predict.LoadPolicy` (its parameter `policy`)."""
+    import functools
+    @functools.wraps(f)
+    def run(*args, allow_unsigned, allow_version_mismatch, rtol, strict, **kwargs):
+        from house_prices.core.predict import LoadPolicy
+        return f(*args, policy=LoadPolicy(allow_unsigned=allow_unsigned, allow_version_mismatch=allow_version_mismatch, rtol=rtol, strict=strict), **kwargs)
+    run = click.option("--strict", is_flag=True, help="Load only a run whose held-out predictions are reproduced here to the last bit.")(run)
+    run = click.option("--rtol", type=click.FloatRange(min=0), default=RTOL, show_default=True,
+                       help="Relative tolerance within which held-out predictions that differ from the run's (another CPU or BLAS kernel) "
+                            "are numerically equivalent: loaded, with a warning; beyond it the run is refused.")(run)
+    run = click.option("--allow-version-mismatch", is_flag=True,
+                       help="Load a run made with other versions of the libraries that shape predictions (logs a warning); its held-out "
+                            "predictions must still agree within --rtol.")(run)
+    return click.option("--allow-unsigned", is_flag=True,
+                        help="Load a run whose signature is missing or does not check out with this host's key (logs a warning): only a run you trust.")(run)
 
 def _input_log_options(f):
     "The input log's options, shared by `predict` and `serve`."
@@ -120,8 +137,7 @@ def _input_log_options(f):
 @click.option("--issues-file", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write every error and warning to this file (.csv or .parquet): row, the id, column, value, message, level.")
 @click.option("--allow-errors", is_flag=True, help="Exit with 0 even if some rows were refused.")
-@click.option("--allow-version-mismatch", is_flag=True, help=_MISMATCH_HELP)
-@click.option("--allow-unsigned", is_flag=True, help=_UNSIGNED_HELP)
+@_load_options
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
 @_input_log_options
 @click.option("--engine", type=click.Choice(["local", "dask"]), default="local", show_default=True,
@@ -129,13 +145,12 @@ def _input_log_options(f):
 @click.option("--scheduler", metavar="ADDRESS", default=None, help="--engine dask: the scheduler of a running cluster (default: a local cluster, a worker per core).")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="--engine dask without --scheduler: worker processes of the local cluster.")
 @click.option("--partition-rows", type=click.IntRange(min=1), default=None, help="--engine dask: most rows of a Parquet partition (500,000).")
-def predict(input, output, run_ref, chunk_size, issues_file, allow_errors, allow_version_mismatch, allow_unsigned, progress, log_inputs, log_exclude, log_max_mb,
+def predict(input, output, run_ref, chunk_size, issues_file, allow_errors, policy, progress, log_inputs, log_exclude, log_max_mb,
             engine, scheduler, workers, partition_rows):
     """Score INPUT (.csv or .parquet: the training data's columns, the target not needed) with the model of a run.
 
     With --engine dask, INPUT is a file, a folder or a glob of them, and OUTPUT a folder: a Parquet dataset in INPUT's order."""
-    if engine == "dask": return _predict_dask(input, output, run_ref, allow_errors, allow_version_mismatch, allow_unsigned, progress, scheduler, workers,
-                                              partition_rows, issues_file, log_inputs)
+    if engine == "dask": return _predict_dask(input, output, run_ref, allow_errors, policy, progress, scheduler, workers, partition_rows, issues_file, log_inputs)
     if scheduler or workers or partition_rows: raise click.UsageError("--scheduler, --workers and --partition-rows go with --engine dask")
     if not input.is_file():
         hint = " (a folder or a glob needs --engine dask)" if input.is_dir() or "*" in str(input) else ""
@@ -146,8 +161,7 @@ def predict(input, output, run_ref, chunk_size, issues_file, allow_errors, allow
     _exit_on_sigterm()  # stopped: the temporary output is removed, as on Ctrl-C
     keep_heap()  # blocks of rows reuse freed memory instead of faulting in fresh pages
     try:
-        predictor = Predictor.load(resolve_run(run_ref, get_settings().runs_dir), allow_version_mismatch=allow_version_mismatch,
-                                   allow_unsigned=allow_unsigned)
+        predictor = Predictor.load(resolve_run(run_ref, get_settings().runs_dir), policy)
         ilog = InputLog(log_inputs, predictor.contract, log_exclude, int(log_max_mb * 2**20)) if log_inputs else None
         try: summary = score_file(predictor, input, output, chunk_size=chunk_size, issues_file=issues_file, progress=progress, input_log=ilog)
         finally:
@@ -161,7 +175,7 @@ def predict(input, output, run_ref, chunk_size, issues_file, allow_errors, allow
         click.echo(f"{summary.failed} row(s) refused: see the 'error' column of {output} (or pass --allow-errors)", err=True)
         raise SystemExit(1)
 
-def _predict_dask(input, output, run_ref, allow_errors, allow_version_mismatch, allow_unsigned, progress, scheduler, workers, partition_rows, issues_file, log_inputs):
+def _predict_dask(input, output, run_ref, allow_errors, policy, progress, scheduler, workers, partition_rows, issues_file, log_inputs):
     "`predict --engine dask`: score a file, folder or glob on a Dask cluster into a Parquet dataset."
     from house_prices.core.cluster import PARTITION_ROWS, dask_client, input_files, score_dataset
     if log_inputs: raise click.UsageError("--log-inputs cannot be used with --engine dask: the input is a dataset already; compare it with the run's "
@@ -175,7 +189,7 @@ def _predict_dask(input, output, run_ref, allow_errors, allow_version_mismatch, 
         with dask_client(scheduler, workers) as client:
             click.echo(f"Dask: {len(client.scheduler_info()['workers'])} worker(s) at {client.scheduler.address}; dashboard {client.dashboard_link}", err=True)
             summary = score_dataset(client, run, files, output, partition_rows=partition_rows or PARTITION_ROWS,
-                                    allow_version_mismatch=allow_version_mismatch, allow_unsigned=allow_unsigned, progress=progress, issues_file=issues_file)
+                                    policy=policy, progress=progress, issues_file=issues_file)
     except (*_EXPECTED, FileExistsError) as e: _fail(e)
     except (ValueError, OSError) as e: _fail(RuntimeError(f"cannot score {input}: {e}"))
     except Exception as e: _fail(RuntimeError(f"the Dask job failed, and wrote nothing to {output}: {type(e).__name__}: {e}"))
@@ -192,13 +206,12 @@ def _predict_dask(input, output, run_ref, allow_errors, allow_version_mismatch, 
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port to listen on.")
 @click.option("--max-records", type=click.IntRange(min=1), default=10_000, show_default=True, help="Most records in one request.")
 @click.option("--max-body-mb", type=click.FloatRange(min=0.001), default=10.0, show_default=True, help="Largest request body, in MiB.")
-@click.option("--allow-version-mismatch", is_flag=True, help=_MISMATCH_HELP)
-@click.option("--allow-unsigned", is_flag=True, help=_UNSIGNED_HELP)
+@_load_options
 @click.option("--admin-token-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="File holding the bearer token of POST /admin/reload (without it, only SIGHUP reloads).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True)
 @_input_log_options
-def serve(run_ref, host, port, max_records, max_body_mb, allow_version_mismatch, allow_unsigned, admin_token_file, log_level, log_inputs, log_exclude, log_max_mb):
+def serve(run_ref, host, port, max_records, max_body_mb, policy, admin_token_file, log_level, log_inputs, log_exclude, log_max_mb):
     """Serve the model of a run over HTTP: GET /health, GET /model, GET /metrics, POST /predict (docs at /docs). On SIGHUP (or POST /admin/reload with
     the admin token) it serves the run --run names then (production, by default), swapped in without downtime once loaded and verified."""
     import uvicorn
@@ -212,7 +225,7 @@ def serve(run_ref, host, port, max_records, max_body_mb, allow_version_mismatch,
     try:
         settings = get_settings()
         run = resolve_run(run_ref, settings.runs_dir)
-        app = create_app(run, allow_version_mismatch=allow_version_mismatch, allow_unsigned=allow_unsigned, max_records=max_records,
+        app = create_app(run, policy=policy, max_records=max_records,
                          max_body_bytes=int(max_body_mb * 2**20), reload_ref=run_ref, runs_dir=settings.runs_dir, admin_token=token,
                          log_inputs=log_inputs, log_exclude=tuple(log_exclude), log_max_bytes=int(log_max_mb * 2**20))
     except (*_EXPECTED, ValueError) as e: _fail(e)
@@ -245,10 +258,9 @@ def _thresholds(pairs):  # -> drift.Thresholds
 @click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path), help="Also write the comparison as JSON.")
 @click.option("--all", "every", is_flag=True, help="List every column, not only the flagged ones.")
 @click.option("--chunk-size", type=click.IntRange(min=1), default=50_000, show_default=True, help="Rows of a file read at a time.")
-@click.option("--allow-version-mismatch", is_flag=True, help=_MISMATCH_HELP)
-@click.option("--allow-unsigned", is_flag=True, help=_UNSIGNED_HELP)
+@_load_options
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar per file.")
-def drift(inputs, run_ref, log_dir, since, until, thresholds, report, json_file, every, chunk_size, allow_version_mismatch, allow_unsigned, progress):
+def drift(inputs, run_ref, log_dir, since, until, thresholds, report, json_file, every, chunk_size, policy, progress):
     """Compare current data with a run's training data: INPUT files (.csv or .parquet, scored with the run's model) and/or an input log.
 
     Per column: PSI, a KS (numbers) or chi-squared (categories) test, the missing rate and unseen categories; the same for the predictions.
@@ -262,11 +274,11 @@ def drift(inputs, run_ref, log_dir, since, until, thresholds, report, json_file,
     try:
         run = resolve_run(run_ref, get_settings().runs_dir)
         manifest = Manifest.read(run / MANIFEST)
-        check_signature(run, manifest, allow_unsigned)
+        check_signature(run, manifest, policy.allow_unsigned)
         profile = read_profile(run, manifest)
         tally, sources = Tally(profile), [str(p) for p in inputs]
         if inputs:
-            predictor = Predictor.load(run, allow_version_mismatch=allow_version_mismatch, allow_unsigned=allow_unsigned)
+            predictor = Predictor.load(run, policy)
             tally_files(tally, predictor, inputs, chunk_size=chunk_size, progress=progress)
         if log_dir is not None:
             tally_log(tally, log_dir, since and since.date(), until and until.date())

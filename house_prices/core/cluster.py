@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from .batch import PARQUET_SUFFIXES, BatchSummary, issues_table, keep_heap
 from .job import JOB_ENV
-from .predict import Contract, Predictor
+from .predict import Contract, LoadPolicy, Predictor
 from .project import get_project
 
 log = logging.getLogger(__name__)
@@ -132,8 +132,8 @@ except ImportError:  # Dask is not installed: the cluster cannot be used, the re
 class ModelPlugin(WorkerPlugin):
     "A worker plugin: checks the worker's setup, then loads and verifies a run's model once, for every partition the worker scores."
     name = PLUGIN
-    def __init__(self, run_dir: str, allow_version_mismatch: bool = False, allow_unsigned: bool = False, env: dict[str, str] = WORKER_ENV):
-        self.run_dir, self.allow_version_mismatch, self.allow_unsigned, self.env = str(run_dir), allow_version_mismatch, allow_unsigned, dict(env)
+    def __init__(self, run_dir: str, policy: LoadPolicy | None = None, env: dict[str, str] = WORKER_ENV):
+        self.run_dir, self.policy, self.env = str(run_dir), policy or LoadPolicy(), dict(env)
         self.predictor = None
 
     def setup(self, worker):
@@ -141,7 +141,7 @@ class ModelPlugin(WorkerPlugin):
             raise RuntimeError(f"worker {worker.address} is not set up like the training kernel: {'; '.join(problems)} "
                                f"(start workers with {' '.join(f'{k}={v}' for k, v in self.env.items())} in their environment)")
         keep_heap()  # partitions' blocks of rows reuse freed memory
-        self.predictor = Predictor.load(self.run_dir, allow_version_mismatch=self.allow_version_mismatch, allow_unsigned=self.allow_unsigned)
+        self.predictor = Predictor.load(self.run_dir, self.policy)
 
 class KernelNanny(Nanny):
     "Dask's nanny, starting its worker with the training kernel's environment (Dask's own would replace a hash seed of 0 with its own)."
@@ -176,8 +176,7 @@ def score_dataset(
     output: Path | str, # The Parquet dataset to write: a folder, which must not exist yet
     partition_rows: int = PARTITION_ROWS, # Most rows of a Parquet partition
     csv_block_bytes: int = CSV_BLOCK_BYTES, # Bytes of a CSV partition
-    allow_version_mismatch: bool = False, # Load the model even if library versions differ from the run's
-    allow_unsigned: bool = False, # Load a run whose signature does not check out
+    policy: LoadPolicy | None = None, # What loading the model on each worker accepts (see `predict.LoadPolicy`); default: the safe one
     progress: bool = False, # A progress bar of partitions on stderr
     issues_file: Path | str | None = None, # Also write every error and warning to this file (.csv or .parquet), as `batch.score_file` does (rows counted on across files)
 ) -> BatchSummary:
@@ -187,7 +186,7 @@ def score_dataset(
     from tqdm.auto import tqdm
     output = Path(output)
     if output.exists(): raise FileExistsError(f"{output} exists already: remove it, or write to another folder")
-    client.register_plugin(ModelPlugin(str(Path(run_dir).resolve()), allow_version_mismatch, allow_unsigned))  # every worker, or none: raises
+    client.register_plugin(ModelPlugin(str(Path(run_dir).resolve()), policy))  # every worker, or none: raises
     staging = output.parent / f".{output.name}.tmp-{uuid.uuid4().hex[:8]}"
     staging.mkdir(parents=True)
     tasks, na = [], tuple(get_project().schema.na_strings)

@@ -348,46 +348,49 @@ def _gradient_boosting_raw(est) -> tuple[type, Callable[[np.ndarray], np.ndarray
 
 
 # %% ../../nbs/core/17_fastpath.ipynb #0c13d9aa
-def _classifier(est) -> tuple[type, Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], str]:
-    """(dtype, `answer(matrix)`, memory order) for a fitted classifier: `answer` gives each row's class as its index in `est.classes_`
-    (what `est.predict` answers) and the class probabilities (what `est.predict_proba` answers)."""
+def _classifier(est) -> tuple[type, Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], str, str | None]:
+    """(dtype, `answer(matrix)`, memory order, own) for a fitted classifier: `answer` gives each row's class as its index in `est.classes_`
+    (what `est.predict` answers) and the class probabilities (what `est.predict_proba` answers); `own` names the estimator's own
+    arithmetic that `answer` calls on the matrix (None: the compiled kernels only)."""
     if not hasattr(est, "predict_proba"): raise NotCompilable(f"{type(est).__name__} gives no class probabilities")
     if isinstance(est, HistGradientBoostingClassifier) and getattr(est, "_preprocessor", None) is None:
         dtype, raw_of, order = _histogram_raw(est)
         def histogram(X):  # predict and predict_proba from one raw prediction, as scikit-learn decides them
             raw = raw_of(X)
             return (raw[:, 0] > 0).astype(np.intp) if raw.shape[1] == 1 else np.argmax(raw, axis=1), est._loss.predict_proba(raw)
-        return dtype, histogram, order
+        return dtype, histogram, order, None
     if isinstance(est, GradientBoostingClassifier) and (found := _gradient_boosting_raw(est)) is not None:
         dtype, raw_of, order = found
         def gradient_boosting(X):  # as GradientBoostingClassifier.predict and predict_proba decide, from its decision_function
             raw = raw_of(X)
             if raw.shape[1] == 1: return (raw[:, 0] >= 0).astype(np.intp), est._loss.predict_proba(raw.ravel())
             return np.argmax(raw, axis=1), est._loss.predict_proba(raw)
-        return dtype, gradient_boosting, order
+        return dtype, gradient_boosting, order, None
     classes = np.asarray(est.classes_)
     if classes.ndim != 1 or not (classes[:-1] < classes[1:]).all(): raise NotCompilable("a classifier whose classes are not one sorted list")
-    return np.float64, lambda X: (np.searchsorted(classes, est.predict(X)), est.predict_proba(X)), "C"
+    return np.float64, lambda X: (np.searchsorted(classes, est.predict(X)), est.predict_proba(X)), "C", f"{type(est).__name__}.predict_proba"
 
 
 # %% ../../nbs/core/17_fastpath.ipynb #aa97cf14
-def _final(est) -> tuple[type, Callable[[np.ndarray], np.ndarray], str]:
-    "(the dtype of the matrix it reads, `predict(matrix)`, the matrix's memory order) for the estimator at the end of a pipeline."
-    if callable(getattr(est, "compile_predict", None)): return (*est.compile_predict(), "C")  # the estimator compiles itself
+def _final(est) -> tuple[type, Callable[[np.ndarray], np.ndarray], str, str | None]:
+    """(the dtype of the matrix it reads, `predict(matrix)`, the matrix's memory order, own) for the estimator at the end of a pipeline;
+    `own` names the estimator's own arithmetic that `predict` calls on the matrix (None: compiled kernels, or the estimator's own compiled form)."""
+    if callable(getattr(est, "compile_predict", None)): return (*est.compile_predict(), "C", None)  # the estimator compiles itself
     if is_classifier(est): return _classifier(est)
     if isinstance(est, GradientBoostingRegressor):
-        if (found := _gradient_boosting_raw(est)) is None: return np.float32, est.predict, "C"
+        if (found := _gradient_boosting_raw(est)) is None: return np.float32, est.predict, "C", None  # its trees, row by row
         dtype, raw_of, order = found
-        return dtype, lambda X: raw_of(X).ravel(), order  # what GradientBoostingRegressor.predict computes
+        return dtype, lambda X: raw_of(X).ravel(), order, None  # what GradientBoostingRegressor.predict computes
     if isinstance(est, HistGradientBoostingRegressor) and getattr(est, "_preprocessor", None) is None and est.n_trees_per_iteration_ == 1:
         dtype, raw_of, order = _histogram_raw(est)
-        return dtype, lambda X: est._loss.link.inverse(raw_of(X).ravel()), order  # what HistGradientBoostingRegressor.predict computes
-    return np.float64, est.predict, "C"
+        return dtype, lambda X: est._loss.link.inverse(raw_of(X).ravel()), order, None  # what HistGradientBoostingRegressor.predict computes
+    return np.float64, est.predict, "C", f"{type(est).__name__}.predict"
 
 
 # %% ../../nbs/core/17_fastpath.ipynb #98aeb48c
-def _model(est, categories: Mapping[str, pd.Index]) -> Callable[[Columns, int], np.ndarray]:
-    "A function from columns to predictions for a fitted regressor or classifier at the end of a pipeline (see `compile_pipeline`)."
+def _model(est, categories: Mapping[str, pd.Index], own: list[str]) -> Callable[[Columns, int], np.ndarray]:
+    """A function from columns to predictions for a fitted regressor or classifier at the end of a pipeline (see `compile_pipeline`);
+    appends to `own` each estimator whose own arithmetic it calls on the compiled matrix."""
     if isinstance(est, Pipeline):
         *pre, (_, last) = est.steps
         col_steps, matrix = [], None
@@ -397,12 +400,13 @@ def _model(est, categories: Mapping[str, pd.Index]) -> Callable[[Columns, int], 
             elif isinstance(step, ColumnTransformer): matrix = _column_transformer(step, categories)
             else: raise NotCompilable(f"{type(step).__name__} as a pipeline step")
         if matrix is None:
-            final = _model(last, categories)
+            final = _model(last, categories, own)
             def run(cols, n):
                 for f in col_steps: cols = f(cols)
                 return final(cols, n)
             return run
-        (width, fill), (dtype, predict, order) = matrix, _final(last)
+        (width, fill), (dtype, predict, order, arithmetic) = matrix, _final(last)
+        if arithmetic: own.append(arithmetic)
         def run(cols, n):
             for f in col_steps: cols = f(cols)
             X = np.zeros((n, width), dtype=dtype, order=order)  # one matrix, filled branch by branch
@@ -410,7 +414,7 @@ def _model(est, categories: Mapping[str, pd.Index]) -> Callable[[Columns, int], 
             return predict(X)
         return run
     if isinstance(est, TransformedTargetRegressor):
-        inner, t = _model(est.regressor_, categories), est.transformer_
+        inner, t = _model(est.regressor_, categories, own), est.transformer_
         if est._training_dim != 1: raise NotCompilable("TransformedTargetRegressor on a 2-D target")
         direct = isinstance(t, FunctionTransformer) and t.inverse_func is not None and not t.inv_kw_args
         inverse = t.inverse_func if direct else t.inverse_transform  # the function inverse_transform calls, without its input checks
@@ -422,7 +426,7 @@ def _model(est, categories: Mapping[str, pd.Index]) -> Callable[[Columns, int], 
             return out.squeeze(axis=1) if out.ndim == 2 and out.shape[1] == 1 else out
         return ttr
     if isinstance(est, VotingRegressor):
-        subs, weights = [_model(e, categories) for e in est.estimators_], est._weights_not_none
+        subs, weights = [_model(e, categories, own) for e in est.estimators_], est._weights_not_none
         if weights is None: weights = np.ones(len(subs))
         w = np.asarray(weights, dtype=np.float64)[None, :]
         total = w.sum(axis=1)
@@ -441,9 +445,11 @@ def compile_pipeline(
 ) -> Callable[[Columns, int], np.ndarray]:
     """A function `(columns, n_rows) -> predictions` that computes what `pipeline.predict` computes; raises `NotCompilable`. For a
     classifier, `(classes, probabilities)`: each row's class as its index in `pipeline.classes_`, and what `pipeline.predict_proba` computes.
-    Its `categories` attribute holds, per categorical column, the categories that codes given for that column refer to."""
+    Its `categories` attribute holds, per categorical column, the categories that codes given for that column refer to; its `own` attribute
+    names each estimator whose own arithmetic it calls on the compiled matrix (a dot product through BLAS: not bit for bit guaranteed)."""
     cats = {c: pd.Index(list(v), dtype=object) for c, v in (categories if categories is not None else _encoder_categories(pipeline)).items()}
-    model, classifier = _model(pipeline, cats), is_classifier(pipeline)
+    own: list[str] = []
+    model, classifier = _model(pipeline, cats, own), is_classifier(pipeline)
     lookups = {c: {v: i for i, v in enumerate(idx)} for c, idx in cats.items()}
     def codes(c, v):  # text to codes: a dictionary look-up per value for a few rows, a hash join for many
         if len(v) > 64: return category_codes(v, cats[c])
@@ -454,7 +460,7 @@ def compile_pipeline(
         if n <= BLOCK_ROWS: return model(cols, n)
         blocks = [model({c: v[i:i + BLOCK_ROWS] for c, v in cols.items()}, min(BLOCK_ROWS, n - i)) for i in range(0, n, BLOCK_ROWS)]
         return np.concatenate(blocks) if not classifier else tuple(np.concatenate(part) for part in zip(*blocks))
-    predict.categories = cats
+    predict.categories, predict.own = cats, tuple(own)
     return predict
 
 

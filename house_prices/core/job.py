@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .agreement import BIT_IDENTICAL, DIFFERENT, EQUIVALENT, RTOL, numeric_differences, relative_difference
 from .config import Settings, get_settings
 from house_prices.core.manifest import (
     FittedDigest,
@@ -41,10 +42,10 @@ from .schema import DataValidationError, fingerprint
 from .sources import PASSWORD_ENV, DataRef, SnapshotError, load, load_snapshot
 
 # %% auto #0
-__all__ = ['RUNNER_PARAMETERS', 'KERNEL_LOG', 'JOB_ENV', 'SAME', 'CLOSE', 'DIFFERS', 'NOTE', 'SKIPPED', 'BIT_IDENTICAL',
-           'EQUIVALENT', 'DIFFERENT', 'RTOL', 'JobError', 'UnknownParameterError', 'job_parameters', 'parse_value',
-           'check_parameters', 'check_kernel', 'ipc_kernel_manager', 'run_training', 'Check', 'Verdict',
-           'environment_differences', 'compare_runs', 'reproduce']
+__all__ = ['RUNNER_PARAMETERS', 'KERNEL_LOG', 'JOB_ENV', 'SAME', 'CLOSE', 'DIFFERS', 'NOTE', 'SKIPPED', 'JobError',
+           'UnknownParameterError', 'job_parameters', 'parse_value', 'check_parameters', 'check_kernel',
+           'ipc_kernel_manager', 'run_training', 'Check', 'Verdict', 'environment_differences', 'compare_runs',
+           'reproduce']
 
 # %% ../../nbs/core/13_job.ipynb #a72f92e1
 class JobError(RuntimeError):
@@ -225,8 +226,6 @@ def run_training(
 
 # %% ../../nbs/core/13_job.ipynb #f4d6dc4c
 SAME, CLOSE, DIFFERS, NOTE, SKIPPED = "same", "close", "differs", "note", "not compared" # Outcomes of a check
-BIT_IDENTICAL, EQUIVALENT, DIFFERENT = "bit-identical", "numerically equivalent", "different" # The verdict's tiers
-RTOL = 1e-9 # Default relative tolerance of "numerically equivalent" predictions
 
 @dataclass
 class Check:
@@ -280,14 +279,8 @@ def environment_differences(
     other = [f"{n} {da.get(n)} in the run, {db.get(n)} {here}" for n in sorted(set(da) | set(db))
              if da.get(n) != db.get(n) and n not in shaping_packages()]
     if other: out.append(f"{len(other)} other distribution(s) differ: " + "; ".join(other[:5]) + (" ..." if len(other) > 5 else ""))
-    for k in ("python", "machine", "platform"):
-        if getattr(ea, k) != getattr(eb, k): out.append(f"{k} {getattr(ea, k)} in the run, {getattr(eb, k)} {here}")
-    pools = lambda e: {f"{t.get('internal_api')} ({t.get('library') or t.get('prefix')})": t for t in e.threadpools}
-    pa, pb = pools(ea), pools(eb)
-    if pa.keys() != pb.keys(): out.append(f"BLAS/OpenMP libraries differ: {', '.join(sorted(pa))} in the run, {', '.join(sorted(pb))} {here}")
-    for lib in sorted(pa.keys() & pb.keys()):
-        for k, what in (("version", "version"), ("architecture", "CPU kernel"), ("num_threads", "threads")):
-            if pa[lib].get(k) != pb[lib].get(k): out.append(f"{lib}: {what} {pa[lib].get(k)} in the run, {pb[lib].get(k)} {here}")
+    if ea.python != eb.python: out.append(f"python {ea.python} in the run, {eb.python} {here}")
+    out += numeric_differences(ea.model_dump(), eb.model_dump(), here)  # machine, CPU, NumPy's SIMD, BLAS
     for k in sorted(set(ea.env) | set(eb.env)):
         if ea.env.get(k) != eb.env.get(k): out.append(f"${k} {ea.env.get(k)!r} in the run, {eb.env.get(k)!r} {here}")
     ca, cb = recorded.code, current.code
@@ -322,11 +315,9 @@ def _compare_predictions(name: str, run: Path, other: Path, rows: str, rtol: flo
         if cols != [c for c in b.columns if c.startswith("p_")]: return Check(name, DIFFERS, f"other classes in {other.name}")
     x, y = a[cols].to_numpy("float64").ravel(), b[cols].to_numpy("float64").ravel()
     if x.tobytes() == y.tobytes(): return Check(name, SAME, f"{len(a)} rows, bit-identical")
-    with np.errstate(invalid="ignore"):  # NaN in both is the same prediction; NaN in one only is infinitely far
-        rel = np.abs(x - y) / np.maximum(np.maximum(np.abs(x), np.abs(y)), np.finfo("float64").tiny)
-    rel = np.where(np.isnan(x) & np.isnan(y), 0.0, np.nan_to_num(rel, nan=np.inf))
+    rel = relative_difference(x, y)  # NaN in both is the same prediction; NaN in one only is infinitely far
     i = int(np.argmax(rel))
-    detail = (f"{int((x != y).sum())} of {len(x)} {what} differ, largest relative difference {rel[i]:.2g} "
+    detail = (f"{int((rel > 0).sum())} of {len(x)} {what} differ, largest relative difference {rel[i]:.2g} "
               f"({ids} {a[ids].iloc[i // len(cols)]}: {float(x[i])!r} in the run, {float(y[i])!r} in {other.name})")
     return Check(name, CLOSE, detail + f", within {rtol:g}") if rel[i] <= rtol else Check(name, DIFFERS, detail + f", beyond {rtol:g}")
 

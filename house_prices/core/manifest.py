@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from .agreement import numeric_environment
 from .project import get_project
 from .search import SearchRecord
 
@@ -110,6 +111,8 @@ class EnvironmentRecord(Record):
     packages: dict[str, str | None] # The key distributions (see `key_packages`) -> version, None where not installed
     distributions: dict[str, str] # Every installed distribution -> version
     threadpools: list[dict[str, Any]] # BLAS and OpenMP libraries: API, version, CPU kernel, threads
+    cpu: str | None = None # The processor's model name (None: not recorded, by a run made before it was)
+    numpy_simd: str | None = None # The SIMD targets NumPy was built for and dispatches to here
     env: dict[str, str | None] # The environment variables that can change numeric results
     lock_files: dict[str, str] | None = None # Lock file, as <python>/<name> (e.g. 3.12/dev.lock) -> sha256
     lock_mismatches: list[str] | None = None # Where the installed distributions depart from dev.lock
@@ -227,14 +230,10 @@ def lock_mismatches(lock: Path | str, installed: dict[str, str] | None = None) -
 # %% ../../nbs/core/11_manifest.ipynb #7b3c8a1a
 def environment(lock_files: list[Path] | None = None) -> EnvironmentRecord:
     "Everything about this process's environment that can change what a model computes."
-    from threadpoolctl import threadpool_info
     dists = distributions()
-    env = dict(python=sys.version.split()[0], implementation=platform.python_implementation(),
-               platform=platform.platform(), machine=platform.machine(), executable=sys.executable,
+    env = dict(python=sys.version.split()[0], implementation=platform.python_implementation(), executable=sys.executable,
                packages={n: dists.get(_norm(n)) for n in key_packages()}, distributions=dists,
-               threadpools=[{k: v for k, v in tp.items() if k != "filepath"} | {"library": Path(tp["filepath"]).name}
-                            for tp in threadpool_info()],
-               env={k: os.environ.get(k) for k in NUMERIC_ENV_VARS})
+               env={k: os.environ.get(k) for k in NUMERIC_ENV_VARS}, **numeric_environment())
     if lock_files is not None:
         env["lock_files"] = {lock_name(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in lock_files}
         dev = [p for p in lock_files if p.name == "dev.lock"]

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict
 
+from .agreement import BIT_IDENTICAL, DIFFERENT, EQUIVALENT, RTOL, Agreement, agree, numeric_differences, numeric_environment
 from .config import get_settings
 from .fastpath import NotCompilable, category_codes, compile_pipeline, frame_columns
 from .manifest import Manifest, VersionMismatchError, check_signature, key_packages, python_difference, verify_artifact, version_differences
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 # %% auto #0
 __all__ = ['log', 'CONTRACT_VERSION', 'SHOWN_CHARS', 'NUMBER_RE', 'TOO_LARGE', 'ID_EXPECTED', 'SMALL_BATCH', 'ContractField',
            'Contract', 'derive_contract', 'Issues', 'known_categories', 'check_rows', 'check_records', 'check_table',
-           'Scored', 'Predictor']
+           'Scored', 'LoadPolicy', 'Predictor']
 
 # %% ../../nbs/core/12_predict.ipynb #7f84a48d
 CONTRACT_VERSION = 1
@@ -470,6 +471,26 @@ class Scored:
         if warnings: out["warnings"] = self.text("warning")
         return out
 
+# %% ../../nbs/core/12_predict.ipynb #8f07bde1
+@dataclass(frozen=True)
+class LoadPolicy:
+    "What `Predictor.load` accepts: each trust decision apart, in one value that commands, the service and Dask workers hand down."
+    allow_unsigned: bool = False # Load a run whose signature is missing or does not check out (logs a warning)
+    allow_version_mismatch: bool = False # Load a run made with other versions of the libraries that shape predictions (logs a warning)
+    rtol: float = RTOL # Held-out predictions within this relative difference of the run's are numerically equivalent: loaded, with a warning
+    strict: bool = False # Accept only held-out predictions that are the run's to the last bit
+    verify: bool = True # Predict the run's held-out rows again and compare them with the run's (False: trust the files and versions alone)
+
+    def __post_init__(self):
+        if not self.rtol >= 0: raise ValueError(f"rtol must be a number >= 0, got {self.rtol!r}")
+
+def _agreement(answers: tuple, reference: tuple, rtol: float) -> Agreement:
+    "`agree` for (predictions, class probabilities or None) pairs: a regressor's numbers, or a classifier's classes, then its probabilities."
+    (labels, proba), (ref_labels, ref_proba) = answers, reference
+    if proba is None: return agree(labels, ref_labels, rtol)
+    return agree(proba, ref_proba, rtol, labels=labels, reference_labels=ref_labels)
+
+# %% ../../nbs/core/12_predict.ipynb #fd351ce3
 class Predictor:
     "A fitted pipeline, its input contract and the manifest of the run that made it."
     def __init__(self, pipeline, contract: Contract | dict, manifest: Manifest | None = None, fast: bool = True):
@@ -482,6 +503,9 @@ class Predictor:
         if self.classes is not None and self.classes != contract.classes:
             raise VersionMismatchError(f"the model's classes {self.classes} are not the contract's {contract.classes}")
         self._fast, self._codes, self.slow_reason = None, None, None  # why scikit-learn predicts rather than the compiled path (None: it does not)
+        self.agreement: Agreement | None = None  # how the held-out predictions here agree with the run's (set by `load`)
+        self.explained_by: list[str] = []  # the differences of environment that can explain it, when not bit-identical
+        self.compiled: str | None = None  # how the compiled path was checked at load
         if not fast: self.slow_reason = "the compiled path was turned off (fast=False)"
         else:
             try:
@@ -495,48 +519,72 @@ class Predictor:
     def load(
         cls,
         run_dir: Path | str | None = None, # A finished run's folder; default: the project's `default_run` (its production run, else the newest)
-        allow_version_mismatch: bool = False, # Load even if the libraries or the recorded predictions differ (logs a warning)
-        verify: bool = True, # Re-predict the run's held-out rows and compare with what the run recorded
-        allow_unsigned: bool = False, # Load a run whose signature is missing or does not check out (logs a warning)
+        policy: LoadPolicy | None = None, # What to accept (see `LoadPolicy`); default: signed runs of these versions, held-out rows within `RTOL`
+        **decisions, # Or the policy's decisions as keywords, e.g. `allow_unsigned=True`
     ) -> Predictor:
-        "Load a run's pipeline after checking its files, the library versions and (by default) its recorded predictions."
+        "Load a run's pipeline after checking its signature, its files, the library versions and its held-out predictions, as `policy` accepts."
+        if policy is not None and decisions: raise TypeError("give a LoadPolicy or its decisions as keywords, not both")
+        policy = policy or LoadPolicy(**decisions)
         run_dir = Path(run_dir) if run_dir is not None else default_run(get_settings().runs_dir)
         if not (run_dir / MANIFEST).is_file(): raise FileNotFoundError(f"{run_dir} is not a finished run: it has no {MANIFEST}")
         manifest = Manifest.read(run_dir / MANIFEST)  # a damaged manifest, or one of another version: ManifestError
-        check_signature(run_dir, manifest, allow_unsigned)  # before anything in the folder is trusted: SignatureError
+        check_signature(run_dir, manifest, policy.allow_unsigned)  # before anything in the folder is trusted: SignatureError
         if manifest.environment.packages.get(get_project().name) is None:
             made_by = [n for n, v in manifest.environment.packages.items() if v and n not in key_packages()]
             raise VersionMismatchError(f"run {run_dir.name} was not made by {get_project().name}: it records no version of it"
                                        + (f" (it was made with {', '.join(made_by[:3])})" if made_by else "") + "; load it with the project that made it")
-        def refuse(msg):
-            if not allow_version_mismatch:
+        if diffs := python_difference(manifest) + version_differences(manifest):
+            msg = f"run {run_dir.name} was made with other library versions: " + "; ".join(diffs)
+            if not policy.allow_version_mismatch:
                 raise VersionMismatchError(msg + ". Install the run's versions (its Python's requirements/<python>/ lock), or load with "
                                            "allow_version_mismatch=True (CLI: --allow-version-mismatch)")
             log.warning("%s; loading anyway because allow_version_mismatch=True", msg)
-        if diffs := python_difference(manifest) + version_differences(manifest):
-            refuse(f"run {run_dir.name} was made with other library versions: " + "; ".join(diffs))
         contract = read_json(verify_artifact(run_dir, CONTRACT, manifest))
         self = cls(joblib.load(verify_artifact(run_dir, MODEL, manifest)), contract, manifest)
-        if verify:
-            held_out = read_raw_csv(verify_artifact(run_dir, HELD_OUT, manifest), na_strings=get_project().schema.na_strings)
-            table = pd.read_csv(verify_artifact(run_dir, PREDICTIONS, manifest))
-            recorded = table["predicted"].to_numpy()
-            canon, ok, _ = check_rows(held_out, contract, known=self._known)
-            recorded_proba = table[[f"p_{c}" for c in self.classes]].to_numpy() if self.classes is not None else None
-            def differing(labels, proba) -> int:  # held-out rows answered otherwise than in the run: a classifier's labels as text, and every class probability to the bit
-                if proba is None: return int((labels != recorded).sum())
-                return int(((labels.astype(str) != recorded.astype(str)) | (proba != recorded_proba).any(axis=1)).sum())
-            X = canon[self.features]
-            if differ := differing(self.pipeline.predict(X), self.pipeline.predict_proba(X) if self.classes is not None else None):
-                refuse(f"this environment does not reproduce run {run_dir.name}: {differ} of {len(X)} held-out predictions differ")
-            if self._fast is not None and len(canon):
-                cols = frame_columns(X)
-                ones = [self._fast_answer({k: v[i:i + 1] for k, v in cols.items()}, 1) for i in range(len(canon))]
-                one_by_one = tuple(None if p[0] is None else np.concatenate(p) for p in zip(*ones))
-                if differing(*one_by_one) or differing(*self._fast_answer(cols, len(canon))):
-                    log.warning("the compiled fast path does not reproduce run %s bit for bit here: using scikit-learn", run_dir.name)
-                    self._fast, self._codes, self.slow_reason = None, None, f"the compiled path does not reproduce run {run_dir.name} bit for bit here"
+        if policy.verify: self._verify(run_dir, policy)
         return self
+
+    def _verify(self, run_dir: Path, policy: LoadPolicy):
+        """Predict the run's held-out rows again: refuse a model whose answers here are not the run's as `policy` accepts (the tier of
+        `agreement`), and keep the compiled path only if it gives the pipeline's answers (bit for bit, or within `rtol` where BLAS sums)."""
+        m, name = self.manifest, run_dir.name
+        held_out = read_raw_csv(verify_artifact(run_dir, HELD_OUT, m), na_strings=get_project().schema.na_strings)
+        table = pd.read_csv(verify_artifact(run_dir, PREDICTIONS, m))
+        canon, _, _ = check_rows(held_out, self.contract, known=self._known)
+        X = canon[self.features]
+        answers = (self.pipeline.predict(X), self.pipeline.predict_proba(X) if self.classes is not None else None)
+        recorded = (table["predicted"].to_numpy(), table[[f"p_{c}" for c in self.classes]].to_numpy() if self.classes is not None else None)
+        self.agreement = a = _agreement(answers, recorded, policy.rtol)
+        if a.tier != BIT_IDENTICAL:
+            self.explained_by = numeric_differences(m.environment.model_dump(), numeric_environment())
+            why = "; ".join(self.explained_by) or "no recorded difference of environment explains it"
+            if a.tier == DIFFERENT:
+                raise VersionMismatchError(f"this environment does not reproduce run {name}: {a.describe('held-out predictions')} ({why}). "
+                                           "Train the model here, or accept a larger difference with rtol (CLI: --rtol)")
+            if policy.strict:
+                raise VersionMismatchError(f"run {name}'s held-out predictions are numerically equivalent here, not bit-identical "
+                                           f"({a.describe('held-out predictions')}; {why}), and strict loading accepts only bit-identical")
+            log.warning("run %s loaded as numerically equivalent: %s; %s", name, a.describe("held-out predictions"), why)
+        if self._fast is None or not len(canon): return
+        exact = policy.strict or not self._fast.own  # bits where our code decides them; the estimator's own BLAS sums within rtol
+        cols = frame_columns(X)
+        ones = [self._fast_answer({k: v[i:i + 1] for k, v in cols.items()}, 1) for i in range(len(canon))]
+        one_by_one = tuple(None if p[0] is None else np.concatenate(p) for p in zip(*ones))
+        checks = [_agreement(got, answers, 0.0 if exact else policy.rtol) for got in (one_by_one, self._fast_answer(cols, len(canon)))]
+        worst = max(checks, key=lambda c: (c.tier == DIFFERENT, c.largest))
+        how = "bit for bit" if exact else f"within {policy.rtol:g}, as {' and '.join(self._fast.own)} sums through BLAS"
+        if worst.tier == DIFFERENT:
+            self._fast, self._codes = None, None
+            self.slow_reason = f"the compiled path does not give the pipeline's held-out answers {how} here ({worst.describe()})"
+            log.warning("%s for run %s: using scikit-learn", self.slow_reason, name)
+        else:
+            self.compiled = f"the compiled path gives the pipeline's held-out answers {how}" + (f" ({worst.describe()})" if worst.tier == EQUIVALENT else "")
+            log.info("%s for run %s", self.compiled, name)
+
+    def numerics(self) -> dict[str, Any] | None:
+        "How the held-out predictions here agree with the run's (`agreement`), what explains a difference, and which path scores (None: not verified)."
+        if self.agreement is None: return None
+        return {**self.agreement.to_json(), "explained_by": self.explained_by, "compiled_path": self.compiled or self.slow_reason}
 
     @property
     def run_id(self) -> str | None: return self.manifest.run_id if self.manifest else None

@@ -31,7 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .inputlog import InputLog, log_schema
 from .manifest import Manifest, check_signature, verify_artifact
-from .predict import SMALL_BATCH, Contract, Predictor, Scored, _show, _unseen
+from .predict import SMALL_BATCH, Contract, LoadPolicy, Predictor, Scored, _show, _unseen
 from .predict import _id as _contract_id
 from .runs import CONTRACT, MANIFEST, read_json, resolve_run
 
@@ -191,7 +191,9 @@ class ServiceMetrics:
         self.records = Counter("model_records", "Records received by POST /predict, by outcome: scored or refused", ["outcome"], registry=r)
         self.errors = Counter("model_record_errors", "Errors that refused a record, by field (empty: the record as a whole)", ["field"], registry=r)
         self.unseen = Counter("model_unseen_categories", "Values of a category not seen in training (scored as unknown), by field", ["field"], registry=r)
-        self.model = Gauge("model_info", "The run whose model is serving (value 1)", ["run_id"], registry=r)
+        self.model = Gauge("model_info", "The run whose model is serving (value 1), and how its held-out predictions agree with the run's here",
+                           ["run_id", "numerics"], registry=r)
+        self._serving: tuple[str, str] | None = None
         r.register(self)  # `collect` below: the input log's counts
 
     def describe(self): return []  # the registry then asks `collect` only when scraped
@@ -205,12 +207,11 @@ class ServiceMetrics:
         yield rows
         yield GaugeMetricFamily("model_input_log_queue", "Requests waiting for the input log's writer", value=self.input_log.queued)
 
-    def serving(self, run_id: str | None, previous: str | None = None):
-        "Say which run serves (after a reload: instead of `previous`)."
-        if previous is not None:
-            try: self.model.remove(str(previous))
-            except KeyError: pass
-        self.model.labels(str(run_id)).set(1)
+    def serving(self, predictor: Predictor):
+        "Say which run serves, and the tier of its held-out predictions here (after a reload: instead of the one before)."
+        if self._serving is not None: self.model.remove(*self._serving)
+        self._serving = (str(predictor.run_id), predictor.agreement.tier if predictor.agreement is not None else "not verified")
+        self.model.labels(*self._serving).set(1)
 
     def request(self, route: str, status: int, seconds: float):
         self.requests.labels(route, str(status)).inc()
@@ -266,10 +267,9 @@ def _issues(scored, level, Issue) -> dict[int, list]:
 
 def create_app(
     run_dir: Path | str, # The finished run whose model to serve
-    allow_version_mismatch: bool = False, # Serve even if library versions or recorded predictions differ (logs a warning)
+    policy: LoadPolicy | None = None, # What loading a run accepts, at start-up and on every reload (see `predict.LoadPolicy`)
     max_body_bytes: int = 10 * 2**20, # Larger request bodies get 413
     max_records: int = 10_000, # More records in one request get 413
-    allow_unsigned: bool = False, # Serve a run whose signature is missing or does not check out (logs a warning)
     reload_ref: str | None = None, # What a reload serves: the run this names then (an alias, a run id; None: production, else the newest)
     runs_dir: Path | str | None = None, # The run store `reload_ref` is resolved in; default: the folder that holds `run_dir`
     admin_token: str | None = None, # Bearer token of POST /admin/reload; without one, that endpoint is refused (SIGHUP still reloads)
@@ -281,7 +281,8 @@ def create_app(
     run_dir = Path(run_dir)
     runs_dir = Path(runs_dir) if runs_dir is not None else run_dir.resolve().parent
     manifest = Manifest.read(run_dir / MANIFEST)
-    check_signature(run_dir, manifest, allow_unsigned)
+    policy = policy or LoadPolicy()
+    check_signature(run_dir, manifest, policy.allow_unsigned)
     contract = Contract.of(read_json(verify_artifact(run_dir, CONTRACT, manifest)))
     M = service_models(contract)
     Issue = M.Issue
@@ -292,7 +293,8 @@ def create_app(
     refused_422 = lambda detail: JSONResponse({"detail": [d.model_dump() for d in detail]}, status_code=422)
 
     fields = lambda c: (c.id, c.prediction_name, c.task, [(f.name, f.kind, f.required) for f in c.fields])  # what the request schema says
-    load = lambda run: Predictor.load(run, allow_version_mismatch=allow_version_mismatch, allow_unsigned=allow_unsigned)
+    load = lambda run: Predictor.load(run, policy)
+    first = load(run_dir)  # loaded and verified before the server starts: a run it cannot trust stops `serve` with its reason
 
     async def reload_model(app: FastAPI) -> dict:
         """Load and verify the run `reload_ref` names now, beside the serving model, then swap the two in one assignment: requests that
@@ -308,7 +310,7 @@ def create_app(
                     if fields(new.contract) != fields(old.contract):
                         raise ValueError(f"run {new.run_id} reads other fields than the serving run {old.run_id}: restart the service to serve it")
                     app.state.predictor = new  # the swap
-                    metrics.serving(new.run_id, previous=old.run_id)
+                    metrics.serving(new)
                     outcome = {"status": "swapped", "run_id": new.run_id, "previous": old.run_id}
             except Exception as e:  # whatever went wrong, the old model keeps serving, and says so
                 outcome = {"status": "failed", "run_id": old.run_id, "error": f"{type(e).__name__}: {e}"}
@@ -319,9 +321,10 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.predictor, app.state.reload, app.state.reload_lock = load(run_dir), None, asyncio.Lock()
-        log.info(json.dumps({"event": "model loaded", "run_id": app.state.predictor.run_id, "run_dir": str(run_dir)}))
-        metrics.serving(app.state.predictor.run_id)
+        app.state.predictor, app.state.reload, app.state.reload_lock = first, None, asyncio.Lock()
+        log.info(json.dumps({"event": "model loaded", "run_id": app.state.predictor.run_id, "run_dir": str(run_dir),
+                             "numerics": app.state.predictor.numerics()}))
+        metrics.serving(app.state.predictor)
         app.state.input_log = metrics.input_log = InputLog(log_inputs, contract, log_exclude, log_max_bytes) if log_inputs is not None else None
         loop, tasks = asyncio.get_running_loop(), set()  # the loop keeps only weak references to tasks: these keep reloads alive
         def on_sighup():
@@ -357,9 +360,10 @@ def create_app(
 
     @app.get("/model")
     def model(request: Request) -> dict:
-        "Which model this is: run id, metrics, library versions, data fingerprint and the input contract."
-        m = request.app.state.predictor.manifest
-        return {"run_id": m.run_id, "metrics": m.metrics, "versions": m.environment.packages,
+        "Which model this is: run id, metrics, library versions, how its held-out predictions agree here, data fingerprint and the input contract."
+        p = request.app.state.predictor
+        m = p.manifest
+        return {"run_id": m.run_id, "metrics": m.metrics, "versions": m.environment.packages, "numerics": p.numerics(),
                 "data": m.data.model_dump(include={"reference", "fingerprint", "rows", "columns"}),
                 "trained": m.job.finished if m.job else None, "contract": request.app.state.predictor.contract.to_json(),
                 "last_reload": request.app.state.reload}
