@@ -247,8 +247,8 @@ def column_drift(
             out.update(test="ks", effect=d, p_value=float(stats.kstwo.sf(d, max(1, round(n * m / (n + m))))))
         else:
             out["psi"] = psi([*ref_counts, 0], out["counts"])
-            rare = ref_counts < MIN_EXPECTED
-            table = np.array([[*ref_counts[~rare], ref_counts[rare].sum()], [*tally.counts[~rare], tally.counts[rare].sum()]])
+            rare = ref_counts < MIN_EXPECTED  # categories too rare in training for the test share a column; unseen ones have their own
+            table = np.array([[*ref_counts[~rare], ref_counts[rare].sum(), 0], [*tally.counts[~rare], tally.counts[rare].sum(), unseen]])
             table = table[:, table.sum(axis=0) > 0]
             if table.shape[1] >= 2:
                 chi2, p, _, _ = stats.chi2_contingency(table, correction=False)
