@@ -68,10 +68,11 @@ def container(built):
 
 @pytest.fixture
 def key(signing_key, tmp_path):
-    "The run signing key, readable by the image's user (as a secret mounted for that user would be)."
+    "The run signing key, owned by the image's user and readable by nobody else (as a secret mounted for that user would be)."
     k = tmp_path / "signing.key"
     shutil.copy(signing_key, k)
-    k.chmod(0o644)
+    os.chown(k, 10001, 10001)
+    k.chmod(0o600)
     return k
 
 

@@ -197,7 +197,7 @@ def test_a_forged_model_with_its_sha256_written_in_is_refused_before_unpickling(
 def test_unsigned_or_otherwise_signed_runs_are_refused_unless_allowed(store, caplog):
     [run] = list_runs(store)
     r = house_prices_cli("predict", "--run", run, BIN.parent.parent / "data/house-prices/test.csv", "-o", store / "out.csv",
-                         env={"RUN_SIGNING_KEY": "another key"})
+                         env={"RUN_SIGNING_KEY": "another key, long enough to be a secret"})
     assert r.returncode == 1 and "was signed with another key" in r.stderr
     (run / "manifest.sig").unlink()
     with pytest.raises(SignatureError, match="is not signed"):

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import os
 import sys
@@ -18,11 +19,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from .files import check_outputs, temporary_path
 from .predict import Predictor
 from .project import get_project
 
 log = logging.getLogger(__name__)
-
 
 # %% auto #0
 __all__ = ['log', 'PARQUET_SUFFIXES', 'CSV_BLOCK_BYTES', 'HEAP_PAD', 'read_chunks', 'BatchSummary', 'issues_schema',
@@ -45,10 +46,20 @@ def _rechunk(batches: Iterable[pa.RecordBatch], size: int, schema: pa.Schema) ->
                 yield pa.Table.from_batches(buf, schema); buf, have, any_ = [], 0, True
     if have or not any_: yield pa.Table.from_batches(buf, schema)
 
+_COMPRESSED = {b"\x1f\x8b": ".gz", b"BZh": ".bz2", b"\x28\xb5\x2f\xfd": ".zst"} # Magic bytes -> the suffix Arrow reads that compression by
+
 def _csv_batches(path: Path, na_strings) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
     "(schema, record batches) of a CSV file, every column as text, the strings of `na_strings` as missing."
     import pyarrow.csv as pa_csv
-    with open(path, newline="", encoding="utf-8-sig") as f: header = next(csv.reader(f), None)
+    with open(path, "rb") as f: magic = f.read(4)
+    found = next((suffix for m, suffix in _COMPRESSED.items() if magic.startswith(m)), None)  # compressed, whatever its name says
+    try:
+        with io.TextIOWrapper(pa.input_stream(str(path), compression="detect"), encoding="utf-8-sig", newline="") as f:  # .gz, .bz2, .zst: as Arrow reads them
+            header = next(csv.reader(f), None)
+    except UnicodeDecodeError as e:
+        why = f"compressed, but its name does not say so: name it {path.name}{found}" if found else f"not UTF-8 text ({e}): save it as UTF-8"
+        raise ValueError(f"{path} cannot be read as CSV: it is {why}") from None
+    except (OSError, pa.ArrowException) as e: raise ValueError(f"{path} cannot be read as CSV: {e}") from None  # a damaged compressed file
     if not header: raise ValueError(f"{path} is empty: not even a header line")
     if dup := sorted({c for c in header if header.count(c) > 1}): raise ValueError(f"{path}: column(s) {', '.join(map(repr, dup))} appear more than once in the header")
     reader = pa_csv.open_csv(path, read_options=pa_csv.ReadOptions(block_size=CSV_BLOCK_BYTES),
@@ -78,7 +89,7 @@ def read_chunks(
 class _Writer:
     "Appends tables to a CSV or Parquet file under a temporary name; `commit` renames it into place. Column types are fixed by the first table."
     def __init__(self, path: Path):
-        self.path, self.tmp, self._out, self._schema = path, path.with_name(f".{path.name}.tmp"), None, None
+        self.path, self.tmp, self._out, self._schema, self._sink = path, temporary_path(path), None, None, None
     @property
     def written(self) -> bool:
         "Whether a table (even an empty one) was written: the file exists under its temporary name."
@@ -94,16 +105,20 @@ class _Writer:
                 self._out = pq.ParquetWriter(self.tmp, self._schema)
             else:
                 import pyarrow.csv as pa_csv
-                self._out = pa_csv.CSVWriter(self.tmp, self._schema, write_options=pa_csv.WriteOptions(quoting_style="needed"))
+                codec = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd"}.get(self.path.suffix.lower())  # out.csv.gz: compressed, as its name says
+                self._sink = pa.output_stream(str(self.tmp), compression=codec) if codec else None
+                self._out = pa_csv.CSVWriter(self._sink or self.tmp, self._schema, write_options=pa_csv.WriteOptions(quoting_style="needed"))
         self._out.write_table(table.cast(self._schema))
-    def commit(self):
+    def _close(self):
         if self._out is not None: self._out.close()
-        else: self.tmp.write_text("")
+        if self._sink is not None: self._sink.close()
+    def commit(self):
+        if self._out is None: self.tmp.write_text("")
+        self._close()
         os.replace(self.tmp, self.path)
     def abort(self):
-        if self._out is not None: self._out.close()
+        self._close()
         self.tmp.unlink(missing_ok=True)
-
 
 # %% ../../nbs/core/15_batch.ipynb #3aa3c52f
 @dataclass
@@ -163,6 +178,7 @@ def score_file(
 ) -> BatchSummary:
     "Score `input` chunk by chunk into `output` (written atomically); return what happened."
     from tqdm.auto import tqdm
+    check_outputs({"the input": input}, {"the output": output, "the issues file": issues_file})  # before anything is read or written
     total, chunks = read_chunks(input, chunk_size)
     out, side = _Writer(Path(output)), _Writer(Path(issues_file)) if issues_file else None
     summary, ID = BatchSummary(), predictor.contract.id

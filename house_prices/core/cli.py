@@ -14,9 +14,10 @@ import click
 
 from .agreement import RTOL
 from .config import get_settings
+from .files import check_outputs
 from .manifest import IntegrityError, Manifest, ManifestError, VersionMismatchError
 from .project import get_project
-from .runs import MANIFEST, METRICS, read_json, resolve_run, run_table
+from .runs import MANIFEST, METRICS, RunStoreError, read_json, resolve_run, run_table
 from .schema import DataValidationError
 
 # %% auto #0
@@ -25,7 +26,7 @@ __all__ = ['COMPARED', 'main', 'train', 'reproduce', 'predict', 'serve', 'drift'
            'runs_compare', 'runs_promote']
 
 # %% ../../nbs/core/19_cli.ipynb #e5612239
-_EXPECTED = (DataValidationError, FileNotFoundError, IntegrityError, ManifestError, VersionMismatchError)
+_EXPECTED = (DataValidationError, FileNotFoundError, IntegrityError, ManifestError, RunStoreError, VersionMismatchError)
 
 def _fail(e: Exception):
     raise click.ClickException(str(e)) from e
@@ -272,6 +273,7 @@ def drift(inputs, run_ref, log_dir, since, until, thresholds, report, json_file,
     if (since or until) and log_dir is None: raise click.UsageError("--since and --until select days of an input log: give --log FOLDER")
     th = _thresholds(thresholds)
     try:
+        check_outputs({f"the input {p}": p for p in inputs}, {"the report (--report)": report, "the JSON file (--json)": json_file})
         run = resolve_run(run_ref, get_settings().runs_dir)
         manifest = Manifest.read(run / MANIFEST)
         check_signature(run, manifest, policy.allow_unsigned)

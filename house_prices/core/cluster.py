@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .batch import PARQUET_SUFFIXES, BatchSummary, issues_table, keep_heap
+from .files import check_outputs, temporary_path
 from .job import JOB_ENV
 from .predict import Contract, LoadPolicy, Predictor
 from .project import get_project
@@ -109,7 +110,7 @@ def score_part(
     return BatchSummary().add(scored)
 
 def _write_atomically(table: pa.Table, path: Path):
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")  # a retried partition (its worker died) never meets a half-written file
+    tmp = temporary_path(path)  # a retried partition (its worker died) never meets a half-written file
     pq.write_table(table, tmp)
     os.replace(tmp, path)
 
@@ -185,6 +186,7 @@ def score_dataset(
     from distributed import as_completed
     from tqdm.auto import tqdm
     output = Path(output)
+    check_outputs({f"the input {p.name}": p for p in inputs}, {"the output folder": output, "the issues file": issues_file})
     if output.exists(): raise FileExistsError(f"{output} exists already: remove it, or write to another folder")
     client.register_plugin(ModelPlugin(str(Path(run_dir).resolve()), policy))  # every worker, or none: raises
     staging = output.parent / f".{output.name}.tmp-{uuid.uuid4().hex[:8]}"

@@ -15,17 +15,30 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from .files import locked
 from .manifest import Manifest
 from .predict import Contract
 from .project import Gate, Metric, get_project
-from .runs import ALIAS_RE, ALIASES, CONTRACT, DEFAULT_ALIAS, MANIFEST, PROMOTIONS, read_aliases, read_json, read_predictions, resolve_run, write_json
-
+from house_prices.core.runs import (
+    ALIAS_RE,
+    ALIASES,
+    CONTRACT,
+    DEFAULT_ALIAS,
+    MANIFEST,
+    PROMOTIONS,
+    RunStoreError,
+    read_aliases,
+    read_json,
+    read_predictions,
+    resolve_run,
+    write_json,
+)
 
 # %% auto #0
-__all__ = ['Comparison', 'compare_scores', 'compare_runs', 'compare_runs_cv', 'comparison_report', 'contract_changes',
-           'Promotion', 'PromotionRefused', 'promotions', 'promote']
+__all__ = ['PROMOTE_LOCK', 'Comparison', 'compare_scores', 'compare_runs', 'compare_runs_cv', 'comparison_report',
+           'contract_changes', 'Promotion', 'PromotionRefused', 'promotions', 'promote']
 
 # %% ../../nbs/core/20_compare.ipynb #b5347753
 class Comparison(BaseModel):
@@ -250,7 +263,17 @@ class PromotionRefused(ValueError):
 def promotions(runs_dir: Path | str) -> list[Promotion]:
     "Every change of an alias in the store, oldest first."
     path = Path(runs_dir) / PROMOTIONS
-    return [Promotion.model_validate_json(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+    if not path.is_file(): return []
+    out = []
+    for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        if not line.strip(): continue
+        try: out.append(Promotion.model_validate_json(line))
+        except ValidationError as e:
+            raise RunStoreError(f"{path}, line {n}, is damaged ({e.errors()[0]['msg']}): the log is append-only; restore that line, or move the "
+                                "file aside to start a new log") from None
+    return out
+
+PROMOTE_LOCK = ".promote.lock" # In the run store: held while a promotion moves an alias
 
 def promote(
     run: Path | str, # The run to promote (a run id, folder or alias)
@@ -298,12 +321,16 @@ def promote(
         if not verdict.reproduced: objections.append(f"it does not reproduce: {verdict.summary()}")
     if objections and not force:
         raise PromotionRefused(f"run {new.name} is not promoted to {alias!r}: " + "; ".join(objections) + ". To promote it anyway: force with a reason (--force --reason ...)")
-    kind = "rollback" if any(p.alias == alias and p.run == new.name for p in promotions(runs_dir)) else "promotion"
-    entry = Promotion(time=datetime.now(UTC).isoformat(timespec="seconds"), user=getpass.getuser(), alias=alias, run=new.name,
-                      previous=current, kind=kind, reason=reason, forced=bool(objections), checked=checked, objections=objections, comparison=comparison,
-                      contract_changes=changes)
-    with open(runs_dir / PROMOTIONS, "a") as f:  # the log first: an alias never moves without its line
-        f.write(entry.model_dump_json() + "\n"); f.flush(); os.fsync(f.fileno())
-    write_json(runs_dir / ALIASES, {**held, alias: new.name})
+    with locked(runs_dir / PROMOTE_LOCK):  # one promotion at a time moves aliases: read, check, log, write
+        now = read_aliases(runs_dir)
+        if now.get(alias) != current:  # another promotion moved it while this one was checked: this one's checks are of another holder
+            raise PromotionRefused(f"run {new.name} is not promoted to {alias!r}: while it was checked, {alias!r} moved from {current} to "
+                                   f"{now.get(alias)}; promote again to check it against the new holder")
+        kind = "rollback" if any(p.alias == alias and p.run == new.name for p in promotions(runs_dir)) else "promotion"
+        entry = Promotion(time=datetime.now(UTC).isoformat(timespec="seconds"), user=getpass.getuser(), alias=alias, run=new.name,
+                          previous=current, kind=kind, reason=reason, forced=bool(objections), checked=checked, objections=objections,
+                          comparison=comparison, contract_changes=changes)
+        with open(runs_dir / PROMOTIONS, "a") as f:  # the log first: an alias never moves without its line
+            f.write(entry.model_dump_json() + "\n"); f.flush(); os.fsync(f.fileno())
+        write_json(runs_dir / ALIASES, {**now, alias: new.name})  # the other aliases as they are now, not as they were read before
     return entry
-

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from .files import temporary_path
 from .predict import Contract, Scored, _cat, _num
 
 log = logging.getLogger(__name__)
@@ -178,7 +179,7 @@ class InputLog:
                 continue
             d = self.folder / f"date={day}"
             path = d / f"part-{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{os.getpid()}-{next(self._seq):06d}.parquet"
-            tmp = d / f".{path.name}.tmp"
+            tmp = temporary_path(path)
             try:
                 d.mkdir(parents=True, exist_ok=True)
                 pq.write_table(table, tmp)

@@ -33,6 +33,7 @@ from house_prices.core.manifest import (
     python_difference,
     sha256_file,
     shaping_packages,
+    signing_key,
     verify_artifact,
     version_differences,
 )
@@ -187,6 +188,7 @@ def run_training(
     if isinstance(given.get("data"), str) and "://" in given["data"] and (ref := DataRef.parse(given["data"])).password is not None:
         given["data"], secret = ref.redacted(), {PASSWORD_ENV: ref.password}
     check_kernel(settings.kernel_name)
+    signing_key(create=True)  # a weak or exposed key is refused before training, not after it
     runs_dir = settings.resolve(given["runs_dir"]) if "runs_dir" in given else settings.runs_dir
     staged = stage_run(runs_dir)
     inject = {**given, "runs_dir": str(runs_dir), "run_dir": str(staged)}

@@ -14,6 +14,7 @@ import platform
 import secrets
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -23,19 +24,20 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .agreement import numeric_environment
+from .files import atomic_write
 from .project import get_project
 from .search import SearchRecord
 
 # %% auto #0
 __all__ = ['MANIFEST_VERSION', 'SHAPING_LIBRARIES', 'TOOL_PACKAGES', 'NUMERIC_ENV_VARS', 'DIGEST_VERSION', 'DIAGNOSTICS',
-           'SIGNATURE', 'SIGNING_KEY_ENV', 'SIGNING_KEY_FILE_ENV', 'log', 'ManifestError', 'Record', 'Seeds',
-           'DataRecord', 'SplitRecord', 'InputFeature', 'FeatureRecord', 'FittedRecord', 'ModelRecord',
+           'SIGNATURE', 'SIGNING_KEY_ENV', 'SIGNING_KEY_FILE_ENV', 'log', 'MIN_KEY_BYTES', 'ManifestError', 'Record',
+           'Seeds', 'DataRecord', 'SplitRecord', 'InputFeature', 'FeatureRecord', 'FittedRecord', 'ModelRecord',
            'EnvironmentRecord', 'CodeVersion', 'JobRecord', 'Artifact', 'Manifest', 'shaping_packages', 'key_packages',
            'distributions', 'package_versions', 'lock_pins', 'lock_name', 'lock_mismatches', 'environment',
            'code_version', 'json_safe', 'describe_estimator', 'random_states', 'feature_names', 'FittedDigest',
            'fitted_digest', 'value_difference', 'fitted_differences', 'IntegrityError', 'VersionMismatchError',
            'sha256_file', 'verify_artifact', 'python_difference', 'version_differences', 'SignatureError',
-           'signing_key_path', 'signing_key', 'key_id', 'sign_manifest', 'check_signature']
+           'signing_key_path', 'signing_key', 'key_id', 'sign_manifest', 'misnamed', 'check_signature']
 
 # %% ../../nbs/core/11_manifest.ipynb #9e16a718
 MANIFEST_VERSION = 2
@@ -521,21 +523,46 @@ def signing_key_path() -> Path:
     if p := os.environ.get(SIGNING_KEY_FILE_ENV): return Path(p)
     return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / get_project().name / "signing.key"
 
-def signing_key(create: bool = False) -> bytes | None:
-    "The signing key (`$RUN_SIGNING_KEY`, else the key file); with `create`, a new random key file when there is none."
-    if v := os.environ.get(SIGNING_KEY_ENV): return v.encode()
-    p = signing_key_path()
-    if p.is_file():
-        try: return p.read_bytes().strip()
-        except OSError as e: raise SignatureError(f"cannot read the run signing key {p}: {e.strerror} (in a container: give the key to the service's user)") from None
-    if not create: return None
+MIN_KEY_BYTES = 32 # A shorter key can be guessed: refused for signing and for checking (a new key is 32 random bytes, as 64 hex digits)
+
+def _strong(key: bytes, where: str) -> bytes:
+    "`key`, unless it is too short to be a secret (an empty or blank file, a word typed by hand): then SignatureError."
+    if len(key) < MIN_KEY_BYTES:
+        raise SignatureError(f"the run signing key {where} is {len(key)} bytes long: a key shorter than {MIN_KEY_BYTES} bytes can be guessed, "
+                             "so nothing is signed or checked with it. Make a new one (python -c 'import secrets; print(secrets.token_hex(32))', "
+                             "in a file of mode 600), then retrain, or re-sign the runs you trust")
+    return key
+
+def _private(p: Path, st: os.stat_result) -> None:
+    "SignatureError when other users may read or change the key file (or its group may change it): whoever reads it can sign runs."
+    if os.name == "posix" and st.st_mode & 0o027:  # group write, or any access by others
+        raise SignatureError(f"the run signing key {p} can be read or changed by other users (mode {st.st_mode & 0o777:03o}): whoever reads it "
+                             f"can sign runs. chmod 600 {p} (640 to share it with the group of a service)")
+
+def _create_key(p: Path) -> None:
+    "Write a new random key at `p`, atomically: another process sees no key, or the whole key, never an empty file."
     p.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.")  # mode 600
     try:
-        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # two first jobs at once: one creates it, the other reads it
-        with os.fdopen(fd, "w") as f: f.write(secrets.token_hex(32) + "\n")
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(MIN_KEY_BYTES) + "\n"); f.flush(); os.fsync(f.fileno())
+        os.link(tmp, p)  # fails if it exists: two first jobs at once, one key
         log.warning("created the run signing key %s: a host that loads these runs needs it too", p)
     except FileExistsError: pass
-    return p.read_bytes().strip()
+    finally: os.unlink(tmp)
+
+def signing_key(create: bool = False) -> bytes | None:
+    """The signing key (`$RUN_SIGNING_KEY`, else the key file); with `create`, a new random key file when there is none. A key too
+    short to be secret, or a file others may read, raises SignatureError."""
+    if v := os.environ.get(SIGNING_KEY_ENV): return _strong(v.strip().encode(), f"in ${SIGNING_KEY_ENV}")
+    p = signing_key_path()
+    if not p.is_file():
+        if not create: return None
+        _create_key(p)
+    try: st, key = p.stat(), p.read_bytes().strip()
+    except OSError as e: raise SignatureError(f"cannot read the run signing key {p}: {e.strerror} (in a container: give the key to the service's user)") from None
+    _private(p, st)
+    return _strong(key, str(p))
 
 def _mac(key: bytes, manifest: Manifest) -> str:
     body = json.dumps(manifest.to_json(), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
@@ -550,10 +577,13 @@ def sign_manifest(
 ) -> Path:
     "Write `manifest.sig`: an HMAC-SHA256 of the manifest with the signing key, and the key's id."
     key = key or signing_key(create=True)
-    p, tmp = Path(run_dir) / SIGNATURE, Path(run_dir) / f".{SIGNATURE}.tmp"
-    tmp.write_text(json.dumps({"algorithm": "hmac-sha256", "key_id": key_id(key), "mac": _mac(key, manifest)}) + "\n")
-    os.replace(tmp, p)
-    return p
+    sig = json.dumps({"algorithm": "hmac-sha256", "key_id": key_id(key), "mac": _mac(key, manifest)}) + "\n"
+    return atomic_write(Path(run_dir) / SIGNATURE, lambda p: p.write_text(sig))
+
+def misnamed(run_dir: Path | str, manifest: Manifest) -> str | None:
+    "Why a run's folder is not the run its manifest describes (a copy or a rename), or None: a run's identity is its signed manifest."
+    name = Path(run_dir).name
+    return None if manifest.run_id == name else f"its manifest is of run {manifest.run_id}: a copy of that run under another name"
 
 def check_signature(
     run_dir: Path | str, # The run's folder
@@ -562,6 +592,8 @@ def check_signature(
 ) -> str:
     "Check the run's signature against its manifest; raises `SignatureError` naming what is wrong, else says what was checked."
     run_dir = Path(run_dir)
+    if why := misnamed(run_dir, manifest):  # whatever the signature says, the folder is not the run it claims to be
+        raise IntegrityError(f"folder {run_dir.name} is not a run of that name: {why}; refer to the run by its own id, {manifest.run_id}")
     def refuse(why):
         if allow_unsigned:
             log.warning("%s; going on because unsigned runs are allowed", why)

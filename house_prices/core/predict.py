@@ -10,6 +10,7 @@ import numbers
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -154,12 +155,23 @@ def _types(s: pd.Series) -> pd.Series | None:
     "Python type of each value, for object columns (None when pandas typed the column already)."
     return s.map(type) if s.dtype == object else None
 
-_NUMBER_TYPES = (int, float, np.integer, np.floating)
-NUMBER_RE = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?" # What a number given as a string may look like
+_NUMBER_TYPES = (int, float, np.integer, np.floating, Decimal)
+
+def _unusable(s: pd.Series) -> bool:
+    "Whether a typed column holds values that are neither numbers, text nor booleans (times, dates, durations, bytes): refused as such, by type."
+    return s.dtype != object and not (pd.api.types.is_numeric_dtype(s.dtype) or pd.api.types.is_string_dtype(s.dtype) or pd.api.types.is_bool_dtype(s.dtype))
+# What a number given as a string may look like: ASCII digits only (Python's \d and `float` take any script's digits, Arrow's do not),
+# and one way only to match each string, so that a failing match costs time linear in its length (the form "\d+\.?\d*" splits
+# a run of digits in n ways and backtracks through all of them: seconds for 24 KB)
+NUMBER_RE = r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
 TOO_LARGE = f"expected a finite number within ±{MAX_MAGNITUDE:.3g}"
 
 def _check_numeric(s, f, parts):
     orig, t = s, _types(s)
+    if _unusable(s):  # a time is no number (its nanoseconds would be read as one), whatever it holds
+        bad = ~_missing(s)
+        _issue(parts, bad, s, f.name, f"expected a number, got a value of type {s.dtype}", "error")
+        return np.full(len(s), np.nan), bad
     if t is not None:
         is_bool = t.map(lambda k: issubclass(k, (bool, np.bool_))).to_numpy(dtype=bool)
         bad_type = ~t.map(lambda k: issubclass(k, (*_NUMBER_TYPES, str, type(None)))).to_numpy(dtype=bool) | is_bool
@@ -192,6 +204,8 @@ def _check_missing(missing, s, f, parts):
         _issue(parts, missing, s, f.name, "is missing: imputed from the training data", "warning", show_value=False)
     return np.zeros(len(s), bool)
 
+def _is_na(v) -> bool: return v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and v != v)
+
 def _as_category(v):
     if isinstance(v, str): return v
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real): return None
@@ -201,17 +215,15 @@ def _unseen(shown: str) -> str: return f"category {shown} was not seen in traini
 
 def _check_categorical(s, f, parts, known):
     t = _types(s)
-    if t is not None:
-        if not t.map(lambda k: k is str).all():
-            conv = s.map(lambda v: v if v is None or (isinstance(v, float) and np.isnan(v)) else _as_category(v))
-            bad_type = (conv.isna() & ~s.isna()).to_numpy(dtype=bool)
-            _issue(parts, bad_type, s, f.name, lambda v: f"expected a string, got {type(v).__name__}", "error")
-            s = conv
-        else: bad_type = np.zeros(len(s), bool)
-    else:
-        if not pd.api.types.is_string_dtype(s.dtype):
-            s = s.map(lambda v: v if pd.isna(v) else _as_category(v)).astype(object)
-        bad_type = np.zeros(len(s), bool)
+    if (t is not None and t.map(lambda k: k is str).all()) or (t is None and pd.api.types.is_string_dtype(s.dtype)): bad_type = np.zeros(len(s), bool)
+    elif _unusable(s):  # times, dates, bytes: no category, refused by type
+        bad_type = ~_missing(s)
+        _issue(parts, bad_type, s, f.name, f"expected a string, got a value of type {s.dtype}", "error")
+    else:  # numbers, booleans or a mix in the column: value by value, as one record's would be
+        conv = s.astype(object).map(lambda v: None if _is_na(v) else _as_category(v))
+        bad_type = (conv.isna() & ~s.isna()).to_numpy(dtype=bool)
+        _issue(parts, bad_type, s, f.name, lambda v: f"expected a string, got {type(v).__name__}", "error")
+        s = conv
     missing = _missing(s) & ~bad_type
     bad = bad_type | _check_missing(missing, s, f, parts)
     unseen = ~s.isin(known).to_numpy(dtype=bool) & ~missing & ~bad_type
@@ -221,7 +233,7 @@ def _check_categorical(s, f, parts, known):
 
 # %% ../../nbs/core/12_predict.ipynb #b6993760
 ID_EXPECTED = "expected a whole number (a 64-bit integer)"
-_INTEGER = re.compile(r"[+-]?\d+")
+_INTEGER = re.compile(r"[+-]?[0-9]{1,20}")  # ASCII digits, at most 20: no 64-bit integer has more, and `int` of a long run is costly
 
 def _id(v) -> tuple[int | None, bool]:
     "(the id exactly, or None when missing or bad; whether it is bad) for one value."
@@ -394,6 +406,7 @@ def check_table(
     ok = np.ones(n, bool)
     for f in contract.fields:
         arr = table[f.name] if f.name in names else pa.nulls(n, pa.string())
+        if pa.types.is_dictionary(arr.type): arr = arr.cast(arr.type.value_type)  # a Parquet category column: its values
         if f.kind == "numeric":
             vals = _numbers(arr) if _is_text(arr.type) or pa.types.is_null(arr.type) else None
             if vals is None: vals, bad = _check_numeric(arr.to_pandas(), f, parts)
@@ -431,7 +444,6 @@ def check_table(
     for extra in [c for c in table.column_names if c not in known]:
         _issue(parts, _present(table[extra]), None, str(extra), "is not a field of the model: ignored", "warning", show_value=False)
     return cols, ids, ok, Issues.collect(parts)
-
 
 # %% ../../nbs/core/12_predict.ipynb #a5dff04a
 SMALL_BATCH = 256 # Up to this many records are checked value by value (`check_records`), more column by column (`check_rows`)

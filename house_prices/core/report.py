@@ -109,7 +109,7 @@ def notebook_to_html(
     from jinja2 import DictLoader
     from nbconvert import HTMLExporter
 
-    from house_prices.core.runs import atomic_write
+    from house_prices.core.files import atomic_write
     nb = nbformat.read(str(notebook), as_version=4)
     if title: nb.metadata["title"] = title
     quiet = logging.getLogger(f"{__name__}.nbconvert")

@@ -18,16 +18,27 @@ from typing import Any
 import joblib
 import pandas as pd
 
-from .manifest import MANIFEST_VERSION, SIGNATURE, Artifact, JobRecord, Manifest, ManifestError, environment, sha256_file, sign_manifest
+from .files import atomic_write
+from house_prices.core.manifest import (
+    MANIFEST_VERSION,
+    SIGNATURE,
+    Artifact,
+    JobRecord,
+    Manifest,
+    ManifestError,
+    environment,
+    misnamed,
+    sha256_file,
+    sign_manifest,
+)
 
 log = logging.getLogger(__name__)
-
 
 # %% auto #0
 __all__ = ['log', 'MODEL', 'MANIFEST', 'METRICS', 'PREDICTIONS', 'NOTEBOOK', 'REPORT', 'CONTRACT', 'HELD_OUT',
            'TRAIN_PREDICTIONS', 'PROFILE', 'STAGING', 'FAILED', 'JOB_INFO', 'ALIASES', 'PROMOTIONS', 'DEFAULT_ALIAS',
-           'ALIAS_RE', 'TMP_AGE_S', 'new_run_id', 'stage_run', 'publish_run', 'fail_run', 'atomic_write', 'write_json',
-           'read_json', 'save_run', 'artifacts', 'finish_run', 'read_predictions', 'read_aliases', 'default_run',
+           'ALIAS_RE', 'TMP_AGE_S', 'new_run_id', 'stage_run', 'publish_run', 'fail_run', 'write_json', 'read_json',
+           'save_run', 'artifacts', 'finish_run', 'read_predictions', 'RunStoreError', 'read_aliases', 'default_run',
            'list_runs', 'resolve_run', 'RunEntry', 'run_table', 'clean_runs']
 
 # %% ../../nbs/core/10_runs.ipynb #a0900494
@@ -68,19 +79,6 @@ def fail_run(staged: Path | str) -> Path:
     return dest
 
 # %% ../../nbs/core/10_runs.ipynb #3a92d452
-def atomic_write(path: Path | str, write) -> Path:
-    "Call `write(tmp_path)`, then rename the temporary file to `path`; on failure nothing is left behind."
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except OSError as e:  # a full disk, a permission: say which file
-        raise OSError(e.errno, f"cannot write {path} ({e.strerror or e})") from None
-    finally:
-        if tmp.exists(): tmp.unlink()
-    return path
-
 def write_json(path: Path | str, obj: Any) -> Path:
     "Write `obj` as indented, key-sorted JSON, atomically."
     text = json.dumps(obj, indent=2, sort_keys=True, allow_nan=False, default=str) + "\n"
@@ -145,10 +143,26 @@ ALIASES, PROMOTIONS = "aliases.json", "promotions.jsonl"
 DEFAULT_ALIAS = "production" # The alias that serving and scoring take when told no run
 ALIAS_RE = r"[a-z][a-z0-9_-]{0,39}" # What an alias may look like (never a run id: those start with a digit)
 
+class RunStoreError(ValueError):
+    "A file of the run store (its aliases) that is damaged, or names something outside the store."
+
 def read_aliases(runs_dir: Path | str) -> dict[str, str]:
-    "Alias -> the id of the run that holds it (empty when nothing was promoted)."
+    "Alias -> the id of the run that holds it (empty when nothing was promoted); raises RunStoreError for a damaged or unsafe file."
     path = Path(runs_dir) / ALIASES
-    return read_json(path) if path.is_file() else {}
+    if not path.is_file(): return {}
+    try: held = read_json(path)
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise RunStoreError(f"{path} is damaged ({type(e).__name__}: {e}): restore it from promotions.jsonl beside it, or remove it") from None
+    if not isinstance(held, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in held.items()):
+        raise RunStoreError(f"{path} is damaged: it should map alias names to run ids, and holds {_shown(held)}")
+    for alias, run in held.items():  # a run id is a folder name of the store: nothing above it, nothing hidden
+        if Path(run).name != run or run in (".", "..") or run.startswith("."):
+            raise RunStoreError(f"{path} gives alias {alias!r} to {run!r}, which is not a run of the store: an alias names a run inside it")
+    return held
+
+def _shown(v) -> str:
+    r = repr(v)
+    return r if len(r) <= 60 else r[:57] + "..."
 
 def default_run(runs_dir: Path | str) -> Path:
     "The run that holds `DEFAULT_ALIAS`, else the newest finished run (with a warning that nothing is promoted)."
@@ -157,7 +171,6 @@ def default_run(runs_dir: Path | str) -> Path:
     log.warning("no run is promoted to %r in %s: using the newest run, %s (promote one: runs promote RUN --alias %s)",
                 DEFAULT_ALIAS, runs_dir, newest.name, DEFAULT_ALIAS)
     return newest
-
 
 # %% ../../nbs/core/10_runs.ipynb #ec21c380
 def list_runs(runs_dir: Path | str) -> list[Path]:
@@ -175,14 +188,25 @@ def resolve_run(
     runs = list_runs(runs_dir)
     if str(ref) == "latest":
         if not runs: raise FileNotFoundError(f"no finished run in {runs_dir}: train one first (`make train`)")
-        return runs[-1]
+        return _newest(runs)
     if (held := read_aliases(runs_dir).get(str(ref))) is not None:
-        if not (Path(runs_dir) / held / MANIFEST).is_file(): raise FileNotFoundError(f"alias {ref!r} names run {held}, which is not a finished run in {runs_dir}")
-        return (Path(runs_dir) / held).resolve()
+        found = (Path(runs_dir) / held).resolve()
+        if found.parent != Path(runs_dir).resolve():  # a link in the store to a folder elsewhere
+            raise RunStoreError(f"alias {ref!r} names {held}, a link to {found}, outside the run store {runs_dir}: an alias names a run inside it")
+        if not (found / MANIFEST).is_file(): raise FileNotFoundError(f"alias {ref!r} names run {held}, which is not a finished run in {runs_dir}")
+        return found
     for cand in (Path(ref), Path(runs_dir) / str(ref)):
         if (cand / MANIFEST).is_file(): return cand.resolve()
     hint = f"; the newest is {runs[-1].name}" if runs else ""
     raise FileNotFoundError(f"no finished run {str(ref)!r} in {runs_dir} ({len(runs)} run(s){hint})")
+
+def _newest(runs: list[Path]) -> Path:
+    "The newest of finished runs whose manifest is theirs (a copy under a newer name is not the newest run); else the newest folder."
+    for run in reversed(runs):
+        try:
+            if misnamed(run, Manifest.read(run / MANIFEST)) is None: return run
+        except ManifestError: continue
+    return runs[-1]
 
 def _alive(pid: int) -> bool:
     try: os.kill(pid, 0)
@@ -209,8 +233,10 @@ def run_table(runs_dir: Path | str) -> list[RunEntry]:
     runs_dir = Path(runs_dir)
     rows = []
     for p in list_runs(runs_dir):
-        try: rows.append(RunEntry(p.name, "complete", p, Manifest.read(p / MANIFEST)))
-        except ManifestError as e: rows.append(RunEntry(p.name, "damaged", p, problem=str(e)))
+        try: m = Manifest.read(p / MANIFEST)
+        except ManifestError as e: rows.append(RunEntry(p.name, "damaged", p, problem=str(e))); continue
+        problem = misnamed(p, m)
+        rows.append(RunEntry(p.name, "damaged" if problem else "complete", p, None if problem else m, problem=problem))
     for sub, status in ((STAGING, None), (FAILED, "failed")):
         for p in sorted((runs_dir / sub).glob("*")) if (runs_dir / sub).is_dir() else []:
             if p.is_dir(): rows.append(RunEntry(p.name, status or _staged_status(p), p))

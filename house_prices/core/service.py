@@ -21,13 +21,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from fastapi import Body, FastAPI, Header, Query, Request
+from fastapi import FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
 from pydantic import ConfigDict, Field, create_model
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from .inputlog import InputLog, log_schema
 from .manifest import Manifest, check_signature, verify_artifact
@@ -38,8 +39,9 @@ from .runs import CONTRACT, MANIFEST, read_json, resolve_run
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'MAX_ISSUES_PER_RECORD', 'MAX_LISTED_ISSUES', 'service_models', 'record_schema', 'type_issues',
-           'request_schema', 'LimitAndLog', 'ServiceMetrics', 'create_app']
+__all__ = ['log', 'MAX_ISSUES_PER_RECORD', 'MAX_LISTED_ISSUES', 'SMALL_BODY_BYTES', 'TWICE', 'service_models', 'record_schema',
+           'type_issues', 'request_schema', 'LimitAndLog', 'ServiceMetrics', 'parse_body', 'refuse_duplicated',
+           'create_app']
 
 # %% ../../nbs/core/16_service.ipynb #942062bd
 MAX_ISSUES_PER_RECORD = 5 # Problems listed per record in an answer; more are counted in one further line
@@ -233,6 +235,40 @@ class ServiceMetrics:
         from prometheus_client import generate_latest
         return generate_latest(self.registry)
 
+# %% ../../nbs/core/16_service.ipynb #d8181edb
+SMALL_BODY_BYTES = 64 << 10 # Bodies up to this size (and up to `SMALL_BATCH` records) are parsed and scored on the event loop; larger ones on a worker thread
+
+class _Record(dict):
+    "A JSON object as the request gave it, and the keys it held more than once (`duplicated`)."
+    duplicated: tuple[str, ...] = ()
+
+def _object(pairs: list[tuple[str, Any]]) -> dict:
+    "`object_pairs_hook` for `json.loads`: a dict, which names the keys given more than once."
+    d = _Record(pairs)
+    if len(d) != len(pairs):
+        seen = set()
+        d.duplicated = tuple(dict.fromkeys(k for k, _ in pairs if k in seen or seen.add(k)))
+    return d
+
+def parse_body(raw: bytes) -> Any:
+    "The JSON value of a request body (NaN and Infinity accepted, as Python's parser does); objects that hold a key twice say so. Raises ValueError."
+    return json.loads(raw, object_pairs_hook=_object)
+
+TWICE = "given more than once in this record: which value was meant is unknown; send each field once" # The error of a repeated key
+
+def refuse_duplicated(
+    scored: Scored, # The scored records
+    records: list, # The records, as `parse_body` read them
+) -> Scored:
+    "Refuse each record that held a key twice (see `parse_body`), with an error per repeated key; the other records keep their answers."
+    twice = [(i, k) for i, r in enumerate(records) for k in getattr(r, "duplicated", ())]
+    for i, k in twice: scored.issues = scored.issues.plus([i], k, [_show(records[i][k])], TWICE)
+    if rows := sorted({i for i, _ in twice}):
+        scored.ok[rows] = False
+        scored.predictions[rows] = None if scored.classes else np.nan
+        if scored.probabilities is not None: scored.probabilities[rows] = np.nan
+    return scored
+
 # %% ../../nbs/core/16_service.ipynb #aa83b6ad
 def _records(body: Any) -> list | None:
     if isinstance(body, dict) and set(body) == {"records"}: body = body["records"]
@@ -388,9 +424,15 @@ def create_app(
               responses={413: {"model": M.ErrorResponse, "description": "Body, records or values over the service's limits"},
                          422: {"model": M.ErrorResponse, "description": "A request the schema excludes, with every problem by record and field"}},
               openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": request_schema(contract)}}}})
-    async def predict(request: Request, body: Any = Body(...),
+    async def predict(request: Request,
                       all_or_nothing: bool = Query(False, description="Score no record unless every record can be scored (each still gets its answer)")):
         "Predict one or more records: each gets its prediction, or its errors."
+        try: raw = await request.body()
+        except ClientDisconnect: return Response(status_code=400)  # the client left, or the body was over the limit (answered 413 already)
+        small = len(raw) <= SMALL_BODY_BYTES  # parsed and checked on the loop only when it costs less than a thread hand-off
+        try: body = parse_body(raw) if small else await run_in_threadpool(parse_body, raw)
+        except ValueError as e: return refused_422([Issue(loc=["body"], msg=f"the body is not JSON ({_show(str(e))[1:-1]})")])
+        if getattr(body, "duplicated", ()) and set(body) == {"records"}: return refused_422([Issue(loc=["body", "records"], msg=f"records {TWICE}")])
         records = _records(body)
         if records is None:
             return JSONResponse({"detail": [Issue(loc=["body"], msg="expected a record (JSON object), a list of records, or {\"records\": [...]}").model_dump()]}, status_code=422)
@@ -403,8 +445,8 @@ def create_app(
             return JSONResponse({"detail": f"{n} values in one request; the limit is {max_values} ({max_records} records × {len(contract.fields) + 1} fields)"},
                                 status_code=413)
         work = lambda: answer(request.app.state.predictor, records, all_or_nothing)
-        # a few records are scored on the event loop (a thread hand-off would cost more than the scoring), more on a worker thread
-        return work() if len(records) <= SMALL_BATCH else await run_in_threadpool(work)
+        # a few records in a small body are scored on the event loop (a thread hand-off would cost more), the rest on a worker thread
+        return work() if small and len(records) <= SMALL_BATCH else await run_in_threadpool(work)
 
     def answer(predictor: Predictor, records: list, all_or_nothing: bool) -> Response:
         "The answer to a request of `records` within the limits: 422 for what the request schema excludes, else one answer per record."
@@ -413,7 +455,7 @@ def create_app(
                       for i, k, v, m in bad[:MAX_LISTED_ISSUES]]
             if len(bad) > MAX_LISTED_ISSUES: detail.append(Issue(loc=["body"], msg=f"{len(bad) - MAX_LISTED_ISSUES} more problem(s), not listed", type="type_error"))
             return refused_422(detail)
-        scored = predictor.score(records)
+        scored = refuse_duplicated(predictor.score(records), records)
         metrics.scored(scored)
         errors = _issues(scored, "error", Issue)
         if all_or_nothing and errors:  # none is scored: the refused records say why, the others that they were held back

@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl, urlencode
 import numpy as np
 import pandas as pd
 
+from .files import temporary_path
 from .project import get_project
 from .schema import DataValidationError, fingerprint, read_raw_csv, to_canonical
 
@@ -168,7 +169,7 @@ def save_snapshot(df: pd.DataFrame, store: Path | str) -> tuple[str, Path]:
     store = Path(store); store.mkdir(parents=True, exist_ok=True)
     path = store / f"{fp}.parquet"
     if not path.exists():
-        tmp = store / f".{fp}.{os.getpid()}.tmp"
+        tmp = temporary_path(path)
         try:
             df.to_parquet(tmp, index=False)
             os.replace(tmp, path)
