@@ -68,8 +68,9 @@ def copy_run(run):
 
 
 def record_files(run):
-    "Record the run's files' current sha256 in its manifest and sign it, as if the run had been made so (by the key's owner)."
+    "Record the run's files' current sha256 (and its folder name as its id) in its manifest and sign it, as if the run had been made so (by the key's owner)."
     m = read_json(run / "manifest.json")
+    m["run_id"] = run.name
     m["artifacts"] = {name: a.model_dump() for name, a in artifacts(run).items()}
     write_json(run / "manifest.json", m)
     sign_manifest(run, Manifest.read(run / "manifest.json"))
