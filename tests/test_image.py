@@ -81,6 +81,7 @@ def test_the_image_is_recorded_with_its_base_by_digest_and_runs_unprivileged_wit
     assert record["image"] == f"localhost/service-test:{run_dir.name}" and "recorded in the run's deployments.jsonl" in out
     assert record["base"] == base and record["base_digest"] == run("podman", "image", "inspect", "--format", "{{.Digest}}", base).strip()
     assert record["lock"] == f"{PYTHON}/runtime.lock" and record["python"] == PYTHON
+    assert record["numerics"]["tier"] == "bit-identical" and record["numerics"]["rows"] > 0, record["numerics"]  # as the smoke test found it inside
     [info] = json.loads(run("podman", "image", "inspect", record["image"]))
     cfg = info["Config"]
     assert cfg["User"] == "10001" and cfg["Entrypoint"] == ["house-prices"] and cfg["Cmd"][0] == "serve"

@@ -273,6 +273,10 @@ def test_held_out_predictions_moved_in_their_last_bits_load_as_numerically_equiv
     test_csv = BIN.parent.parent / "data/house-prices/test.csv"
     r = house_prices_cli("predict", "--run", run, test_csv, "-o", tmp_path / "out.csv")
     assert r.returncode == 0 and "loaded as numerically equivalent" in r.stderr and "1459 scored" in r.stdout, r.stdout + r.stderr
+    r = house_prices_cli("runs", "--runs-dir", store, "verify", run.name, "--json", tmp_path / "verify.json")
+    assert r.returncode == 0 and f"run {run.name} loads here: held-out predictions numerically equivalent" in r.stdout, r.stdout + r.stderr
+    assert json.loads((tmp_path / "verify.json").read_text())["numerics"]["tier"] == "numerically equivalent"
+    assert house_prices_cli("runs", "--runs-dir", store, "verify", run.name, "--strict").returncode == 1
     r = house_prices_cli("predict", "--strict", "--run", run, test_csv, "-o", tmp_path / "strict.csv")
     assert r.returncode == 1 and "strict loading accepts only bit-identical" in r.stderr and not (tmp_path / "strict.csv").exists()
     with serving(tmp_path / "server.log", "--run", run) as (url, _):

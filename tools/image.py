@@ -3,7 +3,8 @@
 It stages a small build context (the package, the runtime lock of the run's Python, a run store of the run alone,
 promoted to production, a few held-out rows for the smoke test), resolves the base image to its digest, builds (the signing key and the CA bundle pip trusts,
 `PIP_CERT` or `REQUESTS_CA_BUNDLE` or `SSL_CERT_FILE`, handed over as build secrets, never written into a layer), and appends what it built to the run's deployment
-record (`<run>/deployments.jsonl`): the image, its id and size, the base image by name and digest, the lock, the engine.
+record (`<run>/deployments.jsonl`): the image, its id and size, the base image by name and digest, the lock, the engine, and how the
+run's held-out predictions agree inside the image (`numerics`: bit-identical or numerically equivalent, found by the smoke test's `runs verify`).
 The base image's Python must be the run's: by default `python:<the run's Python>-slim`; `--base` to choose another
 (on a machine without a registry, a local one: see `tools/debian_base.sh`).
 
@@ -86,6 +87,19 @@ def stage_context(run: Path, python: str, ctx: Path) -> None:
             w.writerow(row)
 
 
+NUMERICS = "/usr/share/doc/service-numerics.json"  # In the image: how the run's held-out predictions agree there (`runs verify`)
+
+
+def image_file(engine: str, image: str, path: str) -> str:
+    "The text of a file in an image, read without running it: a container is created, the file copied out, the container removed."
+    cid = sh(engine, "create", image).stdout.strip()
+    try:
+        with tempfile.TemporaryDirectory(prefix="image-file-") as d:
+            sh(engine, "cp", f"{cid}:{path}", d)
+            return (Path(d) / Path(path).name).read_text()
+    finally: sh(engine, "rm", cid)
+
+
 def build(run_ref: str | None, base: str | None, image: str, engine_name: str | None) -> dict:
     "Build the image of run `run_ref`; return its deployment record (also appended to the run's)."
     settings = get_settings()
@@ -117,11 +131,12 @@ def build(run_ref: str | None, base: str | None, image: str, engine_name: str | 
     finally:
         if made: os.unlink(made)
     info = json.loads(sh(engine, "image", "inspect", tag).stdout)[0]
+    numerics = json.loads(image_file(engine, tag, NUMERICS))["numerics"]
     lock = runtime_lock(python)
     record = dict(time=datetime.now(UTC).isoformat(timespec="seconds"), kind="container image", image=tag, image_id=info["Id"],
                   size_bytes=info.get("Size"), base=base, base_digest=digest, python=python,
                   lock=f"{python}/runtime.lock", lock_sha256=hashlib.sha256(lock.read_bytes()).hexdigest(),
-                  engine=sh(engine, "--version").stdout.strip())
+                  engine=sh(engine, "--version").stdout.strip(), numerics=numerics)
     with open(run / DEPLOYMENTS, "a") as f: f.write(json.dumps(record) + "\n")
     return record
 

@@ -22,8 +22,8 @@ from .schema import DataValidationError
 
 # %% auto #0
 __all__ = ['COMPARED', 'main', 'train', 'reproduce', 'predict', 'serve', 'drift', 'data', 'data_fingerprint', 'data_validate',
-           'data_draft_schema', 'data_ingest', 'runs', 'runs_list', 'runs_clean', 'runs_show', 'compare_manifests',
-           'runs_compare', 'runs_promote']
+           'data_draft_schema', 'data_ingest', 'runs', 'runs_list', 'runs_clean', 'runs_show', 'runs_verify',
+           'compare_manifests', 'runs_compare', 'runs_promote']
 
 # %% ../../nbs/core/19_cli.ipynb #e5612239
 _EXPECTED = (DataValidationError, FileNotFoundError, IntegrityError, ManifestError, RunStoreError, VersionMismatchError)
@@ -426,6 +426,24 @@ def runs_show(runs_dir, run_ref, as_json):
     click.echo(f"environment Python {e.python} on {e.machine}; " + ", ".join(f"{k} {v}" for k, v in e.packages.items() if v))
     click.echo(f"code        commit {c.git_commit}" + (" with uncommitted changes" if c.git_dirty else ""))
     for name, a in sorted(m.artifacts.items()): click.echo(f"file        {name:<16} {a.bytes:>10,} bytes  sha256 {a.sha256}")
+
+# %% ../../nbs/core/19_cli.ipynb #1855c3fe
+@runs.command("verify")
+@click.argument("run_ref", metavar="RUN", default=None, required=False)
+@_load_options
+@click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path), help="Also write what was found as JSON to this file.")
+@click.pass_obj
+def runs_verify(runs_dir, run_ref, policy, json_file):
+    """Load RUN (default: production, else the newest) here as predict and serve would: its signature, files, library versions and
+    held-out predictions. Exit code 0: it loads (bit-identical or numerically equivalent); 1: it is refused, and why."""
+    from house_prices.core.predict import Predictor
+    try: p = Predictor.load(resolve_run(run_ref, runs_dir), policy)
+    except _EXPECTED as e: _fail(e)
+    n = p.numerics()
+    click.echo(f"run {p.run_id} loads here: held-out predictions {p.agreement}")
+    for why in p.explained_by: click.echo(f"  - {why}")
+    click.echo(f"scoring: {p.compiled or p.slow_reason}")
+    if json_file: json_file.write_text(json.dumps({"run_id": p.run_id, "numerics": n}, indent=2) + "\n")
 
 # %% ../../nbs/core/19_cli.ipynb #976972e8
 def _flatten(d, prefix=""):
