@@ -160,6 +160,7 @@ _NUMBER_TYPES = (int, float, np.integer, np.floating, Decimal)
 def _unusable(s: pd.Series) -> bool:
     "Whether a typed column holds values that are neither numbers, text nor booleans (times, dates, durations, bytes): refused as such, by type."
     return s.dtype != object and not (pd.api.types.is_numeric_dtype(s.dtype) or pd.api.types.is_string_dtype(s.dtype) or pd.api.types.is_bool_dtype(s.dtype))
+
 # What a number given as a string may look like: ASCII digits only (Python's \d and `float` take any script's digits, Arrow's do not),
 # and one way only to match each string, so that a failing match costs time linear in its length (the form "\d+\.?\d*" splits
 # a run of digits in n ways and backtracks through all of them: seconds for 24 KB)
