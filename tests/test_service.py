@@ -140,7 +140,7 @@ def test_unknown_category_is_scored_with_a_warning(server, test_records):
 
 @pytest.mark.parametrize("content", [b"", b"not json", b"{", b"[1, 2]", b'"a string"', b"42", b"null", b"[]", b'{"records": []}',
                                      b'{"records": "x"}', b'[{"LotArea": {"nested": [1, 2]}}]', b'{"LotArea": [1e400]}',
-                                     b"\xff\xfe", b'{"records": [null]}'])
+                                     b"\xff\xfe", b'{"records": [null]}', b"[" * 200_000, b'[{"LotArea": ' + b"1" * 5000 + b"}]"])
 def test_malformed_bodies_get_422_never_500(server, content):
     r = post(server, content=content, headers={"content-type": "application/json"})
     assert r.status_code == 422, (content, r.status_code, r.text)

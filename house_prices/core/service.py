@@ -252,7 +252,8 @@ def _object(pairs: list[tuple[str, Any]]) -> dict:
 
 def parse_body(raw: bytes) -> Any:
     "The JSON value of a request body (NaN and Infinity accepted, as Python's parser does); objects that hold a key twice say so. Raises ValueError."
-    return json.loads(raw, object_pairs_hook=_object)
+    try: return json.loads(raw, object_pairs_hook=_object)
+    except RecursionError: raise ValueError("arrays or objects nested too deeply") from None  # [[[[...: the parser's recursion, not a crash
 
 TWICE = "given more than once in this record: which value was meant is unknown; send each field once" # The error of a repeated key
 
