@@ -11,6 +11,8 @@ import pytest
 from conftest import serving
 
 from house_prices.core.compare import promote
+from house_prices.core.manifest import Manifest, sign_manifest
+from house_prices.core.runs import read_json, write_json
 from house_prices.data import read_raw_csv
 
 TOKEN = "a-test-admin-token-of-some-length"
@@ -72,8 +74,10 @@ def test_admin_reload_needs_the_token_and_a_failed_model_leaves_the_old_one_serv
     assert r.status_code == 401
     auth = {"Authorization": f"Bearer {TOKEN}"}
     assert httpx.post(service.url + "/admin/reload", headers=auth).json()["status"] == "unchanged"
-    broken = service.store / "20990101T000000Z-bad000"  # a copy of the other run whose model file was damaged after training
+    broken = service.store / "20990101T000000Z-bad000"  # a run (the other one, signed under this id) whose model file was damaged after training
     shutil.copytree(service.store / service.other, broken)
+    write_json(broken / "manifest.json", {**read_json(broken / "manifest.json"), "run_id": broken.name})
+    sign_manifest(broken, Manifest.read(broken / "manifest.json"))
     with open(broken / "model.joblib", "r+b") as f: f.seek(100); b = f.read(1); f.seek(100); f.write(bytes([b[0] ^ 1]))
     promote(broken.name, "production", service.store, force=True, reason="test: a damaged model")
     r = httpx.post(service.url + "/admin/reload", headers=auth)
