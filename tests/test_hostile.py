@@ -52,7 +52,7 @@ def toy():
 
 NA = {"NA", ""}
 number_text = st.one_of(st.from_regex(NUMBER_RE, fullmatch=True).filter(lambda s: len(s) < 30), ASCII_NUMBERISH,
-                        st.sampled_from(["1e400", "-1e400", "nan", "inf", "-inf", "١٢", "１２", "1_000", " 7", "7 ", "+.5", "5.", "0" * 30 + "1"]))
+                        st.sampled_from(["1e400", "-1e400", "nan", "inf", "-inf", "١٢", "１２", "1_000", " 7", "7 ", "+.5", "5.", "0" * 30 + "1", "0" * 400 + "1"]))
 category_text = st.one_of(st.sampled_from(["red", "blue", "green", "A", "B", "C", "none", "Red", " red"]), st.text(max_size=6))
 record = st.fixed_dictionaries({"key": st.one_of(st.integers(1, 10**6).map(str), st.sampled_from(["x", "1.5", "9" * 25, "-3"])),
                                 "area": number_text, "age": number_text, "colour": category_text, "grade": category_text})
@@ -98,7 +98,7 @@ def test_the_batch_command_answers_hostile_text_as_the_one_record_path(tmp_path,
     p = Predictor.load(run)
     rows = read_raw_csv(BIN.parent.parent / "data/house-prices/test.csv").head(40)
     rng = np.random.default_rng(0)
-    texts = ["١٢", "1_000", " 7", "+.5", "5.", "1e400", "x", "", "0" * 30 + "1", "9" * 5000 + "x"]
+    texts = ["١٢", "1_000", " 7", "+.5", "5.", "1e400", "x", "", "0" * 30 + "1", "9" * 5000 + "x", "0" * 400 + "1"]
     for i in range(len(rows)):
         rows.loc[i, "LotArea"] = texts[i % len(texts)]
         rows.loc[i, "Neighborhood"] = rng.choice(["NAmes", "Atlantis", "", "names"])

@@ -32,9 +32,9 @@ from .schema import MAX_MAGNITUDE, Schema, _to_float, read_raw_csv
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'CONTRACT_VERSION', 'SHOWN_CHARS', 'NUMBER_RE', 'TOO_LARGE', 'ID_EXPECTED', 'SMALL_BATCH', 'ContractField',
-           'Contract', 'derive_contract', 'Issues', 'known_categories', 'check_rows', 'check_records', 'check_table',
-           'Scored', 'LoadPolicy', 'Predictor']
+__all__ = ['log', 'CONTRACT_VERSION', 'SHOWN_CHARS', 'NUMBER_RE', 'NUMBER_MAX_CHARS', 'TOO_LARGE', 'ID_EXPECTED', 'SMALL_BATCH',
+           'ContractField', 'Contract', 'derive_contract', 'Issues', 'known_categories', 'check_rows', 'check_records',
+           'check_table', 'Scored', 'LoadPolicy', 'Predictor']
 
 # %% ../../nbs/core/12_predict.ipynb #7f84a48d
 CONTRACT_VERSION = 1
@@ -165,6 +165,8 @@ def _unusable(s: pd.Series) -> bool:
 # and one way only to match each string, so that a failing match costs time linear in its length (the form "\d+\.?\d*" splits
 # a run of digits in n ways and backtracks through all of them: seconds for 24 KB)
 NUMBER_RE = r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+NUMBER_MAX_CHARS = 400 # A number written with more characters is refused unread: a match is linear, but a pattern holds Python's lock, so a
+                       # megabyte of digits would hold up the service's event loop for a tenth of a second however the work is threaded
 TOO_LARGE = f"expected a finite number within ±{MAX_MAGNITUDE:.3g}"
 
 def _check_numeric(s, f, parts):
@@ -184,7 +186,9 @@ def _check_numeric(s, f, parts):
     missing = _missing(s)
     if t is not None or pd.api.types.is_string_dtype(s.dtype):
         is_str = (t.map(lambda k: issubclass(k, str)).to_numpy(dtype=bool) if t is not None else np.ones(len(s), bool)) & ~missing
-        plain = s.where(is_str, "").astype(str).str.fullmatch(NUMBER_RE).to_numpy(dtype=bool)
+        text = s.where(is_str, "").astype(str)
+        plain = np.array(text.str.len() <= NUMBER_MAX_CHARS, dtype=bool)  # the length first: what is too long is not matched at all
+        plain[plain] = text[plain].str.fullmatch(NUMBER_RE).to_numpy(dtype=bool)
         s = s.where(~is_str | plain, None)  # a string that is not a plain number becomes NaN: "expected a number"
     try: vals = pd.to_numeric(s.where(~missing, None), errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
     except OverflowError:  # an integer beyond any float: value by value
@@ -245,7 +249,7 @@ def _id(v) -> tuple[int | None, bool]:
         if not (float(v).is_integer() and abs(v) <= 2**53): return None, True
         x = int(v)
     elif isinstance(v, str) and _INTEGER.fullmatch(v.strip()): x = int(v)
-    elif isinstance(v, str) and _PLAIN_NUMBER.fullmatch(v.strip()) and _to_float(v).is_integer() and abs(_to_float(v)) <= 2**53: x = int(float(v))
+    elif isinstance(v, str) and len(v) <= NUMBER_MAX_CHARS and _PLAIN_NUMBER.fullmatch(v.strip()) and _to_float(v).is_integer() and abs(_to_float(v)) <= 2**53: x = int(float(v))
     else: return None, True
     return (x, False) if -2**63 <= x < 2**63 else (None, True)
 
@@ -302,7 +306,7 @@ def _num(v):
     t = type(v)  # the common types first: this runs once per value of every record the service receives
     if t is str:
         if not v: return None, None
-        if not _PLAIN_NUMBER.fullmatch(v): return np.nan, "expected a number"
+        if len(v) > NUMBER_MAX_CHARS or not _PLAIN_NUMBER.fullmatch(v): return np.nan, "expected a number"
     elif v is None: return None, None
     elif t is not float and t is not int and (isinstance(v, (bool, np.bool_)) or not isinstance(v, _NUMBER_TYPES)):
         return np.nan, f"expected a number, got {t.__name__}"
@@ -387,6 +391,7 @@ def _present(arr) -> np.ndarray:
 
 def _numbers(arr) -> np.ndarray | None:
     "A text column as float64 (NaN where missing), when every value is a plain, finite number within range; else None."
+    if len(arr) and _is_text(arr.type) and (pc.max(pc.utf8_length(arr)).as_py() or 0) > NUMBER_MAX_CHARS: return None  # one rule: see `_num`
     try: vals = pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError): return None
     with np.errstate(invalid="ignore"): fine = ~(np.abs(vals) > MAX_MAGNITUDE) & ~np.isinf(vals)
