@@ -206,6 +206,8 @@ def test_aliases_name_runs_inside_the_store_and_damaged_store_files_are_named(st
     runs_dir, (a, b) = store
     test_csv = BIN.parent.parent / "data/house-prices/test.csv"
     outside = tmp_path / "elsewhere"; shutil.copytree(runs_dir / a, outside / a)
+    r = house_prices_cli("runs", "--runs-dir", runs_dir, "promote", outside / a, "--force", "--reason", "a run from elsewhere")
+    assert r.returncode == 1 and "is not a run of the store" in r.stderr and not (runs_dir / "aliases.json").exists(), r.stderr
     for aliases in ({"production": f"../elsewhere/{a}"}, {"production": str(outside / a)}):
         (runs_dir / "aliases.json").write_text(json.dumps(aliases))
         r = house_prices_cli("predict", "--run", "production", test_csv, "-o", tmp_path / "o.csv", env={"HOUSE_PRICES_ROOT": str(runs_dir.parent)})

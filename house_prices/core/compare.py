@@ -292,6 +292,8 @@ def promote(
     if not re.fullmatch(ALIAS_RE, alias) or alias == "latest": raise ValueError(f"{alias!r} is not an alias name: lower-case letters, digits, - and _, starting with a letter")
     if force and not (reason or "").strip(): raise ValueError("a forced promotion needs a reason (--reason)")
     new = resolve_run(run, runs_dir)
+    if new.parent.resolve() != runs_dir.resolve():  # an alias names a run of this store by its id: a folder elsewhere would be another run
+        raise ValueError(f"{new} is not a run of the store {runs_dir}: copy it into the store first, then promote it by its id")
     held = read_aliases(runs_dir)
     current = held.get(alias)
     if current == new.name: raise ValueError(f"run {new.name} holds {alias!r} already")
