@@ -16,6 +16,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 KERNEL := house-prices
 STAMP  := $(VENV)/.installed
+# The machinery: the nbprod library in lib/, editable, so that a change to its notebooks, exported, is
+# live in the example at once. A generated project installs it from requirements/nbprod.txt instead, pinned.
+LIBRARY := lib
 # Parameters for the training job, e.g. `make train P="-p seed 1 -p gbm_n_estimators 800"`
 P ?=
 # Options for the service, e.g. `make serve ARGS="--port 9000 --run 20261122T063200Z-7a3d88"`
@@ -26,13 +29,13 @@ ARGS ?=
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-$(STAMP): $(wildcard $(LOCKS)/dev.lock) pyproject.toml
+$(STAMP): $(wildcard $(LOCKS)/dev.lock) pyproject.toml $(LIBRARY)/pyproject.toml
 	@test -f "$(LOCKS)/dev.lock" || { echo "Python 3.11, 3.12 or 3.13 is needed; $(PYTHON) is $(or $(PYVER),not runnable): run make PYTHON=/path/to/python3.13" >&2; exit 1; }
 	@[ ! -e $(BIN)/python ] || [ "$$($(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)" = "$(PYVER)" ] \
 	  || { echo "$(VENV) was built with another Python: rebuilding it with $(PYVER)"; rm -rf $(VENV); }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r $(LOCKS)/dev.lock
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation --editable .
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation --editable ./$(LIBRARY) --editable .
 	$(BIN)/python -m pip check
 	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python ($(KERNEL))" >/dev/null
 	@touch $(STAMP)
@@ -47,16 +50,17 @@ runtime: ## Build .venv-runtime from requirements/<python>/runtime.lock only (wh
 	@test -f "$(LOCKS)/runtime.lock" || { echo "Python 3.11, 3.12 or 3.13 is needed; $(PYTHON) is $(or $(PYVER),not runnable)" >&2; exit 1; }
 	$(PYTHON) -m venv .venv-runtime
 	.venv-runtime/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r $(LOCKS)/runtime.lock
-	.venv-runtime/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation --editable .
+	.venv-runtime/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation --editable ./$(LIBRARY) --editable .
 	.venv-runtime/bin/python -m pip check
 
 train: $(STAMP) ## Train: run nbs/jobs/train.ipynb through papermill into runs/<run id>/
 	$(BIN)/house-prices train $(P)
 
-test: $(STAMP) ## Run every test: the notebooks (nbdev-test), then tests/ (pytest)
+test: $(STAMP) ## Run every test: the library's and the example's notebooks (nbdev-test), then tests/ (pytest)
 	$(MAKE) --no-print-directory test-nbs test-py
 
 test-nbs: $(STAMP)
+	cd $(LIBRARY) && ../$(BIN)/nbdev-test --n-workers 2
 	$(BIN)/nbdev-test --n-workers 2
 
 test-py: $(STAMP)
@@ -65,7 +69,7 @@ test-py: $(STAMP)
 test-template: $(STAMP) ## Generate projects from the template (copier) on other data sets; run their make train / make test; copier update
 	$(BIN)/python -m pytest template_tests
 
-template: $(STAMP) ## Regenerate template/'s machinery from nbs/core, tests and locks (run after changing them)
+template: $(STAMP) ## Regenerate template/'s generated files (locks, shared tests, the pin of nbprod) from this repository
 	$(BIN)/python tools/template.py
 
 image: $(STAMP) ## Build the service's container image from a run (Containerfile; podman or docker): make image [RUN=id|alias] [BASE=image]
@@ -80,10 +84,12 @@ lab: $(STAMP) ## Start JupyterLab on the project kernel
 lint: $(STAMP) ## Check notebooks, package, tests and tools with ruff (pyproject.toml); fix a notebook with `.venv/bin/ruff check --fix nbs`, then make export
 	$(BIN)/ruff check .
 
-export: $(STAMP) ## Export nbs/ to the house_prices package (run after editing a notebook)
+export: $(STAMP) ## Export the notebooks to their packages: lib/nbs/ to nbprod, nbs/ to house_prices (run after editing a notebook)
+	cd $(LIBRARY) && ../$(BIN)/nbdev-export
 	$(BIN)/nbdev-export
 
 clean-nbs: $(STAMP) ## Strip execution counts and metadata from notebooks (keeps the `parameters` tag)
+	cd $(LIBRARY) && ../$(BIN)/nbdev-clean
 	$(BIN)/nbdev-clean
 
 lock: ## Re-resolve requirements/<python>/*.lock for every supported Python from pyproject.toml, keeping pins that still resolve (needs network)

@@ -8,7 +8,7 @@ Measured in one run, on a Parquet file of `--rows` rows resampled from test.csv 
 - `score_dataset` (what `house-prices predict --engine dask` runs) on a local cluster of 1 and of 2 worker processes,
   the cluster started before the clock starts; the clock includes loading and verifying the model on every worker
   (the worker plugin) and writing one file per partition; peak memory is each worker process's VmHWM.
-- the job's hyperparameter search (`core.search`: `--search-iter` candidates of the project's space drawn with seed 0,
+- the job's hyperparameter search (`nbprod.search`: `--search-iter` candidates of the project's space drawn with seed 0,
   3 folds each, on the training rows of the default data) with joblib on this machine's cores and on a local Dask
   cluster of 2 workers (the cluster's start, its checks and the fits timed together).
 Figures go to stdout and bench/results/dask_speed.json. These machines are shared and noisy: compare the ratios.
@@ -34,7 +34,7 @@ def vmhwm_mib():
 
 def batches(a, run, s, tmp, results):
     "The batch figures: the single process, then Dask with each number of workers."
-    from house_prices.core.cluster import dask_client, score_dataset
+    from nbprod.cluster import dask_client, score_dataset
     t = time.perf_counter()
     resample(s.test_csv, a.rows, tmp / "rows.csv", tmp / "rows.parquet")
     (tmp / "rows.csv").unlink()
@@ -62,8 +62,8 @@ def main():
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--search-iter", type=int, default=4, help="candidates of the search (0: skip the search)")
     a = ap.parse_args()
-    from house_prices.core.config import get_settings
-    from house_prices.core.runs import resolve_run
+    from nbprod.config import get_settings
+    from nbprod.runs import resolve_run
     s = get_settings()
     run = resolve_run(a.run, s.runs_dir)
     tmp = Path(tempfile.mkdtemp(prefix="dask_speed-"))
@@ -74,10 +74,10 @@ def main():
     else: batches(a, run, s, tmp, results)
     searches = {}
     if a.search_iter:
-        from house_prices.core.project import get_project
-        from house_prices.core.search import candidates, search
-        from house_prices.core.sources import load
-        from house_prices.core.train import split
+        from nbprod.project import get_project
+        from nbprod.search import candidates, search
+        from nbprod.sources import load
+        from nbprod.train import split
         p = get_project()
         train, _ = split(load(p.data_file, s.root), test_size=0.1, seed=0)
         cands = candidates(p.search_space, p.default_params, "random", a.search_iter, 0)

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 CHILD = """
 import json, resource, sys, time
 from house_prices.data import fingerprint
-from house_prices.core.sources import load
+from nbprod.sources import load
 import pandas as pd
 ref, what = sys.argv[1], sys.argv[2]
 t = time.perf_counter()
@@ -55,8 +55,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=1_000_000)
     a = ap.parse_args()
-    from house_prices.core.config import get_settings
-    from house_prices.core.sources import load
+    from nbprod.config import get_settings
+    from nbprod.sources import load
     s = get_settings()
     d = Path(tempfile.mkdtemp())
     big = load("data/house-prices/train.csv", s.root).sample(n=a.rows, replace=True, random_state=0)

@@ -94,8 +94,8 @@ def resample(test_csv, rows, out_csv, out_parquet):
 
 def worker(run, path, out):
     "In a fresh process: load the run, then time `score_file` alone; print wall and CPU seconds and this process's peak RSS."
-    from house_prices.core.batch import keep_heap, score_file
-    from house_prices.core.predict import Predictor
+    from nbprod.batch import keep_heap, score_file
+    from nbprod.predict import Predictor
     keep_heap()  # as `house-prices predict` does
     predictor = Predictor.load(run)
     wall, cpu = time.perf_counter(), time.process_time()
@@ -128,7 +128,7 @@ def leaves(est, X):
 
 def model_floor(pipeline, frame):
     "Seconds the fitted estimators alone take on their prepared matrices, in blocks of BLOCK_ROWS rows as the compiled path calls them."
-    from house_prices.core.fastpath import BLOCK_ROWS, _final
+    from nbprod.fastpath import BLOCK_ROWS, _final
     total = 0.0
     for est, X in leaves(pipeline, frame):
         dtype, predict, order = _final(est)
@@ -143,7 +143,7 @@ def serialisation(predictor, record, repeat):
     "ms per answer for one record: FastAPI's jsonable_encoder + json.dumps (a response_model route) vs pydantic's model_dump_json."
     from fastapi.encoders import jsonable_encoder
 
-    from house_prices.core.service import service_models
+    from nbprod.service import service_models
     M = service_models(predictor.contract)
     s = predictor.score([record])
     answer = M.PredictResponse(run_id=predictor.run_id, scored=1, refused=0, predictions=[M.Prediction(record=0, prediction=float(s.predictions[0]))])
@@ -168,13 +168,13 @@ def main():
     a = ap.parse_args()
     if a.worker: return worker(*a.worker)
 
-    from house_prices.core.config import get_settings
-    from house_prices.core.predict import Predictor
-    from house_prices.core.runs import list_runs, resolve_run
     from house_prices.data import FEATURES, read_csv
+    from nbprod.config import get_settings
+    from nbprod.predict import Predictor
+    from nbprod.runs import list_runs, resolve_run
     s = get_settings()
     if a.run == "latest" and not list_runs(s.runs_dir):
-        from house_prices.core.job import run_training
+        from nbprod.job import run_training
         print("no run yet: training one"); run_training({}, settings=s, progress=False)
     run = resolve_run(a.run, s.runs_dir)
     predictor = Predictor.load(run)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .core import schema as core
-from .core.schema import Column, Schema
+from nbprod import schema as machinery
+from nbprod.schema import Column, Schema
 
 # %% auto #0
 __all__ = ['AREA', 'COUNT', 'YEAR', 'RATING', 'SCHEMA', 'COLUMNS', 'ID', 'TARGET', 'FEATURES', 'NUMERIC', 'CATEGORICAL',
@@ -83,8 +83,8 @@ def to_canonical(
     source: str = "data", # What to call the data in error messages (a file name, say)
     check_domain: bool | None = None, # Check numbers against their declared range; default: for training data (`target=True`)
 ) -> pd.DataFrame:
-    "The canonical house-price frame (see `core.schema.to_canonical`); raises `DataValidationError`."
-    return core.to_canonical(df, SCHEMA, target=target, source=source, check_domain=check_domain)
+    "The canonical house-price frame (see `nbprod.schema.to_canonical`); raises `DataValidationError`."
+    return machinery.to_canonical(df, SCHEMA, target=target, source=source, check_domain=check_domain)
 
 # %% ../nbs/01_data.ipynb #b05b8d79
 def read_raw_csv(
@@ -92,7 +92,7 @@ def read_raw_csv(
     chunksize: int | None = None, # Read in chunks of this many rows (returns an iterator of frames)
 ) -> pd.DataFrame:
     "The values of a CSV file as text, with only `NA` and empty fields read as missing: the input of `to_canonical`."
-    return core.read_raw_csv(path, chunksize=chunksize, na_strings=SCHEMA.na_strings)
+    return machinery.read_raw_csv(path, chunksize=chunksize, na_strings=SCHEMA.na_strings)
 
 def read_csv(
     path: Path | str, # A CSV file in the Kaggle layout
@@ -105,5 +105,5 @@ def read_csv(
 def fingerprint(
     df: pd.DataFrame, # A canonical frame (see `to_canonical`)
 ) -> str:
-    "sha256 of the canonical content of `df` (see `core.schema.fingerprint`)."
-    return core.fingerprint(df, SCHEMA)
+    "sha256 of the canonical content of `df` (see `nbprod.schema.fingerprint`)."
+    return machinery.fingerprint(df, SCHEMA)

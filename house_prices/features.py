@@ -55,7 +55,7 @@ class DerivedFeatures(TransformerMixin, BaseEstimator):
         return np.column_stack([df.to_numpy(dtype="float64"), *new.values()]) if new else df.to_numpy(dtype="float64")
 
     def compile_columns(self):
-        "The same transformation as a function from columns (NumPy arrays by name) to columns: the fast path's form (see `core.fastpath`)."
+        "The same transformation as a function from columns (NumPy arrays by name) to columns: the fast path's form (see `nbprod.fastpath`)."
         check_is_fitted(self)
         recipe = self._recipe()
         def run(cols: dict) -> dict:

@@ -76,7 +76,7 @@ class BatchInvariantLasso(Lasso):
         return np.sum(X * self.coef_, axis=1) + self.intercept_
 
     def compile_predict(self):
-        "(dtype, function): `predict` for a float64 matrix the caller has checked, the form `core.fastpath` calls without validating again."
+        "(dtype, function): `predict` for a float64 matrix the caller has checked, the form `nbprod.fastpath` calls without validating again."
         check_is_fitted(self)
         if np.ndim(self.coef_) != 1: return np.float64, self.predict
         coef, intercept = self.coef_, self.intercept_

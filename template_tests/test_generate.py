@@ -1,5 +1,7 @@
-"""Projects generated from the template with `copier copy`, on data sets other than the example's, and a template change
-pulled into an edited project with `copier update`: each generated project's own `make train` and `make test` pass.
+"""Projects generated from the template with `copier copy`, on data sets other than the example's, and a new version of
+the library pulled into an edited project with `copier update`: each generated project's own `make train` and `make test`
+pass, with the library installed as a new user's machine installs it (from the template's repository at the commit
+copier recorded, not from an editable source tree).
 
 Slow (each project builds its own virtual environment from the lock): run by `make test-template`, which .ci/run calls."""
 import json
@@ -54,6 +56,12 @@ def penguins_csv(path: Path) -> Path:
     return path
 
 
+def library_commit(project: Path) -> str:
+    "The commit of the template repository that the project's nbprod was installed from (pip's direct_url.json)."
+    code = "import json; from importlib.metadata import distribution; print(json.loads(distribution('nbprod').read_text('direct_url.json'))['vcs_info']['commit_id'])"
+    return run(project / ".venv/bin/python", "-c", code, cwd=project).stdout.strip()
+
+
 def generate(template: Path, dest: Path, **answers) -> Path:
     run(COPIER, "copy", "--trust", "--defaults", "--vcs-ref", "HEAD", *[f"--data={k}={v}" for k, v in answers.items()], template, dest, cwd=dest.parent)
     run("git", "init", "--quiet", cwd=dest)
@@ -70,7 +78,7 @@ def regression_project(template, tmp_path_factory):
                     id_column="patient", data_file=data)
 
 
-def test_regression_project_trains_and_passes_its_tests(regression_project):
+def test_regression_project_trains_and_passes_its_tests(template, regression_project):
     p = regression_project
     assert (p / "data/train.csv").is_file() and (p / "README.md").is_file()
     r = run("make", "train", cwd=p)
@@ -82,19 +90,22 @@ def test_regression_project_trains_and_passes_its_tests(regression_project):
     run("make", "test", cwd=p)
     run("make", "lint", cwd=p)  # the generated notebooks, package and tests pass the project's own lint
     # the generated pipeline compiles: batch and one record take the compiled path, with scikit-learn's bits
-    check = ("from disease_progress.core.config import get_settings; from disease_progress.core.runs import resolve_run; "
-             "from disease_progress.core.predict import Predictor; import pandas as pd; s = get_settings(); "
+    check = ("from nbprod.config import get_settings; from nbprod.runs import resolve_run; "
+             "from nbprod.predict import Predictor; import pandas as pd; s = get_settings(); "
              "p = Predictor.load(resolve_run('latest', s.runs_dir)); assert p._fast is not None, p.slow_reason; "
              "from disease_progress.data import read_csv; df = read_csv(s.train_csv); f = [c.name for c in p.contract.fields]; "
              "assert (p.score(df).predictions == p.pipeline.predict(df[f])).all(); print('compiled')")
     assert run(p / ".venv/bin/python", "-c", check, cwd=p).stdout.strip() == "compiled"
     r = run(p / ".venv/bin/disease-progress", "predict", p / "data/train.csv", "-o", p / "scored.csv", "--no-progress", cwd=p)
     assert "slower" not in r.stderr and pd.read_csv(p / "scored.csv").progression.notna().all()
-    machinery = "\n".join(f.read_text() for f in (p / "disease_progress/core").glob("*.py"))
-    assert "house" not in machinery.lower() and "price" not in machinery.lower()
+    # the project holds its own files only, and runs the library pinned to the template's commit
+    assert not (p / "disease_progress/core").exists() and not (p / "nbs/core").exists() and not (p / "tools/fix_notebook_conflicts.py").exists()
+    own = [f for f in run("git", "ls-files", cwd=p).stdout.split() if not f.startswith(("requirements/", "data/"))]
+    assert len(own) <= 30, own
+    assert library_commit(p) == run("git", "rev-parse", "HEAD", cwd=template).stdout.strip()
 
 
-def test_copier_update_brings_a_machinery_change_into_an_edited_project(template, regression_project):
+def test_copier_update_moves_an_edited_project_to_a_new_library_version(template, regression_project):
     p = regression_project
     nb = p / "nbs/03_pipeline.ipynb"
     cells = json.loads(nb.read_text())
@@ -102,21 +113,28 @@ def test_copier_update_brings_a_machinery_change_into_an_edited_project(template
     nb.write_text(json.dumps(cells, indent=1, sort_keys=True) + "\n")
     run("git", "add", "-A", cwd=p)  # the exported package and the reviewed schema are the owner's to commit
     run("git", "commit", "--quiet", "-m", "the owner edits the pipeline notebook", cwd=p)
-    change = template / "template/nbs/core/10_runs.ipynb.jinja"  # a later improvement of the machinery, upstream
-    text = change.read_text()
-    marker = "A run is referred to by its id"
-    assert marker in text
-    change.write_text(text.replace(marker, "Runs are listed oldest first. " + marker, 1))
-    run("git", "commit", "--quiet", "-am", "machinery: say how runs are ordered", cwd=template)
+    # upstream, a new patch version of the library: a docstring changed in its notebook, exported, the version and pin moved
+    lib = template / "lib"
+    runs_nb = lib / "nbs/10_runs.ipynb"
+    marker = "Finished runs in `runs_dir`, oldest first."
+    assert marker in runs_nb.read_text()
+    runs_nb.write_text(runs_nb.read_text().replace(marker, "Finished runs in `runs_dir`, oldest first (by their ids).", 1))
+    run(Path(sys.executable).parent / "nbdev-export", cwd=lib)
+    version = (lib / "nbprod/__init__.py").read_text()
+    (lib / "nbprod/__init__.py").write_text(version.replace('"0.1.0"', '"0.1.1"'))
+    (lib / "CHANGELOG.md").write_text((lib / "CHANGELOG.md").read_text().replace("## 0.1.0", "## 0.1.1\n\nRuns: says how they are ordered.\n\n## 0.1.0", 1))
+    (template / "pyproject.toml").write_text((template / "pyproject.toml").read_text().replace('"nbprod==0.1.0"', '"nbprod==0.1.1"'))
+    run(sys.executable, template / "tools/template.py", cwd=template)
+    run("git", "commit", "--quiet", "-am", "nbprod 0.1.1: say how runs are ordered", cwd=template)
     run(COPIER, "update", "--trust", "--defaults", "--vcs-ref", "HEAD", cwd=p)
-    runs_nb = (p / "nbs/core/10_runs.ipynb").read_text()
-    assert "Runs are listed oldest first." in runs_nb
+    assert '"nbprod==0.1.1"' in (p / "pyproject.toml").read_text()
     assert "The owner's own note." in nb.read_text()  # the project's notebook is the owner's
-    for f in list((p / "nbs").rglob("*.ipynb")):
-        assert "<<<<<<<" not in f.read_text(), f
-        json.loads(f.read_text())  # still valid notebook JSON
-    run("make", "export", cwd=p)
-    run("make", "test", cwd=p)
+    assert not [f for f in p.rglob("*") if f.is_file() and ".venv" not in f.parts and "<<<<<<<" in f.read_text(errors="replace")]
+    run("make", "test", cwd=p)  # rebuilds the environment with the new library version
+    assert library_commit(p) == run("git", "rev-parse", "HEAD", cwd=template).stdout.strip()
+    code = "import nbprod, nbprod.runs, inspect; print(nbprod.__version__); print(inspect.getsource(nbprod.runs))"
+    out = run(p / ".venv/bin/python", "-c", code, cwd=p).stdout
+    assert out.startswith("0.1.1\n") and "oldest first (by their ids)." in out
 
 
 @pytest.fixture(scope="module")
@@ -145,8 +163,8 @@ def test_classification_project_trains_and_passes_its_tests(classification_proje
     assert len(scored) == 344 and scored.error.isna().all() and set(scored.species) <= {"Adelie", "Chinstrap", "Gentoo"}
     assert "slower" not in r.stderr, r.stderr
     # the classifier compiles too: classes and probabilities from the compiled path, with scikit-learn's bits
-    check = ("from penguin_species.core.config import get_settings; from penguin_species.core.runs import resolve_run; "
-             "from penguin_species.core.predict import Predictor; import numpy as np; s = get_settings(); "
+    check = ("from nbprod.config import get_settings; from nbprod.runs import resolve_run; "
+             "from nbprod.predict import Predictor; import numpy as np; s = get_settings(); "
              "p = Predictor.load(resolve_run('latest', s.runs_dir)); assert p._fast is not None, p.slow_reason; "
              "from penguin_species.data import read_csv; df = read_csv(s.train_csv); f = [c.name for c in p.contract.fields]; "
              "out = p.score(df); assert (out.predictions == p.pipeline.predict(df[f])).all(); "
@@ -161,23 +179,3 @@ def test_classification_project_trains_and_passes_its_tests(classification_proje
     # the training data against the run's own reference: predictions are labels, compared as categories
     r = run(p / ".venv/bin/penguin-species", "drift", p / "data/train.csv", "--run", newest, "--no-progress", "--all", cwd=p)
     assert "no drift" in r.stdout and "species (prediction)" in r.stdout, r.stdout
-
-
-def test_a_conflict_in_a_notebook_leaves_valid_notebook_json(template, regression_project):
-    "The owner edited a machinery notebook (which they should not), the template changed the same line: a conflict."
-    p = regression_project
-    owned = p / "nbs/core/10_runs.ipynb"
-    owned.write_text(owned.read_text().replace("Runs are listed oldest first.", "OWNER: runs come oldest first."))
-    run("git", "add", "-A", cwd=p)
-    run("git", "commit", "--quiet", "-m", "the owner edits a machinery notebook", cwd=p)
-    upstream = template / "template/nbs/core/10_runs.ipynb.jinja"
-    upstream.write_text(upstream.read_text().replace("Runs are listed oldest first.", "TEMPLATE: runs are listed by start time."))
-    run("git", "commit", "--quiet", "-am", "machinery: reword", cwd=template)
-    run(COPIER, "update", "--trust", "--defaults", "--vcs-ref", "HEAD", cwd=p)
-    assert "<<<<<<< before updating" in owned.read_text()  # copier's conflict markers: the notebook is no longer JSON
-    r = run("make", "export", cwd=p)  # the documented step after an update
-    assert "conflict in nbs/core/10_runs.ipynb: both versions are kept" in r.stdout, r.stdout
-    nb = json.loads(owned.read_text())  # valid notebook JSON again
-    sources = ["".join(c["source"]) for c in nb["cells"]]
-    assert any("OWNER: runs come oldest first." in s for s in sources) and any("TEMPLATE: runs are listed by start time." in s for s in sources)
-    assert any(s.startswith("`<<<<<<<") for s in sources) and any(s.startswith("`>>>>>>>") for s in sources)

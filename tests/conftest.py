@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from house_prices.core.config import get_settings
-from house_prices.core.job import run_training
+from nbprod.config import get_settings
+from nbprod.job import run_training
 
 BIN = Path(sys.executable).parent
 

@@ -3,7 +3,7 @@ seed is not found different, runs that held out other rows are refused unless to
 import pytest
 from conftest import house_prices_cli
 
-from house_prices.core.compare import compare_runs
+from nbprod.compare import compare_runs
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +53,8 @@ def store(runs, tmp_path):
 
 
 def test_promotion_passes_a_gate_and_every_change_is_logged(runs, store):
-    from house_prices.core.compare import PromotionRefused, promote, promotions
-    from house_prices.core.runs import read_aliases, resolve_run
+    from nbprod.compare import PromotionRefused, promote, promotions
+    from nbprod.runs import read_aliases, resolve_run
     base, worse, seed1 = (runs[k].name for k in ("base", "worse", "seed1"))
     first = promote(base, "production", store)
     assert (first.kind, first.previous, first.comparison, first.forced) == ("promotion", None, None, False)
@@ -93,7 +93,7 @@ def test_commands_take_the_production_run_and_list_aliases(runs, store, settings
 
 
 def test_a_project_gate_can_require_that_the_run_reproduces(runs, store):
-    from house_prices.core.compare import promote
-    from house_prices.core.project import Gate
+    from nbprod.compare import promote
+    from nbprod.project import Gate
     p = promote(runs["worse"].name, "staging", store, gate=Gate(reproduces=True))
     assert not p.objections and any(c.startswith("reproduces: reproduced") for c in p.checked), p.checked

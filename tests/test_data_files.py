@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-from house_prices.core.manifest import sha256_file as file_sha256
+from nbprod.manifest import sha256_file as file_sha256
 
 
 def provenance_hashes(readme):

@@ -15,12 +15,12 @@ from conftest import house_prices_cli, serving
 from prometheus_client.parser import text_string_to_metric_families
 from test_service import records_of
 
-from house_prices.core.drift import EXIT_DRIFT, read_profile
-from house_prices.core.inputlog import PART_GLOB, InputLog, read_log
-from house_prices.core.manifest import Manifest
-from house_prices.core.predict import Contract, Predictor
-from house_prices.core.runs import CONTRACT, MANIFEST, PROFILE, read_json
 from house_prices.data import read_raw_csv
+from nbprod.drift import EXIT_DRIFT, read_profile
+from nbprod.inputlog import PART_GLOB, InputLog, read_log
+from nbprod.manifest import Manifest
+from nbprod.predict import Contract, Predictor
+from nbprod.runs import CONTRACT, MANIFEST, PROFILE, read_json
 
 AREAS = ["LotArea", "GrLivArea", "1stFlrSF", "2ndFlrSF", "TotalBsmtSF", "GarageArea"]
 

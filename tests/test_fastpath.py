@@ -2,10 +2,10 @@
 of train.csv and test.csv: all at once, 50 at a time and one by one."""
 import numpy as np
 
-from house_prices.core.config import get_settings
-from house_prices.core.fastpath import compile_pipeline, frame_columns
-from house_prices.core.train import fit
 from house_prices.data import FEATURES, read_csv
+from nbprod.config import get_settings
+from nbprod.fastpath import compile_pipeline, frame_columns
+from nbprod.train import fit
 
 
 def test_the_example_pipeline_compiles_to_the_same_bits():
@@ -27,12 +27,12 @@ def test_without_numba_the_trees_and_one_hot_columns_give_the_same_bits(monkeypa
     "Numba missing (or refusing a NumPy it does not know yet): a warning says so, and scikit-learn's `predict_stages` and NumPy give the same bits."
     import sys
 
-    from house_prices.core import fastpath
+    from nbprod import fastpath
     s = get_settings()
     train, test = read_csv(s.train_csv), read_csv(s.test_csv, target=False)
     pipe = fit(train, {"gbm_n_estimators": 30})
     monkeypatch.setitem(sys.modules, "numba", None)  # `import numba` raises ImportError
-    with caplog.at_level("WARNING", logger="house_prices.core.fastpath"):
+    with caplog.at_level("WARNING", logger="nbprod.fastpath"):
         assert fastpath._numba.__wrapped__() is None
     assert "Numba cannot be imported" in caplog.text and "scikit-learn's loop" in caplog.text
     monkeypatch.setattr(fastpath, "_compiled", lambda f: None)

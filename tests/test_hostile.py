@@ -18,13 +18,13 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from test_service import records_of
 
-from house_prices.core.agreement import DIFFERENT, agree
-from house_prices.core.batch import score_file
-from house_prices.core.predict import NUMBER_RE, SMALL_BATCH, Predictor, derive_contract
-from house_prices.core.runs import list_runs, resolve_run
-from house_prices.core.schema import to_canonical
-from house_prices.core.toy import toy_pipeline, toy_rows, toy_schema
 from house_prices.data import read_raw_csv
+from nbprod.agreement import DIFFERENT, agree
+from nbprod.batch import score_file
+from nbprod.predict import NUMBER_RE, SMALL_BATCH, Predictor, derive_contract
+from nbprod.runs import list_runs, resolve_run
+from nbprod.schema import to_canonical
+from nbprod.toy import toy_pipeline, toy_rows, toy_schema
 
 OLD_NUMBER_RE = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"  # the pattern before: the same strings, with quadratic backtracking
 ASCII_NUMBERISH = st.text(alphabet="0123456789.eE+- x", max_size=16)

@@ -10,10 +10,10 @@ import httpx
 import pytest
 from conftest import serving
 
-from house_prices.core.compare import promote
-from house_prices.core.manifest import Manifest, sign_manifest
-from house_prices.core.runs import read_json, write_json
 from house_prices.data import read_raw_csv
+from nbprod.compare import promote
+from nbprod.manifest import Manifest, sign_manifest
+from nbprod.runs import read_json, write_json
 
 TOKEN = "a-test-admin-token-of-some-length"
 

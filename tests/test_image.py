@@ -106,7 +106,7 @@ def test_the_build_scored_rows_and_the_image_holds_the_runtime_lock_only(built, 
 
 def test_the_image_holds_the_kernels_compiled_for_its_run(built, container, key):
     "Numba's cache from the build's smoke stage is in the image: loading the model (whose check runs the kernels) compiles none."
-    load = "from house_prices.core.predict import Predictor; p = Predictor.load(); assert p._fast is not None, p.slow_reason"
+    load = "from nbprod.predict import Predictor; p = Predictor.load(); assert p._fast is not None, p.slow_reason"
     out = run("buildah", "run", "--isolation", "chroot", "--env", "NUMBA_DEBUG_CACHE=1", "-v", f"{key}:/run/secrets/signing_key:ro", container, "--",
               "python", "-c", load)
     assert "[cache] data loaded from '/var/cache/numba/" in out and "[cache] data saved" not in out, out

@@ -6,10 +6,10 @@ import sys
 import pandas as pd
 from conftest import house_prices_cli
 
-from house_prices.core.job import job_parameters
-from house_prices.core.manifest import sha256_file as file_sha256
-from house_prices.core.runs import list_runs, read_json, read_predictions
 from house_prices.pipeline import DEFAULT_PARAMS
+from nbprod.job import job_parameters
+from nbprod.manifest import sha256_file as file_sha256
+from nbprod.runs import list_runs, read_json, read_predictions
 
 
 def test_run_folder_holds_every_artifact(train_job):
@@ -68,8 +68,8 @@ def test_fresh_process_reproduces_recorded_predictions(train_job, settings):
     code = f"""
 import sys, pandas as pd
 from house_prices.data import read_csv
-from house_prices.core.predict import Predictor
-from house_prices.core.runs import read_predictions
+from nbprod.predict import Predictor
+from nbprod.runs import read_predictions
 recorded = read_predictions({str(run)!r})
 rows = read_csv({str(settings.train_csv)!r})
 rows = rows[rows.Id.isin(recorded.Id)]

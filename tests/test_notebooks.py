@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from house_prices.core.job import job_parameters
+from nbprod.job import job_parameters
 
 BIN = Path(sys.executable).parent
 

@@ -5,9 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from house_prices.core.predict import ID_EXPECTED, TOO_LARGE, Predictor, check_records, check_rows, known_categories
-from house_prices.core.runs import read_json
 from house_prices.data import read_raw_csv
+from nbprod.predict import ID_EXPECTED, TOO_LARGE, Predictor, check_records, check_rows, known_categories
+from nbprod.runs import read_json
 
 
 @pytest.fixture(scope="module")
@@ -115,13 +115,13 @@ def text_table(path, na_strings=("NA", "")):
     "A CSV file as the batch reader reads it: every column as text, `na_strings` as missing."
     import pyarrow as pa
 
-    from house_prices.core.batch import read_chunks
+    from nbprod.batch import read_chunks
     return pa.concat_tables(read_chunks(path, chunk_size=100_000)[1])
 
 
 @pytest.mark.parametrize("which", ["test.csv", "corrupted"])
 def test_arrow_and_pandas_checks_agree_on_text(predictor, settings, tmp_path, which):
-    from house_prices.core.predict import check_table
+    from nbprod.predict import check_table
     path = settings.test_csv
     if which == "corrupted":
         raw = pd.read_csv(settings.test_csv, dtype=str, keep_default_na=False).head(1)

@@ -16,13 +16,13 @@ import pytest
 from conftest import BIN, house_prices_cli, serving
 from test_service import records_of
 
-from house_prices.core.manifest import IntegrityError, Manifest, SignatureError, VersionMismatchError, sign_manifest
-from house_prices.core.predict import Predictor
-from house_prices.core.runs import STAGING, artifacts, list_runs, new_run_id, read_json, run_table, write_json
-from house_prices.core.sources import load_snapshot
-from house_prices.core.train import predict_frame, split
 from house_prices.data import read_raw_csv
 from house_prices.train import metrics
+from nbprod.manifest import IntegrityError, Manifest, SignatureError, VersionMismatchError, sign_manifest
+from nbprod.predict import Predictor
+from nbprod.runs import STAGING, artifacts, list_runs, new_run_id, read_json, run_table, write_json
+from nbprod.sources import load_snapshot
+from nbprod.train import predict_frame, split
 
 SMALL = ["-p", "gbm_n_estimators", "60"]
 
@@ -405,8 +405,8 @@ def test_a_stopped_cells_tasks_end_with_the_kernels_shutdown(tmp_path):
     import nbformat
     from nbclient import NotebookClient
 
-    from house_prices.core.config import get_settings
-    from house_prices.core.job import ipc_kernel_manager
+    from nbprod.config import get_settings
+    from nbprod.job import ipc_kernel_manager
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import time; time.sleep(60)")])
     client = NotebookClient(nb, kernel_name=get_settings().kernel_name, kernel_manager_class=ipc_kernel_manager(tmp_path))
     unread, cell = [], {}

@@ -2,10 +2,10 @@
 the same candidates, scores, choice and predictions; a worker with other library versions refused."""
 import pytest
 
-from house_prices.core.job import JobError, run_training
-from house_prices.core.manifest import Manifest, package_versions, shaping_packages
-from house_prices.core.runs import MANIFEST, NOTEBOOK, read_predictions
-from house_prices.core.search import cluster_versions
+from nbprod.job import JobError, run_training
+from nbprod.manifest import Manifest, package_versions, shaping_packages
+from nbprod.runs import MANIFEST, NOTEBOOK, read_predictions
+from nbprod.search import cluster_versions
 
 SMALL = dict(search="random", search_iter=3, search_folds=2, gbm_n_estimators=100)  # three candidates of the project's space, quick fits
 

@@ -8,9 +8,9 @@ import pytest
 from conftest import house_prices_cli
 from pgserver import server_binaries, temporary_postgres
 
-from house_prices.core.runs import list_runs, read_json
-from house_prices.core.sources import ingest, load
 from house_prices.data import fingerprint
+from nbprod.runs import list_runs, read_json
+from nbprod.sources import ingest, load
 
 SMALL = ["-p", "gbm_n_estimators", "60"]
 

@@ -1,9 +1,9 @@
 """Build the prediction service of one run as a container image (`Containerfile`), with Podman or Docker: `make image`.
 
-It stages a small build context (the package, the runtime lock of the run's Python, a run store of the run alone,
+It stages a small build context (the package, a wheel of the nbprod library it runs, the runtime lock of the run's Python, a run store of the run alone,
 promoted to production, a few held-out rows for the smoke test), resolves the base image to its digest, builds (the signing key and the CA bundle pip trusts,
 `PIP_CERT` or `REQUESTS_CA_BUNDLE` or `SSL_CERT_FILE`, handed over as build secrets, never written into a layer), and appends what it built to the run's deployment
-record (`<run>/deployments.jsonl`): the image, its id and size, the base image by name and digest, the lock, the engine, and how the
+record (`<run>/deployments.jsonl`): the image, its id and size, the base image by name and digest, the lock, the library's wheel, the engine, and how the
 run's held-out predictions agree inside the image (`numerics`: bit-identical or numerically equivalent, found by the smoke test's `runs verify`).
 The base image's Python must be the run's: by default `python:<the run's Python>-slim`; `--base` to choose another
 (on a machine without a registry, a local one: see `tools/debian_base.sh`).
@@ -22,12 +22,13 @@ import subprocess
 import sys
 import tempfile
 from datetime import UTC, datetime
+from importlib import metadata
 from pathlib import Path
 
-from house_prices.core.config import get_settings
-from house_prices.core.manifest import SIGNING_KEY_ENV, Manifest, signing_key_path
-from house_prices.core.project import get_project
-from house_prices.core.runs import ALIASES, DEFAULT_ALIAS, HELD_OUT, MANIFEST, resolve_run
+from nbprod.config import get_settings
+from nbprod.manifest import SIGNING_KEY_ENV, Manifest, signing_key_path
+from nbprod.project import get_project
+from nbprod.runs import ALIASES, DEFAULT_ALIAS, HELD_OUT, MANIFEST, resolve_run
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOYMENTS = "deployments.jsonl"  # In the run folder: one line per image built from the run
@@ -68,6 +69,18 @@ def runtime_lock(python: str) -> Path:
     return ROOT / "requirements" / python / "runtime.lock"
 
 
+def library_wheel(dest: Path) -> Path:
+    """A wheel of the nbprod library this project runs, built into `dest`: from `lib/` where the library is made, else
+    from what `requirements/nbprod.txt` pins (a generated project). Refused unless it is the version installed here."""
+    source = [str(ROOT / "lib")] if (ROOT / "lib/pyproject.toml").is_file() else ["-r", str(ROOT / "requirements/nbprod.txt")]
+    sh(sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check", "--no-deps", "--no-build-isolation", "-w", str(dest), *source)
+    wheels = sorted(dest.glob("nbprod-*.whl"))
+    here = metadata.version("nbprod")
+    if len(wheels) != 1 or not wheels[0].name.startswith(f"nbprod-{here}-"):
+        raise ImageError(f"the nbprod wheel built ({', '.join(w.name for w in wheels) or 'none'}) is not the version installed here ({here}): run make install")
+    return wheels[0]
+
+
 def stage_context(run: Path, python: str, ctx: Path) -> None:
     "The build context: what the image needs and nothing else (no data, no notebooks, no .venv, no other runs)."
     package = get_project().package
@@ -77,6 +90,7 @@ def stage_context(run: Path, python: str, ctx: Path) -> None:
     shutil.copy2(lock, ctx / "requirements" / python / "runtime.lock")
     for f in ("pyproject.toml", "README.md", "Containerfile"): shutil.copy2(ROOT / f, ctx / f)
     shutil.copytree(ROOT / package, ctx / package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    library_wheel(ctx / "wheels")
     shutil.copytree(run, ctx / "runs" / run.name, ignore=shutil.ignore_patterns(DEPLOYMENTS))  # a run store of this run alone,
     (ctx / "runs" / ALIASES).write_text(json.dumps({DEFAULT_ALIAS: run.name}) + "\n")     # promoted: what the service takes
     with open(run / HELD_OUT, newline="") as f, open(ctx / "smoke.csv", "w", newline="") as out:
@@ -121,6 +135,8 @@ def build(run_ref: str | None, base: str | None, image: str, engine_name: str | 
     try:
         with tempfile.TemporaryDirectory(prefix="image-context-") as ctx, tempfile.NamedTemporaryFile(prefix="no-cert-") as empty:
             stage_context(run, python, Path(ctx))
+            wheel = next((Path(ctx) / "wheels").glob("*.whl"))
+            library = dict(version=metadata.version("nbprod"), wheel=wheel.name, sha256=hashlib.sha256(wheel.read_bytes()).hexdigest())
             print(f"building {tag} from {base}@{digest[:19]}… with {Path(engine).name}: run {run.name}, Python {python}", flush=True)
             cmd = [engine, "build", *(["--format", "docker"] if podman else []),  # docker format: HEALTHCHECK is kept
                    "--build-arg", f"BASE={base}", "--build-arg", f"BASE_DIGEST={digest}", "--build-arg", f"PYVER={python}",
@@ -136,7 +152,7 @@ def build(run_ref: str | None, base: str | None, image: str, engine_name: str | 
     record = dict(time=datetime.now(UTC).isoformat(timespec="seconds"), kind="container image", image=tag, image_id=info["Id"],
                   size_bytes=info.get("Size"), base=base, base_digest=digest, python=python,
                   lock=f"{python}/runtime.lock", lock_sha256=hashlib.sha256(lock.read_bytes()).hexdigest(),
-                  engine=sh(engine, "--version").stdout.strip(), numerics=numerics)
+                  library=library, engine=sh(engine, "--version").stdout.strip(), numerics=numerics)
     with open(run / DEPLOYMENTS, "a") as f: f.write(json.dumps(record) + "\n")
     return record
 

@@ -1,18 +1,17 @@
 """Render the copier template's generated part from this repository, or check that it is in sync.
 
-The repository is the template's one hand-edited source of the machinery: `nbs/core/*.ipynb`, the machinery tests, the
-locks and `pyproject.toml` are copied into `template/` with the example's package and project names replaced by copier
-variables. The project part of the template (`template/nbs/0*.ipynb.jinja`, its job notebook, README, Makefile, tests
-of the project, tools) is hand-written in `template/` itself, since a new project starts from a generic skeleton, not
-from the house-price example.
+A generated project holds only its own files and pins the machinery, the nbprod library (lib/), by exact version. What
+it shares with the example beyond the library (the locks, the tests of its notebooks and fixtures, the container
+image's recipe and tool, `pyproject.toml` with the pin) is copied into `template/` from this repository with the
+example's package and project names replaced by copier variables. The project part of the template
+(`template/nbs/0*.ipynb.jinja`, its job notebook, README, Makefile, tests of the project) is hand-written in
+`template/` itself, since a new project starts from a generic skeleton, not from the house-price example.
 
     python tools/template.py          # write the generated files into template/
     python tools/template.py --check  # exit 1, listing the files that differ (a test runs this)
 """
 import argparse
 import filecmp
-import json
-import re
 import shutil
 import sys
 import tempfile
@@ -23,8 +22,6 @@ PACKAGE, PROJECT = "house_prices", "house-prices"
 
 # (source in this repository, destination in template/, rendered with copier variables)
 COPIED = [
-    *[(p, Path("nbs/core") / f"{p.name}.jinja", True) for p in sorted((ROOT / "nbs/core").glob("*.ipynb"))],
-    (ROOT / "tests/test_machinery.py", Path("tests/test_machinery.py.jinja"), True),
     (ROOT / "tests/test_notebooks.py", Path("tests/test_notebooks.py.jinja"), True),
     (ROOT / "tests/conftest.py", Path("tests/conftest.py.jinja"), True),
     *[(p, p.relative_to(ROOT), False) for p in sorted((ROOT / "requirements").glob("3.*/*.lock"))],  # a lock per Python
@@ -48,9 +45,10 @@ def pyproject(text: str) -> str:
             ('include = ["house_prices", "house_prices.*"]', 'include = ["house_prices", "house_prices.*"]\n\n[tool.setuptools.package-data]\n'
              '# The reviewed schema of the data (drafted by `make schema`) travels with the package: production loads it too.\n'
              '{{ package_name }} = ["schema.json"]'),
-            ('"house_prices/**/*.py" = ["E501", "I001"]\n',
-             '"house_prices/**/*.py" = ["E501", "I001"]\n# The machinery is linted in the template\'s repository; here the package\'s name, longer or shorter than the\n'
-             '# template\'s, can move a line past the limit or re-wrap an import.\n"nbs/core/*.ipynb" = ["E501", "I001"]\n')]
+            ('"lib/nbprod/**/*.py" = ["E501", "I001"]\n', ''),
+            ('extend-exclude = ["template", "runs", "_docs", "_proc", "lib/_docs", "lib/_proc"]', 'extend-exclude = ["runs", "_docs", "_proc"]'),
+            ('testpaths = ["lib/tests", "tests"]', 'testpaths = ["tests"]'),
+            ('(installed from lib/ in this repository)', '(installed as requirements/nbprod.txt says)')]
     for old, new in subs:
         if old not in text: raise ValueError(f"pyproject.toml no longer contains {old!r}: update tools/template.py")
         text = text.replace(old, new)
@@ -65,24 +63,10 @@ def render(text: str) -> str:
     return "{% raw %}" + body + "{% endraw %}"
 
 
-def vocabulary() -> str:
-    """Every word of the machinery (its code and its notebooks' cells, the package's name left out), one per line.
-
-    A generated project's `tests/test_machinery.py` reads it: a column of that project named like a word the template's
-    machinery uses anyway ("value", "age" of the toy data) was not put there by the project, so it is not looked for."""
-    texts = [p.read_text(encoding="utf-8") for p in sorted((ROOT / PACKAGE / "core").glob("*.py"))]
-    texts += ["\n".join("".join(c["source"]) for c in json.loads(p.read_text(encoding="utf-8"))["cells"])
-              for p in sorted((ROOT / "nbs/core").glob("*.ipynb"))]
-    words = set(re.findall(r"[\w-]+", "\n".join(texts).replace(PACKAGE, "PACKAGE")))
-    return "\n".join(sorted(words - {PROJECT})) + "\n"
-
-
 def write(dest_root: Path) -> list[Path]:
     "Write the generated part of the template under `dest_root`; return the relative paths written."
     (dest_root / "pyproject.toml.jinja").write_text(pyproject((ROOT / "pyproject.toml").read_text(encoding="utf-8")), encoding="utf-8")
-    (dest_root / "tests").mkdir(parents=True, exist_ok=True)
-    (dest_root / "tests/machinery_words.txt").write_text(vocabulary(), encoding="utf-8")
-    out = [Path("pyproject.toml.jinja"), Path("tests/machinery_words.txt")]
+    out = [Path("pyproject.toml.jinja")]
     for src, rel, templated in COPIED:
         dest = dest_root / rel
         dest.parent.mkdir(parents=True, exist_ok=True)

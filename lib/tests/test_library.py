@@ -1,0 +1,86 @@
+"""The library as a distribution: its package is its notebooks exported, it imports only what it declares, it finds a
+project through the entry point and never imports one, and its version is the one its changelog describes."""
+import ast
+import filecmp
+import re
+import shutil
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+from packaging.requirements import Requirement
+
+LIB = Path(__file__).resolve().parents[1]
+PACKAGE = LIB / "nbprod"
+MODULES = sorted(p for p in PACKAGE.glob("*.py") if p.stem not in {"__init__", "_modidx"})
+BIN = Path(sys.executable).parent
+
+
+def copy_library(dest: Path) -> Path:
+    for name in ["pyproject.toml", "nbs", "nbprod"]:
+        (shutil.copytree if (LIB / name).is_dir() else shutil.copy2)(LIB / name, dest / name)
+    return dest
+
+
+def test_the_package_is_its_notebooks_exported(tmp_path):
+    lib = copy_library(tmp_path)
+    r = subprocess.run([str(BIN / "nbdev-export")], cwd=lib, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    cmp = filecmp.dircmp(PACKAGE, lib / "nbprod", ignore=["__pycache__"])
+    assert not (cmp.diff_files or cmp.left_only or cmp.right_only), (
+        f"lib/nbprod is out of date with lib/nbs (changed: {cmp.diff_files}, removed: {cmp.left_only}, added: {cmp.right_only}); "
+        "run `make export` and commit the result")
+    assert len(MODULES) == len(list((LIB / "nbs").glob("*.ipynb"))) >= 20  # one module per notebook
+
+
+def test_the_notebooks_are_clean(tmp_path):
+    "Committed notebooks are as nbdev-clean leaves them (no execution counts, no outputs of a project's data)."
+    lib = copy_library(tmp_path)
+    r = subprocess.run([str(BIN / "nbdev-clean")], cwd=lib, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    changed = [p.name for p in sorted((lib / "nbs").glob("*.ipynb")) if p.read_bytes() != (LIB / "nbs" / p.name).read_bytes()]
+    assert not changed, f"run `make clean-nbs` and commit: {changed}"
+
+
+def imported_distributions() -> dict[str, set[str]]:
+    "Each third-party top-level module the package imports (inside functions too) -> the distributions that provide it."
+    names = set()
+    for path in MODULES:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import): names |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0: names.add(node.module.split(".")[0])
+    provided = metadata.packages_distributions()
+    return {n: {d.lower().replace("_", "-") for d in provided.get(n, [])} for n in names - set(sys.stdlib_module_names) - {"nbprod"}}
+
+
+def test_it_imports_only_what_it_declares():
+    "A project's lock is built from what the library declares: an import of anything else would fail in some project."
+    declared = set()
+    for req in map(Requirement, metadata.requires("nbprod") or []):
+        declared.add(req.name.lower().replace("_", "-"))
+        for extra in req.extras:  # dask[distributed]: what the extra brings is declared too
+            declared |= {r.name.lower().replace("_", "-") for r in map(Requirement, metadata.requires(req.name) or [])
+                         if r.marker and r.marker.evaluate({"extra": extra})}
+    undeclared = {m: d for m, d in imported_distributions().items() if not d & declared}
+    assert not undeclared, f"nbprod imports modules of distributions it does not declare in lib/pyproject.toml: {undeclared}"
+
+
+def test_it_imports_no_project():
+    "Every module of the library imported: the registered project's package is not among the modules loaded."
+    project = [ep.value.split(":")[0].split(".")[0] for ep in metadata.entry_points(group="nbprod.project")]
+    code = ("import importlib, sys; from pathlib import Path; "
+            f"[importlib.import_module('nbprod.' + m) for m in {[p.stem for p in MODULES]!r}]; "
+            "print(' '.join(sorted({n.split('.')[0] for n in sys.modules})))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=LIB)
+    assert r.returncode == 0, r.stderr
+    loaded = set(r.stdout.split())
+    assert "nbprod" in loaded and not loaded & set(project), f"importing nbprod loads the project's package: {loaded & set(project)}"
+
+
+def test_the_version_is_the_changelogs_newest():
+    import nbprod
+    assert metadata.version("nbprod") == nbprod.__version__
+    assert re.fullmatch(r"\d+\.\d+\.\d+", nbprod.__version__), "semantic versioning: MAJOR.MINOR.PATCH"
+    headings = re.findall(r"^## (\d+\.\d+\.\d+)\b", (LIB / "CHANGELOG.md").read_text(), flags=re.M)
+    assert headings and headings[0] == nbprod.__version__, f"CHANGELOG.md's newest version is {headings[:1]}, the package's {nbprod.__version__}"
