@@ -16,9 +16,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 KERNEL := house-prices
 STAMP  := $(VENV)/.installed
-# The machinery: the nbprod library in lib/, editable, so that a change to its notebooks, exported, is
-# live in the example at once. A generated project installs it from requirements/nbprod.txt instead, pinned.
-LIBRARY := lib
+# The machinery: the nbprod library, from where requirements/nbprod.txt says (here: lib/, editable)
+LIBRARY := requirements/nbprod.txt
 # Parameters for the training job, e.g. `make train P="-p seed 1 -p gbm_n_estimators 800"`
 P ?=
 # Options for the service, e.g. `make serve ARGS="--port 9000 --run 20261122T063200Z-7a3d88"`
@@ -29,13 +28,14 @@ ARGS ?=
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-$(STAMP): $(wildcard $(LOCKS)/dev.lock) pyproject.toml $(LIBRARY)/pyproject.toml
+$(STAMP): $(wildcard $(LOCKS)/dev.lock) pyproject.toml $(LIBRARY) lib/pyproject.toml
 	@test -f "$(LOCKS)/dev.lock" || { echo "Python 3.11, 3.12 or 3.13 is needed; $(PYTHON) is $(or $(PYVER),not runnable): run make PYTHON=/path/to/python3.13" >&2; exit 1; }
 	@[ ! -e $(BIN)/python ] || [ "$$($(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)" = "$(PYVER)" ] \
 	  || { echo "$(VENV) was built with another Python: rebuilding it with $(PYVER)"; rm -rf $(VENV); }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r $(LOCKS)/dev.lock
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation --editable ./$(LIBRARY) --editable .
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -r $(LIBRARY)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation --editable .
 	$(BIN)/python -m pip check
 	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python ($(KERNEL))" >/dev/null
 	@touch $(STAMP)
@@ -50,7 +50,8 @@ runtime: ## Build .venv-runtime from requirements/<python>/runtime.lock only (wh
 	@test -f "$(LOCKS)/runtime.lock" || { echo "Python 3.11, 3.12 or 3.13 is needed; $(PYTHON) is $(or $(PYVER),not runnable)" >&2; exit 1; }
 	$(PYTHON) -m venv .venv-runtime
 	.venv-runtime/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r $(LOCKS)/runtime.lock
-	.venv-runtime/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation --editable ./$(LIBRARY) --editable .
+	.venv-runtime/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -r $(LIBRARY)
+	.venv-runtime/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation --editable .
 	.venv-runtime/bin/python -m pip check
 
 train: $(STAMP) ## Train: run nbs/jobs/train.ipynb through papermill into runs/<run id>/
@@ -60,7 +61,7 @@ test: $(STAMP) ## Run every test: the library's and the example's notebooks (nbd
 	$(MAKE) --no-print-directory test-nbs test-py
 
 test-nbs: $(STAMP)
-	cd $(LIBRARY) && ../$(BIN)/nbdev-test --n-workers 2
+	cd lib && ../$(BIN)/nbdev-test --n-workers 2
 	$(BIN)/nbdev-test --n-workers 2
 
 test-py: $(STAMP)
@@ -85,20 +86,20 @@ lint: $(STAMP) ## Check notebooks, package, tests and tools with ruff (pyproject
 	$(BIN)/ruff check .
 
 export: $(STAMP) ## Export the notebooks to their packages: lib/nbs/ to nbprod, nbs/ to house_prices (run after editing a notebook)
-	cd $(LIBRARY) && ../$(BIN)/nbdev-export
+	cd lib && ../$(BIN)/nbdev-export
 	$(BIN)/nbdev-export
 
 clean-nbs: $(STAMP) ## Strip execution counts and metadata from notebooks (keeps the `parameters` tag)
-	cd $(LIBRARY) && ../$(BIN)/nbdev-clean
+	cd lib && ../$(BIN)/nbdev-clean
 	$(BIN)/nbdev-clean
 
-lock: ## Re-resolve requirements/<python>/*.lock for every supported Python from pyproject.toml, keeping pins that still resolve (needs network)
+lock: ## Re-resolve requirements/<python>/*.lock for every supported Python from pyproject.toml and the library's dependencies, keeping pins that still resolve (needs network)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==0.13.9"
 	for v in $(SUPPORTED); do \
-	  $(BIN)/uv pip compile --quiet --universal --python-version $$v --generate-hashes --extra dev \
-	    pyproject.toml requirements/build.in -o requirements/$$v/dev.lock && \
-	  $(BIN)/uv pip compile --quiet --universal --python-version $$v --generate-hashes \
-	    pyproject.toml requirements/build.in -c requirements/$$v/dev.lock -o requirements/$$v/runtime.lock || exit 1; \
+	  $(BIN)/uv pip compile --quiet --universal --python-version $$v --generate-hashes --extra dev --no-emit-package nbprod \
+	    pyproject.toml requirements/build.in $(LIBRARY) -o requirements/$$v/dev.lock && \
+	  $(BIN)/uv pip compile --quiet --universal --python-version $$v --generate-hashes --no-emit-package nbprod \
+	    pyproject.toml requirements/build.in $(LIBRARY) -c requirements/$$v/dev.lock -o requirements/$$v/runtime.lock || exit 1; \
 	done
 	$(BIN)/python -m pip uninstall --quiet --yes uv
 
