@@ -57,11 +57,11 @@ runtime: ## Build .venv-runtime from requirements/<python>/runtime.lock only (wh
 train: $(STAMP) ## Train: run nbs/jobs/train.ipynb through papermill into runs/<run id>/
 	$(BIN)/house-prices train $(P)
 
-test: $(STAMP) ## Run every test: the library's and the example's notebooks (nbdev-test), then tests/ (pytest)
+test: $(STAMP) ## Run every test: the example's notebooks (nbdev-test), then lib/tests (the library, its notebooks too) and tests/ (pytest)
 	$(MAKE) --no-print-directory test-nbs test-py
 
+# The example's notebooks; the library's run in lib/tests, with no project installed (they use its toy project)
 test-nbs: $(STAMP)
-	cd lib && ../$(BIN)/nbdev-test --n-workers 2
 	$(BIN)/nbdev-test --n-workers 2
 
 test-py: $(STAMP)

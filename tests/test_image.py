@@ -21,6 +21,8 @@ import pandas as pd
 import pytest
 from conftest import BIN, house_prices_cli
 
+import nbprod
+
 ROOT = BIN.parent.parent
 PYTHON = f"{sys.version_info[0]}.{sys.version_info[1]}"
 SUITE = {"3.11": "bookworm", "3.13": "trixie"}.get(PYTHON)  # the Debian release whose python3 is this Python
@@ -81,6 +83,8 @@ def test_the_image_is_recorded_with_its_base_by_digest_and_runs_unprivileged_wit
     assert record["image"] == f"localhost/service-test:{run_dir.name}" and "recorded in the run's deployments.jsonl" in out
     assert record["base"] == base and record["base_digest"] == run("podman", "image", "inspect", "--format", "{{.Digest}}", base).strip()
     assert record["lock"] == f"{PYTHON}/runtime.lock" and record["python"] == PYTHON
+    assert record["library"]["version"] == nbprod.__version__ and record["library"]["wheel"].startswith(f"nbprod-{nbprod.__version__}-")
+    assert len(record["library"]["sha256"]) == 64  # the wheel the image installed, by content
     assert record["numerics"]["tier"] == "bit-identical" and record["numerics"]["rows"] > 0, record["numerics"]  # as the smoke test found it inside
     [info] = json.loads(run("podman", "image", "inspect", record["image"]))
     cfg = info["Config"]
@@ -99,7 +103,7 @@ def test_the_build_scored_rows_and_the_image_holds_the_runtime_lock_only(built, 
     assert dev_only == "[]"
     norm = lambda name: re.sub(r"[-_.]+", "-", name).lower()
     pins = {norm(line.split("==")[0]) for line in (ROOT / "requirements" / PYTHON / "runtime.lock").read_text().splitlines() if "==" in line and not line.startswith(" ")}
-    assert {norm(n) for n in json.loads(installed)} <= pins | {"house-prices"}  # nothing beyond the runtime lock and the project itself
+    assert {norm(n) for n in json.loads(installed)} <= pins | {"house-prices", "nbprod"}  # nothing beyond the runtime lock, the library and the project
     assert run("buildah", "run", "--isolation", "chroot", container, "--", "id", "-u").strip() == "10001"
     assert not run("buildah", "run", "--isolation", "chroot", container, "--", "sh", "-c", "ls /run/secrets 2>/dev/null; true").strip()  # no key baked in
 

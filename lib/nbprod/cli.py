@@ -219,7 +219,7 @@ def serve(run_ref, host, port, max_records, max_body_mb, policy, admin_token_fil
 
     from nbprod.batch import keep_heap
     from nbprod.service import create_app
-    logging.getLogger(get_project().package).setLevel(log_level.upper())
+    for name in ("nbprod", get_project().package): logging.getLogger(name).setLevel(log_level.upper())  # the library's log and the project's
     keep_heap()  # large requests reuse freed memory
     token = admin_token_file.read_text().strip() if admin_token_file else None
     if admin_token_file and len(token) < 16: _fail(ValueError(f"{admin_token_file} holds no admin token of at least 16 characters"))

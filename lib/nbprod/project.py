@@ -14,7 +14,8 @@ from typing import Any
 from .schema import Schema
 
 # %% auto #0
-__all__ = ['TASKS', 'ENTRY_POINT_GROUP', 'Metric', 'Gate', 'Project', 'ProjectNotFound', 'get_project']
+__all__ = ['TASKS', 'ENTRY_POINT_GROUP', 'Metric', 'Gate', 'Project', 'ProjectNotFound', 'registered_project', 'use_project',
+           'get_project']
 
 # %% ../nbs/02_project.ipynb #8e093928
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ class ProjectNotFound(RuntimeError):
     "No project, or more than one, is registered under `ENTRY_POINT_GROUP`."
 
 @cache
-def get_project() -> Project:
+def registered_project() -> Project:
     "The project registered under `ENTRY_POINT_GROUP` (loaded once per process)."
     eps = list(entry_points(group=ENTRY_POINT_GROUP))
     if len(eps) != 1:
@@ -90,3 +91,18 @@ def get_project() -> Project:
     project = eps[0].load()
     if not isinstance(project, Project): raise ProjectNotFound(f"{eps[0].value} is a {type(project).__name__}, not a Project")
     return project
+
+# %% ../nbs/02_project.ipynb #78eb4ffe
+_CHOSEN: dict[str, Project] = {}
+
+def use_project(
+    project: Project | None, # The project to use from now on in this process; None: the registered one again
+) -> None:
+    "Make `project` the process's project in place of the one registered under `ENTRY_POINT_GROUP`."
+    if project is None: _CHOSEN.clear()
+    else: _CHOSEN["project"] = project
+
+# %% ../nbs/02_project.ipynb #a4d9e563
+def get_project() -> Project:
+    "The project `use_project` chose, else the one registered under `ENTRY_POINT_GROUP`."
+    return _CHOSEN.get("project") or registered_project()

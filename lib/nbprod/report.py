@@ -73,7 +73,7 @@ def plot_weights(pipeline, top: int = 15):
 # %% ../nbs/14_report.ipynb #10ed884b
 def run_summary(
     manifest: Manifest, # The run's manifest (as `runs.save_run` returns it)
-    project: Project | None = None, # Defaults to the registered project (for the metrics' labels and formats)
+    project: Project | None = None, # Defaults to `get_project()` (for the metrics' labels and formats)
 ) -> str:
     "The run as a Markdown table: data, split, seeds, metrics, code, environment, lock."
     project = project or get_project()

@@ -143,7 +143,7 @@ def search(
     scheduler: str | None = None, # Dask: a running scheduler's address; None: a local cluster (see `cluster.dask_client`)
     n_jobs: int | None = None, # Local: processes (default: one per core)
     n_iter: int | None = None, # Random search: how many were drawn (recorded)
-    project: Project | None = None, # Defaults to the registered project
+    project: Project | None = None, # Defaults to `get_project()`
     progress: bool = True, # A progress bar of the fits on stderr (see `fits_progress`)
 ) -> SearchRecord:
     "Cross-validate every candidate on `train` by the project's headline metric, here or on Dask; the record of the search, its best candidate first in rank."

@@ -40,7 +40,7 @@ def split(
     df: pd.DataFrame, # Canonical frame with the target
     test_size: float = 0.1, # Fraction of rows held out for evaluation
     seed: int = 0, # Seed of the random split
-    project: Project | None = None, # Defaults to the registered project
+    project: Project | None = None, # Defaults to `get_project()`
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     "Seeded train / held-out split of the canonical frame; both parts keep their ids and are sorted by them."
     ID = (project or get_project()).schema.id
@@ -54,7 +54,7 @@ def split(
 def fit(
     train: pd.DataFrame, # Canonical training rows, with the target
     params: dict[str, Any] | None = None, # Pipeline parameters (see the project's `default_params`)
-    project: Project | None = None, # Defaults to the registered project
+    project: Project | None = None, # Defaults to `get_project()`
 ):
     "Build the project's pipeline from `params` and fit it on `train`."
     p = project or get_project()
@@ -63,7 +63,7 @@ def fit(
 def predict_frame(
     pipeline, # A fitted pipeline
     df: pd.DataFrame, # Canonical rows; the target is kept if present
-    project: Project | None = None, # Defaults to the registered project
+    project: Project | None = None, # Defaults to `get_project()`
 ) -> pd.DataFrame:
     "The id, the actual value when known, the prediction (`predicted`) and, for a classifier, one probability per class (`p_<class>`)."
     p = project or get_project()
@@ -93,7 +93,7 @@ def training_manifest(
     split_seed: int, # Seed of the split
     test_size: float, # Held-out fraction
     pipeline, # The fitted pipeline
-    project: Project | None = None, # Defaults to the registered project
+    project: Project | None = None, # Defaults to `get_project()`
     search=None, # The `search.SearchRecord` of the search that chose `params`, if the job ran one
 ) -> dict[str, Any]:
     "The manifest's parts a training job knows: parameters, seeds, data, split, features, model, code (`runs.save_run` adds the rest)."

@@ -2,6 +2,7 @@
 project through the entry point and never imports one, and its version is the one its changelog describes."""
 import ast
 import filecmp
+import os
 import re
 import shutil
 import subprocess
@@ -84,3 +85,23 @@ def test_the_version_is_the_changelogs_newest():
     assert re.fullmatch(r"\d+\.\d+\.\d+", nbprod.__version__), "semantic versioning: MAJOR.MINOR.PATCH"
     headings = re.findall(r"^## (\d+\.\d+\.\d+)\b", (LIB / "CHANGELOG.md").read_text(), flags=re.M)
     assert headings and headings[0] == nbprod.__version__, f"CHANGELOG.md's newest version is {headings[:1]}, the package's {nbprod.__version__}"
+
+
+HIDE_PROJECTS = '''
+import importlib.metadata as _md
+_entry_points = _md.entry_points
+def entry_points(**params):  # as if no project were installed beside the library (the library asks by group)
+    return _md.EntryPoints([]) if params.get("group") == "nbprod.project" else _entry_points(**params)
+_md.entry_points = entry_points
+'''
+
+
+def test_the_notebooks_run_with_no_project_installed(tmp_path):
+    "The library's notebooks are its tests, and they run on its toy project: no registered project is visible to them."
+    (tmp_path / "sitecustomize.py").write_text(HIDE_PROJECTS)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
+    probe = subprocess.run([sys.executable, "-c", "from nbprod.project import registered_project; registered_project()"],
+                           capture_output=True, text=True, env=env, cwd=LIB, timeout=60)
+    assert probe.returncode != 0 and "exactly one project must be registered" in probe.stderr, probe.stderr  # hidden indeed
+    r = subprocess.run([str(BIN / "nbdev-test"), "--n-workers", "2"], capture_output=True, text=True, env=env, cwd=LIB, timeout=900)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
