@@ -39,8 +39,11 @@ def _exit_on_sigterm():
 
 def _version(ctx, param, value):
     if not value or ctx.resilient_parsing: return
-    from importlib.metadata import version
-    click.echo(f"{get_project().name} {version(get_project().name)}")
+    from importlib.metadata import PackageNotFoundError, version
+    def installed(name: str) -> str:
+        try: return f"{name} {version(name)}"
+        except PackageNotFoundError: return f"{name} not installed"
+    click.echo(f"{installed(get_project().name)}, {installed('nbprod')}")  # the project's version and the library's it runs
     ctx.exit()
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
