@@ -142,7 +142,6 @@ def model_floor(pipeline, frame):
 def serialisation(predictor, record, repeat):
     "ms per answer for one record: FastAPI's jsonable_encoder + json.dumps (a response_model route) vs pydantic's model_dump_json."
     from fastapi.encoders import jsonable_encoder
-
     from nbprod.service import service_models
     M = service_models(predictor.contract)
     s = predictor.score([record])
@@ -168,10 +167,11 @@ def main():
     a = ap.parse_args()
     if a.worker: return worker(*a.worker)
 
-    from house_prices.data import FEATURES, read_csv
     from nbprod.config import get_settings
     from nbprod.predict import Predictor
     from nbprod.runs import list_runs, resolve_run
+
+    from house_prices.data import FEATURES, read_csv
     s = get_settings()
     if a.run == "latest" and not list_runs(s.runs_dir):
         from nbprod.job import run_training

@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-
 from nbprod import schema as machinery
 from nbprod.schema import Column, Schema
 

@@ -6,10 +6,11 @@
 __all__ = ['PROJECT']
 
 # %% ../nbs/05_project.ipynb #399f6d4f
+from nbprod.project import Metric, Project
+
 from .data import SCHEMA
 from .pipeline import DEFAULT_PARAMS, build_pipeline
 from .train import metrics
-from nbprod.project import Metric, Project
 
 # %% ../nbs/05_project.ipynb #00d06efe
 PROJECT = Project(

@@ -9,7 +9,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-
 from nbprod.config import get_settings
 from nbprod.job import run_training
 

@@ -2,7 +2,6 @@
 seed is not found different, runs that held out other rows are refused unless told."""
 import pytest
 from conftest import house_prices_cli
-
 from nbprod.compare import compare_runs
 
 

@@ -2,7 +2,6 @@
 import re
 
 import pytest
-
 from nbprod.manifest import sha256_file as file_sha256
 
 

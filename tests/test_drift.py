@@ -12,15 +12,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import house_prices_cli, serving
-from prometheus_client.parser import text_string_to_metric_families
-from test_service import records_of
-
-from house_prices.data import read_raw_csv
 from nbprod.drift import EXIT_DRIFT, read_profile
 from nbprod.inputlog import PART_GLOB, InputLog, read_log
 from nbprod.manifest import Manifest
 from nbprod.predict import Contract, Predictor
 from nbprod.runs import CONTRACT, MANIFEST, PROFILE, read_json
+from prometheus_client.parser import text_string_to_metric_families
+from test_service import records_of
+
+from house_prices.data import read_raw_csv
 
 AREAS = ["LotArea", "GrLivArea", "1stFlrSF", "2ndFlrSF", "TotalBsmtSF", "GarageArea"]
 

@@ -1,11 +1,11 @@
 """The example's own pipeline (with its DerivedFeatures step) compiles, and the compiled function gives scikit-learn's bits on every row
 of train.csv and test.csv: all at once, 50 at a time and one by one."""
 import numpy as np
-
-from house_prices.data import FEATURES, read_csv
 from nbprod.config import get_settings
 from nbprod.fastpath import compile_pipeline, frame_columns
 from nbprod.train import fit
+
+from house_prices.data import FEATURES, read_csv
 
 
 def test_the_example_pipeline_compiles_to_the_same_bits():

@@ -16,15 +16,15 @@ from conftest import BIN, house_prices_cli, serving
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
-from test_service import records_of
-
-from house_prices.data import read_raw_csv
 from nbprod.agreement import DIFFERENT, agree
 from nbprod.batch import score_file
 from nbprod.predict import NUMBER_RE, SMALL_BATCH, Predictor, derive_contract
 from nbprod.runs import list_runs, resolve_run
 from nbprod.schema import to_canonical
 from nbprod.toy import toy_pipeline, toy_rows, toy_schema
+from test_service import records_of
+
+from house_prices.data import read_raw_csv
 
 OLD_NUMBER_RE = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"  # the pattern before: the same strings, with quadratic backtracking
 ASCII_NUMBERISH = st.text(alphabet="0123456789.eE+- x", max_size=16)

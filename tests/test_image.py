@@ -17,11 +17,10 @@ import sys
 import time
 
 import httpx
+import nbprod
 import pandas as pd
 import pytest
 from conftest import BIN, house_prices_cli
-
-import nbprod
 
 ROOT = BIN.parent.parent
 PYTHON = f"{sys.version_info[0]}.{sys.version_info[1]}"

@@ -6,7 +6,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from nbprod.project import get_project
 
 PROJECT = get_project()

@@ -3,9 +3,10 @@ import hashlib
 import json
 import re
 
-from house_prices.data import FEATURES, fingerprint, read_csv
 from nbprod.manifest import MANIFEST_VERSION, distributions
 from nbprod.runs import read_json
+
+from house_prices.data import FEATURES, fingerprint, read_csv
 
 
 def test_manifest_has_every_documented_section(train_job):

@@ -4,10 +4,10 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-
-from house_prices.data import read_raw_csv
 from nbprod.predict import ID_EXPECTED, TOO_LARGE, Predictor, check_records, check_rows, known_categories
 from nbprod.runs import read_json
+
+from house_prices.data import read_raw_csv
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +114,6 @@ TEXT_CASES = {  # text a CSV cell can hold, in a numeric column, a categorical o
 def text_table(path, na_strings=("NA", "")):
     "A CSV file as the batch reader reads it: every column as text, `na_strings` as missing."
     import pyarrow as pa
-
     from nbprod.batch import read_chunks
     return pa.concat_tables(read_chunks(path, chunk_size=100_000)[1])
 

@@ -14,15 +14,15 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import BIN, house_prices_cli, serving
-from test_service import records_of
-
-from house_prices.data import read_raw_csv
-from house_prices.train import metrics
 from nbprod.manifest import IntegrityError, Manifest, SignatureError, VersionMismatchError, sign_manifest
 from nbprod.predict import Predictor
 from nbprod.runs import STAGING, artifacts, list_runs, new_run_id, read_json, run_table, write_json
 from nbprod.sources import load_snapshot
 from nbprod.train import predict_frame, split
+from test_service import records_of
+
+from house_prices.data import read_raw_csv
+from house_prices.train import metrics
 
 SMALL = ["-p", "gbm_n_estimators", "60"]
 
@@ -404,7 +404,6 @@ def test_a_stopped_cells_tasks_end_with_the_kernels_shutdown(tmp_path):
 
     import nbformat
     from nbclient import NotebookClient
-
     from nbprod.config import get_settings
     from nbprod.job import ipc_kernel_manager
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import time; time.sleep(60)")])

@@ -10,9 +10,9 @@ import time
 import httpx
 import pytest
 from conftest import BIN, free_port, serving
+from nbprod.runs import read_predictions
 
 from house_prices.data import read_raw_csv
-from nbprod.runs import read_predictions
 
 
 @pytest.fixture(scope="module")
