@@ -135,11 +135,6 @@ def test_copier_update_moves_an_edited_project_to_a_new_library_version(template
     code = "import nbprod, nbprod.runs, inspect; print(nbprod.__version__); print(inspect.getsource(nbprod.runs))"
     out = run(p / ".venv/bin/python", "-c", code, cwd=p).stdout
     assert out.startswith("0.1.1\n") and "oldest first (by their ids)." in out
-    # the run trained under 0.1.0 is treated as one made under another scikit-learn: refused, then loaded when told
-    verify = [p / ".venv/bin/disease-progress", "runs", "verify", "latest"]
-    r = subprocess.run(verify, cwd=p, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 1 and "nbprod 0.1.0 in the run, 0.1.1 here" in r.stderr, (r.returncode, r.stdout, r.stderr)
-    run(*verify, "--allow-version-mismatch", cwd=p)
 
 
 @pytest.fixture(scope="module")
