@@ -64,11 +64,12 @@ test: $(STAMP) ## Run every test: the example's notebooks (nbdev-test), then lib
 test-nbs: $(STAMP)
 	$(BIN)/nbdev-test --n-workers 2
 
+# On every core (pytest-xdist), a test module to a worker: a module's fixtures (a trained run, a server) are made once
 test-py: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist loadfile
 
 test-template: $(STAMP) ## Generate projects from the template (copier) on other data sets; run their make train / make test; copier update
-	$(BIN)/python -m pytest template_tests
+	$(BIN)/python -m pytest template_tests -n 2 --dist loadgroup  # the two generated projects side by side
 
 template: $(STAMP) ## Regenerate template/'s generated files (locks, shared tests, the pin of nbprod) from this repository
 	$(BIN)/python tools/template.py
