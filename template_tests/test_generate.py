@@ -78,7 +78,7 @@ def regression_project(template, tmp_path_factory):
                     id_column="patient", data_file=data)
 
 
-@pytest.mark.xdist_group("regression")
+@pytest.mark.xdist_group(name="regression")
 def test_regression_project_trains_and_passes_its_tests(template, regression_project):
     p = regression_project
     assert (p / "data/train.csv").is_file() and (p / "README.md").is_file()
@@ -106,7 +106,7 @@ def test_regression_project_trains_and_passes_its_tests(template, regression_pro
     assert library_commit(p) == run("git", "rev-parse", "HEAD", cwd=template).stdout.strip()
 
 
-@pytest.mark.xdist_group("regression")
+@pytest.mark.xdist_group(name="regression")
 def test_copier_update_moves_an_edited_project_to_a_new_library_version(template, regression_project):
     p = regression_project
     nb = p / "nbs/03_pipeline.ipynb"
@@ -147,7 +147,7 @@ def classification_project(template, tmp_path_factory):
                     id_column="penguin", data_file=data)
 
 
-@pytest.mark.xdist_group("classification")
+@pytest.mark.xdist_group(name="classification")
 def test_classification_project_trains_and_passes_its_tests(classification_project):
     p = classification_project
     r = run("make", "train", cwd=p)
