@@ -1,5 +1,7 @@
 """Shared fixtures: project settings and real papermill training runs in a temporary run store."""
+import hashlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -9,16 +11,25 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 from nbprod.config import get_settings
 from nbprod.job import run_training
 
 BIN = Path(sys.executable).parent
 
 
+@pytest.fixture(scope="session")
+def shared_dir(tmp_path_factory, worker_id):
+    "A folder that every pytest-xdist worker of this session shares (the session's own folder when there is one process)."
+    base = tmp_path_factory.getbasetemp()
+    return base if worker_id == "master" else base.parent
+
+
 @pytest.fixture(scope="session", autouse=True)
-def signing_key(tmp_path_factory):
-    "The tests' own run signing key (created by the first training run), so that they neither use nor create the user's."
-    os.environ["RUN_SIGNING_KEY_FILE"] = str(tmp_path_factory.mktemp("keys") / "signing.key")
+def signing_key(shared_dir):
+    """The tests' own run signing key (created by the first training run, in any worker), so that they neither use nor
+    create the user's; one for all workers, since they share trained runs."""
+    os.environ["RUN_SIGNING_KEY_FILE"] = str(shared_dir / "keys" / "signing.key")
     os.environ.pop("RUN_SIGNING_KEY", None)
     yield os.environ["RUN_SIGNING_KEY_FILE"]
 
@@ -34,14 +45,27 @@ def runs_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def train_job(settings, runs_dir):
-    """Run the real training job through papermill, once per distinct parameter set (cached for the session)."""
+def train_job(settings, runs_dir, shared_dir):
+    """Run the real training job through papermill, once per distinct tag and parameter set in the whole session: the
+    first worker to need a run trains it into a store of its own under `shared_dir` (the others wait on its lock), and
+    each worker takes a copy of the run, with its data snapshot, into its `runs_dir`, where its tests may promote,
+    damage or list runs without touching another worker's."""
     cache = {}
 
     def run(tag="a", **params):
         key = (tag, tuple(sorted(params.items())))
         if key not in cache:
-            cache[key] = run_training(params, settings=replace(settings, runs_dir=runs_dir), progress=False)
+            store = shared_dir / "trained" / hashlib.sha256(repr(key).encode()).hexdigest()[:16]
+            store.parent.mkdir(exist_ok=True)
+            with FileLock(f"{store}.lock"):
+                if not (store / "run-id").is_file():
+                    made = run_training(params, settings=replace(settings, runs_dir=store), progress=False)
+                    (store / "run-id").write_text(made.name)
+            name = (store / "run-id").read_text()
+            shutil.copytree(store / name, runs_dir / name)
+            shutil.copytree(replace(settings, runs_dir=store).snapshots_dir, replace(settings, runs_dir=runs_dir).snapshots_dir,
+                            dirs_exist_ok=True)
+            cache[key] = runs_dir / name
         return cache[key]
 
     return run
