@@ -96,3 +96,4 @@ def test_a_project_gate_can_require_that_the_run_reproduces(runs, store):
     from nbprod.project import Gate
     p = promote(runs["worse"].name, "staging", store, gate=Gate(reproduces=True))
     assert not p.objections and any(c.startswith("reproduces: reproduced") for c in p.checked), p.checked
+

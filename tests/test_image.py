@@ -84,6 +84,9 @@ def test_the_image_is_recorded_with_its_base_by_digest_and_runs_unprivileged_wit
     assert record["lock"] == f"{PYTHON}/runtime.lock" and record["python"] == PYTHON
     assert record["library"]["version"] == nbprod.__version__ and record["library"]["wheel"].startswith(f"nbprod-{nbprod.__version__}-")
     assert len(record["library"]["sha256"]) == 64  # the wheel the image installed, by content
+    code = json.loads((run_dir / "manifest.json").read_text())["code"]  # the project: a wheel of the run's commit, at the run's version
+    assert record["project"]["commit"] == code["git_commit"] and record["project"]["version"] == code["package_version"]
+    assert record["project"]["wheel"].startswith(f"house_prices-{code['package_version']}-") and len(record["project"]["sha256"]) == 64
     assert record["numerics"]["tier"] == "bit-identical" and record["numerics"]["rows"] > 0, record["numerics"]  # as the smoke test found it inside
     [info] = json.loads(run("podman", "image", "inspect", record["image"]))
     cfg = info["Config"]

@@ -1,10 +1,14 @@
 """Build the prediction service of one run as a container image (`Containerfile`), with Podman or Docker: `make image`.
 
-It stages a small build context (the package, a wheel of the nbprod library it runs, the runtime lock of the run's Python, a run store of the run alone,
-promoted to production, a few held-out rows for the smoke test), resolves the base image to its digest, builds (the signing key and the CA bundle pip trusts,
-`PIP_CERT` or `REQUESTS_CA_BUNDLE` or `SSL_CERT_FILE`, handed over as build secrets, never written into a layer), and appends what it built to the run's deployment
-record (`<run>/deployments.jsonl`): the image, its id and size, the base image by name and digest, the lock, the library's wheel, the engine, and how the
-run's held-out predictions agree inside the image (`numerics`: bit-identical or numerically equivalent, found by the smoke test's `runs verify`).
+It stages a small build context (a wheel of the project built from the commit the run was made at, with the version the run
+recorded, a wheel of the nbprod library it runs, the runtime lock of the run's Python and the Containerfile at that commit, a
+run store of the run alone, promoted to production, a few held-out rows for the smoke test); a run of uncommitted code, or
+made outside git, is refused, and so is a checkout at another commit than the run's. It then resolves the base image to its
+digest, builds (the signing key and the CA bundle pip trusts, `PIP_CERT` or `REQUESTS_CA_BUNDLE` or `SSL_CERT_FILE`, handed
+over as build secrets, never written into a layer), and appends what it built to the run's deployment record
+(`<run>/deployments.jsonl`): the image, its id and size, the base image by name and digest, the lock, the project's and the
+library's wheels (by sha256, the project's with its commit), the engine, and how the run's held-out predictions agree inside
+the image (`numerics`: bit-identical or numerically equivalent, found by the smoke test's `runs verify`).
 The base image's Python must be the run's: by default `python:<the run's Python>-slim`; `--base` to choose another
 (on a machine without a registry, a local one: see `tools/debian_base.sh`).
 
@@ -20,13 +24,15 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
+from nbprod.compare import uncommitted
 from nbprod.config import get_settings
-from nbprod.manifest import SIGNING_KEY_ENV, Manifest, signing_key_path
+from nbprod.manifest import SIGNING_KEY_ENV, CodeVersion, Manifest, signing_key_path
 from nbprod.project import get_project
 from nbprod.runs import ALIASES, DEFAULT_ALIAS, HELD_OUT, MANIFEST, resolve_run
 
@@ -64,11 +70,6 @@ def base_digest(engine: str, base: str) -> str:
     return r.stdout.strip().split("@")[-1]
 
 
-def runtime_lock(python: str) -> Path:
-    "The runtime lock of a Python (`3.11`): what the image installs, and what its deployment record names."
-    return ROOT / "requirements" / python / "runtime.lock"
-
-
 def library_wheel(dest: Path) -> Path:
     """A wheel of the nbprod library this project runs, built into `dest`: from `lib/` where the library is made, else
     from what `requirements/nbprod.txt` pins (a generated project). Refused unless it is the version installed here."""
@@ -81,15 +82,40 @@ def library_wheel(dest: Path) -> Path:
     return wheels[0]
 
 
-def stage_context(run: Path, python: str, ctx: Path) -> None:
+def checkout_at(code: CodeVersion) -> None:
+    "Refuse a run whose code is in no commit, or a checkout here at another commit than the run's: the image is built from that commit."
+    if objection := uncommitted(code): raise ImageError(f"the image is built from the commit the run was made at, but {objection}")
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    if head != code.git_commit:
+        raise ImageError(f"the checkout is at commit {head[:12] or '(none)'}, the run was made at {code.git_commit[:12]}: "
+                         f"git checkout {code.git_commit[:12]} (or train a run at this commit), then build again")
+
+
+def project_wheel(code: CodeVersion, dest: Path) -> Path:
+    """A wheel of the project built from the run's commit (`git archive`: nothing uncommitted goes in), with the version the
+    run recorded; the commit's files are left in `dest/source` (the Containerfile and the lock are taken from there)."""
+    source = dest / "source"
+    with tempfile.TemporaryDirectory(prefix="archive-") as d:
+        sh("git", "-C", ROOT, "archive", "--format=tar", "-o", Path(d) / "commit.tar", code.git_commit)
+        with tarfile.open(Path(d) / "commit.tar") as tar: tar.extractall(source, filter="data")
+    env = {**os.environ, "SETUPTOOLS_SCM_PRETEND_VERSION": code.package_version}  # no .git in an archive: the run's version
+    sh(sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check", "--no-deps", "--no-build-isolation",
+       "-w", str(dest / "wheels"), str(source), env=env)
+    name = get_project().name.replace("-", "_")
+    wheels = sorted((dest / "wheels").glob(f"{name}-*.whl"))
+    if len(wheels) != 1: raise ImageError(f"building the project's wheel from commit {code.git_commit[:12]} left {len(wheels)} wheels")
+    return wheels[0]
+
+
+def stage_context(run: Path, python: str, code: CodeVersion, ctx: Path) -> None:
     "The build context: what the image needs and nothing else (no data, no notebooks, no .venv, no other runs)."
-    package = get_project().package
-    lock = runtime_lock(python)
-    if not lock.is_file(): raise ImageError(f"no runtime lock for Python {python} ({lock.relative_to(ROOT)}): the run's Python is not supported here")
+    project_wheel(code, ctx)
+    lock = ctx / "source" / "requirements" / python / "runtime.lock"
+    if not lock.is_file(): raise ImageError(f"no runtime lock for Python {python} at the run's commit: the run's Python is not supported there")
     (ctx / "requirements" / python).mkdir(parents=True)
     shutil.copy2(lock, ctx / "requirements" / python / "runtime.lock")
-    for f in ("pyproject.toml", "README.md", "Containerfile"): shutil.copy2(ROOT / f, ctx / f)
-    shutil.copytree(ROOT / package, ctx / package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copy2(ctx / "source" / "Containerfile", ctx / "Containerfile")
+    shutil.rmtree(ctx / "source")
     library_wheel(ctx / "wheels")
     shutil.copytree(run, ctx / "runs" / run.name, ignore=shutil.ignore_patterns(DEPLOYMENTS))  # a run store of this run alone,
     (ctx / "runs" / ALIASES).write_text(json.dumps({DEFAULT_ALIAS: run.name}) + "\n")     # promoted: what the service takes
@@ -119,6 +145,7 @@ def build(run_ref: str | None, base: str | None, image: str, engine_name: str | 
     settings = get_settings()
     run = resolve_run(run_ref, settings.runs_dir)
     m = Manifest.read(run / MANIFEST)
+    checkout_at(m.code)
     python = ".".join(m.environment.python.split(".")[:2])
     base = base or f"docker.io/library/python:{python}-slim"
     engine = engine_command(engine_name)
@@ -134,9 +161,13 @@ def build(run_ref: str | None, base: str | None, image: str, engine_name: str | 
     podman = "podman" in Path(engine).name
     try:
         with tempfile.TemporaryDirectory(prefix="image-context-") as ctx, tempfile.NamedTemporaryFile(prefix="no-cert-") as empty:
-            stage_context(run, python, Path(ctx))
-            wheel = next((Path(ctx) / "wheels").glob("*.whl"))
-            library = dict(version=metadata.version("nbprod"), wheel=wheel.name, sha256=hashlib.sha256(wheel.read_bytes()).hexdigest())
+            stage_context(run, python, m.code, Path(ctx))
+            wheel = lambda prefix: next((Path(ctx) / "wheels").glob(f"{prefix}-*.whl"))
+            digest_of = lambda w: hashlib.sha256(w.read_bytes()).hexdigest()
+            library = dict(version=metadata.version("nbprod"), wheel=wheel("nbprod").name, sha256=digest_of(wheel("nbprod")))
+            own = wheel(get_project().name.replace("-", "_"))
+            project = dict(version=m.code.package_version, commit=m.code.git_commit, wheel=own.name, sha256=digest_of(own))
+            lock_sha256 = digest_of(Path(ctx) / "requirements" / python / "runtime.lock")  # the commit's lock, which the image installs
             print(f"building {tag} from {base}@{digest[:19]}… with {Path(engine).name}: run {run.name}, Python {python}", flush=True)
             cmd = [engine, "build", *(["--format", "docker"] if podman else []),  # docker format: HEALTHCHECK is kept
                    "--build-arg", f"BASE={base}", "--build-arg", f"BASE_DIGEST={digest}", "--build-arg", f"PYVER={python}",
@@ -148,11 +179,10 @@ def build(run_ref: str | None, base: str | None, image: str, engine_name: str | 
         if made: os.unlink(made)
     info = json.loads(sh(engine, "image", "inspect", tag).stdout)[0]
     numerics = json.loads(image_file(engine, tag, NUMERICS))["numerics"]
-    lock = runtime_lock(python)
     record = dict(time=datetime.now(UTC).isoformat(timespec="seconds"), kind="container image", image=tag, image_id=info["Id"],
                   size_bytes=info.get("Size"), base=base, base_digest=digest, python=python,
-                  lock=f"{python}/runtime.lock", lock_sha256=hashlib.sha256(lock.read_bytes()).hexdigest(),
-                  library=library, engine=sh(engine, "--version").stdout.strip(), numerics=numerics)
+                  lock=f"{python}/runtime.lock", lock_sha256=lock_sha256,
+                  project=project, library=library, engine=sh(engine, "--version").stdout.strip(), numerics=numerics)
     with open(run / DEPLOYMENTS, "a") as f: f.write(json.dumps(record) + "\n")
     return record
 

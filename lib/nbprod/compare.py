@@ -18,7 +18,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .files import locked
-from .manifest import Manifest
+from .manifest import CodeVersion, Manifest
 from .predict import Contract
 from .project import Gate, Metric, get_project
 from nbprod.runs import (
@@ -38,7 +38,7 @@ from nbprod.runs import (
 
 # %% auto #0
 __all__ = ['PROMOTE_LOCK', 'Comparison', 'compare_scores', 'compare_runs', 'compare_runs_cv', 'comparison_report',
-           'contract_changes', 'Promotion', 'PromotionRefused', 'promotions', 'promote']
+           'contract_changes', 'uncommitted', 'Promotion', 'PromotionRefused', 'promotions', 'promote']
 
 # %% ../nbs/20_compare.ipynb #b5347753
 class Comparison(BaseModel):
@@ -240,6 +240,14 @@ def contract_changes(
     return sorted(breaking + changes), sorted(breaking)
 
 
+# %% ../nbs/20_compare.ipynb #c20d3f17
+def uncommitted(code: CodeVersion) -> str | None:
+    "Why the code a run records (`Manifest.code`) is in no commit (made outside git, or with uncommitted changes); None if it is in one."
+    if not code.git_commit: return "it was made outside git: no commit holds its code (git init, commit, and train again)"
+    if code.git_dirty: return (f"it was made from uncommitted code (commit {code.git_commit[:12]} with changes, diff sha256 "
+                               f"{(code.git_diff_sha256 or '')[:12]}): commit, and train again")
+    return None
+
 # %% ../nbs/20_compare.ipynb #f18bc58e
 class Promotion(BaseModel):
     "One change of an alias, as the append-only log `promotions.jsonl` records it."
@@ -284,9 +292,10 @@ def promote(
     resamples: int = 2000, # Bootstrap resamples of the comparison with the current holder
     gate: Gate | None = None, # What the run must pass; default: the project's (`Project.gate`)
 ) -> Promotion:
-    """Give `alias` to `run` if it passes the gate: not worse than the alias's current holder by the paired comparison (see `compare_runs`;
-    runs that cannot be compared row by row are an objection too), and no input-contract change that breaks a client. The change is
-    appended to `promotions.jsonl` before `aliases.json` is rewritten; raises `PromotionRefused` listing the objections."""
+    """Give `alias` to `run` if it passes the gate: not worse than the alias's current holder by the paired comparison
+    (see `compare_runs`; runs that cannot be compared row by row are an objection too), no input-contract change that breaks
+    a client, and, to hold `production`, code that is in a commit (see `uncommitted`). The change is appended to
+    `promotions.jsonl` before `aliases.json` is rewritten; raises `PromotionRefused` listing the objections."""
     from nbprod.config import get_settings
     runs_dir = Path(runs_dir or get_settings().runs_dir)
     if not re.fullmatch(ALIAS_RE, alias) or alias == "latest": raise ValueError(f"{alias!r} is not an alias name: lower-case letters, digits, - and _, starting with a letter")
@@ -299,6 +308,10 @@ def promote(
     if current == new.name: raise ValueError(f"run {new.name} holds {alias!r} already")
     gate = gate or get_project().gate
     objections, checked, comparison, changes = [], [], None, []
+    if gate.committed and alias == DEFAULT_ALIAS:
+        code = Manifest.read(new / MANIFEST).code
+        if objection := uncommitted(code): objections.append(objection)
+        else: checked.append(f"code: commit {code.git_commit[:12]}, nothing uncommitted")
     if current is not None:
         old = resolve_run(current, runs_dir)
         if gate.not_worse:

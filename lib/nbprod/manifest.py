@@ -34,11 +34,11 @@ __all__ = ['MANIFEST_VERSION', 'LIBRARY', 'SHAPING_LIBRARIES', 'TOOL_PACKAGES', 
            'ManifestError', 'Record', 'Seeds', 'DataRecord', 'SplitRecord', 'InputFeature', 'FeatureRecord',
            'FittedRecord', 'ModelRecord', 'EnvironmentRecord', 'CodeVersion', 'JobRecord', 'Artifact', 'Manifest',
            'shaping_packages', 'key_packages', 'distributions', 'package_versions', 'lock_pins', 'lock_name',
-           'lock_mismatches', 'environment', 'code_version', 'json_safe', 'describe_estimator', 'random_states',
-           'feature_names', 'FittedDigest', 'fitted_digest', 'value_difference', 'fitted_differences', 'IntegrityError',
-           'VersionMismatchError', 'sha256_file', 'verify_artifact', 'python_difference', 'version_differences',
-           'SignatureError', 'signing_key_path', 'signing_key', 'key_id', 'sign_manifest', 'misnamed',
-           'check_signature']
+           'lock_mismatches', 'environment', 'project_version', 'code_version', 'json_safe', 'describe_estimator',
+           'random_states', 'feature_names', 'FittedDigest', 'fitted_digest', 'value_difference', 'fitted_differences',
+           'IntegrityError', 'VersionMismatchError', 'sha256_file', 'verify_artifact', 'python_difference',
+           'version_differences', 'SignatureError', 'signing_key_path', 'signing_key', 'key_id', 'sign_manifest',
+           'misnamed', 'check_signature']
 
 # %% ../nbs/11_manifest.ipynb #9e16a718
 MANIFEST_VERSION = 2
@@ -122,7 +122,7 @@ class EnvironmentRecord(Record):
 
 class CodeVersion(Record):
     "Which code made the run (see `code_version`)."
-    package_version: str | None = None # The project's distribution version
+    package_version: str | None = None # The project's version when it ran (see `project_version`)
     git_commit: str | None = None # HEAD of the checkout, None outside git
     git_dirty: bool | None = None # Whether tracked files had uncommitted changes
     git_diff_sha256: str | None = None # sha256 of that diff
@@ -244,15 +244,29 @@ def environment(lock_files: list[Path] | None = None) -> EnvironmentRecord:
         env["lock_mismatches"] = lock_mismatches(dev[0], dists) if dev else None
     return EnvironmentRecord(**env)
 
+# %% ../nbs/11_manifest.ipynb #880661aa
+def project_version(root: Path | str) -> str | None:
+    """The project's version as setuptools-scm derives it from the git checkout at `root` now, configured by the
+    `[tool.setuptools_scm]` table of its pyproject.toml as its build is; else its installed distribution's."""
+    try:
+        import tomllib
+
+        from setuptools_scm import get_version
+        pyproject = Path(root) / "pyproject.toml"
+        config = tomllib.loads(pyproject.read_text(encoding="utf-8")) if pyproject.is_file() else {}
+        return get_version(root=str(root), **config.get("tool", {}).get("setuptools_scm", {}))
+    except (ImportError, LookupError, OSError, subprocess.SubprocessError): pass  # not installed, not a checkout, no git
+    return package_versions([get_project().name])[get_project().name]
+
 # %% ../nbs/11_manifest.ipynb #b9c6f313
 def code_version(root: Path | str) -> CodeVersion:
-    "Package version, git commit, dirty flag and sha256 of the uncommitted diff of the checkout at `root`."
+    "The project's version, git commit, dirty flag and sha256 of the uncommitted diff of the checkout at `root`."
     def git(*args):
         r = subprocess.run(["git", "-C", str(root), *args], capture_output=True, timeout=60)
         return r.stdout if r.returncode == 0 else None
     try: commit, diff = git("rev-parse", "HEAD"), git("diff", "HEAD", "--binary")
     except (OSError, subprocess.SubprocessError): commit = diff = None
-    return CodeVersion(package_version=package_versions([get_project().name])[get_project().name],
+    return CodeVersion(package_version=project_version(root),
                        git_commit=commit.decode().strip() if commit else None,
                        git_dirty=None if diff is None else bool(diff),
                        git_diff_sha256=hashlib.sha256(diff).hexdigest() if diff else None)

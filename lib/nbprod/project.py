@@ -38,6 +38,7 @@ class Gate:
     not_worse: bool = True # Not worse than the alias's current holder by the paired comparison on held-out rows
     compatible_contract: bool = True # No input-contract change that breaks the current holder's clients
     reproduces: bool = False # Re-executing the run's job reproduces it (costs a training run; the reproduction stays in the store)
+    committed: bool = True # To hold `production`: the run was made from committed code (a git commit recorded, no uncommitted changes)
 
 # %% ../nbs/02_project.ipynb #a2283667
 TASKS = ("regression", "classification")
