@@ -6,6 +6,7 @@ copier recorded, not from an editable source tree).
 Slow (each project builds its own virtual environment from the lock): run by `make test-template`, which .ci/run calls."""
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -122,21 +123,25 @@ def test_copier_update_moves_an_edited_project_to_a_new_library_version(template
     assert marker in runs_nb.read_text()
     runs_nb.write_text(runs_nb.read_text().replace(marker, "Finished runs in `runs_dir`, oldest first (by their ids).", 1))
     run(Path(sys.executable).parent / "nbdev-export", cwd=lib)
-    version = (lib / "nbprod/__init__.py").read_text()
-    (lib / "nbprod/__init__.py").write_text(version.replace('"0.1.0"', '"0.1.1"'))
-    (lib / "CHANGELOG.md").write_text((lib / "CHANGELOG.md").read_text().replace("## 0.1.0", "## 0.1.1\n\nRuns: says how they are ordered.\n\n## 0.1.0", 1))
-    (template / "pyproject.toml").write_text((template / "pyproject.toml").read_text().replace('"nbprod==0.1.0"', '"nbprod==0.1.1"'))
+    init = (lib / "nbprod/__init__.py").read_text()
+    old = re.search(r'__version__ = "(\d+)\.(\d+)\.(\d+)"', init)
+    current, new = ".".join(old.groups()), f"{old[1]}.{old[2]}.{int(old[3]) + 1}"  # the next patch version
+    (lib / "nbprod/__init__.py").write_text(init.replace(old[0], f'__version__ = "{new}"'))
+    changelog = (lib / "CHANGELOG.md").read_text()
+    (lib / "CHANGELOG.md").write_text(changelog.replace("\n## ", f"\n## {new}\n\nRuns: says how they are ordered.\n\n## ", 1))
+    pyproject = (template / "pyproject.toml").read_text()
+    (template / "pyproject.toml").write_text(pyproject.replace(f'"nbprod=={current}"', f'"nbprod=={new}"'))
     run(sys.executable, template / "tools/template.py", cwd=template)
-    run("git", "commit", "--quiet", "-am", "nbprod 0.1.1: say how runs are ordered", cwd=template)
+    run("git", "commit", "--quiet", "-am", f"nbprod {new}: say how runs are ordered", cwd=template)
     run(COPIER, "update", "--trust", "--defaults", "--vcs-ref", "HEAD", cwd=p)
-    assert '"nbprod==0.1.1"' in (p / "pyproject.toml").read_text()
+    assert f'"nbprod=={new}"' in (p / "pyproject.toml").read_text()
     assert "The owner's own note." in nb.read_text()  # the project's notebook is the owner's
     assert not [f for f in p.rglob("*") if f.is_file() and ".venv" not in f.parts and "<<<<<<<" in f.read_text(errors="replace")]
     run("make", "test", cwd=p)  # rebuilds the environment with the new library version
     assert library_commit(p) == run("git", "rev-parse", "HEAD", cwd=template).stdout.strip()
     code = "import nbprod, nbprod.runs, inspect; print(nbprod.__version__); print(inspect.getsource(nbprod.runs))"
     out = run(p / ".venv/bin/python", "-c", code, cwd=p).stdout
-    assert out.startswith("0.1.1\n") and "oldest first (by their ids)." in out
+    assert out.startswith(f"{new}\n") and "oldest first (by their ids)." in out
 
 
 @pytest.fixture(scope="module")

@@ -188,10 +188,10 @@ SHAPING_LIBRARIES = ("scikit-learn", "numpy", "scipy", "pandas", "joblib") # Lib
 TOOL_PACKAGES = ("threadpoolctl", "papermill", "ipykernel", "nbdev") # Recorded with them, not checked at load
 
 def shaping_packages() -> tuple[str, ...]:
-    "The project's own distribution, this library and the libraries whose versions must match to load a model."
-    return (get_project().name, LIBRARY, *SHAPING_LIBRARIES)
+    "This library and the libraries whose versions must match to load a model."
+    return (LIBRARY, *SHAPING_LIBRARIES)
 
-def key_packages() -> tuple[str, ...]: return (*shaping_packages(), *TOOL_PACKAGES)
+def key_packages() -> tuple[str, ...]: return (get_project().name, *shaping_packages(), *TOOL_PACKAGES)
 NUMERIC_ENV_VARS = ("PYTHONHASHSEED", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                     "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "MKL_CBWR")
 
