@@ -507,11 +507,11 @@ def runs_compare(runs_dir, a, b, level, resamples, seed, allow_different_data, f
 @click.argument("run_ref", metavar="RUN")
 @click.option("--alias", default="production", show_default=True, help="The alias RUN is to hold (production, staging, or any name).")
 @click.option("--reason", default=None, help="Why (logged; required with --force).")
-@click.option("--force", is_flag=True, help="Promote even if the gate objects (a worse model, a contract that breaks clients).")
+@click.option("--force", is_flag=True, help="Promote even if the gate objects (a worse model, a contract that breaks clients, for production code in no commit).")
 @click.pass_obj
 def runs_promote(runs_dir, run_ref, alias, reason, force):
     """Give ALIAS to RUN if it passes the gate: not worse than the current holder by the paired comparison, no input-contract change
-    that breaks its clients. Every change goes to runs/promotions.jsonl; promoting a run that held the alias before is a rollback."""
+    that breaks its clients, and for production a run of committed code. Every change goes to runs/promotions.jsonl; promoting a run that held the alias before is a rollback."""
     from nbprod.compare import promote
     try: p = promote(run_ref, alias, runs_dir, reason=reason, force=force)
     except (ValueError, FileNotFoundError) as e: _fail(e)
