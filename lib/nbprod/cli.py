@@ -43,7 +43,12 @@ def _version(ctx, param, value):
     def installed(name: str) -> str:
         try: return f"{name} {version(name)}"
         except PackageNotFoundError: return f"{name} not installed"
-    click.echo(f"{installed(get_project().name)}, {installed('nbprod')}")  # the project's version and the library's it runs
+    from nbprod.manifest import project_version
+    name = get_project().name
+    try: now = project_version(get_settings().root)  # an editable install keeps the version it was made at; git's moves on
+    except FileNotFoundError: now = None  # no project root here
+    moved = f" (its checkout is at {now})" if now and installed(name) != f"{name} {now}" else ""
+    click.echo(f"{installed(name)}{moved}, {installed('nbprod')}")  # the project's version and the library's it runs
     ctx.exit()
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
