@@ -74,8 +74,8 @@ test-template: $(STAMP) ## Generate projects from the template (copier) on other
 template: $(STAMP) ## Regenerate template/'s generated files (locks, shared tests, the pin of nbprod) from this repository
 	$(BIN)/python tools/template.py
 
-image: $(STAMP) ## Build the service's container image from a run (Containerfile; podman or docker): make image [RUN=id|alias] [BASE=image]
-	$(BIN)/python tools/image.py $(if $(RUN),--run "$(RUN)") $(if $(BASE),--base "$(BASE)") $(if $(ENGINE),--engine "$(ENGINE)")
+image: $(STAMP) ## Build the service's container image from a run (podman or docker): make image [RUN=id|alias] [BASE=image]
+	$(BIN)/house-prices image build $(if $(RUN),--run "$(RUN)") $(if $(BASE),--base "$(BASE)") $(if $(ENGINE),--engine "$(ENGINE)")
 
 serve: $(STAMP) ## Serve the newest run over HTTP on 127.0.0.1:8000 (house-prices serve --help for options)
 	$(BIN)/house-prices serve $(ARGS)

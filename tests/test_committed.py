@@ -71,7 +71,7 @@ def test_production_takes_only_a_run_of_committed_code_unless_forced_with_a_reas
 
 
 def image(run: Path):
-    return subprocess.run([str(BIN / "python"), str(ROOT / "tools/image.py"), "--run", str(run)], capture_output=True, text=True, timeout=120)
+    return house_prices_cli("image", "build", "--run", run, timeout=120)
 
 
 def test_the_image_refuses_a_run_of_uncommitted_code(dirty_run):

@@ -42,16 +42,16 @@ def run(*cmd, timeout=600, **kw):
 def base():
     "The base image, made once from Debian's packages (kept in podman's store for later runs)."
     if subprocess.run(["podman", "image", "exists", BASE]).returncode != 0:
-        run("bash", ROOT / "tools/debian_base.sh", SUITE, BASE, timeout=1800)
+        run(BIN / "house-prices", "image", "debian-base", SUITE, BASE, timeout=1800)
     return BASE
 
 
 @pytest.fixture(scope="module")
 def built(base, train_job, tmp_path_factory):
-    "A copy of a real run (its deployment record is written into it), and the image built from it with tools/image.py."
+    "A copy of a real run (its deployment record is written into it), and the image built from it by `house-prices image build`."
     run_dir = tmp_path_factory.mktemp("store") / train_job().name
     shutil.copytree(train_job(), run_dir)
-    out = run(BIN / "python", ROOT / "tools/image.py", "--run", run_dir, "--base", base, "--image", "localhost/service-test", "--engine", "podman",
+    out = run(BIN / "house-prices", "image", "build", "--run", run_dir, "--base", base, "--image", "localhost/service-test", "--engine", "podman",
               timeout=2400)
     record = json.loads((run_dir / "deployments.jsonl").read_text().splitlines()[-1])
     yield record, run_dir, out

@@ -1,8 +1,8 @@
 """Render the copier template's generated part from this repository, or check that it is in sync.
 
 A generated project holds only its own files and pins the machinery, the nbprod library (lib/), by exact version. What
-it shares with the example beyond the library (the locks, the tests of its notebooks and fixtures, the container
-image's recipe and tool, `pyproject.toml` with the pin) is copied into `template/` from this repository with the
+it shares with the example beyond the library (the locks, the tests of its notebooks and fixtures, CI's workflow,
+`pyproject.toml` with the pin) is copied into `template/` from this repository with the
 example's package and project names replaced by copier variables. The project part of the template
 (`template/nbs/0*.ipynb.jinja`, its job notebook, README, Makefile, tests of the project) is hand-written in
 `template/` itself, since a new project starts from a generic skeleton, not from the house-price example.
@@ -27,9 +27,6 @@ COPIED = [
     *[(p, p.relative_to(ROOT), False) for p in sorted((ROOT / "requirements").glob("3.*/*.lock"))],  # a lock per Python
     (ROOT / "requirements/build.in", Path("requirements/build.in"), False),
     (ROOT / ".github/workflows/ci.yml", Path(".github/workflows/ci.yml"), False),
-    (ROOT / "Containerfile", Path("Containerfile.jinja"), True),
-    (ROOT / "tools/image.py", Path("tools/image.py.jinja"), True),
-    (ROOT / "tools/debian_base.sh", Path("tools/debian_base.sh"), False),
 ]
 
 

@@ -23,7 +23,7 @@ from .schema import DataValidationError
 # %% auto #0
 __all__ = ['COMPARED', 'main', 'train', 'reproduce', 'predict', 'serve', 'drift', 'data', 'data_fingerprint', 'data_validate',
            'data_draft_schema', 'data_ingest', 'runs', 'runs_list', 'runs_clean', 'runs_show', 'runs_verify',
-           'compare_manifests', 'runs_compare', 'runs_promote']
+           'compare_manifests', 'runs_compare', 'runs_promote', 'image', 'image_build', 'image_debian_base']
 
 # %% ../nbs/19_cli.ipynb #e5612239
 _EXPECTED = (DataValidationError, FileNotFoundError, IntegrityError, ManifestError, RunStoreError, VersionMismatchError)
@@ -524,3 +524,30 @@ def runs_promote(runs_dir, run_ref, alias, reason, force):
     for c in p.contract_changes: click.echo(f"  contract: {c}")
     click.echo(f"{p.kind}: {p.run} holds {p.alias!r}" + (f" (was {p.previous})" if p.previous else "")
                + (f"; forced over: {'; '.join(p.objections)}" if p.forced else ""))
+
+# %% ../nbs/19_cli.ipynb #dc1a50f8
+@main.group()
+def image():
+    "Build the service of a run as a container image (Podman or Docker)."
+
+@image.command("build")
+@click.option("--run", "run_ref", default=None, help="Run id, folder or alias (default: the production run, else the newest).")
+@click.option("--base", default=None, help="Base image (default: python:<the run's Python>-slim).")
+@click.option("--image", "name", default=None, help="Image name; the tag is the run id (default: <project>-service).")
+@click.option("--engine", default=None, help="podman or docker (default: podman if installed).")
+def image_build(run_ref, base, name, engine):
+    "Build the image of RUN from the commit it was made at, smoke-test it, and append it to the run's deployments.jsonl."
+    from nbprod.image import DEPLOYMENTS, ImageError, build
+    try: rec = build(run_ref, base, name, engine)
+    except (ImageError, *_EXPECTED) as e: _fail(e)
+    click.echo(f"built {rec['image']} ({rec['size_bytes'] / 2**20:.0f} MiB) from {rec['base']}@{rec['base_digest']}; "
+               f"recorded in the run's {DEPLOYMENTS}")
+
+@image.command("debian-base")
+@click.argument("suite", default="bookworm")
+@click.argument("tag", required=False)
+def image_debian_base(suite, tag):
+    "Make a Python base image from Debian SUITE's packages (bookworm: Python 3.11, trixie: 3.13); print its tag."
+    from nbprod.image import ImageError, debian_base
+    try: click.echo(debian_base(suite, tag))
+    except ImageError as e: _fail(e)

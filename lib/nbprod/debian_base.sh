@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A Python base image made from Debian's packages, for a machine that reaches no image registry (only Debian's archive):
-#   tools/debian_base.sh [SUITE] [TAG]    SUITE bookworm (Python 3.11, the default) or trixie (Python 3.13)
-# prints the tag, localhost/debian-python:<python> by default; then `make image BASE=<tag>`. Needs root, debootstrap and
+#   debian_base.sh [SUITE] [TAG]    SUITE bookworm (Python 3.11, the default) or trixie (Python 3.13)
+# (shipped with nbprod, run by `<project> image debian-base`) prints the tag, localhost/debian-python:<python> by default;
+# then `make image BASE=<tag>`. Needs root, debootstrap and
 # podman (or docker). debootstrap fetches from its default Debian mirror (DEBIAN_MIRROR to choose another).
 set -euo pipefail
 suite=${1:-bookworm}
