@@ -28,11 +28,12 @@ SMALL = ["-p", "gbm_n_estimators", "60"]
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    "A run store with one small finished run, trained once for the module."
+def trained(tmp_path_factory, train_job):
+    "A run store with one small finished run (and its data snapshot), trained once for the session."
     d = tmp_path_factory.mktemp("trained")
-    r = house_prices_cli("train", "--no-progress", "-p", "runs_dir", d, *SMALL)
-    assert r.returncode == 0, r.stderr
+    run = train_job(gbm_n_estimators=60)
+    shutil.copytree(run, d / run.name)
+    shutil.copytree(run.parent / ".snapshots", d / ".snapshots")
     return d
 
 
