@@ -18,6 +18,15 @@ from nbprod.job import run_training
 BIN = Path(sys.executable).parent
 
 
+def pytest_report_header(config):
+    "Say so when the checkout has uncommitted changes: the tests' runs are then of uncommitted code, as a user's would be."
+    root = get_settings().root
+    r = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
+    if r.returncode == 0 and r.stdout.strip():
+        return ("uncommitted changes in the checkout: the runs the tests train are of uncommitted code, so the tests that promote one "
+                "to production or build its image see it refused, as yours would be; commit (or stash) first")
+
+
 @pytest.fixture(scope="session")
 def shared_dir(tmp_path_factory, worker_id):
     "A folder that every pytest-xdist worker of this session shares (the session's own folder when there is one process)."
