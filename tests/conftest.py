@@ -18,13 +18,33 @@ from nbprod.job import run_training
 BIN = Path(sys.executable).parent
 
 
+GIT_IDENTITY = ["-c", "user.name=tests", "-c", "user.email=tests@example.invalid"]
+
+
+def uncommitted(root: Path) -> bool:
+    "Whether the git checkout at `root` has changes or new files not committed (False outside git)."
+    r = subprocess.run(["git", "-C", str(root), "status", "--porcelain"], capture_output=True, text=True)
+    return r.returncode == 0 and bool(r.stdout.strip())
+
+
 def pytest_report_header(config):
-    "Say so when the checkout has uncommitted changes: the tests' runs are then of uncommitted code, as a user's would be."
-    root = get_settings().root
-    r = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
-    if r.returncode == 0 and r.stdout.strip():
-        return ("uncommitted changes in the checkout: the runs the tests train are of uncommitted code, so the tests that promote one "
-                "to production or build its image see it refused, as yours would be; commit (or stash) first")
+    if uncommitted(get_settings().root):
+        return "uncommitted changes in the checkout: the tests train their runs in a clone in which those changes are committed"
+
+
+def committed_checkout(root: Path, dest: Path) -> Path:
+    """A clone of the checkout at `root` in which its uncommitted changes and new files are committed: the code under test,
+    as a commit, so that the tests' runs are of committed code (what production and the image take) in any checkout."""
+    git = lambda *args, **kw: subprocess.run(["git", *GIT_IDENTITY, *map(str, args)], check=True, capture_output=True, timeout=300, **kw)
+    git("clone", "--quiet", "--shared", root, dest)
+    if diff := git("-C", root, "diff", "HEAD", "--binary").stdout:
+        git("-C", dest, "apply", "--binary", "-", input=diff)
+    for name in filter(None, git("-C", root, "ls-files", "--others", "--exclude-standard", "-z").stdout.decode().split("\0")):
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(root / name, dest / name)
+    git("-C", dest, "add", "-A")
+    git("-C", dest, "commit", "--quiet", "--allow-empty", "-m", "the checkout's uncommitted changes, committed for the tests")
+    return dest
 
 
 @pytest.fixture(scope="session")
@@ -54,11 +74,22 @@ def runs_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def train_job(settings, runs_dir, shared_dir):
+def job_root(settings, shared_dir):
+    """Where the tests' training runs are made: the project's checkout when it has nothing uncommitted (CI's fresh clone),
+    else one clone, for all workers, in which its changes are committed (`committed_checkout`)."""
+    if not uncommitted(settings.root): return settings.root
+    dest = shared_dir / "checkout"
+    with FileLock(f"{dest}.lock"):
+        if not (dest / ".git").is_dir(): committed_checkout(settings.root, dest)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def train_job(settings, runs_dir, shared_dir, job_root):
     """Run the real training job through papermill, once per distinct tag and parameter set in the whole session: the
     first worker to need a run trains it into a store of its own under `shared_dir` (the others wait on its lock), and
     each worker takes a copy of the run, with its data snapshot, into its `runs_dir`, where its tests may promote,
-    damage or list runs without touching another worker's."""
+    damage or list runs without touching another worker's. The runs are made from `job_root`: of committed code."""
     cache = {}
 
     def run(tag="a", **params):
@@ -68,7 +99,7 @@ def train_job(settings, runs_dir, shared_dir):
             store.parent.mkdir(exist_ok=True)
             with FileLock(f"{store}.lock"):
                 if not (store / "run-id").is_file():
-                    made = run_training(params, settings=replace(settings, runs_dir=store), progress=False)
+                    made = run_training(params, settings=replace(settings, root=job_root, runs_dir=store), progress=False)
                     (store / "run-id").write_text(made.name)
             name = (store / "run-id").read_text()
             shutil.copytree(store / name, runs_dir / name)

@@ -32,8 +32,8 @@ BASE = f"localhost/debian-python:{PYTHON}"
 ISOLATION = {"BUILDAH_ISOLATION": "chroot"}  # podman's default isolation cannot run here
 
 
-def run(*cmd, timeout=600, **kw):
-    r = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=timeout, env={**os.environ, **ISOLATION}, **kw)
+def run(*cmd, timeout=600, env=None, **kw):
+    r = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=timeout, env={**os.environ, **ISOLATION, **(env or {})}, **kw)
     assert r.returncode == 0, f"{' '.join(map(str, cmd[:4]))} failed:\n{(r.stdout + r.stderr)[-4000:]}"
     return r.stdout
 
@@ -47,12 +47,13 @@ def base():
 
 
 @pytest.fixture(scope="module")
-def built(base, train_job, tmp_path_factory):
-    "A copy of a real run (its deployment record is written into it), and the image built from it by `house-prices image build`."
+def built(base, train_job, job_root, tmp_path_factory):
+    """A copy of a real run (its deployment record is written into it), and the image built from it by `house-prices image
+    build`, in the checkout the run was made in (`job_root`: its commit holds the code under test)."""
     run_dir = tmp_path_factory.mktemp("store") / train_job().name
     shutil.copytree(train_job(), run_dir)
     out = run(BIN / "house-prices", "image", "build", "--run", run_dir, "--base", base, "--image", "localhost/service-test", "--engine", "podman",
-              timeout=2400)
+              timeout=2400, env={"HOUSE_PRICES_ROOT": str(job_root)})
     record = json.loads((run_dir / "deployments.jsonl").read_text().splitlines()[-1])
     yield record, run_dir, out
     subprocess.run(["podman", "rmi", "--force", record["image"]], capture_output=True)
