@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import BIN, house_prices_cli
+from conftest import BIN, GIT_IDENTITY, house_prices_cli
 
 ROOT = BIN.parent.parent
-GIT = ["git", "-c", "user.name=test", "-c", "user.email=test@example.invalid"]
+GIT = ["git", *GIT_IDENTITY]
 
 
 def train_in(clone: Path, store: Path) -> Path:
