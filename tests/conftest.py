@@ -21,14 +21,14 @@ BIN = Path(sys.executable).parent
 GIT_IDENTITY = ["-c", "user.name=tests", "-c", "user.email=tests@example.invalid"]
 
 
-def uncommitted(root: Path) -> bool:
+def has_uncommitted_changes(root: Path) -> bool:
     "Whether the git checkout at `root` has changes or new files not committed (False outside git)."
     r = subprocess.run(["git", "-C", str(root), "status", "--porcelain"], capture_output=True, text=True)
     return r.returncode == 0 and bool(r.stdout.strip())
 
 
 def pytest_report_header(config):
-    if uncommitted(get_settings().root):
+    if has_uncommitted_changes(get_settings().root):
         return "uncommitted changes in the checkout: the tests train their runs in a clone in which those changes are committed"
 
 
@@ -77,7 +77,7 @@ def runs_dir(tmp_path_factory):
 def job_root(settings, shared_dir):
     """Where the tests' training runs are made: the project's checkout when it has nothing uncommitted (CI's fresh clone),
     else one clone, for all workers, in which its changes are committed (`committed_checkout`)."""
-    if not uncommitted(settings.root): return settings.root
+    if not has_uncommitted_changes(settings.root): return settings.root
     dest = shared_dir / "checkout"
     with FileLock(f"{dest}.lock"):
         if not (dest / ".git").is_dir(): committed_checkout(settings.root, dest)

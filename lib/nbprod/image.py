@@ -93,6 +93,7 @@ def checkout_at(
 ) -> None:
     "Refuse a run whose code is in no commit, or a checkout at another commit than the run's."
     if objection := uncommitted(code): raise ImageError(f"the image is built from the commit the run was made at, but {objection}")
+    if not code.package_version: raise ImageError("the run records no version of the project: its wheel could not be given the run's version")
     head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     if head != code.git_commit:
         raise ImageError(f"the checkout is at commit {head[:12] or '(none)'}, the run was made at {code.git_commit[:12]}: "
@@ -123,17 +124,17 @@ def stage_context(
     code: CodeVersion, # The code the run records
     python: str, # The run's Python, e.g. 3.11
     ctx: Path, # The (empty) build context
-) -> None:
-    "The build context: what the image needs and nothing else (no data, no notebooks, no .venv, no other runs)."
-    project_wheel(settings.root, code, ctx)
+) -> tuple[Path, Path]:
+    "The build context: what the image needs and nothing else (no data, no notebooks, no .venv, no other runs); return the wheels."
+    own = project_wheel(settings.root, code, ctx)
     lock = ctx / "source" / "requirements" / python / "runtime.lock"
     if not lock.is_file(): raise ImageError(f"no runtime lock for Python {python} at the run's commit: the run's Python is not supported there")
     (ctx / "requirements" / python).mkdir(parents=True)
     shutil.copy2(lock, ctx / "requirements" / python / "runtime.lock")
-    own = ctx / "source" / "Containerfile"  # the project's own recipe, at the run's commit, else the library's
-    (ctx / "Containerfile").write_text(own.read_text(encoding="utf-8") if own.is_file() else containerfile(), encoding="utf-8")
+    recipe = ctx / "source" / "Containerfile"  # the project's own recipe, at the run's commit, else the library's
+    (ctx / "Containerfile").write_text(recipe.read_text(encoding="utf-8") if recipe.is_file() else containerfile(), encoding="utf-8")
     shutil.rmtree(ctx / "source")
-    library_wheel(settings.root, ctx / "wheels")
+    library = library_wheel(settings.root, ctx / "wheels")
     shutil.copytree(run, ctx / "runs" / run.name, ignore=shutil.ignore_patterns(DEPLOYMENTS))  # a run store of this run alone,
     (ctx / "runs" / ALIASES).write_text(json.dumps({DEFAULT_ALIAS: run.name}) + "\n")      # promoted: what the service takes
     with open(run / HELD_OUT, newline="") as f, open(ctx / "smoke.csv", "w", newline="") as out:
@@ -141,6 +142,7 @@ def stage_context(
         for i, row in enumerate(csv.reader(f)):
             if i > SMOKE_ROWS: break
             w.writerow(row)
+    return own, library
 
 # %% ../nbs/25_image.ipynb #1ce2f5bb
 def image_file(engine: str, image: str, path: str) -> str:
@@ -185,11 +187,9 @@ def build(
         if not Path(key_file).is_file(): raise ImageError(f"no signing key at {key_file}: the build verifies the run's signature (set RUN_SIGNING_KEY_FILE)")
         digest, tag = base_digest(engine, base), f"{image or get_project().name + '-service'}:{run.name}"
         with tempfile.TemporaryDirectory(prefix="image-context-") as ctx, tempfile.NamedTemporaryFile(prefix="no-cert-") as empty:
-            stage_context(settings, run, m.code, python, Path(ctx))
-            wheel = lambda prefix: next((Path(ctx) / "wheels").glob(f"{prefix}-*.whl"))
+            own, lib = stage_context(settings, run, m.code, python, Path(ctx))
             sha256 = lambda p: hashlib.sha256(p.read_bytes()).hexdigest()
-            library = dict(version=metadata.version("nbprod"), wheel=wheel("nbprod").name, sha256=sha256(wheel("nbprod")))
-            own = wheel(get_project().name.replace("-", "_"))
+            library = dict(version=metadata.version("nbprod"), wheel=lib.name, sha256=sha256(lib))
             project = dict(version=m.code.package_version, commit=m.code.git_commit, wheel=own.name, sha256=sha256(own))
             lock_sha256 = sha256(Path(ctx) / "requirements" / python / "runtime.lock")  # the commit's lock, which the image installs
             print(f"building {tag} from {base}@{digest[:19]}… with {Path(engine).name}: run {run.name}, Python {python}", flush=True)
