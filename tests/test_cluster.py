@@ -11,12 +11,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import house_prices_cli
 from nbprod.batch import score_file
 from nbprod.cluster import WORKER_ENV, ModelPlugin, dask_client, input_files, output_schema, score_dataset
 from nbprod.predict import Predictor
 
 from house_prices.data import read_raw_csv
+
+from conftest import house_prices_cli
 
 
 @pytest.fixture(scope="module")

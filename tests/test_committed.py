@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from conftest import BIN, GIT_IDENTITY, house_prices_cli
 
 ROOT = BIN.parent.parent

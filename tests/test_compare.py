@@ -1,8 +1,9 @@
 """`runs compare` on real runs of the training job: a deliberately worse model is found worse, the same model with another
 seed is not found different, runs that held out other rows are refused unless told."""
 import pytest
-from conftest import house_prices_cli
 from nbprod.compare import compare_runs
+
+from conftest import house_prices_cli
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import house_prices_cli, serving
 from nbprod.drift import EXIT_DRIFT, read_profile
 from nbprod.inputlog import PART_GLOB, InputLog, read_log
 from nbprod.manifest import Manifest
@@ -21,6 +20,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from test_service import records_of
 
 from house_prices.data import read_raw_csv
+
+from conftest import house_prices_cli, serving
 
 AREAS = ["LotArea", "GrLivArea", "1stFlrSF", "2ndFlrSF", "TotalBsmtSF", "GarageArea"]
 

@@ -12,7 +12,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from conftest import BIN, house_prices_cli, serving
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -25,6 +24,8 @@ from nbprod.toy import toy_pipeline, toy_rows, toy_schema
 from test_service import records_of
 
 from house_prices.data import read_raw_csv
+
+from conftest import BIN, house_prices_cli, serving
 
 OLD_NUMBER_RE = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"  # the pattern before: the same strings, with quadratic backtracking
 ASCII_NUMBERISH = st.text(alphabet="0123456789.eE+- x", max_size=16)

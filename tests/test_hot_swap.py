@@ -8,12 +8,13 @@ import time
 
 import httpx
 import pytest
-from conftest import serving
 from nbprod.compare import promote
 from nbprod.manifest import Manifest, sign_manifest
 from nbprod.runs import read_json, write_json
 
 from house_prices.data import read_raw_csv
+
+from conftest import serving
 
 TOKEN = "a-test-admin-token-of-some-length"
 

@@ -20,6 +20,7 @@ import httpx
 import nbprod
 import pandas as pd
 import pytest
+
 from conftest import BIN, house_prices_cli
 
 ROOT = BIN.parent.parent

@@ -4,12 +4,13 @@ import subprocess
 import sys
 
 import pandas as pd
-from conftest import house_prices_cli
 from nbprod.job import job_parameters
 from nbprod.manifest import sha256_file as file_sha256
 from nbprod.runs import list_runs, read_json, read_predictions
 
 from house_prices.pipeline import DEFAULT_PARAMS
+
+from conftest import house_prices_cli
 
 
 def test_run_folder_holds_every_artifact(train_job):

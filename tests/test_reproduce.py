@@ -13,7 +13,6 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import BIN, house_prices_cli, serving
 from nbprod.manifest import IntegrityError, Manifest, SignatureError, VersionMismatchError, sign_manifest
 from nbprod.predict import Predictor
 from nbprod.runs import STAGING, artifacts, list_runs, new_run_id, read_json, run_table, write_json
@@ -23,6 +22,8 @@ from test_service import records_of
 
 from house_prices.data import read_raw_csv
 from house_prices.train import metrics
+
+from conftest import BIN, house_prices_cli, serving
 
 SMALL = ["-p", "gbm_n_estimators", "60"]
 

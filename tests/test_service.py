@@ -9,10 +9,11 @@ import time
 
 import httpx
 import pytest
-from conftest import BIN, free_port, serving
 from nbprod.runs import read_predictions
 
 from house_prices.data import read_raw_csv
+
+from conftest import BIN, free_port, serving
 
 
 @pytest.fixture(scope="module")

@@ -5,12 +5,13 @@ import shutil
 
 import pandas as pd
 import pytest
-from conftest import house_prices_cli
 from nbprod.runs import list_runs, read_json
 from nbprod.sources import ingest, load
 from pgserver import server_binaries, temporary_postgres
 
 from house_prices.data import fingerprint
+
+from conftest import house_prices_cli
 
 SMALL = ["-p", "gbm_n_estimators", "60"]
 

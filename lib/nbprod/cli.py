@@ -551,3 +551,6 @@ def image_debian_base(suite, tag):
     from nbprod.image import ImageError, debian_base
     try: click.echo(debian_base(suite, tag))
     except ImageError as e: _fail(e)
+
+# %% ../nbs/19_cli.ipynb #125f8a5b
+if __name__ == "__main__": main()  # in the notebook, __name__ is "__main__" too: not run here

@@ -547,7 +547,7 @@ class Predictor:
         if not (run_dir / MANIFEST).is_file(): raise FileNotFoundError(f"{run_dir} is not a finished run: it has no {MANIFEST}")
         manifest = Manifest.read(run_dir / MANIFEST)  # a damaged manifest, or one of another version: ManifestError
         check_signature(run_dir, manifest, policy.allow_unsigned)  # before anything in the folder is trusted: SignatureError
-        if manifest.environment.packages.get(get_project().name) is None:
+        if get_project().name not in manifest.environment.packages:  # its key packages name the project that made it (installed or not)
             made_by = [n for n, v in manifest.environment.packages.items() if v and n not in key_packages()]
             raise VersionMismatchError(f"run {run_dir.name} was not made by {get_project().name}: it records no version of it"
                                        + (f" (it was made with {', '.join(made_by[:3])})" if made_by else "") + "; load it with the project that made it")

@@ -5,6 +5,8 @@
 # %% ../nbs/02_project.ipynb #9f9f5505
 from __future__ import annotations
 
+import importlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
@@ -14,8 +16,8 @@ from typing import Any
 from .schema import Schema
 
 # %% auto #0
-__all__ = ['TASKS', 'ENTRY_POINT_GROUP', 'Metric', 'Gate', 'Project', 'ProjectNotFound', 'registered_project', 'use_project',
-           'get_project']
+__all__ = ['TASKS', 'ENTRY_POINT_GROUP', 'PROJECT_ENV_VAR', 'Metric', 'Gate', 'Project', 'ProjectNotFound', 'registered_project',
+           'use_project', 'project_at', 'get_project']
 
 # %% ../nbs/02_project.ipynb #8e093928
 @dataclass(frozen=True)
@@ -79,7 +81,7 @@ class Project:
 
 # %% ../nbs/02_project.ipynb #15beafd0
 class ProjectNotFound(RuntimeError):
-    "No project, or more than one, is registered under `ENTRY_POINT_GROUP`."
+    "No project, or more than one, is registered under `ENTRY_POINT_GROUP`; or the one named is not a `Project`."
 
 @cache
 def registered_project() -> Project:
@@ -88,7 +90,8 @@ def registered_project() -> Project:
     if len(eps) != 1:
         found = ", ".join(f"{e.name} ({e.value})" for e in eps) or "none"
         raise ProjectNotFound(f"exactly one project must be registered under the entry-point group {ENTRY_POINT_GROUP!r}, found {found}: "
-                              "declare it in pyproject.toml ([project.entry-points]) and reinstall the package (make install)")
+                              "declare it in pyproject.toml ([project.entry-points]) and reinstall the package (make install)"
+                              + (", or choose one with NBPROD_PROJECT=module:attribute" if eps else ""))
     project = eps[0].load()
     if not isinstance(project, Project): raise ProjectNotFound(f"{eps[0].value} is a {type(project).__name__}, not a Project")
     return project
@@ -103,7 +106,25 @@ def use_project(
     if project is None: _CHOSEN.clear()
     else: _CHOSEN["project"] = project
 
-# %% ../nbs/02_project.ipynb #a4d9e563
+# %% ../nbs/02_project.ipynb #4a26ee41
+PROJECT_ENV_VAR = "NBPROD_PROJECT"
+
+@cache
+def project_at(
+    reference: str, # `module:attribute`, the attribute a `Project` or a function without arguments that returns one
+) -> Project:
+    "The project a reference names (loaded once per process and reference)."
+    module, sep, attribute = reference.partition(":")
+    if not (sep and module and attribute): raise ProjectNotFound(f"{reference!r} is not a project reference: write it as module:attribute")
+    try: found = getattr(importlib.import_module(module), attribute)
+    except (ImportError, AttributeError) as e: raise ProjectNotFound(f"no project at {reference!r}: {e}") from None
+    project = found() if callable(found) and not isinstance(found, Project) else found
+    if not isinstance(project, Project): raise ProjectNotFound(f"{reference} is a {type(project).__name__}, not a Project")
+    return project
+
+# %% ../nbs/02_project.ipynb #782d8259
 def get_project() -> Project:
-    "The project `use_project` chose, else the one registered under `ENTRY_POINT_GROUP`."
-    return _CHOSEN.get("project") or registered_project()
+    "The project `use_project` chose, else the one `NBPROD_PROJECT` names, else the one registered under `ENTRY_POINT_GROUP`."
+    if chosen := _CHOSEN.get("project"): return chosen
+    if reference := os.environ.get(PROJECT_ENV_VAR): return project_at(reference)
+    return registered_project()

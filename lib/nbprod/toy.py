@@ -14,11 +14,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .project import Metric, Project, use_project
+from .project import PROJECT_ENV_VAR, Metric, Project, project_at, use_project
 from .schema import Column, Schema
 
 # %% auto #0
-__all__ = ['TOY_JOB_PARAMETERS', 'toy_schema', 'toy_rows', 'toy_pipeline', 'toy_project', 'use_toy_project', 'toy_job_parameters']
+__all__ = ['TOY_JOB_PARAMETERS', 'toy_schema', 'toy_rows', 'toy_pipeline', 'toy_project', 'toy_regression', 'toy_classification',
+           'toy_job', 'use_toy_project']
 
 # %% ../nbs/04_toy.ipynb #725813b7
 def toy_schema(
@@ -97,39 +98,93 @@ def toy_project(
                    metrics=(*metrics, Metric("n", "held-out rows", "{}")), data_file="data/toy.csv",
                    build_pipeline=build_pipeline, evaluate=evaluate)
 
+# %% ../nbs/04_toy.ipynb #509e95ad
+def toy_regression() -> Project:
+    "The toy regression project (`NBPROD_PROJECT=nbprod.toy:toy_regression`)."
+    return toy_project("regression")
+
+def toy_classification() -> Project:
+    "The toy classification project (`NBPROD_PROJECT=nbprod.toy:toy_classification`)."
+    return toy_project("classification")
+
+# %% ../nbs/04_toy.ipynb #01072ce1
+TOY_JOB_PARAMETERS = dict(seed=0, test_size=0.1, data="data/toy.csv", as_of=None, snapshot=None, runs_dir=None, run_dir=None) # What the toy's job declares
+
+_TOY_JOB_CELLS = [  # (markdown or code, source) of the toy's training notebook after its parameters cell
+    ("markdown", "# Toy training job\n\nThe toy's project comes from `NBPROD_PROJECT`, its root from the project's root variable."),
+    ("code", """import dataclasses
+from pathlib import Path
+
+import pandas as pd
+from IPython.display import Markdown
+from nbprod.config import get_settings
+from nbprod.drift import reference_profile
+from nbprod.predict import derive_contract
+from nbprod.project import get_project
+from nbprod.report import run_summary
+from nbprod.runs import finish_run, publish_run, save_run, stage_run
+from nbprod.sources import DataRef, load, load_snapshot, save_snapshot
+from nbprod.train import fit, predict_frame, split, training_manifest
+
+project, settings = get_project(), get_settings()
+settings = dataclasses.replace(settings, runs_dir=settings.resolve(runs_dir)) if runs_dir else settings
+parameters = dict(seed=seed, test_size=test_size, data=DataRef.parse(data).redacted(), as_of=as_of, snapshot=snapshot)"""),
+    ("code", """df = load_snapshot(snapshot, settings.snapshots_dir) if snapshot else load(data, settings.root, as_of=as_of)
+fp, snapshot_path = save_snapshot(df, settings.snapshots_dir)
+train_rows, held_out = split(df, test_size=test_size, seed=seed)
+print(f"{len(df)} rows, fingerprint {fp[:12]}…: {len(train_rows)} for training, {len(held_out)} held out")"""),
+    ("code", """pipeline = fit(train_rows, {})
+predictions, train_predictions = predict_frame(pipeline, held_out), predict_frame(pipeline, train_rows)
+target = predictions[project.schema.target]
+if project.task == "classification":
+    probabilities = predictions[[f"p_{c}" for c in pipeline.classes_]].to_numpy()
+    scores = project.evaluate(target, predictions.predicted, probabilities, list(pipeline.classes_))
+else: scores = project.evaluate(target, predictions.predicted)
+pd.Series(scores).to_frame("held-out")"""),
+    ("code", """contract = derive_contract(train_rows)
+profile = reference_profile(train_rows, predictions.predicted, contract)
+run = Path(run_dir) if run_dir else stage_run(settings.runs_dir)
+manifest = save_run(run, pipeline, predictions, scores,
+                    training_manifest(settings, parameters, {}, data, as_of, snapshot_path, df, train_rows, held_out, seed, test_size, pipeline),
+                    lock_files=settings.lock_files, contract=contract, held_out=held_out, train_predictions=train_predictions, profile=profile)
+if not run_dir: finish_run(run); run = publish_run(run)
+Markdown(run_summary(manifest))"""),
+]
+
+def toy_job(
+    path: Path | str, # Where to write the notebook
+) -> Path:
+    "Write the toy's training notebook (its `parameters` cell holds `TOY_JOB_PARAMETERS`), which `job.run_training` runs; return its path."
+    import nbformat
+    v4 = nbformat.v4
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    parameters = v4.new_code_cell("\n".join(f"{k} = {v!r}" for k, v in TOY_JOB_PARAMETERS.items()), metadata={"tags": ["parameters"]})
+    cells = [v4.new_markdown_cell(s) if kind == "markdown" else v4.new_code_cell(s) for kind, s in _TOY_JOB_CELLS]
+    cells = [cells[0], parameters, *cells[1:]]
+    for i, c in enumerate(cells): c.id = f"toy-job-{i}"  # the same bytes each time it is written (its sha256 is in every run)
+    nbformat.write(v4.new_notebook(cells=cells, metadata={"language_info": {"name": "python"}}), path)
+    return path
+
 # %% ../nbs/04_toy.ipynb #cc1998d4
 def use_toy_project(
     task: str = "regression", # "regression" or "classification"
     root: Path | str | None = None, # The folder to lay the toy project out in; default: a new temporary folder
     n: int = 200, # Rows of `data/toy.csv`
 ) -> Path:
-    "Lay the toy project out in `root` (pyproject.toml, data, a Jupyter kernel) and make it this process's project; return `root`."
-    project = toy_project(task)
+    "Lay the toy project out in `root` (pyproject.toml, data, its training job, a Jupyter kernel) and make it the project of this process and of those it starts; return `root`."
+    project = project_at(f"nbprod.toy:toy_{task}")  # the very project the processes it starts find
     root = Path(root or tempfile.mkdtemp(prefix=f"{project.name}-")).resolve()
     (root / "data").mkdir(parents=True, exist_ok=True)
     (root / "pyproject.toml").write_text(f'[project]\nname = "{project.name}"\nversion = "0.0.0"\n', encoding="utf-8")
     toy_rows(n, task=task).to_csv(root / project.data_file, index=False)
+    toy_job(root / "nbs" / "jobs" / "train.ipynb")
     kernel = root / "jupyter" / "kernels" / project.name  # its kernel, this Python, found through JUPYTER_PATH
     kernel.mkdir(parents=True, exist_ok=True)
     (kernel / "kernel.json").write_text(json.dumps({"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
                                                      "display_name": project.name, "language": "python"}), encoding="utf-8")
     os.environ["JUPYTER_PATH"] = os.pathsep.join([str(root / "jupyter"), *filter(None, [os.environ.get("JUPYTER_PATH")])])
     use_project(project)
-    os.environ[project.root_env_var] = str(root)  # for this process and the ones it starts (a job's kernel, a service)
+    os.environ[PROJECT_ENV_VAR] = f"nbprod.toy:toy_{task}"  # for the processes it starts (a job's kernel, a service, a command)
+    os.environ[project.root_env_var] = str(root)
     return root
-
-# %% ../nbs/04_toy.ipynb #18666d80
-TOY_JOB_PARAMETERS = dict(seed=0, test_size=0.1, data="data/toy.csv", as_of=None, snapshot=None, runs_dir=None, run_dir=None) # What the toy's job declares
-
-def toy_job_parameters(
-    path: Path | str | None = None, # Where to write it; default: the toy project's job notebook (`Settings.job_notebook`)
-) -> Path:
-    "Write a notebook holding only a job's `parameters` cell (`TOY_JOB_PARAMETERS`); return its path."
-    import nbformat
-
-    from nbprod.config import get_settings
-    path = Path(path or get_settings().job_notebook)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    code = "\n".join(f"{k} = {v!r}" for k, v in TOY_JOB_PARAMETERS.items())
-    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code, metadata={"tags": ["parameters"]})]), path)
-    return path
