@@ -10,6 +10,7 @@ import time
 import pandas as pd
 import pytest
 
+from nbprod.agreement import DIFFERENT, agree
 from nbprod.toy import toy_rows
 
 from toys import cli, cli_process
@@ -52,7 +53,7 @@ def test_parquet_in_and_out_gives_the_same_predictions(run, new_rows, tmp_path):
     assert r1.returncode == r2.returncode == 0, r1.stderr + r2.stderr
     a, b = pd.read_parquet(tmp_path / "out.parquet"), pd.read_csv(tmp_path / "out.csv")
     assert a.key.tolist() == b.key.tolist()
-    assert (a.predicted.to_numpy() == b.predicted.to_numpy()).all()  # a CSV's float text reads back to the same bits
+    assert agree(a.predicted.to_numpy(), b.predicted.to_numpy()).tier != DIFFERENT  # other chunks: BLAS may sum in another order
 
 
 def test_refused_rows_are_kept_with_their_reason_and_fail_the_command(run, new_rows, tmp_path):

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from nbprod.agreement import DIFFERENT, agree
 from nbprod.predict import ID_EXPECTED, TOO_LARGE, Predictor, check_records, check_rows, check_table, known_categories
 from nbprod.runs import read_json
 from nbprod.schema import read_raw_csv
@@ -61,7 +62,7 @@ def test_every_row_is_scored(predictor, new_frame):
 def test_records_and_frame_give_the_same_predictions(predictor, new_frame, new_records):
     a = predictor.predict(new_frame).predicted.to_numpy()
     b = np.concatenate([predictor.predict(new_records[i:i + 70]).predicted.to_numpy() for i in range(0, 500, 70)])
-    assert (a == b).all()
+    assert agree(b, a).tier != DIFFERENT  # within RTOL, not to the bit: the toy's ridge sums through BLAS, whose order may follow the rows' count
 
 
 def corrupted(records):
