@@ -42,12 +42,13 @@ def toy(toy_roots):
 
 @pytest.fixture(scope="session")
 def toy_run(toy_roots):
-    """A real training run of a toy project, made once per task and parameter set in this process, into the toy's
-    `runs/`: `toy_run()`, `toy_run("classification")`, `toy_run(seed=1)`."""
+    """A real training run of a toy project, made once per task, tag and parameter set in this process, into the toy's
+    `runs/`: `toy_run()`, `toy_run("classification")`, `toy_run(seed=1)`; another tag is another run of the same
+    parameters (`toy_run(tag="b")`: the same model and held-out rows under another run id)."""
     made = {}
 
-    def run(task="regression", **params):
-        key = (task, tuple(sorted(params.items())))
+    def run(task="regression", tag="a", **params):
+        key = (task, tag, tuple(sorted(params.items())))
         if key not in made:
             with using_toy(task, toy_roots[task]):
                 made[key] = run_training(params, progress=False)

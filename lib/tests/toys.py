@@ -1,11 +1,17 @@
 """What the library's tests share besides fixtures: its toy projects made the process's project for a while, and its
 command run in a fresh process, as a project's command would be. (Fixtures are in conftest.py; test modules import
 from here, never from a conftest, whose module name another folder's tests use too.)"""
+import math
 import os
+import socket
 import subprocess
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
+
+import httpx
+import pytest
 
 from nbprod.project import PROJECT_ENV_VAR, use_project
 from nbprod.toy import toy_project, use_toy_project
@@ -57,3 +63,36 @@ def cli(*args, cwd=None, env=None, timeout=600) -> subprocess.CompletedProcess:
 def cli_process(*args, **popen) -> subprocess.Popen:
     "The library's command, started and left running (to stop it, to serve)."
     return subprocess.Popen([sys.executable, "-m", "nbprod.cli", *map(str, args)], **popen)
+
+
+def free_port() -> int:
+    "A free TCP port on loopback."
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def serving(log_path: Path, *args, env=None, timeout=60):
+    """A real `python -m nbprod.cli serve ARGS...` process of the process's project on a free loopback port, its output in
+    `log_path`: yields (url, process) once /health answers, and stops it after."""
+    port = free_port()
+    with open(log_path, "w") as log:
+        proc = cli_process("serve", "--port", port, *args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+        url, deadline = f"http://127.0.0.1:{port}", time.time() + timeout
+        try:
+            while True:
+                try:
+                    if httpx.get(url + "/health", timeout=1).status_code == 200: break
+                except httpx.TransportError: time.sleep(0.2)
+                if proc.poll() is not None or time.time() > deadline:
+                    pytest.fail(f"server did not start (exit code {proc.poll()}):\n" + Path(log_path).read_text())
+            yield url, proc
+        finally:
+            if proc.poll() is None: proc.terminate()
+            proc.wait(timeout=30)
+
+
+def records_of(df) -> list[dict]:
+    "A frame's rows as JSON records, a missing value as null."
+    return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()} for r in df.to_dict("records")]

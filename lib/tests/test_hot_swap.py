@@ -1,6 +1,6 @@
-"""A running service picks up a new production run without downtime: on SIGHUP and on POST /admin/reload (with the admin token),
-under 8 concurrent clients; no request is lost, each answer names the run that gave it, and a model that fails verification
-leaves the old one serving."""
+"""A running service picks up a new production run without downtime: on SIGHUP and on POST /admin/reload (with the admin
+token), under 8 concurrent clients; no request is lost, each answer names the run that gave it, and a model that fails
+verification leaves the old one serving."""
 import shutil
 import signal
 import threading
@@ -8,26 +8,28 @@ import time
 
 import httpx
 import pytest
+
 from nbprod.compare import promote
 from nbprod.manifest import Manifest, sign_manifest
 from nbprod.runs import read_json, write_json
+from nbprod.toy import toy_project, toy_rows
 
-from house_prices.data import read_raw_csv
-
-from conftest import serving
+from toys import records_of, serving
 
 TOKEN = "a-test-admin-token-of-some-length"
 
 
 @pytest.fixture()
-def service(train_job, tmp_path):
-    "`house-prices serve` without --run, on a run store of its own where the base run holds production."
-    base, other = train_job("a"), train_job("a", seed=1)
+def service(toy_run, tmp_path):
+    """The service without --run, on a run store of its own where the base run holds production; the other run is the
+    same model under another id (the gate lets it through)."""
+    base, other = toy_run(), toy_run(tag="b")
     store = tmp_path / "root" / "runs"
     for run in (base, other): shutil.copytree(run, store / run.name)
     promote(base.name, "production", store)
     (tmp_path / "token").write_text(TOKEN)
-    with serving(tmp_path / "server.log", "--admin-token-file", tmp_path / "token", env={"HOUSE_PRICES_ROOT": str(store.parent)}) as (url, proc):
+    with serving(tmp_path / "server.log", "--admin-token-file", tmp_path / "token",
+                 env={toy_project().root_env_var: str(store.parent)}) as (url, proc):
         yield type("Service", (), {"url": url, "proc": proc, "store": store, "base": base.name, "other": other.name, "log": tmp_path / "server.log"})
 
 
@@ -43,13 +45,13 @@ def load(client, service, record, stop, answers, failures):
             except httpx.HTTPError as e: failures.append(repr(e))
 
 
-def test_sighup_swaps_the_model_under_load_and_loses_no_request(service, settings):
-    record = {k: v for k, v in read_raw_csv(settings.test_csv).iloc[0].to_dict().items() if v == v}
+def test_sighup_swaps_the_model_under_load_and_loses_no_request(service):
+    [record] = records_of(toy_rows(1, seed=5, target=False))
     stop, answers, failures = threading.Event(), [], []
     clients = [threading.Thread(target=load, args=(k, service, record, stop, answers, failures)) for k in range(8)]
     for t in clients: t.start()
     time.sleep(1.0)
-    promote(service.other, "production", service.store)  # no detectable difference: the gate lets it through
+    promote(service.other, "production", service.store)
     signalled = time.monotonic()
     service.proc.send_signal(signal.SIGHUP)
     deadline = time.monotonic() + 60
