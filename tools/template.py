@@ -45,7 +45,7 @@ def pyproject(text: str) -> str:
             ('"lib/nbprod/**/*.py" = ["E501", "I001"]\n', ''),
             ('extend-exclude = ["template", "runs", "_docs", "_proc", "lib/_docs", "lib/_proc"]', 'extend-exclude = ["runs", "_docs", "_proc"]'),
             ('testpaths = ["lib/tests", "tests"]', 'testpaths = ["tests"]'),
-            ('known-local-folder = ["conftest", "toys"]  # the tests\' own helper modules (toys: the library\'s)',
+            ('known-local-folder = ["conftest", "pgserver", "toys"]  # the tests\' own helper modules (pgserver, toys: the library\'s)',
              'known-local-folder = ["conftest"]  # the tests\' own helper module'),
             ('(installed from lib/ in this repository)', '(installed as requirements/nbprod.txt says)')]
     for old, new in subs:

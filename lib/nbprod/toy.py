@@ -18,8 +18,8 @@ from .project import PROJECT_ENV_VAR, Metric, Project, project_at, use_project
 from .schema import Column, Schema
 
 # %% auto #0
-__all__ = ['TOY_JOB_PARAMETERS', 'toy_schema', 'toy_rows', 'toy_pipeline', 'toy_project', 'toy_regression', 'toy_classification',
-           'toy_job', 'use_toy_project']
+__all__ = ['TOY_PARAMS', 'TOY_JOB_PARAMETERS', 'toy_schema', 'toy_rows', 'toy_pipeline', 'toy_project', 'toy_regression',
+           'toy_classification', 'toy_job', 'use_toy_project']
 
 # %% ../nbs/04_toy.ipynb #725813b7
 def toy_schema(
@@ -58,6 +58,7 @@ def toy_rows(
 def toy_pipeline(
     task: str = "regression", # "regression" (Ridge) or "classification" (LogisticRegression)
     schema: Schema | None = None, # Defaults to `toy_schema(task)`
+    alpha: float = 1.0, # Regularisation: the ridge's alpha, or the inverse of the logistic regression's C
 ):
     "An unfitted scikit-learn pipeline for the toy's features."
     from sklearn.compose import ColumnTransformer
@@ -70,7 +71,10 @@ def toy_pipeline(
         ("numeric", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), s.numeric),
         ("categorical", make_pipeline(SimpleImputer(strategy="constant", fill_value="none"),
                                       OneHotEncoder(handle_unknown="ignore", sparse_output=False)), s.categorical)])
-    return Pipeline([("prep", prep), ("model", Ridge(alpha=1.0) if task == "regression" else LogisticRegression(max_iter=500))])
+    return Pipeline([("prep", prep), ("model", Ridge(alpha=alpha) if task == "regression" else LogisticRegression(C=1 / alpha, max_iter=500))])
+
+# %% ../nbs/04_toy.ipynb #966bb70c
+TOY_PARAMS = dict(alpha=1.0) # The toy pipeline's parameters and their defaults (a project's `default_params`)
 
 # %% ../nbs/04_toy.ipynb #f0d83cad
 def toy_project(
@@ -89,14 +93,15 @@ def toy_project(
                     log_loss=float(log_loss(a, np.asarray(probabilities, dtype="float64"), labels=labels)), n=int(len(a)))
 
     def build_pipeline(params: dict | None = None):
-        if params: raise ValueError(f"the toy pipeline takes no parameters, got {sorted(params)}")
-        return toy_pipeline(task)
+        params = {**TOY_PARAMS, **(params or {})}
+        if unknown := sorted(set(params) - set(TOY_PARAMS)): raise ValueError(f"the toy pipeline takes only {sorted(TOY_PARAMS)}, got {unknown}")
+        return toy_pipeline(task, alpha=float(params["alpha"]))
 
     metrics = ((Metric("rmse", "RMSE", higher_is_better=False), Metric("mae", "MAE", higher_is_better=False)) if regression
                else (Metric("accuracy", "accuracy", higher_is_better=True), Metric("log_loss", "log loss", higher_is_better=False)))
     return Project(name=f"toy-{task}", package=f"toy_{task}", task=task, schema=toy_schema(task), prediction="predicted",
                    metrics=(*metrics, Metric("n", "held-out rows", "{}")), data_file="data/toy.csv",
-                   build_pipeline=build_pipeline, evaluate=evaluate)
+                   default_params=dict(TOY_PARAMS), build_pipeline=build_pipeline, evaluate=evaluate)
 
 # %% ../nbs/04_toy.ipynb #509e95ad
 def toy_regression() -> Project:
@@ -108,7 +113,7 @@ def toy_classification() -> Project:
     return toy_project("classification")
 
 # %% ../nbs/04_toy.ipynb #01072ce1
-TOY_JOB_PARAMETERS = dict(seed=0, test_size=0.1, data="data/toy.csv", as_of=None, snapshot=None, runs_dir=None, run_dir=None) # What the toy's job declares
+TOY_JOB_PARAMETERS = dict(seed=0, test_size=0.1, alpha=1.0, data="data/toy.csv", as_of=None, snapshot=None, runs_dir=None, run_dir=None) # What the toy's job declares
 
 _TOY_JOB_CELLS = [  # (markdown or code, source) of the toy's training notebook after its parameters cell
     ("markdown", "# Toy training job\n\nThe toy's project comes from `NBPROD_PROJECT`, its root from the project's root variable."),
@@ -128,12 +133,13 @@ from nbprod.train import fit, predict_frame, split, training_manifest
 
 project, settings = get_project(), get_settings()
 settings = dataclasses.replace(settings, runs_dir=settings.resolve(runs_dir)) if runs_dir else settings
-parameters = dict(seed=seed, test_size=test_size, data=DataRef.parse(data).redacted(), as_of=as_of, snapshot=snapshot)"""),
+params = dict(alpha=alpha)
+parameters = dict(seed=seed, test_size=test_size, data=DataRef.parse(data).redacted(), as_of=as_of, snapshot=snapshot, **params)"""),
     ("code", """df = load_snapshot(snapshot, settings.snapshots_dir) if snapshot else load(data, settings.root, as_of=as_of)
 fp, snapshot_path = save_snapshot(df, settings.snapshots_dir)
 train_rows, held_out = split(df, test_size=test_size, seed=seed)
 print(f"{len(df)} rows, fingerprint {fp[:12]}…: {len(train_rows)} for training, {len(held_out)} held out")"""),
-    ("code", """pipeline = fit(train_rows, {})
+    ("code", """pipeline = fit(train_rows, params)
 predictions, train_predictions = predict_frame(pipeline, held_out), predict_frame(pipeline, train_rows)
 target = predictions[project.schema.target]
 if project.task == "classification":
@@ -145,7 +151,7 @@ pd.Series(scores).to_frame("held-out")"""),
 profile = reference_profile(train_rows, predictions.predicted, contract)
 run = Path(run_dir) if run_dir else stage_run(settings.runs_dir)
 manifest = save_run(run, pipeline, predictions, scores,
-                    training_manifest(settings, parameters, {}, data, as_of, snapshot_path, df, train_rows, held_out, seed, test_size, pipeline),
+                    training_manifest(settings, parameters, params, data, as_of, snapshot_path, df, train_rows, held_out, seed, test_size, pipeline),
                     lock_files=settings.lock_files, contract=contract, held_out=held_out, train_predictions=train_predictions, profile=profile)
 if not run_dir: finish_run(run); run = publish_run(run)
 Markdown(run_summary(manifest))"""),
