@@ -1,5 +1,6 @@
 """The training job end to end: papermill runs nbs/jobs/train.ipynb on the project kernel into a run folder."""
 import json
+import re
 import subprocess
 import sys
 
@@ -31,6 +32,15 @@ def test_run_folder_holds_every_artifact(train_job):
     executed = json.loads((run / "train.ipynb").read_text())
     assert executed["metadata"]["papermill"]["parameters"]["run_dir"].endswith(run.name)
     assert not any(o.get("output_type") == "error" for c in executed["cells"] for o in c.get("outputs", []))
+
+
+def test_report_is_self_contained_html_with_plots(train_job):
+    html = (train_job() / "report.html").read_text()
+    assert html.lstrip().lower().startswith("<!doctype html>")
+    assert not re.findall(r'(?:src|href)="(https?:[^"]*)"', html), "the report must not fetch anything"
+    assert html.count('src="data:image/png;base64,') >= 2  # predictions and model weights
+    assert "RMSE" in html or "rmse_log" in html
+    assert "fingerprint" in html  # the manifest summary
 
 
 def test_held_out_quality_beats_the_course_package(train_job):

@@ -73,7 +73,7 @@ def toy_pipeline(
                                       OneHotEncoder(handle_unknown="ignore", sparse_output=False)), s.categorical)])
     return Pipeline([("prep", prep), ("model", Ridge(alpha=alpha) if task == "regression" else LogisticRegression(C=1 / alpha, max_iter=500))])
 
-# %% ../nbs/04_toy.ipynb #966bb70c
+# %% ../nbs/04_toy.ipynb #39929430
 TOY_PARAMS = dict(alpha=1.0) # The toy pipeline's parameters and their defaults (a project's `default_params`)
 
 # %% ../nbs/04_toy.ipynb #f0d83cad
