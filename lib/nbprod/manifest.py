@@ -18,27 +18,27 @@ import tempfile
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+import pandas as pd
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .agreement import numeric_environment
 from .files import atomic_write
 from .project import get_project
-from .search import SearchRecord
 
 # %% auto #0
 __all__ = ['MANIFEST_VERSION', 'LIBRARY', 'SHAPING_LIBRARIES', 'TOOL_PACKAGES', 'NUMERIC_ENV_VARS', 'DIGEST_VERSION',
            'DIAGNOSTICS', 'SIGNATURE', 'SIGNING_KEY_ENV', 'SIGNING_KEY_FILE_ENV', 'log', 'MIN_KEY_BYTES',
            'ManifestError', 'Record', 'Seeds', 'DataRecord', 'SplitRecord', 'InputFeature', 'FeatureRecord',
-           'FittedRecord', 'ModelRecord', 'EnvironmentRecord', 'CodeVersion', 'JobRecord', 'Artifact', 'Manifest',
-           'shaping_packages', 'key_packages', 'distributions', 'package_versions', 'lock_pins', 'lock_name',
-           'lock_mismatches', 'environment', 'project_version', 'code_version', 'json_safe', 'describe_estimator',
-           'random_states', 'feature_names', 'FittedDigest', 'fitted_digest', 'value_difference', 'fitted_differences',
-           'IntegrityError', 'VersionMismatchError', 'sha256_file', 'verify_artifact', 'python_difference',
-           'version_differences', 'SignatureError', 'signing_key_path', 'signing_key', 'key_id', 'sign_manifest',
-           'misnamed', 'check_signature']
+           'FittedRecord', 'ModelRecord', 'EnvironmentRecord', 'CodeVersion', 'JobRecord', 'Artifact', 'Candidate',
+           'SearchRecord', 'Manifest', 'shaping_packages', 'key_packages', 'distributions', 'package_versions',
+           'lock_pins', 'lock_name', 'lock_mismatches', 'environment', 'project_version', 'code_version', 'json_safe',
+           'describe_estimator', 'random_states', 'feature_names', 'FittedDigest', 'fitted_digest', 'value_difference',
+           'fitted_differences', 'IntegrityError', 'VersionMismatchError', 'sha256_file', 'verify_artifact',
+           'python_difference', 'version_differences', 'SignatureError', 'signing_key_path', 'signing_key', 'key_id',
+           'sign_manifest', 'misnamed', 'check_signature']
 
 # %% ../nbs/11_manifest.ipynb #9e16a718
 MANIFEST_VERSION = 2
@@ -142,6 +142,36 @@ class Artifact(Record):
     "A file of the run."
     sha256: str # sha256 of its bytes
     bytes: int # Its size
+
+# %% ../nbs/11_manifest.ipynb #72f4e4e5
+class Candidate(BaseModel):
+    "One parameter set a search tried."
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    params: dict[str, Any] # The searched parameters' values (the others are the job's)
+    scores: list[float] # The headline metric on each fold
+    mean: float # Their mean
+    std: float # Their standard deviation
+    rank: int # 1 for the best (ties share a rank)
+
+class SearchRecord(BaseModel):
+    "A hyperparameter search: what was tried, how each did, what was chosen, and where it ran."
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    kind: Literal["grid", "random"]
+    space: dict[str, list] # Parameter -> the values searched
+    n_iter: int | None = None # Random search: candidates drawn
+    seed: int # Seed of the folds (and of the random draw)
+    folds: int # Folds of the cross-validation
+    metric: str # The headline metric
+    higher_is_better: bool
+    candidates: list[Candidate]
+    best: dict[str, Any] # The chosen candidate's searched parameters
+    engine: Literal["local", "dask"]
+    cluster: dict[str, Any] | None = None # Dask: scheduler address, workers, their library versions
+
+    def table(self) -> pd.DataFrame:
+        "The candidates, best first: the searched parameters, the mean and standard deviation over the folds."
+        rows = [{**c.params, f"{self.metric} (mean)": c.mean, "std": c.std, "rank": c.rank} for c in self.candidates]
+        return pd.DataFrame(rows).sort_values(["rank", *self.space]).reset_index(drop=True)
 
 # %% ../nbs/11_manifest.ipynb #b099bdda
 class Manifest(Record):

@@ -8,18 +8,17 @@ from __future__ import annotations
 import os
 import sys
 from contextlib import contextmanager
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict
 from sklearn.base import BaseEstimator
 
+from .manifest import Candidate, SearchRecord
 from .project import Project, get_project
 
 # %% auto #0
-__all__ = ['SEARCH_KINDS', 'ProjectModel', 'HeadlineScore', 'candidates', 'Candidate', 'SearchRecord', 'fits_progress',
-           'cluster_versions', 'search']
+__all__ = ['SEARCH_KINDS', 'ProjectModel', 'HeadlineScore', 'candidates', 'fits_progress', 'cluster_versions', 'search']
 
 # %% ../nbs/24_search.ipynb #26abd39f
 class ProjectModel(BaseEstimator):
@@ -64,36 +63,6 @@ def candidates(
     if bad := [k for k, v in space.items() if not isinstance(v, (list, tuple)) or not v]: raise ValueError(f"search values must be non-empty lists: {', '.join(bad)}")
     combos = list(ParameterGrid(space)) if kind == "grid" else list(ParameterSampler(space, n_iter=n_iter, random_state=seed))
     return [{**base, **c} for c in combos]
-
-# %% ../nbs/24_search.ipynb #72f4e4e5
-class Candidate(BaseModel):
-    "One parameter set a search tried."
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    params: dict[str, Any] # The searched parameters' values (the others are the job's)
-    scores: list[float] # The headline metric on each fold
-    mean: float # Their mean
-    std: float # Their standard deviation
-    rank: int # 1 for the best (ties share a rank)
-
-class SearchRecord(BaseModel):
-    "A hyperparameter search: what was tried, how each did, what was chosen, and where it ran."
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    kind: Literal["grid", "random"]
-    space: dict[str, list] # Parameter -> the values searched
-    n_iter: int | None = None # Random search: candidates drawn
-    seed: int # Seed of the folds (and of the random draw)
-    folds: int # Folds of the cross-validation
-    metric: str # The headline metric
-    higher_is_better: bool
-    candidates: list[Candidate]
-    best: dict[str, Any] # The chosen candidate's searched parameters
-    engine: Literal["local", "dask"]
-    cluster: dict[str, Any] | None = None # Dask: scheduler address, workers, their library versions
-
-    def table(self) -> pd.DataFrame:
-        "The candidates, best first: the searched parameters, the mean and standard deviation over the folds."
-        rows = [{**c.params, f"{self.metric} (mean)": c.mean, "std": c.std, "rank": c.rank} for c in self.candidates]
-        return pd.DataFrame(rows).sort_values(["rank", *self.space]).reset_index(drop=True)
 
 # %% ../nbs/24_search.ipynb #3a70bd0a
 @contextmanager

@@ -94,7 +94,7 @@ def training_manifest(
     test_size: float, # Held-out fraction
     pipeline, # The fitted pipeline
     project: Project | None = None, # Defaults to `get_project()`
-    search=None, # The `search.SearchRecord` of the search that chose `params`, if the job ran one
+    search=None, # The `manifest.SearchRecord` of the search that chose `params`, if the job ran one
 ) -> dict[str, Any]:
     "The manifest's parts a training job knows: parameters, seeds, data, split, features, model, code (`runs.save_run` adds the rest)."
     s = (project or get_project()).schema
