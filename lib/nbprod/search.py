@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 
-from .manifest import Candidate, SearchRecord
+from .manifest import Candidate, SearchRecord, package_versions, shaping_packages
 from .project import Project, get_project
 
 # %% auto #0
@@ -91,7 +91,6 @@ def cluster_versions(
     names: tuple[str, ...] | None = None, # Distributions to compare; default: those that shape a model (see `manifest.shaping_packages`)
 ) -> dict[str, Any]:
     "The cluster's scheduler, workers and library versions, after checking that every worker has this process's versions of `names`."
-    from nbprod.manifest import package_versions, shaping_packages
     names = tuple(names or shaping_packages())
     client.get_versions(check=True)  # Dask's own: python, dask, distributed, msgpack, cloudpickle, ... the same everywhere
     here = package_versions(names)

@@ -13,7 +13,7 @@ import pytest
 from nbprod.agreement import DIFFERENT, agree
 from nbprod.toy import toy_rows
 
-from toys import cli, cli_process
+from toys import cli, cli_process, unseen_csv
 
 
 @pytest.fixture(scope="module")
@@ -24,9 +24,7 @@ def run(toy_run):
 @pytest.fixture(scope="module")
 def new_rows(tmp_path_factory):
     "Rows to score: ids after the training rows', no target, the toy's gaps (unknown ages, unpainted colours)."
-    path = tmp_path_factory.mktemp("batch") / "new.csv"
-    toy_rows(300, seed=1, target=False, start=1001).to_csv(path, index=False)
-    return path
+    return unseen_csv(tmp_path_factory.mktemp("batch"), 300, seed=1, start=1001)
 
 
 def text_rows(path, n):

@@ -22,7 +22,7 @@ from nbprod.runs import CONTRACT, MANIFEST, PROFILE, read_json
 from nbprod.schema import read_raw_csv
 from nbprod.toy import toy_rows
 
-from toys import cli, records_of, serving
+from toys import cli, records_of, serving, unseen_csv
 
 
 @pytest.fixture(scope="module")
@@ -33,9 +33,7 @@ def run(toy_run):
 @pytest.fixture(scope="module")
 def new_csv(tmp_path_factory):
     "1000 rows of the training rows' population that the run never saw (another seed)."
-    path = tmp_path_factory.mktemp("drift") / "new.csv"
-    toy_rows(1000, seed=7, target=False, start=5001).to_csv(path, index=False)
-    return path
+    return unseen_csv(tmp_path_factory.mktemp("drift"), 1000, seed=7, start=5001)
 
 
 def drift(*args):

@@ -19,10 +19,10 @@ from nbprod.predict import Predictor
 from nbprod.runs import artifacts, list_runs, new_run_id, read_json, write_json
 from nbprod.schema import read_raw_csv
 from nbprod.sources import load_snapshot
-from nbprod.toy import toy_project, toy_rows
+from nbprod.toy import toy_project
 from nbprod.train import predict_frame, split
 
-from toys import cli, records_of, serving
+from toys import cli, records_of, serving, unseen_csv
 
 REPRODUCED = "verdict: reproduced"  # bit-identical or numerically equivalent: the toy's ridge sums through BLAS
 
@@ -47,9 +47,7 @@ def store(trained, tmp_path):
 @pytest.fixture(scope="module")
 def new_csv(tmp_path_factory):
     "300 rows the run never saw."
-    path = tmp_path_factory.mktemp("new") / "new.csv"
-    toy_rows(300, seed=5, target=False, start=5001).to_csv(path, index=False)
-    return path
+    return unseen_csv(tmp_path_factory.mktemp("new"), 300, seed=5, start=5001)
 
 
 def runs_cli(store, *args):

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from nbprod.project import PROJECT_ENV_VAR, use_project
-from nbprod.toy import toy_project, use_toy_project
+from nbprod.toy import toy_project, toy_rows, use_toy_project
 
 TASKS = ("regression", "classification")
 # What `use_toy_project` sets for the processes it starts, put back when a toy is no longer the process's project
@@ -96,3 +96,10 @@ def serving(log_path: Path, *args, env=None, timeout=60):
 def records_of(df) -> list[dict]:
     "A frame's rows as JSON records, a missing value as null."
     return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()} for r in df.to_dict("records")]
+
+
+def unseen_csv(folder: Path, n: int, seed: int, start: int) -> Path:
+    "`n` rows of the toy's population that no run trained on (ids from `start`, another `seed`), without the target, as `folder/new.csv`."
+    path = folder / "new.csv"
+    toy_rows(n, seed=seed, target=False, start=start).to_csv(path, index=False)
+    return path
