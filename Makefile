@@ -83,8 +83,9 @@ serve: $(STAMP) ## Serve the newest run over HTTP on 127.0.0.1:8000 (house-price
 lab: $(STAMP) ## Start JupyterLab on the project kernel
 	$(BIN)/jupyter lab --notebook-dir=. $(if $(filter 0,$(shell id -u)),--allow-root)  # as root (a container, a CI machine) JupyterLab wants --allow-root
 
-lint: $(STAMP) ## Check notebooks, package, tests and tools with ruff (pyproject.toml); fix a notebook with `.venv/bin/ruff check --fix nbs`, then make export
+lint: $(STAMP) ## Check notebooks, package, tests and tools with ruff (pyproject.toml), and the library's layers (import-linter); fix a notebook with `.venv/bin/ruff check --fix nbs`, then make export
 	$(BIN)/ruff check .
+	cd lib && ../$(BIN)/lint-imports --no-cache --config pyproject.toml
 
 export: $(STAMP) ## Export the notebooks to their packages: lib/nbs/ to nbprod, nbs/ to house_prices (run after editing a notebook)
 	cd lib && ../$(BIN)/nbdev-export

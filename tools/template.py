@@ -47,7 +47,9 @@ def pyproject(text: str) -> str:
             ('testpaths = ["lib/tests", "tests"]', 'testpaths = ["tests"]'),
             ('known-local-folder = ["conftest", "pgserver", "toys"]  # the tests\' own helper modules (pgserver, toys: the library\'s)',
              'known-local-folder = ["conftest"]  # the tests\' own helper module'),
-            ('(installed from lib/ in this repository)', '(installed as requirements/nbprod.txt says)')]
+            ('(installed from lib/ in this repository)', '(installed as requirements/nbprod.txt says)'),
+            ('# import contracts ([tool.importlinter]): the layers of the nbprod library in its repository',
+             '# import contracts ([tool.importlinter]), should the package declare layers')]
     for old, new in subs:
         if old not in text: raise ValueError(f"pyproject.toml no longer contains {old!r}: update tools/template.py")
         text = text.replace(old, new)

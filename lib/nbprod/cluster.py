@@ -21,8 +21,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .batch import PARQUET_SUFFIXES, BatchSummary, issues_table, keep_heap
+from .config import JOB_ENV
 from .files import check_outputs, temporary_path
-from .job import JOB_ENV
 from .predict import Contract, LoadPolicy, Predictor
 from .project import get_project
 

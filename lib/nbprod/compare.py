@@ -18,7 +18,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .files import locked
-from .manifest import CodeVersion, Manifest
+from .manifest import Manifest, uncommitted
 from .predict import Contract
 from .project import Gate, Metric, get_project
 from nbprod.runs import (
@@ -38,7 +38,7 @@ from nbprod.runs import (
 
 # %% auto #0
 __all__ = ['PROMOTE_LOCK', 'Comparison', 'compare_scores', 'compare_runs', 'compare_runs_cv', 'comparison_report',
-           'contract_changes', 'uncommitted', 'Promotion', 'PromotionRefused', 'promotions', 'promote']
+           'contract_changes', 'Promotion', 'PromotionRefused', 'promotions', 'promote']
 
 # %% ../nbs/20_compare.ipynb #b5347753
 class Comparison(BaseModel):
@@ -239,14 +239,6 @@ def contract_changes(
             changes.append(f"field {name!r}: categories" + (f" no longer seen: {gone[:5]}" if gone else "") + (f" newly seen: {new_[:5]}" if new_ else ""))
     return sorted(breaking + changes), sorted(breaking)
 
-
-# %% ../nbs/20_compare.ipynb #c20d3f17
-def uncommitted(code: CodeVersion) -> str | None:
-    "Why the code a run records (`Manifest.code`) is in no commit (made outside git, or with uncommitted changes); None if it is in one."
-    if not code.git_commit: return "it was made outside git: no commit holds its code (git init, commit, and train again)"
-    if code.git_dirty: return (f"it was made from uncommitted code (commit {code.git_commit[:12]} with changes, diff sha256 "
-                               f"{(code.git_diff_sha256 or '')[:12]}): commit, and train again")
-    return None
 
 # %% ../nbs/20_compare.ipynb #f18bc58e
 class Promotion(BaseModel):

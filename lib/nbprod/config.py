@@ -13,7 +13,7 @@ from pathlib import Path
 from .project import get_project
 
 # %% auto #0
-__all__ = ['find_project_root', 'Settings', 'get_settings']
+__all__ = ['JOB_ENV', 'find_project_root', 'Settings', 'get_settings']
 
 # %% ../nbs/00_config.ipynb #e83e0176
 def _is_project_root(d: Path, name: str) -> bool:
@@ -73,3 +73,6 @@ class Settings:
 def get_settings() -> Settings:
     "Settings for the project this package belongs to."
     return Settings(root=find_project_root())
+
+# %% ../nbs/00_config.ipynb #84cf518b
+JOB_ENV = {"PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"} # Fixed for the job's kernel and the workers

@@ -18,9 +18,8 @@ from datetime import UTC, datetime
 from importlib import metadata, resources
 from pathlib import Path
 
-from .compare import uncommitted
 from .config import Settings, get_settings
-from .manifest import SIGNING_KEY_ENV, CodeVersion, Manifest, signing_key_path
+from .manifest import SIGNING_KEY_ENV, CodeVersion, Manifest, signing_key_path, uncommitted
 from .project import Project, get_project
 from .runs import ALIASES, DEFAULT_ALIAS, HELD_OUT, MANIFEST, resolve_run
 

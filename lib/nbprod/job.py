@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from .agreement import BIT_IDENTICAL, DIFFERENT, EQUIVALENT, RTOL, numeric_differences, relative_difference
-from .config import Settings, get_settings
+from .config import JOB_ENV, Settings, get_settings
 from nbprod.manifest import (
     FittedDigest,
     IntegrityError,
@@ -43,10 +43,9 @@ from .schema import DataValidationError, fingerprint
 from .sources import PASSWORD_ENV, DataRef, SnapshotError, load, load_snapshot
 
 # %% auto #0
-__all__ = ['RUNNER_PARAMETERS', 'KERNEL_LOG', 'JOB_ENV', 'SAME', 'CLOSE', 'DIFFERS', 'NOTE', 'SKIPPED', 'JobError',
-           'UnknownParameterError', 'job_parameters', 'parse_value', 'check_parameters', 'check_kernel',
-           'ipc_kernel_manager', 'run_training', 'Check', 'Verdict', 'environment_differences', 'compare_runs',
-           'reproduce']
+__all__ = ['RUNNER_PARAMETERS', 'KERNEL_LOG', 'SAME', 'CLOSE', 'DIFFERS', 'NOTE', 'SKIPPED', 'JobError', 'UnknownParameterError',
+           'job_parameters', 'parse_value', 'check_parameters', 'check_kernel', 'ipc_kernel_manager', 'run_training',
+           'Check', 'Verdict', 'environment_differences', 'compare_runs', 'reproduce']
 
 # %% ../nbs/13_job.ipynb #a72f92e1
 class JobError(RuntimeError):
@@ -134,7 +133,6 @@ def ipc_kernel_manager(
 
 # %% ../nbs/13_job.ipynb #1af65698
 KERNEL_LOG = ".kernel.log" # The kernel process's own log lines, in the staged run (kept only when the job fails)
-JOB_ENV = {"PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"} # Fixed for the job's kernel
 
 def _unwritable(staged: Path, e: OSError) -> JobError:
     "The one-line error for a run that could not be written; what was written moves to `.failed/`."

@@ -34,11 +34,11 @@ __all__ = ['MANIFEST_VERSION', 'LIBRARY', 'SHAPING_LIBRARIES', 'TOOL_PACKAGES', 
            'ManifestError', 'Record', 'Seeds', 'DataRecord', 'SplitRecord', 'InputFeature', 'FeatureRecord',
            'FittedRecord', 'ModelRecord', 'EnvironmentRecord', 'CodeVersion', 'JobRecord', 'Artifact', 'Candidate',
            'SearchRecord', 'Manifest', 'shaping_packages', 'key_packages', 'distributions', 'package_versions',
-           'lock_pins', 'lock_name', 'lock_mismatches', 'environment', 'project_version', 'code_version', 'json_safe',
-           'describe_estimator', 'random_states', 'feature_names', 'FittedDigest', 'fitted_digest', 'value_difference',
-           'fitted_differences', 'IntegrityError', 'VersionMismatchError', 'sha256_file', 'verify_artifact',
-           'python_difference', 'version_differences', 'SignatureError', 'signing_key_path', 'signing_key', 'key_id',
-           'sign_manifest', 'misnamed', 'check_signature']
+           'lock_pins', 'lock_name', 'lock_mismatches', 'environment', 'project_version', 'code_version', 'uncommitted',
+           'json_safe', 'describe_estimator', 'random_states', 'feature_names', 'FittedDigest', 'fitted_digest',
+           'value_difference', 'fitted_differences', 'IntegrityError', 'VersionMismatchError', 'sha256_file',
+           'verify_artifact', 'python_difference', 'version_differences', 'SignatureError', 'signing_key_path',
+           'signing_key', 'key_id', 'sign_manifest', 'misnamed', 'check_signature']
 
 # %% ../nbs/11_manifest.ipynb #9e16a718
 MANIFEST_VERSION = 2
@@ -300,6 +300,14 @@ def code_version(root: Path | str) -> CodeVersion:
                        git_commit=commit.decode().strip() if commit else None,
                        git_dirty=None if diff is None else bool(diff),
                        git_diff_sha256=hashlib.sha256(diff).hexdigest() if diff else None)
+
+# %% ../nbs/11_manifest.ipynb #c20d3f17
+def uncommitted(code: CodeVersion) -> str | None:
+    "Why the code a run records (`Manifest.code`) is in no commit (made outside git, or with uncommitted changes); None if it is in one."
+    if not code.git_commit: return "it was made outside git: no commit holds its code (git init, commit, and train again)"
+    if code.git_dirty: return (f"it was made from uncommitted code (commit {code.git_commit[:12]} with changes, diff sha256 "
+                               f"{(code.git_diff_sha256 or '')[:12]}): commit, and train again")
+    return None
 
 # %% ../nbs/11_manifest.ipynb #134b874b
 def json_safe(v: Any) -> Any:

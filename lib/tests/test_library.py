@@ -44,6 +44,35 @@ def test_the_notebooks_are_clean(tmp_path):
     assert not changed, f"run `make clean-nbs` and commit: {changed}"
 
 
+def lint_imports(lib: Path) -> subprocess.CompletedProcess:
+    "import-linter's verdict on the layers of `lib/nbprod` (the contract in `lib/pyproject.toml`, [tool.importlinter])."
+    return subprocess.run([str(BIN / "lint-imports"), "--config", str(lib / "pyproject.toml"), "--no-cache"], cwd=lib,
+                          env={**os.environ, "PYTHONPATH": str(lib), "COLUMNS": "200"}, capture_output=True, text=True, timeout=120)
+
+
+def test_each_layer_imports_only_from_below(tmp_path):
+    "The layers hold; and the check sees an upward import inside a function, and a module placed in no layer."
+    r = lint_imports(LIB)
+    assert r.returncode == 0, r.stdout + r.stderr
+    lib = copy_library(tmp_path)
+    with open(lib / "nbprod" / "files.py", "a") as f: f.write("\n\ndef _late():\n    from nbprod.cli import main\n    return main\n")
+    (lib / "nbprod" / "newcomer.py").write_text('"A module nobody placed in a layer."\n')
+    r = lint_imports(lib)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "nbprod.files -> nbprod.cli" in r.stdout and "- nbprod.newcomer" in r.stdout, r.stdout
+
+
+def test_the_readme_draws_the_layers():
+    "The picture in README.md lists the contract's layers, top to bottom, and every module once."
+    import tomllib
+    layers = tomllib.loads((LIB / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"][0]["layers"]
+    picture = (LIB / "README.md").read_text().split("```text\n", 1)[1].split("```", 1)[0]
+    drawn = [line.split("  ")[0].strip() for line in picture.splitlines() if line.strip()]
+    listed = [" · ".join(m.strip() for m in layer.split("|")) for layer in layers]
+    assert drawn == listed, (drawn, listed)
+    assert sorted(m for layer in layers for m in layer.replace(" ", "").split("|")) == [p.stem for p in MODULES]
+
+
 def imported_distributions() -> dict[str, set[str]]:
     "Each third-party top-level module the package imports (inside functions too) -> the distributions that provide it."
     names = set()
