@@ -85,7 +85,7 @@ lab: $(STAMP) ## Start JupyterLab on the project kernel
 
 lint: $(STAMP) ## Check notebooks, package, tests and tools with ruff (pyproject.toml), and the library's layers (import-linter); fix a notebook with `.venv/bin/ruff check --fix nbs`, then make export
 	$(BIN)/ruff check .
-	cd lib && ../$(BIN)/lint-imports --no-cache --config pyproject.toml
+	cd lib && ../$(BIN)/lint-imports --no-cache pyproject.toml
 
 export: $(STAMP) ## Export the notebooks to their packages: lib/nbs/ to nbprod, nbs/ to house_prices (run after editing a notebook)
 	cd lib && ../$(BIN)/nbdev-export
@@ -105,8 +105,9 @@ lock: ## Re-resolve requirements/<python>/*.lock for every supported Python from
 	done
 	$(BIN)/python -m pip uninstall --quiet --yes uv
 
-bench: $(STAMP) ## Run the benchmarks in bench/ (prediction speed; Dask; data loading from Parquet and PostgreSQL)
+bench: $(STAMP) ## Run the benchmarks in bench/ (prediction speed; the command's start-up; Dask; data loading from Parquet and PostgreSQL)
 	$(BIN)/python bench/predict_speed.py
+	$(BIN)/python bench/startup.py
 	$(BIN)/python bench/dask_speed.py
 	$(BIN)/python bench/data_load.py
 

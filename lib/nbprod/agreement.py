@@ -5,9 +5,12 @@
 # %% ../nbs/05_agreement.ipynb #0410d013
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # NumPy in annotations; the functions import it when called
+    import numpy as np
 
 # %% auto #0
 __all__ = ['BIT_IDENTICAL', 'EQUIVALENT', 'DIFFERENT', 'RTOL', 'relative_difference', 'Agreement', 'agree', 'numeric_environment',
@@ -22,6 +25,7 @@ def relative_difference(
     b: np.ndarray, # Numbers of the same shape
 ) -> np.ndarray:
     "Element by element `|a - b| / max(|a|, |b|)`: 0 where equal or both NaN, inf where one only is NaN."
+    import numpy as np
     a, b = np.asarray(a, dtype="float64"), np.asarray(b, dtype="float64")
     with np.errstate(invalid="ignore", divide="ignore"):
         rel = np.abs(a - b) / np.maximum(np.maximum(np.abs(a), np.abs(b)), np.finfo("float64").tiny)
@@ -52,7 +56,7 @@ class Agreement:
     def to_json(self) -> dict:
         "The agreement as JSON data (the largest difference as text when infinite: JSON has no infinity)."
         return dict(tier=self.tier, rows=self.rows, differing_rows=self.differing, differing_classes=self.classes,
-                    largest_relative_difference=self.largest if np.isfinite(self.largest) else str(self.largest),
+                    largest_relative_difference=self.largest if math.isfinite(self.largest) else str(self.largest),
                     row=self.row, rtol=self.rtol)
 
 # %% ../nbs/05_agreement.ipynb #6bbdaa88
@@ -65,6 +69,7 @@ def agree(
 ) -> Agreement:
     "The tier of `values` against `reference`: bit-identical, numerically equivalent (within `rtol`), or different."
     if not rtol >= 0: raise ValueError(f"the relative tolerance must be a number >= 0, got {rtol!r}")
+    import numpy as np
     values, reference = np.asarray(values, dtype="float64"), np.asarray(reference, dtype="float64")
     if values.shape != reference.shape: raise ValueError(f"{values.shape} predictions against {reference.shape} reference ones")
     n = len(values)

@@ -5,6 +5,7 @@
 # %% ../nbs/19_cli.ipynb #e4bed44e
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sys
@@ -13,12 +14,6 @@ from pathlib import Path
 import click
 
 from .agreement import RTOL
-from .config import get_settings
-from .files import check_outputs
-from .manifest import IntegrityError, Manifest, ManifestError, VersionMismatchError
-from .project import get_project
-from .runs import MANIFEST, METRICS, RunStoreError, read_json, resolve_run, run_table
-from .schema import DataValidationError
 
 # %% auto #0
 __all__ = ['COMPARED', 'main', 'train', 'reproduce', 'predict', 'serve', 'drift', 'data', 'data_fingerprint', 'data_validate',
@@ -26,7 +21,12 @@ __all__ = ['COMPARED', 'main', 'train', 'reproduce', 'predict', 'serve', 'drift'
            'compare_manifests', 'runs_compare', 'runs_promote', 'image', 'image_build', 'image_debian_base']
 
 # %% ../nbs/19_cli.ipynb #e5612239
-_EXPECTED = (DataValidationError, FileNotFoundError, IntegrityError, ManifestError, RunStoreError, VersionMismatchError)
+def _expected() -> tuple[type[Exception], ...]:
+    "The library's errors that the command reports in one line; imported when one is raised, so that `--help` imports none of them."
+    from nbprod.manifest import IntegrityError, ManifestError, VersionMismatchError
+    from nbprod.runs import RunStoreError
+    from nbprod.schema import DataValidationError
+    return (DataValidationError, FileNotFoundError, IntegrityError, ManifestError, RunStoreError, VersionMismatchError)
 
 def _fail(e: Exception):
     raise click.ClickException(str(e)) from e
@@ -43,7 +43,9 @@ def _version(ctx, param, value):
     def installed(name: str) -> str:
         try: return f"{name} {version(name)}"
         except PackageNotFoundError: return f"{name} not installed"
+    from nbprod.config import get_settings
     from nbprod.manifest import project_version
+    from nbprod.project import get_project
     name = get_project().name
     try: now = project_version(get_settings().root)  # an editable install keeps the version it was made at; git's moves on
     except FileNotFoundError: now = None  # no project root here
@@ -59,6 +61,7 @@ def main():
 
 # %% ../nbs/19_cli.ipynb #cddc7cf9
 def _metrics_table(metrics: dict) -> str:
+    from nbprod.project import get_project
     rows = [(m.label, m.show(metrics[m.name])) for m in get_project().metrics if m.name in metrics]
     return "\n".join(f"  {k:<18} {v:>10}" for k, v in rows)
 
@@ -69,11 +72,12 @@ def _metrics_table(metrics: dict) -> str:
 def train(parameters, progress):
     "Train a model: run nbs/jobs/train.ipynb through papermill into a new folder under runs/."
     from nbprod.job import JobError, UnknownParameterError, parse_value, run_training
+    from nbprod.runs import METRICS, read_json
     given = {name: parse_value(value) for name, value in parameters}
     _exit_on_sigterm()  # stopped: the staged run is moved to .failed/, the kernel shut down
     try: run = run_training(given, progress=progress)
     except UnknownParameterError as e: raise click.UsageError(str(e)) from e
-    except (JobError, *_EXPECTED) as e: _fail(e)
+    except (JobError, *_expected()) as e: _fail(e)
     except OSError as e: _fail(RuntimeError(f"cannot write the run: {e}"))  # a full disk, a permission: one line, and no run
     click.echo(f"run: {run}")
     click.echo(_metrics_table(read_json(run / METRICS)))
@@ -96,7 +100,7 @@ def reproduce(run_ref, against, strict, rtol, progress, allow_other_python):
     from nbprod.job import CLOSE, DIFFERS, NOTE, SAME, JobError
     from nbprod.job import reproduce as _reproduce
     try: v = _reproduce(run_ref, progress=progress, rtol=rtol, against=against, allow_other_python=allow_other_python)
-    except (JobError, *_EXPECTED) as e: _fail(e)
+    except (JobError, *_expected()) as e: _fail(e)
     mark = {SAME: "ok", CLOSE: "CLOSE", DIFFERS: "DIFFERS", NOTE: "note"}
     click.echo(f"reproducing run {v.run.name}" + (f" against {v.new_run.name}" if against and v.new_run else ""))
     for c in v.checks: click.echo(f"  {c.name:<26} {mark.get(c.status, '-'):<8} {c.detail}")
@@ -165,8 +169,10 @@ def predict(input, output, run_ref, chunk_size, issues_file, allow_errors, polic
         hint = " (a folder or a glob needs --engine dask)" if input.is_dir() or "*" in str(input) else ""
         raise click.BadParameter(f"{input} is not a file{hint}", param_hint="INPUT")
     from nbprod.batch import keep_heap, score_file
+    from nbprod.config import get_settings
     from nbprod.inputlog import InputLog
     from nbprod.predict import Predictor
+    from nbprod.runs import resolve_run
     _exit_on_sigterm()  # stopped: the temporary output is removed, as on Ctrl-C
     keep_heap()  # blocks of rows reuse freed memory instead of faulting in fresh pages
     try:
@@ -175,7 +181,7 @@ def predict(input, output, run_ref, chunk_size, issues_file, allow_errors, polic
         try: summary = score_file(predictor, input, output, chunk_size=chunk_size, issues_file=issues_file, progress=progress, input_log=ilog)
         finally:
             if ilog is not None: ilog.close()
-    except _EXPECTED as e: _fail(e)
+    except _expected() as e: _fail(e)
     except (ValueError, OSError) as e: _fail(RuntimeError(f"cannot score {input}: {e}"))
     click.echo(f"run {predictor.run_id} -> {output}")
     click.echo(str(summary))
@@ -187,6 +193,8 @@ def predict(input, output, run_ref, chunk_size, issues_file, allow_errors, polic
 def _predict_dask(input, output, run_ref, allow_errors, policy, progress, scheduler, workers, partition_rows, issues_file, log_inputs):
     "`predict --engine dask`: score a file, folder or glob on a Dask cluster into a Parquet dataset."
     from nbprod.cluster import PARTITION_ROWS, dask_client, input_files, score_dataset
+    from nbprod.config import get_settings
+    from nbprod.runs import resolve_run
     if log_inputs: raise click.UsageError("--log-inputs cannot be used with --engine dask: the input is a dataset already; compare it with the run's "
                                           "reference directly (drift INPUT...)")
     if workers and scheduler: raise click.UsageError("--workers sizes the local cluster: with --scheduler, the cluster has its own workers")
@@ -199,7 +207,7 @@ def _predict_dask(input, output, run_ref, allow_errors, policy, progress, schedu
             click.echo(f"Dask: {len(client.scheduler_info()['workers'])} worker(s) at {client.scheduler.address}; dashboard {client.dashboard_link}", err=True)
             summary = score_dataset(client, run, files, output, partition_rows=partition_rows or PARTITION_ROWS,
                                     policy=policy, progress=progress, issues_file=issues_file)
-    except (*_EXPECTED, FileExistsError) as e: _fail(e)
+    except (*_expected(), FileExistsError) as e: _fail(e)
     except (ValueError, OSError) as e: _fail(RuntimeError(f"cannot score {input}: {e}"))
     except Exception as e: _fail(RuntimeError(f"the Dask job failed, and wrote nothing to {output}: {type(e).__name__}: {e}"))
     click.echo(f"run {run.name} -> {output}/ ({len(list(Path(output).glob('part-*.parquet')))} files)")
@@ -226,6 +234,9 @@ def serve(run_ref, host, port, max_records, max_body_mb, policy, admin_token_fil
     import uvicorn
 
     from nbprod.batch import keep_heap
+    from nbprod.config import get_settings
+    from nbprod.project import get_project
+    from nbprod.runs import resolve_run
     from nbprod.service import create_app
     for name in ("nbprod", get_project().package): logging.getLogger(name).setLevel(log_level.upper())  # the library's log and the project's
     keep_heap()  # large requests reuse freed memory
@@ -237,7 +248,7 @@ def serve(run_ref, host, port, max_records, max_body_mb, policy, admin_token_fil
         app = create_app(run, policy=policy, max_records=max_records,
                          max_body_bytes=int(max_body_mb * 2**20), reload_ref=run_ref, runs_dir=settings.runs_dir, admin_token=token,
                          log_inputs=log_inputs, log_exclude=tuple(log_exclude), log_max_bytes=int(log_max_mb * 2**20))
-    except (*_EXPECTED, ValueError) as e: _fail(e)
+    except (*_expected(), ValueError) as e: _fail(e)
     click.echo(f"serving run {run.name} on http://{host}:{port} (docs: /docs)", err=True)
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
 
@@ -274,9 +285,12 @@ def drift(inputs, run_ref, log_dir, since, until, thresholds, report, json_file,
 
     Per column: PSI, a KS (numbers) or chi-squared (categories) test, the missing rate and unseen categories; the same for the predictions.
     Exit code 0: nothing flagged; 3: drift flagged; 1: could not compare."""
+    from nbprod.config import get_settings
     from nbprod.drift import EXIT_DRIFT, Tally, drift_html, drift_report, read_profile, tally_files, tally_log
-    from nbprod.manifest import check_signature
+    from nbprod.files import check_outputs
+    from nbprod.manifest import Manifest, check_signature
     from nbprod.predict import Predictor
+    from nbprod.runs import MANIFEST, resolve_run
     if not inputs and log_dir is None: raise click.UsageError("nothing to compare: give INPUT files, --log FOLDER, or both")
     if (since or until) and log_dir is None: raise click.UsageError("--since and --until select days of an input log: give --log FOLDER")
     th = _thresholds(thresholds)
@@ -297,7 +311,7 @@ def drift(inputs, run_ref, log_dir, since, until, thresholds, report, json_file,
         result = drift_report(tally, th, run_id=manifest.run_id, sources=sources)
         if report: drift_html(result, profile, report)
         if json_file: json_file.write_text(result.model_dump_json(indent=2) + "\n")
-    except _EXPECTED as e: _fail(e)
+    except _expected() as e: _fail(e)
     except (ValueError, OSError) as e: _fail(RuntimeError(f"cannot compare: {e}"))
     except ImportError as e: _fail(RuntimeError(f"the HTML report needs matplotlib ({e}): install the development environment (make install), or leave out --report"))
     click.echo(result.table(every))
@@ -316,10 +330,12 @@ _as_of_option = click.option("--as-of", default=None, help="SQL: the rows visibl
 @_as_of_option
 def data_fingerprint(ref, as_of):
     "Print the content fingerprint of REF (the same for the same rows from any source, in any order)."
+    from nbprod.config import get_settings
+    from nbprod.project import get_project
     from nbprod.schema import fingerprint
     from nbprod.sources import DataRef, load
     try: df = load(ref, get_settings().root, as_of=as_of)
-    except (*_EXPECTED, ValueError) as e: _fail(e)
+    except (*_expected(), ValueError) as e: _fail(e)
     click.echo(f"{fingerprint(df, get_project().schema)}  {DataRef.parse(ref).redacted()}{f' as of {as_of}' if as_of else ''}  ({len(df)} rows × {df.shape[1]} columns)")
 
 @data.command("validate")
@@ -327,12 +343,14 @@ def data_fingerprint(ref, as_of):
 @_as_of_option
 def data_validate(ref, as_of):
     "Check REF against the declared schema as training data; print every problem and exit 1 if there is one."
+    from nbprod.config import get_settings
+    from nbprod.schema import DataValidationError
     from nbprod.sources import load
     try: df = load(ref, get_settings().root, as_of=as_of)
     except DataValidationError as e:
         click.echo(str(e), err=True)
         raise SystemExit(1) from None
-    except (*_EXPECTED, ValueError) as e: _fail(e)
+    except (*_expected(), ValueError) as e: _fail(e)
     click.echo(f"ok: {len(df)} rows × {df.shape[1]} columns fit the schema")
 
 @data.command("draft-schema")
@@ -363,9 +381,10 @@ def data_draft_schema(file, id_column, target, task, output, force):
 @click.option("--interval", "interval_s", type=float, default=86_400, show_default=True, help="Seconds between batch timestamps.")
 def data_ingest(source, into, table, batches, start, interval_s):
     "Append SOURCE's rows to a SQL table in batches stamped with ingestion times (column ingested_at)."
+    from nbprod.config import get_settings
     from nbprod.sources import DataRef, ingest
     try: stamps = ingest(source, into, table, batches=batches, start=start, interval_s=interval_s, root=get_settings().root)
-    except (*_EXPECTED, ValueError) as e: _fail(e)
+    except (*_expected(), ValueError) as e: _fail(e)
     ref = DataRef("sql", into, table=table)
     click.echo(f"{len(stamps)} batch(es) into {ref.redacted()}: " + ", ".join(t.isoformat() for t in stamps))
 
@@ -376,16 +395,26 @@ def data_ingest(source, into, table, batches, start, interval_s):
 @click.pass_context
 def runs(ctx, runs_dir):
     "List, show and compare runs."
-    ctx.obj = runs_dir or get_settings().runs_dir
+    ctx.obj = runs_dir  # None: the project's, found by `_pass_runs_dir` when a subcommand runs (not for its --help)
+
+def _pass_runs_dir(f):
+    "Pass a `runs` subcommand the run store: --runs-dir, else the project's runs/."
+    @functools.wraps(f)
+    @click.pass_obj
+    def run(runs_dir, *args, **kwargs):
+        from nbprod.config import get_settings
+        return f(runs_dir or get_settings().runs_dir, *args, **kwargs)
+    return run
 
 def _fmt(v, spec):
     return format(v, spec) if isinstance(v, (int, float)) else ("" if v is None else str(v))
 
 @runs.command("list")
-@click.pass_obj
+@_pass_runs_dir
 def runs_list(runs_dir):
     "One line per run, oldest first: id, status, start time, seeds, held-out metrics, the aliases it holds."
-    from nbprod.runs import read_aliases
+    from nbprod.project import get_project
+    from nbprod.runs import read_aliases, run_table
     rows = run_table(runs_dir)
     if not rows: click.echo(f"no runs in {runs_dir}"); return
     shown = get_project().metrics[:2]  # the headline metric and the next one
@@ -403,7 +432,7 @@ def runs_list(runs_dir):
 @runs.command("clean")
 @click.option("--failed", is_flag=True, help="Also remove failed runs (kept for their executed notebook).")
 @click.option("--yes", is_flag=True, help="Remove them; without it, only list what would be removed.")
-@click.pass_obj
+@_pass_runs_dir
 def runs_clean(runs_dir, failed, yes):
     "Remove what killed jobs and writers left behind: abandoned staging folders, stale temporary files (and failed runs)."
     from nbprod.runs import clean_runs
@@ -415,9 +444,11 @@ def runs_clean(runs_dir, failed, yes):
 @runs.command("show")
 @click.argument("run_ref", metavar="RUN", default="latest")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole manifest as JSON.")
-@click.pass_obj
+@_pass_runs_dir
 def runs_show(runs_dir, run_ref, as_json):
     "Summarise RUN (default: the newest): parameters, data, metrics, environment, code, files."
+    from nbprod.manifest import Manifest, ManifestError
+    from nbprod.runs import MANIFEST, resolve_run
     try: run = resolve_run(run_ref, runs_dir)
     except FileNotFoundError as e: _fail(e)
     try: m = Manifest.read(run / MANIFEST)
@@ -440,13 +471,14 @@ def runs_show(runs_dir, run_ref, as_json):
 @click.argument("run_ref", metavar="RUN", default=None, required=False)
 @_load_options
 @click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path), help="Also write what was found as JSON to this file.")
-@click.pass_obj
+@_pass_runs_dir
 def runs_verify(runs_dir, run_ref, policy, json_file):
     """Load RUN (default: production, else the newest) here as predict and serve would: its signature, files, library versions and
     held-out predictions. Exit code 0: it loads (bit-identical or numerically equivalent); 1: it is refused, and why."""
     from nbprod.predict import Predictor
+    from nbprod.runs import resolve_run
     try: p = Predictor.load(resolve_run(run_ref, runs_dir), policy)
-    except _EXPECTED as e: _fail(e)
+    except _expected() as e: _fail(e)
     n = p.numerics()
     click.echo(f"run {p.run_id} loads here: held-out predictions {p.agreement}")
     for why in p.explained_by: click.echo(f"  - {why}")
@@ -487,10 +519,12 @@ def compare_manifests(
               help="Compare by refitting both runs' pipelines on the same FOLDS folds of their data (for a small held-out set).")
 @click.option("--repeats", type=click.IntRange(min=1), default=2, show_default=True, help="With --cv: cross-validations, each with other folds.")
 @click.option("--report", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Also write the comparison, with a plot, to this HTML file.")
-@click.pass_obj
+@_pass_runs_dir
 def runs_compare(runs_dir, a, b, level, resamples, seed, allow_different_data, folds, repeats, report):
     """Is B better than A? What differs between the two runs (parameters, seeds, data, split, metrics, environment, code), then the
     headline metric on the held-out rows both predicted, with a paired bootstrap interval of the difference and a verdict."""
+    from nbprod.manifest import Manifest, ManifestError
+    from nbprod.runs import MANIFEST, resolve_run
     try: ra, rb = resolve_run(a, runs_dir), resolve_run(b, runs_dir)
     except FileNotFoundError as e: _fail(e)
     try: diffs = compare_manifests(Manifest.read(ra / MANIFEST).to_json(), Manifest.read(rb / MANIFEST).to_json())
@@ -513,7 +547,7 @@ def runs_compare(runs_dir, a, b, level, resamples, seed, allow_different_data, f
 @click.option("--alias", default="production", show_default=True, help="The alias RUN is to hold (production, staging, or any name).")
 @click.option("--reason", default=None, help="Why (logged; required with --force).")
 @click.option("--force", is_flag=True, help="Promote even if the gate objects (a worse model, a contract that breaks clients, for production code in no commit).")
-@click.pass_obj
+@_pass_runs_dir
 def runs_promote(runs_dir, run_ref, alias, reason, force):
     """Give ALIAS to RUN if it passes the gate: not worse than the current holder by the paired comparison, no input-contract change
     that breaks its clients, and for production a run of committed code. Every change goes to runs/promotions.jsonl; promoting a run that held the alias before is a rollback."""
@@ -539,7 +573,7 @@ def image_build(run_ref, base, name, engine):
     "Build the image of RUN from the commit it was made at, smoke-test it, and append it to the run's deployments.jsonl."
     from nbprod.image import DEPLOYMENTS, ImageError, build
     try: rec = build(run_ref, base, name, engine)
-    except (ImageError, *_EXPECTED) as e: _fail(e)
+    except (ImageError, *_expected()) as e: _fail(e)
     click.echo(f"built {rec['image']} ({rec['size_bytes'] / 2**20:.0f} MiB) from {rec['base']}@{rec['base_digest']}; "
                f"recorded in the run's {DEPLOYMENTS}")
 

@@ -46,7 +46,7 @@ def test_the_notebooks_are_clean(tmp_path):
 
 def lint_imports(lib: Path) -> subprocess.CompletedProcess:
     "import-linter's verdict on the layers of `lib/nbprod` (the contract in `lib/pyproject.toml`, [tool.importlinter])."
-    return subprocess.run([str(BIN / "lint-imports"), "--config", str(lib / "pyproject.toml"), "--no-cache"], cwd=lib,
+    return subprocess.run([str(BIN / "lint-imports"), "--no-cache", str(lib / "pyproject.toml")], cwd=lib,
                           env={**os.environ, "PYTHONPATH": str(lib), "COLUMNS": "200"}, capture_output=True, text=True, timeout=120)
 
 
