@@ -145,11 +145,15 @@ def _categorical_branch(t, names: list[str], categories: Mapping[str, pd.Index])
     if one_hot: owner = np.array([int(n.split("_", 1)[0][1:]) for n in enc.get_feature_names_out([f"f{j}" for j in range(m)])])
     k_max = max(len(categories[c]) for c in names)
     lut = np.full((m, k_max + 2), -1 if one_hot else np.nan)  # code -> output column (one-hot) or value (ordinal); last entry: missing
+    # One probe of every column at once (the branch transforms row by row): for each column, a row per category, one no
+    # category can equal and a missing value, the other columns missing.
+    values = [[*categories[c], _UNSEEN, None] for c in names]
+    start = np.cumsum([0, *map(len, values)])
+    probe = pd.DataFrame({d: pd.array([v if d == c else None for c, vs in zip(names, values) for v in vs], dtype="str") for d in names})
+    probed = t.transform(probe)
+    probed = probed.toarray() if hasattr(probed, "toarray") else np.asarray(probed, dtype="float64")
     for j, c in enumerate(names):
-        values = [*categories[c], _UNSEEN, None]  # every category, one no category can equal, a missing value
-        probe = pd.DataFrame({d: pd.array(values if d == c else [None] * len(values), dtype="str") for d in names})
-        out = t.transform(probe)
-        out = out.toarray() if hasattr(out, "toarray") else np.asarray(out, dtype="float64")
+        out = probed[start[j]:start[j + 1]]
         k = len(categories[c])
         rows = [*range(k + 1), k_max + 1]  # where each probe value's entry goes: its code, K (unseen), and -1 (missing: the last)
         if one_hot:

@@ -232,9 +232,12 @@ def distributions() -> dict[str, str]:
     return dict(sorted((_norm(d.metadata["Name"]), d.version) for d in metadata.distributions() if d.metadata["Name"]))
 
 def package_versions(names=None) -> dict[str, str | None]:
-    "Installed version of each named distribution (None where it is not installed); by default the key packages."
-    names, dists = key_packages() if names is None else names, distributions()
-    return {n: dists.get(_norm(n)) for n in names}
+    """Installed version of each named distribution (None where it is not installed); by default the key packages. Each is
+    looked up by name, not among every installed distribution: loading a run asks this, and reading all metadata takes 0.3 s."""
+    def version(name: str) -> str | None:
+        try: return metadata.version(name)
+        except metadata.PackageNotFoundError: return None
+    return {n: version(n) for n in (key_packages() if names is None else names)}
 
 # %% ../nbs/11_manifest.ipynb #c718f92f
 def lock_pins(lock: Path | str) -> dict[str, str]:
