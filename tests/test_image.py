@@ -33,8 +33,16 @@ BASE = f"localhost/debian-python:{PYTHON}"
 ISOLATION = {"BUILDAH_ISOLATION": "chroot"}  # podman's default isolation cannot run here
 
 
-def run(*cmd, timeout=600, env=None, **kw):
-    r = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=timeout, env={**os.environ, **ISOLATION, **(env or {})}, **kw)
+# buildah's chroot isolation runs a sealed in-memory copy of itself; now and then, on a loaded machine, the kernel refuses
+# the seal (EBUSY: pages of the copy still referenced) before anything runs in the container, and the same command again
+# succeeds. Only that failure is retried.
+SEAL_BUSY = "sealing memfd copy: Device or resource busy"
+
+
+def run(*cmd, timeout=600, env=None, tries=3, **kw):
+    for _ in range(tries):
+        r = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=timeout, env={**os.environ, **ISOLATION, **(env or {})}, **kw)
+        if r.returncode == 0 or SEAL_BUSY not in r.stderr: break
     assert r.returncode == 0, f"{' '.join(map(str, cmd[:4]))} failed:\n{(r.stdout + r.stderr)[-4000:]}"
     return r.stdout
 
