@@ -22,8 +22,9 @@ import pyarrow.parquet as pq
 
 from .batch import PARQUET_SUFFIXES, BatchSummary, issues_table, keep_heap
 from .config import JOB_ENV
+from .contract import Contract
 from .files import check_outputs, temporary_path
-from .predict import Contract, LoadPolicy, Predictor
+from .predict import LoadPolicy, Predictor
 from .project import get_project
 
 log = logging.getLogger(__name__)

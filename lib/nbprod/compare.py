@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from .contract import Contract
 from .files import locked
 from .manifest import Manifest, uncommitted
-from .predict import Contract
 from .project import Gate, Metric, get_project
 from nbprod.runs import (
     ALIAS_RE,

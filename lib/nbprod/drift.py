@@ -16,9 +16,10 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from .contract import Contract, check_rows
 from .inputlog import read_log
 from .manifest import Manifest, verify_artifact
-from .predict import Contract, Predictor, check_rows
+from .predict import Predictor
 from .runs import MANIFEST, PROFILE, read_json
 
 # %% auto #0

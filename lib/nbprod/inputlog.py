@@ -21,8 +21,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from .contract import Contract, parse_category, parse_number
 from .files import temporary_path
-from .predict import Contract, Scored, _cat, _num
+from .predict import Scored
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +55,10 @@ def _field_values(values: list, numeric: bool) -> pa.Array:
     if numeric:
         out = np.full(len(values), np.nan)
         for i, v in enumerate(values):
-            x, err = _num(v)
+            x, err = parse_number(v)
             if x is not None and err is None: out[i] = x
         return pa.array(out, pa.float64(), from_pandas=True)
-    return pa.array([c if isinstance(c := _cat(v)[0], str) else None for v in values], pa.string())
+    return pa.array([c if isinstance(c := parse_category(v)[0], str) else None for v in values], pa.string())
 
 def _column_values(col: pa.ChunkedArray | None, n: int, numeric: bool) -> pa.Array:
     "A column of a batch read by Arrow as one log column; text that is not a number is missing."

@@ -96,7 +96,7 @@ def save_run(
     metrics: dict[str, Any], # Held-out metrics
     manifest: dict[str, Any], # The manifest's parts the job knows: parameters, seeds, data, split, features, model, code (see `train.training_manifest`)
     lock_files: list[Path] | None = None, # Lock files whose sha256 to record
-    contract: Any = None, # The model's input contract (a `predict.Contract` or its JSON dict), saved as contract.json
+    contract: Any = None, # The model's input contract (a `contract.Contract` or its JSON dict), saved as contract.json
     held_out: pd.DataFrame | None = None, # The held-out input rows, saved as held_out.csv (production re-predicts them at load)
     train_predictions: pd.DataFrame | None = None, # The training rows' predictions, saved as train_predictions.csv (reproduce compares them)
     profile: Any = None, # The reference profile of the training rows and held-out predictions (a `drift.Profile` or its JSON dict), saved as profile.json

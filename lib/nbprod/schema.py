@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 # %% auto #0
-__all__ = ['MAX_MAGNITUDE', 'Column', 'Schema', 'DataValidationError', 'to_canonical', 'read_raw_csv', 'fingerprint',
+__all__ = ['MAX_MAGNITUDE', 'Column', 'Schema', 'DataValidationError', 'to_float', 'to_canonical', 'read_raw_csv', 'fingerprint',
            'schema_to_dict', 'schema_from_dict', 'draft_schema']
 
 # %% ../nbs/01_schema.ipynb #7d504028
@@ -79,7 +79,7 @@ def _row_ids(df: pd.DataFrame, mask, id_col: str) -> list:
 
 MAX_MAGNITUDE = float(np.finfo(np.float32).max) # Largest magnitude of a number: models may compute in float32 (trees do)
 
-def _to_float(v) -> float:
+def to_float(v) -> float:
     "One value as a float: ±inf for an integer beyond any float (where `float` raises), NaN when it is no number."
     try: return float(v)
     except OverflowError: return float("inf") if v > 0 else float("-inf")
@@ -92,7 +92,7 @@ def _coerce(df: pd.DataFrame, col: Column, problems: list[dict], id_col: str) ->
         out = s.astype("str")  # missing values stay missing
     else:
         try: out = pd.to_numeric(s, errors="coerce")
-        except OverflowError: out = pd.Series([_to_float(v) for v in s], index=s.index, dtype="float64")  # an integer beyond any float
+        except OverflowError: out = pd.Series([to_float(v) for v in s], index=s.index, dtype="float64")  # an integer beyond any float
         out = out.astype(col.dtype if col.kind != "id" else "float64")
         bad = out.isna() & ~missing
         huge = ~(out.abs() <= MAX_MAGNITUDE) & out.notna()  # inf, or beyond what float32 holds

@@ -124,7 +124,7 @@ import pandas as pd
 from IPython.display import Markdown
 from nbprod.config import get_settings
 from nbprod.drift import reference_profile
-from nbprod.predict import derive_contract
+from nbprod.contract import derive_contract
 from nbprod.project import get_project
 from nbprod.report import run_summary
 from nbprod.runs import finish_run, publish_run, save_run, stage_run

@@ -14,10 +14,11 @@ import pyarrow.parquet as pq
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from nbprod.contract import Contract
 from nbprod.drift import EXIT_DRIFT, read_profile
 from nbprod.inputlog import PART_GLOB, InputLog, read_log
 from nbprod.manifest import Manifest
-from nbprod.predict import Contract, Predictor
+from nbprod.predict import Predictor
 from nbprod.runs import CONTRACT, MANIFEST, PROFILE, read_json
 from nbprod.schema import read_raw_csv
 from nbprod.toy import toy_rows

@@ -25,7 +25,8 @@ from hypothesis import strategies as st
 
 from nbprod.agreement import DIFFERENT, agree
 from nbprod.batch import score_file
-from nbprod.predict import NUMBER_RE, SMALL_BATCH, Predictor, derive_contract
+from nbprod.contract import NUMBER_RE, derive_contract
+from nbprod.predict import SMALL_BATCH, Predictor
 from nbprod.runs import list_runs, resolve_run
 from nbprod.schema import read_raw_csv, to_canonical
 from nbprod.toy import toy_pipeline, toy_project, toy_rows, toy_schema

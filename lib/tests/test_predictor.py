@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from nbprod.agreement import DIFFERENT, agree
-from nbprod.predict import ID_EXPECTED, TOO_LARGE, Predictor, check_records, check_rows, check_table, known_categories
+from nbprod.contract import ID_EXPECTED, TOO_LARGE, check_records, check_rows, check_table, known_categories
+from nbprod.predict import Predictor
 from nbprod.runs import read_json
 from nbprod.schema import read_raw_csv
 from nbprod.toy import toy_rows
