@@ -217,6 +217,14 @@ def _predict_dask(input, output, run_ref, allow_errors, policy, progress, schedu
         raise SystemExit(1)
 
 # %% ../nbs/19_cli.ipynb #e8a7d2bb
+_SERVE_FLAG_OF = {"max_body_bytes": "max_body_mb", "log_max_bytes": "log_max_mb", "admin_token": "admin_token_file", "verify": None}
+
+def _given(values: dict, flag_of: dict) -> dict:
+    "The values whose flag was given on the command line (a setting's flag: `flag_of`, else its own name; None: never a flag)."
+    ctx = click.get_current_context()
+    given = lambda flag: flag is not None and ctx.get_parameter_source(flag) not in (None, click.core.ParameterSource.DEFAULT)
+    return {k: v for k, v in values.items() if given(flag_of.get(k, k))}
+
 @main.command()
 @click.option("--run", "run_ref", default=None, help=_RUN_HELP)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
@@ -230,24 +238,27 @@ def _predict_dask(input, output, run_ref, allow_errors, policy, progress, schedu
 @_input_log_options
 def serve(run_ref, host, port, max_records, max_body_mb, policy, admin_token_file, log_level, log_inputs, log_exclude, log_max_mb):
     """Serve the model of a run over HTTP: GET /health, GET /model, GET /metrics, POST /predict (docs at /docs). On SIGHUP (or POST /admin/reload with
-    the admin token) it serves the run --run names then (production, by default), swapped in without downtime once loaded and verified."""
+    the admin token) it serves the run --run names then (production, by default), swapped in without downtime once loaded and verified.
+    Each setting may also come from the environment (NBPROD_SERVICE_MAX_RECORDS=500, NBPROD_SERVICE_ADMIN_TOKEN=...); a flag given wins."""
+    import dataclasses
+
     import uvicorn
 
     from nbprod.batch import keep_heap
     from nbprod.config import get_settings
     from nbprod.project import get_project
     from nbprod.runs import resolve_run
-    from nbprod.service import create_app
+    from nbprod.service import ServiceSettings, create_app
     for name in ("nbprod", get_project().package): logging.getLogger(name).setLevel(log_level.upper())  # the library's log and the project's
     keep_heap()  # large requests reuse freed memory
     token = admin_token_file.read_text().strip() if admin_token_file else None
     if admin_token_file and len(token) < 16: _fail(ValueError(f"{admin_token_file} holds no admin token of at least 16 characters"))
+    flags = dict(max_records=max_records, max_body_bytes=int(max_body_mb * 2**20), admin_token=token, log_inputs=log_inputs,
+                 log_exclude=tuple(log_exclude), log_max_bytes=int(log_max_mb * 2**20), **dataclasses.asdict(policy))
     try:
-        settings = get_settings()
-        run = resolve_run(run_ref, settings.runs_dir)
-        app = create_app(run, policy=policy, max_records=max_records,
-                         max_body_bytes=int(max_body_mb * 2**20), reload_ref=run_ref, runs_dir=settings.runs_dir, admin_token=token,
-                         log_inputs=log_inputs, log_exclude=tuple(log_exclude), log_max_bytes=int(log_max_mb * 2**20))
+        runs_dir = get_settings().runs_dir
+        run = resolve_run(run_ref, runs_dir)
+        app = create_app(ServiceSettings(run=run, reload_ref=run_ref, runs_dir=runs_dir, **_given(flags, _SERVE_FLAG_OF)))
     except (*_expected(), ValueError) as e: _fail(e)
     click.echo(f"serving run {run.name} on http://{host}:{port} (docs: /docs)", err=True)
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)

@@ -17,38 +17,42 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
-from fastapi import FastAPI, Header, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
-from pydantic import ConfigDict, Field, create_model
+from pydantic import ConfigDict, Field, SecretStr, create_model, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
+from .agreement import RTOL
+from .contract import Contract, parse_id, show_value, unseen_message
 from .inputlog import InputLog, log_schema
 from .manifest import Manifest, check_signature, verify_artifact
-from .predict import SMALL_BATCH, Contract, LoadPolicy, Predictor, Scored, _show, _unseen
-from .predict import _id as _contract_id
+from .predict import SMALL_BATCH, LoadPolicy, Predictor, Scored
 from .runs import CONTRACT, MANIFEST, read_json, resolve_run
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'MAX_ISSUES_PER_RECORD', 'MAX_LISTED_ISSUES', 'SMALL_BODY_BYTES', 'TWICE', 'service_models', 'record_schema',
-           'type_issues', 'request_schema', 'LimitAndLog', 'ServiceMetrics', 'parse_body', 'refuse_duplicated',
-           'create_app']
+__all__ = ['log', 'MAX_ISSUES_PER_RECORD', 'MAX_LISTED_ISSUES', 'SMALL_BODY_BYTES', 'TWICE', 'ServiceDep', 'PredictorDep',
+           'router', 'service_models', 'record_schema', 'type_issues', 'request_schema', 'LimitAndLog',
+           'ServiceMetrics', 'parse_body', 'refuse_duplicated', 'ServiceSettings', 'Service', 'reload_model',
+           'lifespan', 'get_service', 'current_predictor', 'require_admin', 'health', 'model', 'metrics_endpoint',
+           'admin_reload', 'answer', 'predict', 'predict_router', 'add_error_handlers', 'create_app']
 
 # %% ../nbs/16_service.ipynb #942062bd
 MAX_ISSUES_PER_RECORD = 5 # Problems listed per record in an answer; more are counted in one further line
 MAX_LISTED_ISSUES = 1000 # Problems listed per answer; a record after that gets one line with its count
 
 def service_models(
-    contract: Contract | dict, # The input contract (see `predict.derive_contract`)
+    contract: Contract | dict, # The input contract (see `contract.derive_contract`)
 ) -> SimpleNamespace:
     "The request's answer types (Issue, Prediction, PredictResponse, ErrorResponse), with the contract's id and prediction names as field names."
     contract = Contract.of(contract)
@@ -103,8 +107,8 @@ def record_schema(contract: Contract | dict) -> dict[str, Any]:
 _ID_TEXT = re.compile(r"[+-]?[0-9]{1,19}")
 
 def _valid_id(v) -> bool:
-    "Whether an id of an accepted JSON type is a 64-bit integer (written as digits, if a string): the contract's own rule, `predict._id`."
-    return (not isinstance(v, str) or bool(_ID_TEXT.fullmatch(v))) and not _contract_id(v)[1]
+    "Whether an id of an accepted JSON type is a 64-bit integer (written as digits, if a string): the contract's own rule, `contract.parse_id`."
+    return (not isinstance(v, str) or bool(_ID_TEXT.fullmatch(v))) and not parse_id(v)[1]
 _JSON_TYPES = {"number": (int, float), "string": (str,), "integer": (int,), "null": (type(None),)}
 
 def _takes(types: list[str], v) -> bool:
@@ -178,7 +182,7 @@ class LimitAndLog:
                                  "records": scope["state"].get("records"), "latency_ms": round(seconds * 1000, 3)}))
 
 # %% ../nbs/16_service.ipynb #248c6b59
-_UNSEEN = _unseen("\0").split("\0")[1] # How the message of an unseen category ends
+_UNSEEN = unseen_message("\0").split("\0")[1] # How the message of an unseen category ends
 
 class ServiceMetrics:
     "The service's Prometheus metrics, in a registry of its own; the input log's counts are read when scraped."
@@ -263,21 +267,189 @@ def refuse_duplicated(
 ) -> Scored:
     "Refuse each record that held a key twice (see `parse_body`), with an error per repeated key; the other records keep their answers."
     twice = [(i, k) for i, r in enumerate(records) for k in getattr(r, "duplicated", ())]
-    for i, k in twice: scored.issues = scored.issues.plus([i], k, [_show(records[i][k])], TWICE)
+    for i, k in twice: scored.issues = scored.issues.plus([i], k, [show_value(records[i][k])], TWICE)
     if rows := sorted({i for i, _ in twice}):
         scored.ok[rows] = False
         scored.predictions[rows] = None if scored.classes else np.nan
         if scored.probabilities is not None: scored.probabilities[rows] = np.nan
     return scored
 
-# %% ../nbs/16_service.ipynb #aa83b6ad
+# %% ../nbs/16_service.ipynb #33b263e4
+class ServiceSettings(BaseSettings):
+    "What the service serves, its limits and its input log: given, or from `NBPROD_SERVICE_*` environment variables."
+    model_config = SettingsConfigDict(env_prefix="NBPROD_SERVICE_", frozen=True, extra="forbid")
+    run: Path # The finished run whose model to serve at start-up
+    reload_ref: str | None = None # What a reload serves: the run this names then (an alias, a run id; None: production, else the newest)
+    runs_dir: Path | None = None # The run store `reload_ref` is resolved in; default: the folder that holds `run`
+    max_body_bytes: int = Field(10 * 2**20, gt=0) # Larger request bodies get 413
+    max_records: int = Field(10_000, gt=0) # More records in one request get 413
+    admin_token: SecretStr | None = None # Bearer token of POST /admin/reload; without one, only SIGHUP reloads
+    log_inputs: Path | None = None # Log scored inputs and outputs to this folder (see `inputlog`); None: no input log
+    log_exclude: tuple[str, ...] = () # Fields (or the id) never written to the input log
+    log_max_bytes: int = Field(1 << 30, gt=0) # Largest total size of the input log's files: the oldest are removed beyond it
+    allow_unsigned: bool = False # Load a run whose signature is missing or does not check out (see `predict.LoadPolicy`)
+    allow_version_mismatch: bool = False # Load a run made with other versions of the libraries that shape predictions
+    rtol: float = Field(RTOL, ge=0) # Held-out predictions within this relative difference of the run's load, with a warning
+    strict: bool = False # Load only a run whose held-out predictions are its own to the last bit
+
+    @field_validator("admin_token")
+    @classmethod
+    def _long_enough(cls, token: SecretStr | None) -> SecretStr | None:
+        if token is not None and len(token.get_secret_value()) < 16: raise ValueError("an admin token must have at least 16 characters")
+        return token
+
+    @property
+    def policy(self) -> LoadPolicy:
+        "The trust decisions of loading, as one value."
+        return LoadPolicy(allow_unsigned=self.allow_unsigned, allow_version_mismatch=self.allow_version_mismatch, rtol=self.rtol, strict=self.strict)
+
+# %% ../nbs/16_service.ipynb #76c45e2b
+class Service:
+    "The state of one app: settings, the serving run's contract and answer types, metrics, the input log, the model serving now."
+    def __init__(self, settings: ServiceSettings):
+        self.settings, self.run_dir = settings, Path(settings.run)
+        self.runs_dir = Path(settings.runs_dir) if settings.runs_dir is not None else self.run_dir.resolve().parent
+        self.manifest = Manifest.read(self.run_dir / MANIFEST)
+        check_signature(self.run_dir, self.manifest, settings.allow_unsigned)  # before the contract in the folder is trusted
+        self.contract = Contract.of(read_json(verify_artifact(self.run_dir, CONTRACT, self.manifest)))
+        self.models = service_models(self.contract)
+        self.types = {k: p["type"] for k, p in record_schema(self.contract)["properties"].items()}
+        self.max_values = settings.max_records * (len(self.contract.fields) + 1)
+        if settings.log_inputs is not None: log_schema(self.contract, settings.log_exclude)  # a column that is no field: refused now
+        self.metrics, self.input_log, self.last_reload = ServiceMetrics(), None, None
+        self.predictor = Predictor.load(self.run_dir, settings.policy)  # loaded and verified before the server starts
+        self.reload_lock: asyncio.Lock | None = None  # made on the server's event loop (see `lifespan`)
+
+    def open(self):
+        "Start serving: the metrics name the model; the input log opens."
+        log.info(json.dumps({"event": "model loaded", "run_id": self.predictor.run_id, "run_dir": str(self.run_dir),
+                             "numerics": self.predictor.numerics()}))
+        self.metrics.serving(self.predictor)
+        s = self.settings
+        if s.log_inputs is not None: self.input_log = InputLog(s.log_inputs, self.contract, s.log_exclude, s.log_max_bytes)
+        self.metrics.input_log, self.reload_lock = self.input_log, asyncio.Lock()
+
+# %% ../nbs/16_service.ipynb #34210ce7
+def _fields(c: Contract) -> tuple:
+    "What the request schema says of a contract: names, kinds, which values are required."
+    return c.id, c.prediction_name, c.task, [(f.name, f.kind, f.required) for f in c.fields]
+
+async def _swap(service: Service) -> dict:
+    "Load the run `reload_ref` names now and serve it instead of the old one (or say it is the same run)."
+    old, s = service.predictor, service.settings
+    run = resolve_run(s.reload_ref, service.runs_dir)
+    if run.name == old.run_id: return {"status": "unchanged", "run_id": old.run_id}
+    new = await run_in_threadpool(Predictor.load, run, s.policy)
+    if _fields(new.contract) != _fields(old.contract):
+        raise ValueError(f"run {new.run_id} reads other fields than the serving run {old.run_id}: restart the service to serve it")
+    service.predictor = new  # the swap
+    service.metrics.serving(new)
+    return {"status": "swapped", "run_id": new.run_id, "previous": old.run_id}
+
+# %% ../nbs/16_service.ipynb #db8c6581
+async def reload_model(service: Service) -> dict:
+    "Reload (see above), one at a time; whatever goes wrong, the old model keeps serving. The outcome, also kept as `last_reload`."
+    async with service.reload_lock:
+        try: outcome = await _swap(service)
+        except Exception as e: outcome = {"status": "failed", "run_id": service.predictor.run_id, "error": f"{type(e).__name__}: {e}"}
+        outcome["time"] = datetime.now(UTC).isoformat(timespec="seconds")
+        service.last_reload = outcome
+        (log.warning if outcome["status"] == "failed" else log.info)(json.dumps({"event": "reload", **outcome}))
+        return outcome
+
+# %% ../nbs/16_service.ipynb #13b62bd0
+@asynccontextmanager
+async def lifespan(app: FastAPI):
+    "Open the app's service; reload on SIGHUP while it runs; close its input log (what is queued is written) when it stops."
+    service: Service = app.state.service
+    service.open()
+    loop, tasks = asyncio.get_running_loop(), set()  # the loop keeps only weak references to tasks: these keep reloads alive
+    def on_sighup():
+        task = loop.create_task(reload_model(service)); tasks.add(task); task.add_done_callback(tasks.discard)
+    try: loop.add_signal_handler(signal.SIGHUP, on_sighup)
+    except (RuntimeError, ValueError, NotImplementedError): pass  # not the main thread (a test client): no signal handler
+    try: yield
+    finally:
+        try: loop.remove_signal_handler(signal.SIGHUP)
+        except (RuntimeError, ValueError, NotImplementedError): pass
+        if service.input_log is not None: await run_in_threadpool(service.input_log.close)
+
+# %% ../nbs/16_service.ipynb #c694ac6e
+async def get_service(request: Request) -> Service:
+    "The app's service."
+    return request.app.state.service
+
+ServiceDep = Annotated[Service, Depends(get_service)]
+
+async def current_predictor(service: ServiceDep) -> Predictor:
+    "The model serving now."
+    return service.predictor
+
+PredictorDep = Annotated[Predictor, Depends(current_predictor)]
+
+# %% ../nbs/16_service.ipynb #bcd169a8
+async def require_admin(
+    service: ServiceDep,
+    authorization: Annotated[str | None, Header(description="Bearer <admin token>")] = None,
+) -> None:
+    "Refuse a request without the admin token: 403 when none is configured, 401 when it is wrong or missing."
+    token = service.settings.admin_token
+    if token is None:
+        raise HTTPException(403, "reloading over HTTP is off: no admin token is configured (serve --admin-token-file); SIGHUP reloads")
+    if not hmac.compare_digest((authorization or "").encode(), f"Bearer {token.get_secret_value()}".encode()):
+        raise HTTPException(401, "wrong or missing admin token (Authorization: Bearer <token>)")
+
+# %% ../nbs/16_service.ipynb #4b770736
+router = APIRouter()
+
+@router.get("/health")
+async def health(predictor: PredictorDep) -> dict:
+    "Liveness: the model is loaded."
+    return {"status": "ok", "run_id": predictor.run_id}
+
+@router.get("/model")
+async def model(service: ServiceDep, predictor: PredictorDep) -> dict:
+    "Which model this is: run id, metrics, library versions, how its held-out predictions agree here, data fingerprint, input contract."
+    m = predictor.manifest
+    return {"run_id": m.run_id, "metrics": m.metrics, "versions": m.environment.packages, "numerics": predictor.numerics(),
+            "data": m.data.model_dump(include={"reference", "fingerprint", "rows", "columns"}),
+            "trained": m.job.finished if m.job else None, "contract": predictor.contract.to_json(), "last_reload": service.last_reload}
+
+# %% ../nbs/16_service.ipynb #75a44aa8
+@router.get("/metrics", response_class=Response,
+            responses={200: {"content": {"text/plain": {}}, "description": "The Prometheus text format"}})
+def metrics_endpoint(service: ServiceDep) -> Response:
+    "The service's metrics in the Prometheus text format: requests, latency, records, per-field errors, unseen categories, model, input log."
+    return Response(service.metrics.exposition(), media_type=service.metrics.content_type)
+
+@router.post("/admin/reload", dependencies=[Depends(require_admin)],
+             responses={401: {"description": "Wrong or missing token"}, 403: {"description": "No admin token is configured"},
+                        409: {"description": "The new model failed: the old one still serves"}})
+async def admin_reload(service: ServiceDep):
+    "Serve the run the service's run reference names now (production, unless started with another): loaded and verified, then swapped."
+    outcome = await reload_model(service)
+    return JSONResponse(outcome, status_code=409 if outcome["status"] == "failed" else 200)
+
+# %% ../nbs/16_service.ipynb #2637fd38
 def _records(body: Any) -> list | None:
+    "The records of a body: one record, a list of records, or {'records': [...]}; None for anything else."
     if isinstance(body, dict) and set(body) == {"records"}: body = body["records"]
     if isinstance(body, dict): return [body]
     return body if isinstance(body, list) else None
 
 def _id(scored, r: int) -> int | None:
+    "The id of record `r` as given, or None."
     return None if scored.ids is None or pd.isna(scored.ids[r]) else int(scored.ids[r])
+
+def _refused(status: int, detail) -> JSONResponse:
+    "A refusal of the whole request: a text, or a list of issues."
+    return JSONResponse({"detail": detail if isinstance(detail, str) else [d.model_dump() for d in detail]}, status_code=status)
+
+# %% ../nbs/16_service.ipynb #496710a2
+def _listed(scored, r, c, v, m, kind, Issue):
+    "One issue of record `r` as the answer lists it."
+    return Issue(loc=["body", "records", r] + ([str(c)] if c else []), record=r, record_id=_id(scored, r), field=str(c) or None,
+                 value=v or None, msg=str(m), type=kind)
 
 def _issues(scored, level, Issue) -> dict[int, list]:
     "Record -> its issues of `level`, at most `MAX_ISSUES_PER_RECORD` each and `MAX_LISTED_ISSUES` in all, the rest counted."
@@ -286,192 +458,125 @@ def _issues(scored, level, Issue) -> dict[int, list]:
     sel = sel[np.argsort(iss.row[sel], kind="stable")]  # by record: the first records' problems are the ones listed
     kind = "value_error" if level == "error" else "warning"
     for r, c, v, m in zip(iss.row[sel], iss.column[sel], iss.value[sel], iss.message[sel]):
-        r = int(r)
-        mine = out.setdefault(r, [])
-        if len(mine) < MAX_ISSUES_PER_RECORD and listed < MAX_LISTED_ISSUES:
-            mine.append(Issue(loc=["body", "records", r] + ([str(c)] if c else []), record=r, record_id=_id(scored, r), field=str(c) or None,
-                              value=v or None, msg=str(m), type=kind))
-            listed += 1
-        else: mine.append(None)  # counted, not listed
+        r, mine = int(r), out.setdefault(int(r), [])
+        fits = len(mine) < MAX_ISSUES_PER_RECORD and listed < MAX_LISTED_ISSUES
+        mine.append(_listed(scored, r, c, v, m, kind, Issue) if fits else None)  # None: counted, not listed
+        listed += fits
     for r, mine in out.items():
-        if None in mine:
-            shown = [i for i in mine if i is not None]
-            why = (f"at most {MAX_ISSUES_PER_RECORD} are listed per record" if len(shown) == MAX_ISSUES_PER_RECORD else
-                   f"an answer lists the first {MAX_LISTED_ISSUES} of a request")
-            out[r] = shown + [Issue(loc=["body", "records", r], record=r, record_id=_id(scored, r),
-                                    msg=f"{len(mine) - len(shown)} more {'problem' if level == 'error' else 'warning'}(s), not listed ({why})", type=kind)]
+        if None not in mine: continue
+        shown = [i for i in mine if i is not None]
+        why = (f"at most {MAX_ISSUES_PER_RECORD} are listed per record" if len(shown) == MAX_ISSUES_PER_RECORD else
+               f"an answer lists the first {MAX_LISTED_ISSUES} of a request")
+        out[r] = shown + [Issue(loc=["body", "records", r], record=r, record_id=_id(scored, r),
+                                msg=f"{len(mine) - len(shown)} more {'problem' if level == 'error' else 'warning'}(s), not listed ({why})", type=kind)]
     return out
 
-def create_app(
-    run_dir: Path | str, # The finished run whose model to serve
-    policy: LoadPolicy | None = None, # What loading a run accepts, at start-up and on every reload (see `predict.LoadPolicy`)
-    max_body_bytes: int = 10 * 2**20, # Larger request bodies get 413
-    max_records: int = 10_000, # More records in one request get 413
-    reload_ref: str | None = None, # What a reload serves: the run this names then (an alias, a run id; None: production, else the newest)
-    runs_dir: Path | str | None = None, # The run store `reload_ref` is resolved in; default: the folder that holds `run_dir`
-    admin_token: str | None = None, # Bearer token of POST /admin/reload; without one, that endpoint is refused (SIGHUP still reloads)
-    log_inputs: Path | str | None = None, # Log scored inputs and outputs to this folder (see `inputlog`); None: no input log
-    log_exclude: tuple[str, ...] = (), # Fields (or the id) never written to the input log
-    log_max_bytes: int = 1 << 30, # Largest total size of the input log's files: the oldest are removed beyond it
-) -> FastAPI:
-    "The FastAPI app serving the model of `run_dir`; the model is loaded at start-up, and swapped without downtime on a reload."
-    run_dir = Path(run_dir)
-    runs_dir = Path(runs_dir) if runs_dir is not None else run_dir.resolve().parent
-    manifest = Manifest.read(run_dir / MANIFEST)
-    policy = policy or LoadPolicy()
-    check_signature(run_dir, manifest, policy.allow_unsigned)
-    contract = Contract.of(read_json(verify_artifact(run_dir, CONTRACT, manifest)))
-    M = service_models(contract)
-    Issue = M.Issue
-    types = {k: p["type"] for k, p in record_schema(contract)["properties"].items()}
-    max_values = max_records * (len(contract.fields) + 1)
-    if log_inputs is not None: log_schema(contract, log_exclude)  # a column that is no field: refused before serving
-    metrics = ServiceMetrics()
-    refused_422 = lambda detail: JSONResponse({"detail": [d.model_dump() for d in detail]}, status_code=422)
+# %% ../nbs/16_service.ipynb #20505a36
+def _type_refusal(bad: list, Issue) -> JSONResponse:
+    "422 for the values the request schema excludes (see `type_issues`), the first `MAX_LISTED_ISSUES` listed."
+    detail = [Issue(loc=["body", "records", i] + ([k] if k is not None else []), record=i, field=k, value=show_value(v), msg=m, type="type_error")
+              for i, k, v, m in bad[:MAX_LISTED_ISSUES]]
+    if len(bad) > MAX_LISTED_ISSUES:
+        detail.append(Issue(loc=["body"], msg=f"{len(bad) - MAX_LISTED_ISSUES} more problem(s), not listed", type="type_error"))
+    return _refused(422, detail)
 
-    fields = lambda c: (c.id, c.prediction_name, c.task, [(f.name, f.kind, f.required) for f in c.fields])  # what the request schema says
-    load = lambda run: Predictor.load(run, policy)
-    first = load(run_dir)  # loaded and verified before the server starts: a run it cannot trust stops `serve` with its reason
+def _hold_back(scored, errors: dict, Issue):
+    "With `all_or_nothing`: no record is scored; the refused ones say why, the others that they were held back."
+    held = Issue(loc=["query", "all_or_nothing"], msg="not scored: another record of the request was refused, and all_or_nothing is set",
+                 type="value_error")
+    for i in np.flatnonzero(scored.ok):
+        errors[int(i)] = [held.model_copy(update=dict(loc=["body", "records", int(i)], record=int(i), record_id=_id(scored, int(i))))]
+    scored.ok[:] = False
 
-    async def reload_model(app: FastAPI) -> dict:
-        """Load and verify the run `reload_ref` names now, beside the serving model, then swap the two in one assignment: requests that
-        started on the old model finish on it. A model that fails to load or verify, or whose input contract differs in its fields
-        (the request schema is built at start-up), leaves the old one serving."""
-        async with app.state.reload_lock:
-            old = app.state.predictor
-            try:
-                run = resolve_run(reload_ref, runs_dir)
-                if run.name == old.run_id: outcome = {"status": "unchanged", "run_id": old.run_id}
-                else:
-                    new = await run_in_threadpool(load, run)
-                    if fields(new.contract) != fields(old.contract):
-                        raise ValueError(f"run {new.run_id} reads other fields than the serving run {old.run_id}: restart the service to serve it")
-                    app.state.predictor = new  # the swap
-                    metrics.serving(new)
-                    outcome = {"status": "swapped", "run_id": new.run_id, "previous": old.run_id}
-            except Exception as e:  # whatever went wrong, the old model keeps serving, and says so
-                outcome = {"status": "failed", "run_id": old.run_id, "error": f"{type(e).__name__}: {e}"}
-            outcome["time"] = datetime.now(UTC).isoformat(timespec="seconds")
-            app.state.reload = outcome
-            (log.warning if outcome["status"] == "failed" else log.info)(json.dumps({"event": "reload", **outcome}))
-            return outcome
+# %% ../nbs/16_service.ipynb #46cda102
+def answer(service: Service, predictor: Predictor, records: list, all_or_nothing: bool) -> Response:
+    "The answer to a request of `records` within the limits: 422 for what the request schema excludes, else one answer per record."
+    M = service.models
+    if bad := type_issues(records, service.contract, service.types): return _type_refusal(bad, M.Issue)
+    scored = refuse_duplicated(predictor.score(records), records)
+    service.metrics.scored(scored)
+    errors = _issues(scored, "error", M.Issue)
+    if all_or_nothing and errors: _hold_back(scored, errors, M.Issue)
+    warnings = _issues(scored, "warning", M.Issue)
+    proba = lambda i: {f"proba_{j}": float(x) for j, x in enumerate(scored.probabilities[i])} if scored.classes and scored.ok[i] else {}
+    value = lambda i, p: None if not scored.ok[i] else str(p) if scored.classes else float(p)
+    preds = [M.Prediction(record=i, record_id=_id(scored, i), prediction=value(i, p), **proba(i), warnings=warnings.get(i, []),
+                          errors=errors.get(i, [])) for i, p in enumerate(scored.predictions)]
+    ok = int(scored.ok.sum())
+    out = M.PredictResponse(run_id=predictor.run_id, scored=ok, refused=len(records) - ok, predictions=preds)
+    if service.input_log is not None: service.input_log.log(scored, predictor.run_id, records=records)  # never waits: a full queue drops
+    return Response(out.model_dump_json(by_alias=True), media_type="application/json")  # pydantic's own serialiser: no second validation
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI):
-        app.state.predictor, app.state.reload, app.state.reload_lock = first, None, asyncio.Lock()
-        log.info(json.dumps({"event": "model loaded", "run_id": app.state.predictor.run_id, "run_dir": str(run_dir),
-                             "numerics": app.state.predictor.numerics()}))
-        metrics.serving(app.state.predictor)
-        app.state.input_log = metrics.input_log = InputLog(log_inputs, contract, log_exclude, log_max_bytes) if log_inputs is not None else None
-        loop, tasks = asyncio.get_running_loop(), set()  # the loop keeps only weak references to tasks: these keep reloads alive
-        def on_sighup():
-            task = loop.create_task(reload_model(app)); tasks.add(task); task.add_done_callback(tasks.discard)
-        try: loop.add_signal_handler(signal.SIGHUP, on_sighup)
-        except (RuntimeError, ValueError, NotImplementedError): pass  # not the main thread (a test client): no signal handler
-        try: yield
-        finally:
-            try: loop.remove_signal_handler(signal.SIGHUP)
-            except (RuntimeError, ValueError, NotImplementedError): pass
-            if app.state.input_log is not None: await run_in_threadpool(app.state.input_log.close)  # what is queued is written
+# %% ../nbs/16_service.ipynb #0259ff92
+def _over_limits(service: Service, records: list) -> JSONResponse | None:
+    "413 for more records or values than the service takes in one request; None within the limits."
+    s = service.settings
+    if len(records) > s.max_records: return _refused(413, f"{len(records)} records in one request; the limit is {s.max_records}")
+    if (n := sum(len(r) for r in records if isinstance(r, dict))) > service.max_values:
+        return _refused(413, f"{n} values in one request; the limit is {service.max_values} "
+                             f"({s.max_records} records × {len(service.contract.fields) + 1} fields)")
+    return None
 
-    target = contract.prediction_name
-    app = FastAPIOffline(title=f"Predictions of {target}", version=str(manifest.code.package_version), lifespan=lifespan,  # /docs without internet
-                  description=f"Predicts {target} with the model of training run `{manifest.run_id}`.")
+# %% ../nbs/16_service.ipynb #747dd8ce
+async def predict(
+    request: Request,
+    service: ServiceDep,
+    predictor: PredictorDep,
+    all_or_nothing: Annotated[bool, Query(description="Score no record unless every record can be scored (each still gets its answer)")] = False,
+):
+    "Predict one or more records: each gets its prediction, or its errors."
+    Issue = service.models.Issue
+    try: raw = await request.body()
+    except ClientDisconnect: return Response(status_code=400)  # the client left, or the body was over the limit (answered 413 already)
+    small = len(raw) <= SMALL_BODY_BYTES  # parsed and checked on the loop only when it costs less than a thread hand-off
+    try: body = parse_body(raw) if small else await run_in_threadpool(parse_body, raw)
+    except ValueError as e: return _refused(422, [Issue(loc=["body"], msg=f"the body is not JSON ({show_value(str(e))[1:-1]})")])
+    if getattr(body, "duplicated", ()) and set(body) == {"records"}: return _refused(422, [Issue(loc=["body", "records"], msg=f"records {TWICE}")])
+    if (records := _records(body)) is None:
+        return _refused(422, [Issue(loc=["body"], msg="expected a record (JSON object), a list of records, or {\"records\": [...]}")])
+    request.scope["state"]["records"] = len(records)
+    if not records: return _refused(422, [Issue(loc=["body"], msg="no records to score")])
+    if (too_many := _over_limits(service, records)) is not None: return too_many
+    work = lambda: answer(service, predictor, records, all_or_nothing)
+    # a few records in a small body are scored on the event loop (a thread hand-off would cost more), the rest on a worker thread
+    return work() if small and len(records) <= SMALL_BATCH else await run_in_threadpool(work)
 
+# %% ../nbs/16_service.ipynb #7d5ff9f8
+def predict_router(service: Service) -> APIRouter:
+    "The router of POST /predict, its request and answer schemas those of the service's contract."
+    M, r = service.models, APIRouter()
+    r.add_api_route("/predict", predict, methods=["POST"], response_model=M.PredictResponse,
+                    responses={413: {"model": M.ErrorResponse, "description": "Body, records or values over the service's limits"},
+                               422: {"model": M.ErrorResponse, "description": "A request the schema excludes, every problem by record and field"}},
+                    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": request_schema(service.contract)}}}})
+    return r
+
+# %% ../nbs/16_service.ipynb #bf9359f9
+def add_error_handlers(app: FastAPI, Issue):
+    "Errors FastAPI raises, answered in the service's shape: a body it cannot parse as 422 with an issue, validation errors as issues."
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
         if exc.status_code == 400:  # a body FastAPI cannot parse (not UTF-8, say): answered as any body that is not JSON
-            return JSONResponse({"detail": [Issue(loc=["body"], msg=f"the body is not JSON ({exc.detail})").model_dump()]}, status_code=422)
+            return _refused(422, [Issue(loc=["body"], msg=f"the body is not JSON ({exc.detail})")])
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError):
-        detail = [Issue(loc=[str(x) for x in e.get("loc", [])], msg=str(e.get("msg")), type=str(e.get("type", "value_error"))).model_dump()
-                  for e in exc.errors()]
-        return JSONResponse({"detail": detail}, status_code=422)
+        return _refused(422, [Issue(loc=[str(x) for x in e.get("loc", [])], msg=str(e.get("msg")), type=str(e.get("type", "value_error")))
+                              for e in exc.errors()])
 
-    @app.get("/health")
-    def health(request: Request) -> dict:
-        "Liveness: the model is loaded."
-        return {"status": "ok", "run_id": request.app.state.predictor.run_id}
-
-    @app.get("/model")
-    def model(request: Request) -> dict:
-        "Which model this is: run id, metrics, library versions, how its held-out predictions agree here, data fingerprint and the input contract."
-        p = request.app.state.predictor
-        m = p.manifest
-        return {"run_id": m.run_id, "metrics": m.metrics, "versions": m.environment.packages, "numerics": p.numerics(),
-                "data": m.data.model_dump(include={"reference", "fingerprint", "rows", "columns"}),
-                "trained": m.job.finished if m.job else None, "contract": request.app.state.predictor.contract.to_json(),
-                "last_reload": request.app.state.reload}
-
-    @app.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}, "description": "The Prometheus text format"}})
-    def metrics_endpoint() -> Response:
-        "The service's metrics in the Prometheus text format: requests, latency, records, per-field errors and unseen categories, the model, the input log."
-        return Response(metrics.exposition(), media_type=metrics.content_type)
-
-    @app.post("/admin/reload", responses={401: {"description": "Wrong or missing token"}, 403: {"description": "No admin token is configured"},
-                                          409: {"description": "The new model failed: the old one still serves"}})
-    async def admin_reload(request: Request, authorization: str | None = Header(None, description="Bearer <admin token>")):
-        "Serve the run the service's run reference names now (production, unless started with another): loaded and verified beside the old model, then swapped."
-        if admin_token is None:
-            return JSONResponse({"detail": "reloading over HTTP is off: no admin token is configured (serve --admin-token-file); SIGHUP reloads"}, status_code=403)
-        if not hmac.compare_digest((authorization or "").encode(), f"Bearer {admin_token}".encode()):
-            return JSONResponse({"detail": "wrong or missing admin token (Authorization: Bearer <token>)"}, status_code=401)
-        outcome = await reload_model(request.app)
-        return JSONResponse(outcome, status_code=409 if outcome["status"] == "failed" else 200)
-
-    @app.post("/predict", response_model=M.PredictResponse,
-              responses={413: {"model": M.ErrorResponse, "description": "Body, records or values over the service's limits"},
-                         422: {"model": M.ErrorResponse, "description": "A request the schema excludes, with every problem by record and field"}},
-              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": request_schema(contract)}}}})
-    async def predict(request: Request,
-                      all_or_nothing: bool = Query(False, description="Score no record unless every record can be scored (each still gets its answer)")):
-        "Predict one or more records: each gets its prediction, or its errors."
-        try: raw = await request.body()
-        except ClientDisconnect: return Response(status_code=400)  # the client left, or the body was over the limit (answered 413 already)
-        small = len(raw) <= SMALL_BODY_BYTES  # parsed and checked on the loop only when it costs less than a thread hand-off
-        try: body = parse_body(raw) if small else await run_in_threadpool(parse_body, raw)
-        except ValueError as e: return refused_422([Issue(loc=["body"], msg=f"the body is not JSON ({_show(str(e))[1:-1]})")])
-        if getattr(body, "duplicated", ()) and set(body) == {"records"}: return refused_422([Issue(loc=["body", "records"], msg=f"records {TWICE}")])
-        records = _records(body)
-        if records is None:
-            return JSONResponse({"detail": [Issue(loc=["body"], msg="expected a record (JSON object), a list of records, or {\"records\": [...]}").model_dump()]}, status_code=422)
-        request.scope["state"]["records"] = len(records)
-        if not records:
-            return JSONResponse({"detail": [Issue(loc=["body"], msg="no records to score").model_dump()]}, status_code=422)
-        if len(records) > max_records:
-            return JSONResponse({"detail": f"{len(records)} records in one request; the limit is {max_records}"}, status_code=413)
-        if (n := sum(len(r) for r in records if isinstance(r, dict))) > max_values:
-            return JSONResponse({"detail": f"{n} values in one request; the limit is {max_values} ({max_records} records × {len(contract.fields) + 1} fields)"},
-                                status_code=413)
-        work = lambda: answer(request.app.state.predictor, records, all_or_nothing)
-        # a few records in a small body are scored on the event loop (a thread hand-off would cost more), the rest on a worker thread
-        return work() if small and len(records) <= SMALL_BATCH else await run_in_threadpool(work)
-
-    def answer(predictor: Predictor, records: list, all_or_nothing: bool) -> Response:
-        "The answer to a request of `records` within the limits: 422 for what the request schema excludes, else one answer per record."
-        if bad := type_issues(records, contract, types):  # what the request schema excludes: the request as a whole
-            detail = [Issue(loc=["body", "records", i] + ([k] if k is not None else []), record=i, field=k, value=_show(v), msg=m, type="type_error")
-                      for i, k, v, m in bad[:MAX_LISTED_ISSUES]]
-            if len(bad) > MAX_LISTED_ISSUES: detail.append(Issue(loc=["body"], msg=f"{len(bad) - MAX_LISTED_ISSUES} more problem(s), not listed", type="type_error"))
-            return refused_422(detail)
-        scored = refuse_duplicated(predictor.score(records), records)
-        metrics.scored(scored)
-        errors = _issues(scored, "error", Issue)
-        if all_or_nothing and errors:  # none is scored: the refused records say why, the others that they were held back
-            held = Issue(loc=["query", "all_or_nothing"], msg="not scored: another record of the request was refused, and all_or_nothing is set", type="value_error")
-            for i in np.flatnonzero(scored.ok): errors[int(i)] = [held.model_copy(update=dict(loc=["body", "records", int(i)], record=int(i), record_id=_id(scored, int(i))))]
-            scored.ok[:] = False
-        warnings = _issues(scored, "warning", Issue)
-        proba = lambda i: {f"proba_{j}": float(x) for j, x in enumerate(scored.probabilities[i])} if scored.classes and scored.ok[i] else {}
-        value = lambda i, p: None if not scored.ok[i] else str(p) if scored.classes else float(p)
-        preds = [M.Prediction(record=i, record_id=_id(scored, i), prediction=value(i, p), **proba(i), warnings=warnings.get(i, []),
-                              errors=errors.get(i, [])) for i, p in enumerate(scored.predictions)]
-        ok = int(scored.ok.sum())
-        out = M.PredictResponse(run_id=predictor.run_id, scored=ok, refused=len(records) - ok, predictions=preds)
-        if app.state.input_log is not None: app.state.input_log.log(scored, predictor.run_id, records=records)  # never waits: a full queue drops
-        return Response(out.model_dump_json(by_alias=True), media_type="application/json")  # pydantic's own serialiser: no second validation
-
-    app.add_middleware(LimitAndLog, max_body_bytes=max_body_bytes, metrics=metrics)
+# %% ../nbs/16_service.ipynb #7c70da3a
+def create_app(
+    settings: ServiceSettings, # What to serve and the service's limits (see `ServiceSettings`)
+) -> FastAPI:
+    "The FastAPI app serving the model of `settings.run`, loaded now; a reload swaps it without downtime."
+    service = Service(settings)
+    target, run_id = service.contract.prediction_name, service.manifest.run_id
+    app = FastAPIOffline(title=f"Predictions of {target}", version=str(service.manifest.code.package_version), lifespan=lifespan,
+                         description=f"Predicts {target} with the model of training run `{run_id}`.")  # /docs without internet
+    app.state.service = service
+    app.include_router(router)
+    app.include_router(predict_router(service))
+    add_error_handlers(app, service.models.Issue)
+    app.add_middleware(LimitAndLog, max_body_bytes=settings.max_body_bytes, metrics=service.metrics)
     return app

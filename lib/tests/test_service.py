@@ -20,7 +20,7 @@ from nbprod.schema import read_raw_csv
 from nbprod.service import MAX_LISTED_ISSUES
 from nbprod.toy import toy_rows, toy_schema
 
-from toys import free_port, records_of, serving
+from toys import cli, free_port, records_of, serving
 
 
 @pytest.fixture(scope="module")
@@ -161,6 +161,22 @@ def test_oversized_requests_get_413(server):
         for _ in range(80): yield b" " * 2**16
     r = httpx.post(server.url + "/predict", content=chunks(), headers={"content-type": "application/json"}, timeout=60)
     assert r.status_code == 413  # a chunked upload without Content-Length is counted too
+
+
+def test_settings_come_from_the_environment_and_a_flag_given_wins(toy_run, tmp_path, new_records):
+    "NBPROD_SERVICE_* sets what no flag gives; a flag given on the command line wins over the environment; a bad value stops serve."
+    env = {"NBPROD_SERVICE_MAX_RECORDS": "3", "NBPROD_SERVICE_MAX_BODY_BYTES": "100000"}
+    with serving(tmp_path / "env.log", "--run", toy_run(), env=env) as (url, _):
+        r = httpx.post(url + "/predict", json=new_records[:4], timeout=60)
+        assert r.status_code == 413 and "the limit is 3" in r.json()["detail"]
+        assert httpx.post(url + "/predict", json=new_records[:3], timeout=60).status_code == 200
+        r = httpx.post(url + "/predict", content=b" " * 100_001, headers={"content-type": "application/json"}, timeout=60)
+        assert r.status_code == 413 and "larger than 100000 bytes" in r.json()["detail"]
+    with serving(tmp_path / "flag.log", "--run", toy_run(), "--max-records", "5", env=env) as (url, _):
+        assert httpx.post(url + "/predict", json=new_records[:5], timeout=60).status_code == 200
+        assert "the limit is 5" in httpx.post(url + "/predict", json=new_records[:6], timeout=60).json()["detail"]
+    r = cli("serve", "--run", toy_run(), "--port", "0", env={"NBPROD_SERVICE_MAX_RECORDS": "many"}, timeout=120)
+    assert r.returncode == 1 and "max_records" in r.stderr, r.stderr
 
 
 def test_one_json_log_line_per_request_with_request_id(server, new_records):
