@@ -36,7 +36,7 @@ def batches(a, run, s, tmp, results):
     "The batch figures: the single process, then Dask with each number of workers."
     from nbprod.cluster import dask_client, score_dataset
     t = time.perf_counter()
-    resample(s.test_csv, a.rows, tmp / "rows.csv", tmp / "rows.parquet")
+    resample(s.scoring_file, a.rows, tmp / "rows.csv", tmp / "rows.parquet")
     (tmp / "rows.csv").unlink()
     print(f"run {run.name}; {platform.processor() or platform.machine()}, {os.cpu_count()} cores; {a.rows:,} rows made in "
           f"{time.perf_counter() - t:.0f} s in {tmp}", flush=True)

@@ -178,8 +178,8 @@ def main():
         print("no run yet: training one"); run_training({}, settings=s, progress=False)
     run = resolve_run(a.run, s.runs_dir)
     predictor = Predictor.load(run)
-    record = {k: (None if v == "NA" else v) for k, v in next(csv.DictReader(open(s.test_csv))).items()}
-    test = read_csv(s.test_csv, target=False)
+    record = {k: (None if v == "NA" else v) for k, v in next(csv.DictReader(open(s.scoring_file))).items()}
+    test = read_csv(s.scoring_file, target=False)
     one_row = test.iloc[[0]][FEATURES]
     tmp = Path(tempfile.mkdtemp(prefix="predict_speed-"))
     if not a.keep_files: atexit.register(shutil.rmtree, tmp, True)  # gone at the end, failure or not
@@ -203,10 +203,10 @@ def main():
     files = {}
     for n in sizes:
         files[n] = (tmp / f"rows_{n}.csv", tmp / f"rows_{n}.parquet")
-        t = time.perf_counter(); resample(s.test_csv, n, *files[n])
+        t = time.perf_counter(); resample(s.scoring_file, n, *files[n])
         print(f"made {n:,} rows ({files[n][0].stat().st_size / 2**20:,.0f} MiB of CSV) in {time.perf_counter() - t:.0f} s", flush=True)
     if course is not None:
-        r = subprocess.run([str(course_package.ENV / "bin" / "python"), str(HERE / "course_package.py"), "--measure", str(s.test_csv),
+        r = subprocess.run([str(course_package.ENV / "bin" / "python"), str(HERE / "course_package.py"), "--measure", str(s.scoring_file),
                             str(files[a.rows][0]), "--repeat", str(min(a.repeat, 50))], capture_output=True, text=True)
         if r.returncode: print(f"course package skipped: it failed: {r.stderr.strip().splitlines()[-1]}"); course = None
         else: course = json.loads(r.stdout); one["course package make_prediction, one-row DataFrame"] = course["one_row_ms"]

@@ -65,7 +65,7 @@ def main():
 
     with tempfile.TemporaryDirectory(prefix="startup-") as tmp:
         one_row = Path(tmp) / "one_row.csv"
-        one_row.write_text("".join(s.test_csv.read_text().splitlines(keepends=True)[:2]))
+        one_row.write_text("".join(s.scoring_file.read_text().splitlines(keepends=True)[:2]))
         ref = {"python -c pass (the interpreter)": wall([sys.executable, "-c", "pass"], a.repeat),
                "python -c 'import pandas, sklearn' (what scoring imports)": wall([sys.executable, "-c", "import pandas, sklearn"], a.repeat)}
         helps = {" ".join(p): wall([command, *p, "--help"], a.repeat) for p in [[], *subcommands()]}

@@ -95,7 +95,7 @@ def test_regression_project_trains_and_passes_its_tests(template, regression_pro
     check = ("from nbprod.config import get_settings; from nbprod.runs import resolve_run; "
              "from nbprod.predict import Predictor; import pandas as pd; s = get_settings(); "
              "p = Predictor.load(resolve_run('latest', s.runs_dir)); assert p._fast is not None, p.slow_reason; "
-             "from disease_progress.data import read_csv; df = read_csv(s.train_csv); f = [c.name for c in p.contract.fields]; "
+             "from disease_progress.data import read_csv; df = read_csv(s.data_file); f = [c.name for c in p.contract.fields]; "
              "assert (p.score(df).predictions == p.pipeline.predict(df[f])).all(); print('compiled')")
     assert run(p / ".venv/bin/python", "-c", check, cwd=p).stdout.strip() == "compiled"
     r = run(p / ".venv/bin/disease-progress", "predict", p / "data/train.csv", "-o", p / "scored.csv", "--no-progress", cwd=p)
@@ -174,7 +174,7 @@ def test_classification_project_trains_and_passes_its_tests(classification_proje
     check = ("from nbprod.config import get_settings; from nbprod.runs import resolve_run; "
              "from nbprod.predict import Predictor; import numpy as np; s = get_settings(); "
              "p = Predictor.load(resolve_run('latest', s.runs_dir)); assert p._fast is not None, p.slow_reason; "
-             "from penguin_species.data import read_csv; df = read_csv(s.train_csv); f = [c.name for c in p.contract.fields]; "
+             "from penguin_species.data import read_csv; df = read_csv(s.data_file); f = [c.name for c in p.contract.fields]; "
              "out = p.score(df); assert (out.predictions == p.pipeline.predict(df[f])).all(); "
              "assert np.array_equal(out.probabilities, p.pipeline.predict_proba(df[f])); print('compiled')")
     assert run(p / ".venv/bin/python", "-c", check, cwd=p).stdout.strip() == "compiled"

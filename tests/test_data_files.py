@@ -2,7 +2,7 @@
 import re
 
 import pytest
-from nbprod.manifest import sha256_file as file_sha256
+from nbprod.files import sha256_file as file_sha256
 
 
 def provenance_hashes(readme):

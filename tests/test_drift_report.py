@@ -24,7 +24,7 @@ def test_test_csv_against_the_training_rows_flags_nothing(run, settings, tmp_pat
     """test.csv comes from the same population as train.csv: nothing is flagged. Where a measure alone would mislead, the rule does not:
     PoolQC has 3 present values of 1459 in test.csv and 7 of 1314 in training, its PSI is large (> 1) on so few values, and its test is not
     significant: not flagged. The largest missing-rate changes (FireplaceQu 47% -> 50%) stay below 10 points."""
-    r = house_prices_cli("drift", "--no-progress", "--run", run, settings.test_csv, "--all", "--json", tmp_path / "d.json")
+    r = house_prices_cli("drift", "--no-progress", "--run", run, settings.scoring_file, "--all", "--json", tmp_path / "d.json")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "no drift: none of 79 columns nor the prediction is flagged" in r.stdout
     report = json.loads((tmp_path / "d.json").read_text())

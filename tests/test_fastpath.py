@@ -10,7 +10,7 @@ from house_prices.data import FEATURES, read_csv
 
 def test_the_example_pipeline_compiles_to_the_same_bits():
     s = get_settings()
-    train, test = read_csv(s.train_csv), read_csv(s.test_csv, target=False)
+    train, test = read_csv(s.data_file), read_csv(s.scoring_file, target=False)
     pipe = fit(train, {"gbm_n_estimators": 30})
     fast = compile_pipeline(pipe)
     for df in (train, test):
@@ -29,7 +29,7 @@ def test_without_numba_the_trees_and_one_hot_columns_give_the_same_bits(monkeypa
 
     from nbprod import fastpath
     s = get_settings()
-    train, test = read_csv(s.train_csv), read_csv(s.test_csv, target=False)
+    train, test = read_csv(s.data_file), read_csv(s.scoring_file, target=False)
     pipe = fit(train, {"gbm_n_estimators": 30})
     monkeypatch.setitem(sys.modules, "numba", None)  # `import numba` raises ImportError
     with caplog.at_level("WARNING", logger="nbprod.fastpath"):

@@ -133,9 +133,9 @@ def test_test_csv_scored_inside_the_image_as_on_the_host(built, container, setti
     out = tmp_path / "out"
     out.mkdir(mode=0o777)
     out.chmod(0o777)  # the image's user writes here
-    run("buildah", "run", "--isolation", "chroot", "-v", f"{settings.test_csv.parent}:/data:ro", "-v", f"{out}:/out", "-v", f"{key}:/run/secrets/signing_key:ro",
-        container, "--", "house-prices", "predict", f"/data/{settings.test_csv.name}", "-o", "/out/scored.csv", "--no-progress")
-    r = house_prices_cli("predict", "--run", run_dir, settings.test_csv, "-o", tmp_path / "host.csv", "--no-progress")
+    run("buildah", "run", "--isolation", "chroot", "-v", f"{settings.scoring_file.parent}:/data:ro", "-v", f"{out}:/out", "-v", f"{key}:/run/secrets/signing_key:ro",
+        container, "--", "house-prices", "predict", f"/data/{settings.scoring_file.name}", "-o", "/out/scored.csv", "--no-progress")
+    r = house_prices_cli("predict", "--run", run_dir, settings.scoring_file, "-o", tmp_path / "host.csv", "--no-progress")
     assert r.returncode == 0, r.stderr
     inside, host = pd.read_csv(out / "scored.csv"), pd.read_csv(tmp_path / "host.csv")
     assert len(inside) == 1459 and inside.equals(host), "the image scores test.csv otherwise than the host"
@@ -157,7 +157,7 @@ def test_the_service_answers_from_the_image_and_its_health_check_passes(built, c
                 if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).json() == {"status": "ok", "run_id": run_dir.name}: break
             except httpx.TransportError: time.sleep(0.5)
         else: pytest.fail("the image's service did not start:\n" + (tmp_path / "serve.log").read_text()[-3000:])
-        first = pd.read_csv(settings.test_csv, nrows=1, keep_default_na=False, na_values=["NA"]).astype(object)
+        first = pd.read_csv(settings.scoring_file, nrows=1, keep_default_na=False, na_values=["NA"]).astype(object)
         house = {k: None if pd.isna(v) else v for k, v in first.iloc[0].items()}  # test.csv's first house
         r = httpx.post(f"http://127.0.0.1:{port}/predict", json=house, timeout=30)
         assert r.status_code == 200 and r.json()["scored"] == 1 and r.json()["predictions"][0]["SalePrice"] > 0, r.text
@@ -179,9 +179,9 @@ def test_a_run_store_mounted_read_only_over_the_baked_one_is_served_instead(buil
     (store / "aliases.json").write_text(json.dumps({"production": other.name}))
     out.mkdir()
     out.chmod(0o777)
-    said = run("buildah", "run", "--isolation", "chroot", "-v", f"{store}:/srv/runs:ro", "-v", f"{settings.test_csv.parent}:/data:ro", "-v", f"{out}:/out",
-               "-v", f"{key}:/run/secrets/signing_key:ro", container, "--", "house-prices", "predict", f"/data/{settings.test_csv.name}", "-o", "/out/scored.csv",
+    said = run("buildah", "run", "--isolation", "chroot", "-v", f"{store}:/srv/runs:ro", "-v", f"{settings.scoring_file.parent}:/data:ro", "-v", f"{out}:/out",
+               "-v", f"{key}:/run/secrets/signing_key:ro", container, "--", "house-prices", "predict", f"/data/{settings.scoring_file.name}", "-o", "/out/scored.csv",
                "--no-progress")
     assert f"run {other.name} -> /out/scored.csv" in said, said
-    r = house_prices_cli("predict", "--run", other, settings.test_csv, "-o", tmp_path / "host.csv", "--no-progress")
+    r = house_prices_cli("predict", "--run", other, settings.scoring_file, "-o", tmp_path / "host.csv", "--no-progress")
     assert r.returncode == 0 and pd.read_csv(out / "scored.csv").equals(pd.read_csv(tmp_path / "host.csv"))

@@ -5,8 +5,8 @@ import subprocess
 import sys
 
 import pandas as pd
+from nbprod.files import sha256_file as file_sha256
 from nbprod.job import job_parameters
-from nbprod.manifest import sha256_file as file_sha256
 from nbprod.runs import list_runs, read_json, read_predictions
 
 from house_prices.pipeline import DEFAULT_PARAMS
@@ -82,7 +82,7 @@ from house_prices.data import read_csv
 from nbprod.predict import Predictor
 from nbprod.runs import read_predictions
 recorded = read_predictions({str(run)!r})
-rows = read_csv({str(settings.train_csv)!r})
+rows = read_csv({str(settings.data_file)!r})
 rows = rows[rows.Id.isin(recorded.Id)]
 got = Predictor.load({str(run)!r}).predict(rows)
 assert got.Id.tolist() == recorded.Id.tolist()

@@ -8,7 +8,7 @@ from house_prices.data import FEATURES, fingerprint, read_csv
 def test_data_and_split(train_job, settings):
     m = read_json(train_job() / "manifest.json")
     d, s = m["data"], m["split"]
-    assert d["fingerprint"] == fingerprint(read_csv(settings.train_csv))
+    assert d["fingerprint"] == fingerprint(read_csv(settings.data_file))
     assert (d["rows"], d["columns"]) == (1460, 81) and len(d["dtypes"]) == 81 and d["dtypes"]["MSSubClass"] == "str"
     assert (d["reference"], d["kind"], d["as_of"]) == ("data/house-prices/train.csv", "csv", None)
     assert (s["seed"], s["test_size"], s["train_rows"], s["held_out_rows"]) == (0, 0.1, 1314, 146)

@@ -1,8 +1,9 @@
 """A declared hyperparameter search run by the real training job, here and on a real local Dask cluster of two worker processes:
 the same candidates, scores, choice and predictions; a worker with other library versions refused."""
 import pytest
+from nbprod.environment import package_versions, shaping_packages
 from nbprod.job import JobError, run_training
-from nbprod.manifest import Manifest, package_versions, shaping_packages
+from nbprod.manifest import Manifest
 from nbprod.runs import MANIFEST, NOTEBOOK, read_predictions
 from nbprod.search import cluster_versions
 

@@ -26,7 +26,7 @@ def records_of(df):
 
 @pytest.fixture(scope="module")
 def test_records(settings):
-    return records_of(read_raw_csv(settings.test_csv))
+    return records_of(read_raw_csv(settings.scoring_file))
 
 
 def post(server, body=None, content=None, headers=None):

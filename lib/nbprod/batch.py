@@ -26,8 +26,8 @@ from .project import get_project
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'PARQUET_SUFFIXES', 'CSV_BLOCK_BYTES', 'HEAP_PAD', 'read_chunks', 'BatchSummary', 'issues_schema',
-           'issues_table', 'score_file', 'keep_heap']
+__all__ = ['log', 'PARQUET_SUFFIXES', 'CSV_BLOCK_BYTES', 'HEAP_PAD', 'csv_batches', 'read_chunks', 'TableWriter', 'BatchSummary',
+           'issues_schema', 'issues_table', 'score_file', 'keep_heap']
 
 # %% ../nbs/15_batch.ipynb #580897c7
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -48,7 +48,7 @@ def _rechunk(batches: Iterable[pa.RecordBatch], size: int, schema: pa.Schema) ->
 
 _COMPRESSED = {b"\x1f\x8b": ".gz", b"BZh": ".bz2", b"\x28\xb5\x2f\xfd": ".zst"} # Magic bytes -> the suffix Arrow reads that compression by
 
-def _csv_batches(path: Path, na_strings) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+def csv_batches(path: Path, na_strings) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
     "(schema, record batches) of a CSV file, every column as text, the strings of `na_strings` as missing."
     import pyarrow.csv as pa_csv
     with open(path, "rb") as f: magic = f.read(4)
@@ -83,10 +83,10 @@ def read_chunks(
         import pyarrow.parquet as pq
         f = pq.ParquetFile(path)
         return f.metadata.num_rows, _rechunk(f.iter_batches(batch_size=chunk_size), chunk_size, f.schema_arrow)
-    schema, batches = _csv_batches(path, get_project().schema.na_strings)
+    schema, batches = csv_batches(path, get_project().schema.na_strings)
     return None, _rechunk(batches, chunk_size, schema)
 
-class _Writer:
+class TableWriter:
     "Appends tables to a CSV or Parquet file under a temporary name; `commit` renames it into place. Column types are fixed by the first table."
     def __init__(self, path: Path):
         self.path, self.tmp, self._out, self._schema, self._sink = path, temporary_path(path), None, None, None
@@ -180,7 +180,7 @@ def score_file(
     from tqdm.auto import tqdm
     check_outputs({"the input": input}, {"the output": output, "the issues file": issues_file})  # before anything is read or written
     total, chunks = read_chunks(input, chunk_size)
-    out, side = _Writer(Path(output)), _Writer(Path(issues_file)) if issues_file else None
+    out, side = TableWriter(Path(output)), TableWriter(Path(issues_file)) if issues_file else None
     summary, ID = BatchSummary(), predictor.contract.id
     bar = tqdm(total=total, unit="rows", disable=not progress, file=sys.stderr, desc="scoring")
     if predictor.slow_reason: log.warning("scoring with scikit-learn's own predict, several times slower than the compiled path: %s", predictor.slow_reason)

@@ -16,14 +16,16 @@ import click
 from .agreement import RTOL
 
 # %% auto #0
-__all__ = ['COMPARED', 'main', 'train', 'reproduce', 'predict', 'serve', 'drift', 'data', 'data_fingerprint', 'data_validate',
+__all__ = ['main', 'train', 'reproduce', 'predict', 'serve', 'drift', 'data', 'data_fingerprint', 'data_validate',
            'data_draft_schema', 'data_ingest', 'runs', 'runs_list', 'runs_clean', 'runs_show', 'runs_verify',
-           'compare_manifests', 'runs_compare', 'runs_promote', 'image', 'image_build', 'image_debian_base']
+           'runs_compare', 'runs_promote', 'image', 'image_build', 'image_debian_base']
 
 # %% ../nbs/19_cli.ipynb #e5612239
 def _expected() -> tuple[type[Exception], ...]:
     "The library's errors that the command reports in one line; imported when one is raised, so that `--help` imports none of them."
-    from nbprod.manifest import IntegrityError, ManifestError, VersionMismatchError
+    from nbprod.environment import VersionMismatchError
+    from nbprod.integrity import IntegrityError
+    from nbprod.manifest import ManifestError
     from nbprod.runs import RunStoreError
     from nbprod.schema import DataValidationError
     return (DataValidationError, FileNotFoundError, IntegrityError, ManifestError, RunStoreError, VersionMismatchError)
@@ -44,7 +46,7 @@ def _version(ctx, param, value):
         try: return f"{name} {version(name)}"
         except PackageNotFoundError: return f"{name} not installed"
     from nbprod.config import get_settings
-    from nbprod.manifest import project_version
+    from nbprod.environment import project_version
     from nbprod.project import get_project
     name = get_project().name
     try: now = project_version(get_settings().root)  # an editable install keeps the version it was made at; git's moves on
@@ -299,7 +301,8 @@ def drift(inputs, run_ref, log_dir, since, until, thresholds, report, json_file,
     from nbprod.config import get_settings
     from nbprod.drift import EXIT_DRIFT, Tally, drift_html, drift_report, read_profile, tally_files, tally_log
     from nbprod.files import check_outputs
-    from nbprod.manifest import Manifest, check_signature
+    from nbprod.integrity import check_signature
+    from nbprod.manifest import Manifest
     from nbprod.predict import Predictor
     from nbprod.runs import MANIFEST, resolve_run
     if not inputs and log_dir is None: raise click.UsageError("nothing to compare: give INPUT files, --log FOLDER, or both")
@@ -497,27 +500,6 @@ def runs_verify(runs_dir, run_ref, policy, json_file):
     if json_file: json_file.write_text(json.dumps({"run_id": p.run_id, "numerics": n}, indent=2) + "\n")
 
 # %% ../nbs/19_cli.ipynb #976972e8
-def _flatten(d, prefix=""):
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and v: out |= _flatten(v, key + ".")
-        else: out[key] = v
-    return out
-
-COMPARED = ("parameters", "seeds", "data", "split", "metrics", "environment.packages", "environment.distributions",
-            "environment.python", "environment.machine", "environment.threadpools", "environment.env", "code", "job.notebook_sha256")
-
-def compare_manifests(
-    a: dict, # A manifest as JSON data (`Manifest.to_json()`)
-    b: dict, # The other
-    sections=COMPARED, # The paths to compare
-) -> list[tuple[str, object, object]]:
-    "(path, value in a, value in b) for every compared manifest path whose values differ."
-    fa, fb = _flatten(a), _flatten(b)
-    keys = sorted(k for k in set(fa) | set(fb) if any(k == s or k.startswith(s + ".") for s in sections))
-    return [(k, fa.get(k), fb.get(k)) for k in keys if fa.get(k) != fb.get(k)]
-
 @runs.command("compare")
 @click.argument("a", metavar="RUN_A")
 @click.argument("b", metavar="RUN_B")
@@ -534,7 +516,7 @@ def compare_manifests(
 def runs_compare(runs_dir, a, b, level, resamples, seed, allow_different_data, folds, repeats, report):
     """Is B better than A? What differs between the two runs (parameters, seeds, data, split, metrics, environment, code), then the
     headline metric on the held-out rows both predicted, with a paired bootstrap interval of the difference and a verdict."""
-    from nbprod.manifest import Manifest, ManifestError
+    from nbprod.manifest import Manifest, ManifestError, compare_manifests
     from nbprod.runs import MANIFEST, resolve_run
     try: ra, rb = resolve_run(a, runs_dir), resolve_run(b, runs_dir)
     except FileNotFoundError as e: _fail(e)

@@ -30,13 +30,13 @@ from .project import get_project
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'PARTITION_ROWS', 'CSV_BLOCK_BYTES', 'PLUGIN', 'ISSUES', 'WORKER_ENV', 'input_files', 'parquet_parts',
+__all__ = ['log', 'PARTITION_ROWS', 'CSV_PARTITION_BYTES', 'PLUGIN', 'ISSUES', 'WORKER_ENV', 'input_files', 'parquet_parts',
            'output_schema', 'read_part', 'score_part', 'worker_problems', 'ModelPlugin', 'KernelNanny', 'dask_client',
            'score_dataset']
 
 # %% ../nbs/23_cluster.ipynb #e8e0322f
 PARTITION_ROWS = 500_000 # Most rows of a Parquet partition (a row group larger than this is a partition of its own)
-CSV_BLOCK_BYTES = 64 * 2**20 # Bytes of a CSV partition (cut at a line end)
+CSV_PARTITION_BYTES = 64 * 2**20 # Bytes of CSV text per partition, cut at a line end (each partition's reader parses it in `batch.CSV_BLOCK_BYTES` blocks)
 
 def input_files(
     spec: str | Path, # A file, a folder (its .csv and .parquet files) or a glob
@@ -177,7 +177,7 @@ def score_dataset(
     inputs: list[Path], # CSV or Parquet files (see `input_files`), all of one kind
     output: Path | str, # The Parquet dataset to write: a folder, which must not exist yet
     partition_rows: int = PARTITION_ROWS, # Most rows of a Parquet partition
-    csv_block_bytes: int = CSV_BLOCK_BYTES, # Bytes of a CSV partition
+    csv_partition_bytes: int = CSV_PARTITION_BYTES, # Bytes of CSV text per partition
     policy: LoadPolicy | None = None, # What loading the model on each worker accepts (see `predict.LoadPolicy`); default: the safe one
     progress: bool = False, # A progress bar of partitions on stderr
     issues_file: Path | str | None = None, # Also write every error and warning to this file (.csv or .parquet), as `batch.score_file` does (rows counted on across files)
@@ -199,9 +199,9 @@ def score_dataset(
         else:
             from dask.bytes import read_bytes
 
-            from nbprod.batch import _csv_batches
-            header = list(_csv_batches(path, na)[0].names)
-            _, blocks = read_bytes(str(path.resolve()), delimiter=b"\n", blocksize=csv_block_bytes, sample=False)
+            from nbprod.batch import csv_batches
+            header = list(csv_batches(path, na)[0].names)
+            _, blocks = read_bytes(str(path.resolve()), delimiter=b"\n", blocksize=csv_partition_bytes, sample=False)
             sources = [dask.delayed(lambda b, first, header=header: ("csv", header, b, first, na))(b, i == 0) for i, b in enumerate(blocks[0])]  # this file's header
         tasks += [dask.delayed(score_part)(len(tasks) + i, s, str(staging), issues=issues_file is not None) for i, s in enumerate(sources)]
     summary, futures, side = BatchSummary(), [], None
@@ -229,8 +229,8 @@ def _gather_issues(folder: Path, rows: list[int], path: Path, id_name: str):
     "The partitions' issues in partition order, rows renumbered by the rows before them, written (not yet in place) to `path`: the writer, to commit."
     import pyarrow.compute as pc
 
-    from nbprod.batch import _Writer, issues_schema
-    side, offset = _Writer(path), 0
+    from nbprod.batch import TableWriter, issues_schema
+    side, offset = TableWriter(path), 0
     for i, n in enumerate(rows):
         if (part := folder / f"part-{i:06d}.parquet").exists():
             t = pq.read_table(part)

@@ -18,8 +18,9 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .contract import Contract
+from .environment import uncommitted
 from .files import locked
-from .manifest import Manifest, uncommitted
+from .manifest import Manifest
 from .project import Gate, Metric, get_project
 from nbprod.runs import (
     ALIAS_RE,

@@ -49,13 +49,17 @@ class Settings:
         object.__setattr__(self, "kernel_name", self.kernel_name or get_project().name)
 
     @property
-    def train_csv(self) -> Path: return self.resolve(get_project().data_file) # The project's default training data
+    def data_file(self) -> Path: return self.resolve(get_project().data_file) # The project's default training data (CSV or Parquet)
     @property
-    def test_csv(self) -> Path | None: # The project's example file to score, if it declares one
+    def scoring_file(self) -> Path | None: # The project's example file to score, if it declares one
         f = get_project().scoring_file
         return self.resolve(f) if f else None
     @property
-    def data_dir(self) -> Path: return self.train_csv.parent
+    def train_csv(self) -> Path: return self.data_file # The old name of `data_file` (nbprod 0.2), which may name a Parquet file
+    @property
+    def test_csv(self) -> Path | None: return self.scoring_file # The old name of `scoring_file` (nbprod 0.2)
+    @property
+    def data_dir(self) -> Path: return self.data_file.parent
     @property
     def job_notebook(self) -> Path: return self.root / "nbs" / "jobs" / "train.ipynb"
     @property

@@ -18,7 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .contract import Contract, check_rows
 from .inputlog import read_log
-from .manifest import Manifest, verify_artifact
+from .integrity import verify_artifact
+from .manifest import Manifest
 from .predict import Predictor
 from .runs import MANIFEST, PROFILE, read_json
 

@@ -5,6 +5,7 @@
 # %% ../nbs/06_files.ipynb #ef9627a3
 from __future__ import annotations
 
+import hashlib
 import os
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -12,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['temporary_path', 'atomic_write', 'check_outputs', 'locked']
+__all__ = ['temporary_path', 'atomic_write', 'check_outputs', 'locked', 'sha256_file']
 
 # %% ../nbs/06_files.ipynb #29c5d539
 def temporary_path(
@@ -74,3 +75,11 @@ def locked(
         fcntl.flock(f.fileno(), fcntl.LOCK_EX)
         try: yield
         finally: fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+# %% ../nbs/06_files.ipynb #a06cb113
+def sha256_file(path: Path | str) -> str:
+    "sha256 of a file's bytes."
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""): h.update(block)
+    return h.hexdigest()

@@ -19,7 +19,9 @@ from importlib import metadata, resources
 from pathlib import Path
 
 from .config import Settings, get_settings
-from .manifest import SIGNING_KEY_ENV, CodeVersion, Manifest, signing_key_path, uncommitted
+from .environment import uncommitted
+from .integrity import SIGNING_KEY_ENV, signing_key_path
+from .manifest import CodeVersion, Manifest
 from .project import Project, get_project
 from .runs import ALIASES, DEFAULT_ALIAS, HELD_OUT, MANIFEST, resolve_run
 

@@ -21,22 +21,10 @@ import pandas as pd
 
 from .agreement import BIT_IDENTICAL, DIFFERENT, EQUIVALENT, RTOL, numeric_differences, relative_difference
 from .config import JOB_ENV, Settings, get_settings
-from nbprod.manifest import (
-    FittedDigest,
-    IntegrityError,
-    JobRecord,
-    Manifest,
-    ManifestError,
-    check_signature,
-    fitted_differences,
-    fitted_digest,
-    python_difference,
-    sha256_file,
-    shaping_packages,
-    signing_key,
-    verify_artifact,
-    version_differences,
-)
+from .environment import python_difference, shaping_packages, version_differences
+from .files import sha256_file
+from .integrity import IntegrityError, check_signature, signing_key, verify_artifact
+from .manifest import FittedDigest, JobRecord, Manifest, ManifestError, fitted_differences, fitted_digest
 from .project import get_project
 from .runs import MANIFEST, MODEL, NOTEBOOK, PREDICTIONS, REPORT, TRAIN_PREDICTIONS, fail_run, finish_run, publish_run, read_predictions, resolve_run, stage_run
 from .schema import DataValidationError, fingerprint
@@ -45,7 +33,7 @@ from .sources import PASSWORD_ENV, DataRef, SnapshotError, load, load_snapshot
 # %% auto #0
 __all__ = ['RUNNER_PARAMETERS', 'KERNEL_LOG', 'SAME', 'CLOSE', 'DIFFERS', 'NOTE', 'SKIPPED', 'JobError', 'UnknownParameterError',
            'job_parameters', 'parse_value', 'check_parameters', 'check_kernel', 'ipc_kernel_manager', 'run_training',
-           'Check', 'Verdict', 'environment_differences', 'compare_runs', 'reproduce']
+           'Check', 'Verdict', 'environment_differences', 'reproduction_checks', 'reproduce']
 
 # %% ../nbs/13_job.ipynb #a72f92e1
 class JobError(RuntimeError):
@@ -341,7 +329,7 @@ def _metrics_check(a: dict, b: dict, rtol: float, other: str) -> Check:
     k = max(rel, key=rel.get) if rel else next(iter(a.keys() ^ b.keys()))
     return Check("metrics", CLOSE if close else DIFFERS, f"{k}={a.get(k)!r} in the run, {b.get(k)!r} in {other}" + (f" (within {rtol:g})" if close else ""))
 
-def compare_runs(
+def reproduction_checks(
     run: Path | str, # The run
     other: Path | str, # The run to compare it with (its re-execution, or a run made elsewhere)
     rtol: float = RTOL, # Relative tolerance for "numerically equivalent" predictions
@@ -440,7 +428,7 @@ def reproduce(
     if against is not None:
         if all(c.status == SAME for c in v.checks):
             v.new_run = runs[1]
-            v.checks += compare_runs(run, v.new_run, rtol)
+            v.checks += reproduction_checks(run, v.new_run, rtol)
             v.notes = environment_differences(m, manifests[1], here=f"in {v.new_run.name}")
         return v
     if (py := python_difference(m)) and not allow_other_python:
@@ -459,6 +447,6 @@ def reproduce(
     inject = {k: val for k, val in recorded.items() if k not in RUNNER_PARAMETERS and k != "runs_dir"}
     if "snapshot" in declared: inject["snapshot"] = snapshot
     v.new_run = run_training({**inject, "runs_dir": str(run.parent)}, settings=settings, progress=progress, reproduces=m.run_id)
-    v.checks += compare_runs(run, v.new_run, rtol, data=False)
+    v.checks += reproduction_checks(run, v.new_run, rtol, data=False)
     v.notes = environment_differences(m, Manifest.read(v.new_run / MANIFEST))
     return v

@@ -18,8 +18,10 @@ import pyarrow as pa
 from .agreement import BIT_IDENTICAL, DIFFERENT, EQUIVALENT, RTOL, Agreement, agree, numeric_differences, numeric_environment
 from .config import get_settings
 from .contract import Contract, Issues, check_record_arrays, check_rows, check_table, known_categories, show_value
+from .environment import VersionMismatchError, key_packages, python_difference, version_differences
 from .fastpath import NotCompilable, compile_pipeline, frame_columns
-from .manifest import Manifest, VersionMismatchError, check_signature, key_packages, python_difference, verify_artifact, version_differences
+from .integrity import check_signature, verify_artifact
+from .manifest import Manifest
 from .project import get_project
 from .runs import CONTRACT, HELD_OUT, MANIFEST, MODEL, PREDICTIONS, default_run, read_json
 from .schema import read_raw_csv

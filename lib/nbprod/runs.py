@@ -18,19 +18,10 @@ from typing import Any
 import joblib
 import pandas as pd
 
-from .files import atomic_write
-from nbprod.manifest import (
-    MANIFEST_VERSION,
-    SIGNATURE,
-    Artifact,
-    JobRecord,
-    Manifest,
-    ManifestError,
-    environment,
-    misnamed,
-    sha256_file,
-    sign_manifest,
-)
+from .environment import environment_record
+from .files import atomic_write, sha256_file
+from .integrity import SIGNATURE, misnamed, sign_manifest
+from .manifest import MANIFEST_VERSION, Artifact, JobRecord, Manifest, ManifestError
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +94,7 @@ def save_run(
 ) -> Manifest:
     "Write model, predictions, metrics, contract, profile, held-out rows and manifest into `run_dir`; return the manifest."
     run_dir = Path(run_dir)
-    full = Manifest(manifest_version=MANIFEST_VERSION, run_id=run_dir.name, metrics=metrics, environment=environment(lock_files), **manifest)
+    full = Manifest(manifest_version=MANIFEST_VERSION, run_id=run_dir.name, metrics=metrics, environment=environment_record(lock_files), **manifest)
     atomic_write(run_dir / MODEL, lambda p: joblib.dump(pipeline, p))
     atomic_write(run_dir / PREDICTIONS, lambda p: predictions.to_csv(p, index=False))
     write_json(run_dir / METRICS, metrics)
@@ -124,7 +115,7 @@ def finish_run(
     run_dir: Path | str, # The staged folder of the run
     job: JobRecord | None = None, # How the job runner executed the job (None when the notebook ran by hand)
 ) -> Manifest:
-    "Add the job record and the sha256 of every file to a staged run's manifest, and sign it (see `manifest.sign_manifest`); return the manifest."
+    "Add the job record and the sha256 of every file to a staged run's manifest, and sign it (see `integrity.sign_manifest`); return the manifest."
     run_dir = Path(run_dir)
     m = Manifest.read(run_dir / MANIFEST).model_copy(update=dict(job=job, artifacts=artifacts(run_dir)))
     write_json(run_dir / MANIFEST, m.to_json())

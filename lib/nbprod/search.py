@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 
-from .manifest import Candidate, SearchRecord, package_versions, shaping_packages
+from .environment import package_versions, shaping_packages
+from .manifest import Candidate, SearchRecord
 from .project import Project, get_project
 
 # %% auto #0
@@ -88,7 +89,7 @@ def fits_progress(
 # %% ../nbs/24_search.ipynb #599083e2
 def cluster_versions(
     client, # A Dask client
-    names: tuple[str, ...] | None = None, # Distributions to compare; default: those that shape a model (see `manifest.shaping_packages`)
+    names: tuple[str, ...] | None = None, # Distributions to compare; default: those that shape a model (see `environment.shaping_packages`)
 ) -> dict[str, Any]:
     "The cluster's scheduler, workers and library versions, after checking that every worker has this process's versions of `names`."
     names = tuple(names or shaping_packages())

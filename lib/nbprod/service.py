@@ -34,7 +34,8 @@ from starlette.requests import ClientDisconnect
 from .agreement import RTOL
 from .contract import Contract, parse_id, show_value, unseen_message
 from .inputlog import InputLog, log_schema
-from .manifest import Manifest, check_signature, verify_artifact
+from .integrity import check_signature, verify_artifact
+from .manifest import Manifest
 from .predict import SMALL_BATCH, LoadPolicy, Predictor, Scored
 from .runs import CONTRACT, MANIFEST, read_json, resolve_run
 

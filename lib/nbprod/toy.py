@@ -9,17 +9,31 @@ import json
 import os
 import sys
 import tempfile
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from nbprod.manifest import (
+    MANIFEST_VERSION,
+    CodeVersion,
+    DataRecord,
+    EnvironmentRecord,
+    FeatureRecord,
+    FittedRecord,
+    InputFeature,
+    Manifest,
+    ModelRecord,
+    Seeds,
+    SplitRecord,
+)
 from .project import PROJECT_ENV_VAR, Metric, Project, project_at, use_project
 from .schema import Column, Schema
 
 # %% auto #0
 __all__ = ['TOY_PARAMS', 'TOY_JOB_PARAMETERS', 'toy_schema', 'toy_rows', 'toy_pipeline', 'toy_project', 'toy_regression',
-           'toy_classification', 'toy_job', 'use_toy_project']
+           'toy_classification', 'toy_job', 'use_toy_project', 'toy_manifest']
 
 # %% ../nbs/04_toy.ipynb #725813b7
 def toy_schema(
@@ -123,8 +137,8 @@ from pathlib import Path
 import pandas as pd
 from IPython.display import Markdown
 from nbprod.config import get_settings
-from nbprod.drift import reference_profile
 from nbprod.contract import derive_contract
+from nbprod.drift import reference_profile
 from nbprod.project import get_project
 from nbprod.report import run_summary
 from nbprod.runs import finish_run, publish_run, save_run, stage_run
@@ -194,3 +208,20 @@ def use_toy_project(
     os.environ[PROJECT_ENV_VAR] = f"nbprod.toy:toy_{task}"  # for the processes it starts (a job's kernel, a service, a command)
     os.environ[project.root_env_var] = str(root)
     return root
+
+# %% ../nbs/04_toy.ipynb #2353bb30
+def toy_manifest(**changes) -> Manifest:
+    "A small but complete manifest of a toy run, with `changes`, for the examples."
+    base = dict(
+        manifest_version=MANIFEST_VERSION, run_id="20260101T000000Z-abcdef", parameters={"seed": 0},
+        seeds=Seeds(split=0, model=0), metrics={"score": 0.5, "n": 10},
+        data=DataRecord(reference="data/train.csv", kind="csv", snapshot="runs/.snapshots/f.parquet", fingerprint="f" * 64, rows=100, columns=3,
+                        dtypes={"id": "int64", "x": "float64", "y": "float64"}),
+        split=SplitRecord(seed=0, test_size=0.1, train_rows=90, held_out_rows=10, train_ids_sha256="a" * 64, held_out_ids_sha256="b" * 64),
+        features=FeatureRecord(input=[InputFeature(name="x", dtype="float64")], output={"model": ["x"]}),
+        model=ModelRecord(hyperparameters={"seed": 0}, estimator={"class": "sklearn.linear_model.Ridge", "params": {}},
+                          fitted=FittedRecord(digest="fitted-digest-v1", sha256="c" * 64, attributes={"coef_": "0" * 16}, diagnostics={})),
+        environment=EnvironmentRecord(python="3.11.7", implementation="CPython", platform="Linux", machine="x86_64", executable="python",
+                                      packages={"numpy": metadata.version("numpy")}, distributions={}, threadpools=[], env={}),
+        code=CodeVersion())
+    return Manifest(**(base | changes))

@@ -14,6 +14,8 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from .config import Settings
+from .environment import code_version
+from .files import sha256_file
 from nbprod.manifest import (
     DataRecord,
     FeatureRecord,
@@ -21,12 +23,10 @@ from nbprod.manifest import (
     ModelRecord,
     Seeds,
     SplitRecord,
-    code_version,
     describe_estimator,
     feature_names,
     fitted_digest,
     random_states,
-    sha256_file,
 )
 from .project import Project, get_project
 from .schema import fingerprint

@@ -72,7 +72,7 @@ def single(run, path, out, issues=False):
 
 
 def test_a_csv_in_blocks_scores_as_in_one_process(run, client, data, tmp_path):
-    summary = score_dataset(client, run, input_files(data / "all.csv"), tmp_path / "out", csv_block_bytes=2**15)
+    summary = score_dataset(client, run, input_files(data / "all.csv"), tmp_path / "out", csv_partition_bytes=2**15)
     files = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert len(files) >= 5 and files == [f"part-{i:06d}.parquet" for i in range(len(files))]  # one per block, zero-padded: they sort
     got = pd.read_parquet(tmp_path / "out")
@@ -100,7 +100,7 @@ def test_a_worker_killed_mid_job_loses_nothing(run, client, data, tmp_path):
     killer = threading.Thread(target=kill_after_the_first_partition)
     killer.start()
     try:
-        score_dataset(client, run, input_files(data / "all.csv"), tmp_path / "out", csv_block_bytes=2**14)
+        score_dataset(client, run, input_files(data / "all.csv"), tmp_path / "out", csv_partition_bytes=2**14)
         assert killed, "the job ended before the worker was killed: nothing was tested"
     except Exception as e:  # allowed: a clear failure, and no output folder
         assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.tmp-*")), e
@@ -154,5 +154,5 @@ def test_csv_files_with_their_columns_in_other_orders_are_each_read_by_their_own
     (tmp_path / "in").mkdir()
     whole.iloc[:5000].to_csv(tmp_path / "in" / "a.csv", index=False)
     whole.iloc[5000:].iloc[:, ::-1].to_csv(tmp_path / "in" / "b.csv", index=False)  # the same columns, reversed
-    score_dataset(client, run, input_files(tmp_path / "in"), tmp_path / "out", csv_block_bytes=2**16)
+    score_dataset(client, run, input_files(tmp_path / "in"), tmp_path / "out", csv_partition_bytes=2**16)
     assert same(pd.read_parquet(tmp_path / "out"), single(run, data / "all.csv", tmp_path))

@@ -10,7 +10,8 @@ import httpx
 import pytest
 
 from nbprod.compare import promote
-from nbprod.manifest import Manifest, sign_manifest
+from nbprod.integrity import sign_manifest
+from nbprod.manifest import Manifest
 from nbprod.runs import read_json, write_json
 from nbprod.toy import toy_project, toy_rows
 

@@ -14,7 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nbprod.manifest import IntegrityError, Manifest, SignatureError, VersionMismatchError, sign_manifest
+from nbprod.environment import VersionMismatchError
+from nbprod.integrity import IntegrityError, SignatureError, sign_manifest
+from nbprod.manifest import Manifest
 from nbprod.predict import Predictor
 from nbprod.runs import artifacts, list_runs, new_run_id, read_json, write_json
 from nbprod.schema import read_raw_csv

@@ -7,7 +7,8 @@ import re
 import pandas as pd
 import pytest
 
-from nbprod.manifest import MANIFEST_VERSION, distributions
+from nbprod.environment import distributions
+from nbprod.manifest import MANIFEST_VERSION
 from nbprod.runs import read_json
 from nbprod.schema import fingerprint, read_raw_csv, to_canonical
 from nbprod.toy import toy_schema
