@@ -93,6 +93,7 @@ def _cpu() -> str | None:
     except OSError: pass
     return platform.processor() or None
 
+# %% ../nbs/05_agreement.ipynb #7845ee69
 def _numpy_simd() -> str | None:
     "The SIMD targets NumPy was built for and dispatches to on this processor, e.g. 'X86_V2; dispatched: X86_V3 X86_V4'."
     try:
@@ -102,6 +103,7 @@ def _numpy_simd() -> str | None:
     used = [t for t in getattr(m, "__cpu_dispatch__", []) if found.get(t)]
     return " ".join(getattr(m, "__cpu_baseline__", [])) + "; dispatched: " + (" ".join(used) or "none")
 
+# %% ../nbs/05_agreement.ipynb #1f85da34
 def numeric_environment() -> dict:
     "What of this process's environment decides the last bits of a model's arithmetic: machine, processor, NumPy's SIMD, BLAS and OpenMP."
     import platform

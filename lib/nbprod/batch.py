@@ -35,6 +35,7 @@ CSV_BLOCK_BYTES = 1 << 22 # Bytes of CSV text Arrow parses at a time (measured: 
 
 def _is_parquet(p: Path) -> bool: return p.suffix.lower() in PARQUET_SUFFIXES
 
+# %% ../nbs/15_batch.ipynb #c2c4f3d6
 def _rechunk(batches: Iterable[pa.RecordBatch], size: int, schema: pa.Schema) -> Iterator[pa.Table]:
     "Tables of exactly `size` rows (the last one shorter) from record batches of any size; one empty table for an input with no rows."
     buf, have, any_ = [], 0, False
@@ -46,6 +47,7 @@ def _rechunk(batches: Iterable[pa.RecordBatch], size: int, schema: pa.Schema) ->
                 yield pa.Table.from_batches(buf, schema); buf, have, any_ = [], 0, True
     if have or not any_: yield pa.Table.from_batches(buf, schema)
 
+# %% ../nbs/15_batch.ipynb #df298f2e
 _COMPRESSED = {b"\x1f\x8b": ".gz", b"BZh": ".bz2", b"\x28\xb5\x2f\xfd": ".zst"} # Magic bytes -> the suffix Arrow reads that compression by
 
 def csv_batches(path: Path, na_strings) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
@@ -72,6 +74,7 @@ def csv_batches(path: Path, na_strings) -> tuple[pa.Schema, Iterator[pa.RecordBa
             except pa.ArrowInvalid as e: raise ValueError(f"{path} cannot be read as CSV: {e}") from None  # a row of another shape, say
     return reader.schema, batches()
 
+# %% ../nbs/15_batch.ipynb #82d056ac
 def read_chunks(
     path: Path | str, # CSV or Parquet file
     chunk_size: int = 50_000, # Rows per chunk
@@ -86,6 +89,7 @@ def read_chunks(
     schema, batches = csv_batches(path, get_project().schema.na_strings)
     return None, _rechunk(batches, chunk_size, schema)
 
+# %% ../nbs/15_batch.ipynb #3c05ed76
 class TableWriter:
     "Appends tables to a CSV or Parquet file under a temporary name; `commit` renames it into place. Column types are fixed by the first table."
     def __init__(self, path: Path):
@@ -153,10 +157,12 @@ class BatchSummary:
         self.errors.update(other.errors); self.warnings.update(other.warnings)
         return self
 
+# %% ../nbs/15_batch.ipynb #da886416
 def issues_schema(id_name: str) -> pa.Schema:
     "The columns of the issues file: the row's position in the input, its id, the column, the value, the message, the level."
     return pa.schema([pa.field("row", pa.int64()), pa.field(id_name, pa.int64()), *(pa.field(c, pa.string()) for c in ("column", "value", "message", "level"))])
 
+# %% ../nbs/15_batch.ipynb #b19976fd
 def issues_table(
     scored, # A scored chunk (`predict.Scored`)
     offset: int = 0, # Position in the input of the chunk's first row
@@ -167,6 +173,7 @@ def issues_table(
     return pa.table([pa.array(iss.row.to_numpy() + offset, pa.int64()), pa.array(ids, pa.int64()),
                      *(pa.array(iss[c].astype(object), pa.string()) for c in ("column", "value", "message", "level"))], schema=issues_schema(scored.id_name))
 
+# %% ../nbs/15_batch.ipynb #ab6e5d45
 def score_file(
     predictor: Predictor, # The loaded model
     input: Path | str, # CSV or Parquet file to score

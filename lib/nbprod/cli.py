@@ -30,15 +30,18 @@ def _expected() -> tuple[type[Exception], ...]:
     from nbprod.schema import DataValidationError
     return (DataValidationError, FileNotFoundError, IntegrityError, ManifestError, RunStoreError, VersionMismatchError)
 
+# %% ../nbs/19_cli.ipynb #afd91584
 def _fail(e: Exception):
     raise click.ClickException(str(e)) from e
 
+# %% ../nbs/19_cli.ipynb #6af5f2f3
 def _exit_on_sigterm():
     "Turn SIGTERM into SystemExit(143), so that `finally` and `except BaseException` clean up as on Ctrl-C (main thread only)."
     import signal
     import threading
     if threading.current_thread() is threading.main_thread(): signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
+# %% ../nbs/19_cli.ipynb #0b5c7fea
 def _version(ctx, param, value):
     if not value or ctx.resilient_parsing: return
     from importlib.metadata import PackageNotFoundError, version
@@ -55,6 +58,7 @@ def _version(ctx, param, value):
     click.echo(f"{installed(name)}{moved}, {installed('nbprod')}")  # the project's version and the library's it runs
     ctx.exit()
 
+# %% ../nbs/19_cli.ipynb #e76042dc
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_version, help="Show the version and exit.")
 def main():
@@ -67,6 +71,7 @@ def _metrics_table(metrics: dict) -> str:
     rows = [(m.label, m.show(metrics[m.name])) for m in get_project().metrics if m.name in metrics]
     return "\n".join(f"  {k:<18} {v:>10}" for k, v in rows)
 
+# %% ../nbs/19_cli.ipynb #cea4fb20
 @main.command()
 @click.option("-p", "--parameter", "parameters", nargs=2, multiple=True, metavar="NAME VALUE",
               help="Set a parameter of the job notebook, e.g. -p seed 1 (repeatable). Values are JSON literals or strings.")
@@ -134,6 +139,7 @@ def _load_options(f):
     return click.option("--allow-unsigned", is_flag=True,
                         help="Load a run whose signature is missing or does not check out with this host's key (logs a warning): only a run you trust.")(run)
 
+# %% ../nbs/19_cli.ipynb #8c3c4c80
 def _input_log_options(f):
     "The input log's options, shared by `predict` and `serve`."
     f = click.option("--log-max-mb", type=click.FloatRange(min=0.001), default=1024.0, show_default=True,
@@ -142,6 +148,7 @@ def _input_log_options(f):
     return click.option("--log-inputs", type=click.Path(file_okay=False, path_type=Path), default=None,
                         help="Log scored inputs and outputs as Parquet files in this folder, by date (off by default; see `drift --log`).")(f)
 
+# %% ../nbs/19_cli.ipynb #fce7d060
 @main.command()
 @click.argument("input", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
@@ -192,6 +199,7 @@ def predict(input, output, run_ref, chunk_size, issues_file, allow_errors, polic
         click.echo(f"{summary.failed} row(s) refused: see the 'error' column of {output} (or pass --allow-errors)", err=True)
         raise SystemExit(1)
 
+# %% ../nbs/19_cli.ipynb #aac12636
 def _predict_dask(input, output, run_ref, allow_errors, policy, progress, scheduler, workers, partition_rows, issues_file, log_inputs):
     "`predict --engine dask`: score a file, folder or glob on a Dask cluster into a Parquet dataset."
     from nbprod.cluster import PARTITION_ROWS, dask_client, input_files, score_dataset
@@ -227,6 +235,7 @@ def _given(values: dict, flag_of: dict) -> dict:
     given = lambda flag: flag is not None and ctx.get_parameter_source(flag) not in (None, click.core.ParameterSource.DEFAULT)
     return {k: v for k, v in values.items() if given(flag_of.get(k, k))}
 
+# %% ../nbs/19_cli.ipynb #e55b543c
 @main.command()
 @click.option("--run", "run_ref", default=None, help=_RUN_HELP)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
@@ -279,6 +288,7 @@ def _thresholds(pairs):  # -> drift.Thresholds
     try: return Thresholds(**values)
     except ValidationError as e: raise click.BadParameter("; ".join(f"{err['loc'][0]}: {err['msg']}" for err in e.errors()), param_hint="--threshold") from None
 
+# %% ../nbs/19_cli.ipynb #e205950c
 @main.command()
 @click.argument("inputs", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path), metavar="[INPUT]...")
 @click.option("--run", "run_ref", default=None, help="Run id, folder or alias whose training data is the reference (default: the run promoted to production, else the newest).")
@@ -337,6 +347,7 @@ def drift(inputs, run_ref, log_dir, since, until, thresholds, report, json_file,
 def data():
     "Fingerprint, validate and ingest training data."
 
+# %% ../nbs/19_cli.ipynb #fa2efb86
 _as_of_option = click.option("--as-of", default=None, help="SQL: the rows visible at this time (ISO 8601, UTC).")
 
 @data.command("fingerprint")
@@ -352,6 +363,7 @@ def data_fingerprint(ref, as_of):
     except (*_expected(), ValueError) as e: _fail(e)
     click.echo(f"{fingerprint(df, get_project().schema)}  {DataRef.parse(ref).redacted()}{f' as of {as_of}' if as_of else ''}  ({len(df)} rows × {df.shape[1]} columns)")
 
+# %% ../nbs/19_cli.ipynb #4828fedb
 @data.command("validate")
 @click.argument("ref", metavar="REF")
 @_as_of_option
@@ -367,6 +379,7 @@ def data_validate(ref, as_of):
     except (*_expected(), ValueError) as e: _fail(e)
     click.echo(f"ok: {len(df)} rows × {df.shape[1]} columns fit the schema")
 
+# %% ../nbs/19_cli.ipynb #7c085b8c
 @data.command("draft-schema")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--id", "id_column", required=True, help="The row identifier column.")
@@ -386,6 +399,7 @@ def data_draft_schema(file, id_column, target, task, output, force):
     click.echo(f"drafted {output}: {len(s.features)} features, {len(s.numeric)} numeric and {len(s.categorical)} categorical. "
                "Review it: which missing values mean 'absent' (a category of their own), which numbers are codes, what each column is.")
 
+# %% ../nbs/19_cli.ipynb #c7efff7a
 @data.command("ingest")
 @click.argument("source", metavar="SOURCE")
 @click.option("--into", required=True, help="SQLAlchemy URL of the database, e.g. sqlite:///runs/data.db")
@@ -411,6 +425,7 @@ def runs(ctx, runs_dir):
     "List, show and compare runs."
     ctx.obj = runs_dir  # None: the project's, found by `_pass_runs_dir` when a subcommand runs (not for its --help)
 
+# %% ../nbs/19_cli.ipynb #f111bb26
 def _pass_runs_dir(f):
     "Pass a `runs` subcommand the run store: --runs-dir, else the project's runs/."
     @functools.wraps(f)
@@ -420,9 +435,11 @@ def _pass_runs_dir(f):
         return f(runs_dir or get_settings().runs_dir, *args, **kwargs)
     return run
 
+# %% ../nbs/19_cli.ipynb #ceeeba4d
 def _fmt(v, spec):
     return format(v, spec) if isinstance(v, (int, float)) else ("" if v is None else str(v))
 
+# %% ../nbs/19_cli.ipynb #0a0da6ec
 @runs.command("list")
 @_pass_runs_dir
 def runs_list(runs_dir):
@@ -443,6 +460,7 @@ def runs_list(runs_dir):
     for r in rows:
         if r.problem: click.echo(f"{r.id}: {r.problem}", err=True)
 
+# %% ../nbs/19_cli.ipynb #75baec4c
 @runs.command("clean")
 @click.option("--failed", is_flag=True, help="Also remove failed runs (kept for their executed notebook).")
 @click.option("--yes", is_flag=True, help="Remove them; without it, only list what would be removed.")
@@ -455,6 +473,7 @@ def runs_clean(runs_dir, failed, yes):
     if not gone: click.echo(f"nothing to clean in {runs_dir}")
     elif not yes: click.echo(f"{len(gone)} item(s); run again with --yes to remove them")
 
+# %% ../nbs/19_cli.ipynb #7e87759f
 @runs.command("show")
 @click.argument("run_ref", metavar="RUN", default="latest")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole manifest as JSON.")
@@ -535,6 +554,7 @@ def runs_compare(runs_dir, a, b, level, resamples, seed, allow_different_data, f
     click.echo(str(comparison))
     if report: click.echo(f"report: {comparison_report(comparison, report)}")
 
+# %% ../nbs/19_cli.ipynb #198e9c90
 @runs.command("promote")
 @click.argument("run_ref", metavar="RUN")
 @click.option("--alias", default="production", show_default=True, help="The alias RUN is to hold (production, staging, or any name).")
@@ -557,6 +577,7 @@ def runs_promote(runs_dir, run_ref, alias, reason, force):
 def image():
     "Build the service of a run as a container image (Podman or Docker)."
 
+# %% ../nbs/19_cli.ipynb #f4b5def8
 @image.command("build")
 @click.option("--run", "run_ref", default=None, help="Run id, folder or alias (default: the production run, else the newest).")
 @click.option("--base", default=None, help="Base image (default: python:<the run's Python>-slim).")
@@ -570,6 +591,7 @@ def image_build(run_ref, base, name, engine):
     click.echo(f"built {rec['image']} ({rec['size_bytes'] / 2**20:.0f} MiB) from {rec['base']}@{rec['base_digest']}; "
                f"recorded in the run's {DEPLOYMENTS}")
 
+# %% ../nbs/19_cli.ipynb #b34f40f9
 @image.command("debian-base")
 @click.argument("suite", default="bookworm")
 @click.argument("tag", required=False)

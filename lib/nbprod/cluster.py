@@ -51,6 +51,7 @@ def input_files(
     if len(kinds) > 1: raise ValueError(f"{spec} holds both CSV and Parquet files: score them apart")
     return files
 
+# %% ../nbs/23_cluster.ipynb #f0fe21c9
 def parquet_parts(
     path: Path | str, # A Parquet file
     partition_rows: int = PARTITION_ROWS, # Most rows of a partition
@@ -73,6 +74,7 @@ def output_schema(contract: Contract | dict) -> pa.Schema:
         [pa.field(c.prediction_name, pa.string()), *(pa.field(f"p_{k}", pa.float64()) for k in c.classes)]
     return pa.schema([pa.field(c.id, pa.int64()), *pred, pa.field("error", pa.string())])
 
+# %% ../nbs/23_cluster.ipynb #441a9250
 def read_part(source: tuple) -> pa.Table:
     "One partition as an Arrow table: ('parquet', path, row groups) or ('csv', header, the block's bytes, whether it holds the header, missing-value strings)."
     if source[0] == "parquet":
@@ -85,6 +87,7 @@ def read_part(source: tuple) -> pa.Table:
                            convert_options=pa_csv.ConvertOptions(column_types={c: pa.string() for c in header}, null_values=list(na),
                                                                  strings_can_be_null=True, quoted_strings_can_be_null=True))
 
+# %% ../nbs/23_cluster.ipynb #9761ed09
 PLUGIN = "notebook-template-model" # Name of the worker plugin that holds the model
 ISSUES = "_issues" # Sub-folder of the staging folder where partitions leave their issues
 
@@ -110,6 +113,7 @@ def score_part(
     _write_atomically(table, Path(folder) / f"part-{index:06d}.parquet")
     return BatchSummary().add(scored)
 
+# %% ../nbs/23_cluster.ipynb #7fa6c3b3
 def _write_atomically(table: pa.Table, path: Path):
     tmp = temporary_path(path)  # a retried partition (its worker died) never meets a half-written file
     pq.write_table(table, tmp)
@@ -126,6 +130,7 @@ def worker_problems(env: dict[str, str] = WORKER_ENV) -> list[str]:
     out += [f"{p['internal_api']} runs {p['num_threads']} threads, not 1" for p in threadpool_info() if p["num_threads"] != 1]
     return out
 
+# %% ../nbs/23_cluster.ipynb #318df78d
 try:
     from distributed import Nanny, WorkerPlugin
 except ImportError:  # Dask is not installed: the cluster cannot be used, the rest of the package can
@@ -145,12 +150,14 @@ class ModelPlugin(WorkerPlugin):
         keep_heap()  # partitions' blocks of rows reuse freed memory
         self.predictor = Predictor.load(self.run_dir, self.policy)
 
+# %% ../nbs/23_cluster.ipynb #bf1e596c
 class KernelNanny(Nanny):
     "Dask's nanny, starting its worker with the training kernel's environment (Dask's own would replace a hash seed of 0 with its own)."
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.pre_spawn_env.update(WORKER_ENV); self.env.update(WORKER_ENV)
 
+# %% ../nbs/23_cluster.ipynb #5fb02876
 @contextmanager
 def dask_client(
     scheduler: str | None = None, # Address of a running Dask scheduler (tcp://host:8786); None: a local cluster on this machine
@@ -225,6 +232,7 @@ def score_dataset(
         raise
     return summary
 
+# %% ../nbs/23_cluster.ipynb #677853a2
 def _gather_issues(folder: Path, rows: list[int], path: Path, id_name: str):
     "The partitions' issues in partition order, rows renumbered by the rows before them, written (not yet in place) to `path`: the writer, to commit."
     import pyarrow.compute as pc

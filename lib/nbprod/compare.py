@@ -106,6 +106,7 @@ def _scorer(table: pd.DataFrame, target: str, metric: str, evaluate: Callable, t
         return lambda idx: float(evaluate(actual[idx], predicted[idx], proba[idx], classes)[metric])
     return lambda idx: float(evaluate(actual[idx], predicted[idx])[metric])
 
+# %% ../nbs/20_compare.ipynb #1e4ea83b
 def _two_runs(run_a, run_b, metric: Metric | None, evaluate: Callable | None):
     "(project, metric, evaluate, run A, run B, their manifests) with the project's defaults, refusing a metric that points nowhere."
     project = get_project()
@@ -114,6 +115,7 @@ def _two_runs(run_a, run_b, metric: Metric | None, evaluate: Callable | None):
     run_a, run_b = Path(run_a), Path(run_b)
     return project, metric, evaluate, run_a, run_b, Manifest.read(run_a / MANIFEST), Manifest.read(run_b / MANIFEST)
 
+# %% ../nbs/20_compare.ipynb #2d090540
 def compare_runs(
     run_a: Path | str, # The reference run (the one in production, say)
     run_b: Path | str, # The candidate
@@ -146,7 +148,6 @@ def compare_runs(
     result = compare_scores(sa, sb, len(shared), metric.higher_is_better, level, resamples, seed)
     return Comparison(a=run_a.name, b=run_b.name, metric=metric.name, higher_is_better=metric.higher_is_better, rows=len(shared),
                       value_a=sa(everything), value_b=sb(everything), **result)
-
 
 # %% ../nbs/20_compare.ipynb #1ac2aa42
 def compare_runs_cv(
@@ -258,9 +259,11 @@ class Promotion(BaseModel):
     comparison: Comparison | None # The paired comparison with the previous holder
     contract_changes: list[str] # How the input contract changed from the previous holder's
 
+# %% ../nbs/20_compare.ipynb #52cbc9bf
 class PromotionRefused(ValueError):
     "The gate objects to a promotion; `force` (with a reason) overrides it."
 
+# %% ../nbs/20_compare.ipynb #61855108
 def promotions(runs_dir: Path | str) -> list[Promotion]:
     "Every change of an alias in the store, oldest first."
     path = Path(runs_dir) / PROMOTIONS
@@ -274,6 +277,7 @@ def promotions(runs_dir: Path | str) -> list[Promotion]:
                                 "file aside to start a new log") from None
     return out
 
+# %% ../nbs/20_compare.ipynb #a836c445
 PROMOTE_LOCK = ".promote.lock" # In the run store: held while a promotion moves an alias
 
 def promote(

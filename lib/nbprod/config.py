@@ -20,6 +20,7 @@ def _is_project_root(d: Path, name: str) -> bool:
     p = d / "pyproject.toml"
     return p.is_file() and f'name = "{name}"' in p.read_text(encoding="utf-8")
 
+# %% ../nbs/00_config.ipynb #f12d2b36
 def find_project_root(
     start: Path | str | None = None, # Folder to search upwards from; defaults to this package's folder, then the working directory
 ) -> Path:
@@ -74,6 +75,7 @@ class Settings:
         p = Path(p).expanduser()
         return p if p.is_absolute() else (self.root / p).resolve()
 
+# %% ../nbs/00_config.ipynb #933ddc87
 def get_settings() -> Settings:
     "Settings for the project this package belongs to."
     return Settings(root=find_project_root())

@@ -141,6 +141,7 @@ def _values_at(s, idx: np.ndarray) -> np.ndarray:
     if isinstance(s, pd.Series): return s.to_numpy(dtype=object)[idx]
     return np.array(s.take(pa.array(idx)).to_pylist() if len(idx) else [], dtype=object)
 
+# %% ../nbs/07_contract.ipynb #d989f3ba
 def _issue(parts, mask, s, name, message, level, show_value_=True):
     "One issue per row of `mask`; the values of `s` (a Series or an Arrow array) are looked at only where shown or needed by `message`."
     idx = np.flatnonzero(mask)
@@ -165,6 +166,7 @@ def _types(s: pd.Series) -> pd.Series | None:
     "Python type of each value, for object columns (None when pandas typed the column already)."
     return s.map(type) if s.dtype == object else None
 
+# %% ../nbs/07_contract.ipynb #42a4b465
 def _unusable(s: pd.Series) -> bool:
     "Whether a typed column holds values that are neither numbers, text nor booleans (times, dates, durations, bytes)."
     return s.dtype != object and not (pd.api.types.is_numeric_dtype(s.dtype) or pd.api.types.is_string_dtype(s.dtype)
@@ -189,6 +191,7 @@ def _number_types(s, f, parts):
     _issue(parts, bad_type, s, f.name, lambda v: f"expected a number, got {type(v).__name__}", "error")
     return s.where(~bad_type, None), bad_type
 
+# %% ../nbs/07_contract.ipynb #1fceb97d
 def _plain_numbers(s, t, missing):
     "The column with every string that is not a plain number (`NUMBER_RE`, at most `NUMBER_MAX_CHARS`) as None."
     is_str = (t.map(lambda k: issubclass(k, str)).to_numpy(dtype=bool) if t is not None else np.ones(len(s), bool)) & ~missing
@@ -229,12 +232,14 @@ def _check_numeric(s, f, parts):
 # %% ../nbs/07_contract.ipynb #24f53ebb
 def _is_na(v) -> bool: return v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and v != v)
 
+# %% ../nbs/07_contract.ipynb #3f910a3a
 def _as_category(v):
     "A value as a category: a string as it is, a real number as its digits (`20.0` is `'20'`); None for anything else."
     if isinstance(v, str): return v
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real): return None
     return str(int(v)) if float(v).is_integer() else str(v)
 
+# %% ../nbs/07_contract.ipynb #9cc26c1a
 def unseen_message(shown: str) -> str:
     "The warning of a category training never saw, `shown` as `show_value` shows it."
     return f"category {shown} was not seen in training: scored as an unknown/infrequent category"
@@ -274,6 +279,7 @@ def _id_of_float(v) -> int | None:
     "A float's exact integer value, or None when it has a fraction or is beyond 2**53 (where floats are no longer exact)."
     return int(v) if float(v).is_integer() and abs(v) <= 2**53 else None
 
+# %% ../nbs/07_contract.ipynb #401a25af
 def _id_of_text(v: str) -> int | None:
     "The integer a string writes (digits, or a plain number with no fraction within 2**53), or None."
     if _INTEGER.fullmatch(v.strip()): return int(v)
@@ -316,6 +322,7 @@ def _check_ids(columns: pd.DataFrame, contract: Contract, parts) -> tuple[pd.arr
     _issue(parts, bad, s, contract.id, ID_EXPECTED, "error")
     return ids, bad
 
+# %% ../nbs/07_contract.ipynb #c92f8e39
 def _check_extra(columns: pd.DataFrame, contract: Contract, ignore, parts):
     "A warning for each value of a column that is no field, no id and not ignored."
     names = {f.name for f in contract.fields} | {contract.id, *ignore}
@@ -398,6 +405,7 @@ def _as_arrays(cols: dict[str, list], fields, n: int, codes) -> dict[str, np.nda
         arrays.update(zip(names, block))
     return {f.name: arrays[f.name] for f in fields}
 
+# %% ../nbs/07_contract.ipynb #c752b221
 def _id_array(ids: list) -> pd.arrays.IntegerArray:
     return pd.arrays.IntegerArray(np.array([0 if i is None else i for i in ids], dtype=np.int64), np.array([i is None for i in ids], dtype=bool))
 
@@ -446,12 +454,14 @@ def check_records(
 # %% ../nbs/07_contract.ipynb #6c5128fc
 def _is_text(t) -> bool: return pa.types.is_string(t) or pa.types.is_large_string(t)
 
+# %% ../nbs/07_contract.ipynb #01967bea
 def _present(arr) -> np.ndarray:
     "Where an Arrow column holds a value: not null, and for text not empty (an empty string counts as missing, as in `check_rows`)."
     present = pc.is_valid(arr)
     if _is_text(arr.type): present = pc.and_(present, pc.not_equal(arr, "").fill_null(False))
     return present.to_numpy(zero_copy_only=False).astype(bool, copy=False) if len(arr) else np.zeros(0, bool)
 
+# %% ../nbs/07_contract.ipynb #c201ca90
 def _numbers(arr) -> np.ndarray | None:
     "A text column as float64 (NaN where missing), when every value is a plain, finite number within range; else None."
     if len(arr) and _is_text(arr.type) and (pc.max(pc.utf8_length(arr)).as_py() or 0) > NUMBER_MAX_CHARS: return None  # see `parse_number`
@@ -467,6 +477,7 @@ def _table_numeric(arr, f, parts):
     if vals is None: return _check_numeric(arr.to_pandas(), f, parts)
     return vals, _check_missing(np.isnan(vals), arr, f, parts)
 
+# %% ../nbs/07_contract.ipynb #79bf09d3
 def _table_categorical(arr, f, parts, categories: pd.Index):
     "(codes into `categories`: -1 missing, len(categories) unseen; mask refused) for a categorical column of a table."
     if not (_is_text(arr.type) or pa.types.is_null(arr.type)):  # numbers or other types: value by value

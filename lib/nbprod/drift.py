@@ -49,6 +49,7 @@ class ColumnProfile(BaseModel):
     @property
     def missing_rate(self) -> float: return self.missing / self.rows if self.rows else 0.0
 
+# %% ../nbs/22_drift.ipynb #39b0ad3d
 def profile_column(
     name: str, # The column's name
     kind: str, # "numeric" or "categorical"
@@ -102,6 +103,7 @@ class Profile(BaseModel):
         rows = [(c.name, c.kind, round(c.missing_rate, 4), spread(c)) for c in [*self.columns, self.prediction]]
         return pd.DataFrame(rows, columns=["column", "kind", "missing", "values"]).set_index("column")
 
+# %% ../nbs/22_drift.ipynb #9b2a6d22
 def reference_profile(
     train: pd.DataFrame, # The canonical training rows
     predictions, # The predictions on the held-out rows
@@ -147,6 +149,7 @@ class ColumnTally:
     @property
     def present(self) -> int: return self.rows - self.missing
 
+# %% ../nbs/22_drift.ipynb #6fa941d0
 class Tally:
     "Counts of current data on a profile: every column and the predictions, added chunk by chunk."
     def __init__(self, profile: Profile):
@@ -180,6 +183,7 @@ def psi(
     r, c = np.maximum(r / r.sum(), PSI_FLOOR), np.maximum(c / c.sum(), PSI_FLOOR)
     return float(np.sum((c - r) * np.log(c / r)))
 
+# %% ../nbs/22_drift.ipynb #054d718f
 def ks_distance(
     cdf, # The reference's cumulative distribution at its points
     at_or_below, # Current values at or below each point
@@ -202,6 +206,7 @@ class Thresholds(BaseModel):
     missing: float = Field(0.1, ge=0, le=1) # The missing rate changed by at least this much (0.1: ten percentage points)
     unseen: float = Field(0.05, ge=0, le=1) # At least this share of present values are categories training never saw
 
+# %% ../nbs/22_drift.ipynb #1e2ea831
 class ColumnDrift(BaseModel):
     "How one column (or the prediction) compares with its reference, and why it is flagged, if it is."
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -222,6 +227,7 @@ class ColumnDrift(BaseModel):
     @property
     def flagged(self) -> bool: return bool(self.reasons)
 
+# %% ../nbs/22_drift.ipynb #a992a916
 MIN_EXPECTED = 5 # Categories seen fewer times in training are pooled for the chi-squared test
 
 def column_drift(
@@ -299,6 +305,7 @@ class DriftReport(BaseModel):
         lines.append(f"drift: {n} of {len(self.columns) + 1} flagged" if n else f"no drift: none of {len(self.columns)} columns nor the prediction is flagged")
         return "\n".join(lines)
 
+# %% ../nbs/22_drift.ipynb #1c737e13
 def drift_report(
     tally: Tally, # Current counts
     thresholds: Thresholds | None = None, # When a column counts as drifted (default: `Thresholds()`)
@@ -327,6 +334,7 @@ def _bars(ref: ColumnProfile, c: ColumnDrift, top: int = 12) -> tuple[list[str],
     ref_all, cur_all = max(ref.rows, 1), max(c.rows, 1)
     return labels + ["missing"], np.r_[r[:len(labels)], ref.missing] / ref_all, np.r_[k[:len(labels)], c.missing_current * c.rows] / cur_all
 
+# %% ../nbs/22_drift.ipynb #6642c994
 def drift_html(
     report: DriftReport, # A comparison made by `drift_report`
     profile: Profile, # The reference it was made against
@@ -382,6 +390,7 @@ def read_profile(
                                 f"train it again (`reproduce {run_dir.name}` does, with the same data and parameters)")
     return Profile.of(read_json(verify_artifact(run_dir, PROFILE, manifest)))
 
+# %% ../nbs/22_drift.ipynb #b20b5425
 def tally_files(
     tally: Tally, # Counts to add to
     predictor: Predictor, # The run's model: scores the rows for the prediction's counts
@@ -402,6 +411,7 @@ def tally_files(
                 bar.update(chunk.num_rows)
     return tally
 
+# %% ../nbs/22_drift.ipynb #cba9f4ab
 def tally_log(
     tally: Tally, # Counts to add to
     folder: Path | str, # The input log's folder

@@ -32,6 +32,7 @@ def shaping_packages() -> tuple[str, ...]:
     "This library and the libraries whose versions must match to load a model."
     return (LIBRARY, *SHAPING_LIBRARIES)
 
+# %% ../nbs/08_environment.ipynb #74fd572f
 def key_packages() -> tuple[str, ...]:
     "The project, the shaping libraries and the tools: the packages a run records by name."
     return (get_project().name, *shaping_packages(), *TOOL_PACKAGES)
@@ -42,10 +43,12 @@ NUMERIC_ENV_VARS = ("PYTHONHASHSEED", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
 # %% ../nbs/08_environment.ipynb #95bc8ec3
 def _norm(name: str) -> str: return name.lower().replace("_", "-").replace(".", "-")
 
+# %% ../nbs/08_environment.ipynb #6c1edaca
 def distributions() -> dict[str, str]:
     "Every installed distribution, normalised name -> version."
     return dict(sorted((_norm(d.metadata["Name"]), d.version) for d in metadata.distributions() if d.metadata["Name"]))
 
+# %% ../nbs/08_environment.ipynb #d88884b3
 def package_versions(names=None) -> dict[str, str | None]:
     """Installed version of each named distribution (None where it is not installed); by default the key packages. Each is
     looked up by name, not among every installed distribution: loading a run asks this, and reading all metadata takes 0.3 s."""
@@ -67,10 +70,12 @@ def lock_pins(lock: Path | str) -> dict[str, str]:
         pins[_norm(name.split("[")[0])] = version.strip()
     return pins
 
+# %% ../nbs/08_environment.ipynb #49e49661
 def lock_name(lock: Path | str) -> str:
     "A lock file's name with its Python's folder: `3.12/dev.lock`."
     return f"{Path(lock).parent.name}/{Path(lock).name}"
 
+# %% ../nbs/08_environment.ipynb #225df6a4
 def lock_mismatches(lock: Path | str, installed: dict[str, str] | None = None) -> list[str]:
     "Where the installed distributions depart from a lock file, one sentence each."
     installed = installed if installed is not None else distributions()

@@ -35,6 +35,7 @@ __all__ = ['log', 'Columns', 'MAX_LEAVES', 'BLOCK_ROWS', 'NotCompilable', 'categ
 class NotCompilable(TypeError):
     "The pipeline has a step that `compile_pipeline` does not handle."
 
+# %% ../nbs/17_fastpath.ipynb #975615d0
 Columns = Mapping[str, np.ndarray] # Column name -> 1-D array: float64 for numbers; for categories object (str or NaN) or codes (see `category_codes`)
 
 def category_codes(
@@ -47,7 +48,6 @@ def category_codes(
     codes[(codes < 0) & ~missing] = len(categories)
     codes[missing] = -1
     return codes
-
 
 # %% ../nbs/17_fastpath.ipynb #bb98fe2f
 def _block_step(est) -> Callable[[np.ndarray], np.ndarray]:
@@ -109,6 +109,7 @@ def _numba():
         return None
     return numba
 
+# %% ../nbs/17_fastpath.ipynb #3631b31c
 @functools.cache
 def _compiled(f: Callable) -> Callable | None:
     "`f` compiled by Numba (kept on disk where the package's folder or the user's cache is writable), or None without Numba."
@@ -117,13 +118,13 @@ def _compiled(f: Callable) -> Callable | None:
     try: return numba.njit(nogil=True, cache=True)(f)
     except RuntimeError: return numba.njit(nogil=True)(f)  # nowhere to keep the compiled code: compile in every process
 
+# %% ../nbs/17_fastpath.ipynb #910bd2f3
 def _fill_one_hot(lut, codes, out):
     "out[i, lut[j, codes[i, j]]] = 1 for each row i and column j whose code has an output column (-1: none; codes from -1 to K). Compiled by Numba."
     for i in range(codes.shape[0]):
         for j in range(codes.shape[1]):
             c = lut[j, codes[i, j]]  # a code of -1 (missing) reads the table's last entry, as NumPy's indexing does
             if c >= 0: out[i, c] = 1.0
-
 
 # %% ../nbs/17_fastpath.ipynb #3813d812
 _UNSEEN = "\x00unseen category\x00"
@@ -247,6 +248,7 @@ def _quickscore_tables(trees: Sequence[tuple[np.ndarray, ...]]) -> tuple[np.ndar
         values[k, :len(leaves)] = leaves
     return features, thresholds, nan_right, masks, values, _LOWEST_BIT
 
+# %% ../nbs/17_fastpath.ipynb #e235dc11
 def _quickscore(XT, features, thresholds, nan_right, masks, values, lowest, out):
     "Add every tree's leaf value for every row to `out`; XT: the matrix in column order (a row per feature). Compiled by Numba."
     n = XT.shape[1]
@@ -266,12 +268,14 @@ def _quickscore(XT, features, thresholds, nan_right, masks, values, lowest, out)
                 leaf += 8
             out[i] += values[k, leaf + lowest[a & 255]]
 
+# %% ../nbs/17_fastpath.ipynb #84d8cb03
 def _sklearn_trees(est, k: int = 0) -> list[tuple[np.ndarray, ...]]:
     """The trees of a fitted `GradientBoostingRegressor` or `...Classifier` that make its raw prediction `k` (a class's, for more than two
     classes), as `_quickscore_tables` takes them: leaf values times the learning rate, missing values right."""
     return [(t.children_left, t.children_right, t.feature, t.threshold, np.zeros(t.node_count, bool), est.learning_rate * t.value[:, 0, 0])
             for t in (e.tree_ for e in est.estimators_[:, k])]  # the product scikit-learn makes, and its test: a missing value is not <= anything
 
+# %% ../nbs/17_fastpath.ipynb #23d86021
 def _histogram_trees(est, k: int = 0) -> list[tuple[np.ndarray, ...]] | None:
     """The trees of a fitted histogram gradient boosting model (`HistGradientBoostingRegressor` or `...Classifier`) that make its raw
     prediction `k` (a class's, for more than two classes), as `_quickscore_tables` takes them; None if a tree splits on categories."""
@@ -282,7 +286,6 @@ def _histogram_trees(est, k: int = 0) -> list[tuple[np.ndarray, ...]] | None:
         out.append((np.where(leaf, -1, nodes["left"].astype(np.intp)), np.where(leaf, -1, nodes["right"].astype(np.intp)), nodes["feature_idx"],
                     nodes["num_threshold"], nodes["missing_go_to_left"].astype(bool), nodes["value"]))
     return out
-
 
 # %% ../nbs/17_fastpath.ipynb #dcc55120
 def _kernel_sums(
@@ -303,6 +306,7 @@ def _kernel_sums(
         return raw
     return sums
 
+# %% ../nbs/17_fastpath.ipynb #04253e4e
 def _histogram_raw(est) -> tuple[type, Callable[[np.ndarray], np.ndarray], str]:
     """(dtype, `raw(matrix)`, memory order) for a fitted histogram gradient boosting model: its raw predictions, a column per tree of an
     iteration (one, or one per class), as its `_raw_predict` computes them: the baseline, then each tree's values in turn."""
@@ -319,7 +323,6 @@ def _histogram_raw(est) -> tuple[type, Callable[[np.ndarray], np.ndarray], str]:
             for k, tree in enumerate(iteration): raw[:, k] += tree.predict(X, known, f_idx, threads)
         return raw
     return np.float64, histogram_trees, "C"
-
 
 # %% ../nbs/17_fastpath.ipynb #659ae907
 def _gradient_boosting_raw(est) -> tuple[type, Callable[[np.ndarray], np.ndarray], str] | None:

@@ -48,6 +48,7 @@ def _same(a: Path, b: Path) -> bool:
     except OSError: pass
     return a.resolve() == b.resolve()
 
+# %% ../nbs/06_files.ipynb #0efc7d5f
 def check_outputs(
     inputs: Mapping[str, Path | str], # What the command reads, by what to call it (e.g. {"the input": "data.csv"})
     outputs: Mapping[str, Path | str | None], # What it writes, by what to call it (e.g. {"the output (-o)": "scores.csv"}); None: not written

@@ -52,6 +52,7 @@ def _sh(*cmd, **kw) -> subprocess.CompletedProcess:
     if r.returncode: raise ImageError(f"{' '.join(map(str, cmd[:3]))} ... failed ({r.returncode}):\n{(r.stderr or r.stdout)[-3000:]}")
     return r
 
+# %% ../nbs/25_image.ipynb #6435a571
 def base_digest(engine: str, base: str) -> str:
     "The base image's digest, pulling it first if it is not here."
     fmt = "{{.Digest}}" if "podman" in engine else "{{index .RepoDigests 0}}"
@@ -163,6 +164,7 @@ def _secret_key() -> tuple[str, str | None]:
     os.write(fd, os.environ[SIGNING_KEY_ENV].encode()); os.close(fd)
     return made, made
 
+# %% ../nbs/25_image.ipynb #99e4b286
 def _pip_cert() -> str | None:
     "The CA bundle pip trusts here (`PIP_CERT`, `REQUESTS_CA_BUNDLE` or `SSL_CERT_FILE`), handed to the build as a secret."
     return next((c for c in (os.environ.get(v) for v in ("PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")) if c and Path(c).is_file()), None)

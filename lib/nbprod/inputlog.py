@@ -28,8 +28,8 @@ from .predict import Scored
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'LOGGED_AT', 'RUN_ID', 'ERROR', 'PART_GLOB', 'POLL_SECONDS', 'log_schema', 'log_rows', 'InputLog', 'log_files',
-           'read_log']
+__all__ = ['log', 'LOGGED_AT', 'RUN_ID', 'ERROR', 'PART_GLOB', 'POLL_SECONDS', 'log_schema', 'log_rows', 'write_part',
+           'remove_oldest', 'InputLog', 'log_files', 'read_log']
 
 # %% ../nbs/21_inputlog.ipynb #c0b28262
 LOGGED_AT, RUN_ID, ERROR = "logged_at", "run_id", "error" # Columns the log adds to the id, the fields and the prediction
@@ -60,6 +60,7 @@ def _field_values(values: list, numeric: bool) -> pa.Array:
         return pa.array(out, pa.float64(), from_pandas=True)
     return pa.array([c if isinstance(c := parse_category(v)[0], str) else None for v in values], pa.string())
 
+# %% ../nbs/21_inputlog.ipynb #cd3a9607
 def _column_values(col: pa.ChunkedArray | None, n: int, numeric: bool) -> pa.Array:
     "A column of a batch read by Arrow as one log column; text that is not a number is missing."
     if col is None: return pa.nulls(n, pa.float64() if numeric else pa.string())
@@ -71,6 +72,7 @@ def _column_values(col: pa.ChunkedArray | None, n: int, numeric: bool) -> pa.Arr
     if pa.types.is_string(col.type) or pa.types.is_large_string(col.type): return pc.cast(col, pa.string()).combine_chunks()
     return _field_values(col.to_pylist(), numeric=False)
 
+# %% ../nbs/21_inputlog.ipynb #8f575f40
 def log_rows(
     schema: pa.Schema, # The log's columns (see `log_schema`)
     contract: Contract, # The model's input contract
@@ -108,10 +110,52 @@ def log_rows(
             i += 1
     return pa.concat_tables(parts) if parts else schema.empty_table()
 
-# %% ../nbs/21_inputlog.ipynb #0be18f68
+# %% ../nbs/21_inputlog.ipynb #ba1e45b1
 PART_GLOB = "date=*/part-*.parquet" # The log's files, under its folder
+
+def write_part(
+    folder: Path, # The log's folder
+    day: str, # The date of its rows, YYYY-MM-DD
+    table: pa.Table, # The rows (see `log_rows`)
+    seq: int, # This writer's count of files, in the file's name
+) -> Path:
+    "Write one file of the log, under a temporary name first: a reader never sees half of it. Raises OSError (nothing is left behind)."
+    d = folder / f"date={day}"
+    path = d / f"part-{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{os.getpid()}-{seq:06d}.parquet"
+    tmp = temporary_path(path)
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+# %% ../nbs/21_inputlog.ipynb #4bfb0dc0
+def remove_oldest(
+    folder: Path, # The log's folder
+    max_bytes: int, # Largest total size of its files
+) -> int:
+    "Remove the log's oldest files until the rest take at most `max_bytes` (the newest is always kept); how many were removed."
+    files = sorted(folder.glob(PART_GLOB), key=lambda p: (p.parent.name, p.name))
+    sizes = {}
+    for p in files:
+        try: sizes[p] = p.stat().st_size
+        except FileNotFoundError: pass  # removed by another process logging to the same folder
+    total, removed = sum(sizes.values()), 0
+    for p in list(sizes)[:-1]:  # oldest first
+        if total <= max_bytes: break
+        p.unlink(missing_ok=True)
+        total, removed = total - sizes[p], removed + 1
+        try: p.parent.rmdir()  # a date with no file left
+        except OSError: pass
+    return removed
+
+# %% ../nbs/21_inputlog.ipynb #836a399b
 POLL_SECONDS = 0.25 # How often the writer looks for new entries
 
+# %% ../nbs/21_inputlog.ipynb #0be18f68
 class InputLog:
     "Scored inputs and outputs, appended by a background thread to Parquet files under `folder/date=YYYY-MM-DD/`; the oldest files removed beyond `max_bytes`."
     def __init__(
@@ -178,34 +222,15 @@ class InputLog:
                 with self._lock: self.failed_rows += rows
                 log.warning("input log: could not convert %d row(s) (%s: %s)", rows, type(e).__name__, e)
                 continue
-            d = self.folder / f"date={day}"
-            path = d / f"part-{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{os.getpid()}-{next(self._seq):06d}.parquet"
-            tmp = temporary_path(path)
             try:
-                d.mkdir(parents=True, exist_ok=True)
-                pq.write_table(table, tmp)
-                os.replace(tmp, path)
+                write_part(self.folder, day, table, next(self._seq))
                 with self._lock: self.written_rows += rows
             except OSError as e:  # a full disk, a permission: the rows are lost, counted and said, the service goes on
-                tmp.unlink(missing_ok=True)
                 with self._lock: self.failed_rows += rows
-                log.warning("input log: could not write %d row(s) to %s (%s)", rows, d, e.strerror or e)
-        if buffer: self._enforce_bound()
-
-    def _enforce_bound(self):
-        files = sorted(self.folder.glob(PART_GLOB), key=lambda p: (p.parent.name, p.name))
-        sizes = {}
-        for p in files:
-            try: sizes[p] = p.stat().st_size
-            except FileNotFoundError: pass  # removed by another process logging to the same folder
-        total = sum(sizes.values())
-        for p in list(sizes)[:-1]:  # oldest first; the newest is always kept
-            if total <= self.max_bytes: break
-            p.unlink(missing_ok=True)
-            total -= sizes[p]
-            with self._lock: self.removed_files += 1
-            try: p.parent.rmdir()  # a date with no file left
-            except OSError: pass
+                log.warning("input log: could not write %d row(s) to %s (%s)", rows, self.folder / f"date={day}", e.strerror or e)
+        if buffer:
+            removed = remove_oldest(self.folder, self.max_bytes)
+            with self._lock: self.removed_files += removed
 
     def close(
         self,
@@ -244,6 +269,7 @@ def log_files(
     return [p for p in sorted(folder.glob(PART_GLOB), key=lambda p: (p.parent.name, p.name))
             if (d := day(p)) is not None and (since is None or d >= since) and (until is None or d <= until)]
 
+# %% ../nbs/21_inputlog.ipynb #c3d92c4b
 def read_log(
     folder: Path | str, # The input log's folder
     since: date | None = None, # The first day to read (UTC)

@@ -27,6 +27,7 @@ __all__ = ['SIGNATURE', 'SIGNING_KEY_ENV', 'SIGNING_KEY_FILE_ENV', 'log', 'MIN_K
 class IntegrityError(RuntimeError):
     "A run's file does not match the sha256 its manifest recorded."
 
+# %% ../nbs/09_integrity.ipynb #cf70c6c6
 def verify_artifact(run_dir: Path | str, name: str, manifest: Manifest) -> Path:
     "The path of artifact `name`, after checking its sha256 against the manifest; raises `IntegrityError`."
     p = Path(run_dir) / name
@@ -47,11 +48,13 @@ log = logging.getLogger(__name__)
 class SignatureError(IntegrityError):
     "A run's manifest is unsigned, signed with another key, or not what was signed."
 
+# %% ../nbs/09_integrity.ipynb #37b94035
 def signing_key_path() -> Path:
     "The key file: `$RUN_SIGNING_KEY_FILE`, else `<config home>/<project>/signing.key`."
     if p := os.environ.get(SIGNING_KEY_FILE_ENV): return Path(p)
     return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / get_project().name / "signing.key"
 
+# %% ../nbs/09_integrity.ipynb #892a14bc
 MIN_KEY_BYTES = 32 # A shorter key can be guessed: refused for signing and for checking (a new key is 32 random bytes, as 64 hex digits)
 
 def _strong(key: bytes, where: str) -> bytes:
@@ -62,12 +65,14 @@ def _strong(key: bytes, where: str) -> bytes:
                              "in a file of mode 600), then retrain, or re-sign the runs you trust")
     return key
 
+# %% ../nbs/09_integrity.ipynb #25e5ab81
 def _private(p: Path, st: os.stat_result) -> None:
     "SignatureError when other users may read or change the key file (or its group may change it): whoever reads it can sign runs."
     if os.name == "posix" and st.st_mode & 0o027:  # group write, or any access by others
         raise SignatureError(f"the run signing key {p} can be read or changed by other users (mode {st.st_mode & 0o777:03o}): whoever reads it "
                              f"can sign runs. chmod 600 {p} (640 to share it with the group of a service)")
 
+# %% ../nbs/09_integrity.ipynb #4df1088f
 def _create_key(p: Path) -> None:
     "Write a new random key at `p`, atomically: another process sees no key, or the whole key, never an empty file."
     p.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -80,6 +85,7 @@ def _create_key(p: Path) -> None:
     except FileExistsError: pass
     finally: os.unlink(tmp)
 
+# %% ../nbs/09_integrity.ipynb #eb183e91
 def signing_key(create: bool = False) -> bytes | None:
     """The signing key (`$RUN_SIGNING_KEY`, else the key file); with `create`, a new random key file when there is none. A key too
     short to be secret, or a file others may read, raises SignatureError."""
@@ -93,12 +99,15 @@ def signing_key(create: bool = False) -> bytes | None:
     _private(p, st)
     return _strong(key, str(p))
 
+# %% ../nbs/09_integrity.ipynb #43afe262
 def _mac(key: bytes, manifest: Manifest) -> str:
     body = json.dumps(manifest.to_json(), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
     return hmac.new(key, body, hashlib.sha256).hexdigest()
 
+# %% ../nbs/09_integrity.ipynb #db0544f4
 def key_id(key: bytes) -> str: return hashlib.sha256(b"key id:" + key).hexdigest()[:12]
 
+# %% ../nbs/09_integrity.ipynb #b34ee599
 def sign_manifest(
     run_dir: Path | str, # The run's folder
     manifest: Manifest, # Its final manifest (as written)
@@ -109,11 +118,13 @@ def sign_manifest(
     sig = json.dumps({"algorithm": "hmac-sha256", "key_id": key_id(key), "mac": _mac(key, manifest)}) + "\n"
     return atomic_write(Path(run_dir) / SIGNATURE, lambda p: p.write_text(sig))
 
+# %% ../nbs/09_integrity.ipynb #e020a979
 def misnamed(run_dir: Path | str, manifest: Manifest) -> str | None:
     "Why a run's folder is not the run its manifest describes (a copy or a rename), or None: a run's identity is its signed manifest."
     name = Path(run_dir).name
     return None if manifest.run_id == name else f"its manifest is of run {manifest.run_id}: a copy of that run under another name"
 
+# %% ../nbs/09_integrity.ipynb #d58878a6
 def check_signature(
     run_dir: Path | str, # The run's folder
     manifest: Manifest, # Its manifest, as read

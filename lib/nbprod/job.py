@@ -39,10 +39,12 @@ __all__ = ['RUNNER_PARAMETERS', 'KERNEL_LOG', 'SAME', 'CLOSE', 'DIFFERS', 'NOTE'
 class JobError(RuntimeError):
     "The training job could not be started, or failed."
 
+# %% ../nbs/13_job.ipynb #e5f12560
 class UnknownParameterError(JobError, KeyError):
     "A parameter the job notebook does not declare."
     def __str__(self): return self.args[0]
 
+# %% ../nbs/13_job.ipynb #c40967f1
 RUNNER_PARAMETERS = ("run_dir",) # Parameters that the runner sets itself
 
 def job_parameters(
@@ -62,11 +64,13 @@ def job_parameters(
         out[node.targets[0].id] = ast.literal_eval(node.value)
     return out
 
+# %% ../nbs/13_job.ipynb #943acc5d
 def parse_value(text: str) -> Any:
     "A command-line parameter value: a JSON literal (`3`, `0.5`, `true`, `null`) or else the string itself."
     try: return json.loads(text)
     except json.JSONDecodeError: return text
 
+# %% ../nbs/13_job.ipynb #dddeeb3d
 def check_parameters(
     given: dict[str, Any], # Parameters to inject
     declared: dict[str, Any], # What the notebook declares (see `job_parameters`)
@@ -127,6 +131,7 @@ def _unwritable(staged: Path, e: OSError) -> JobError:
     return JobError(f"cannot write run {staged.name} ({e.strerror or e}{f': {e.filename}' if e.filename else ''}); "
                     f"what was written is kept in {fail_run(staged)}")
 
+# %% ../nbs/13_job.ipynb #354af328
 def _clean_ipython_dir(parent: Path) -> str:
     "An empty IPython profile for the job's kernel: no startup scripts or extensions of the user's, no history file written."
     d = parent / "ipython"
@@ -134,6 +139,7 @@ def _clean_ipython_dir(parent: Path) -> str:
     (d / "profile_default" / "ipython_kernel_config.py").write_text("c.HistoryManager.hist_file = ':memory:'\n")
     return str(d)
 
+# %% ../nbs/13_job.ipynb #04e27c6c
 @contextmanager
 def _environ(**values):
     old = {k: os.environ.get(k) for k in values}
@@ -143,7 +149,6 @@ def _environ(**values):
         for k, v in old.items():
             if v is None: os.environ.pop(k, None)
             else: os.environ[k] = v
-
 
 # %% ../nbs/13_job.ipynb #73222574
 def _running_cell(notebook: Path) -> str:
@@ -222,6 +227,7 @@ class Check:
     status: str # SAME, CLOSE (within the tolerance), DIFFERS, NOTE (differs, but the verdict does not rest on it) or SKIPPED
     detail: str = "" # The values, or what differs and why
 
+# %% ../nbs/13_job.ipynb #9c6de155
 @dataclass
 class Verdict:
     "The outcome of `reproduce`: the checks, the differences of environment that may explain them, the tier."
@@ -309,6 +315,7 @@ def _compare_predictions(name: str, run: Path, other: Path, rows: str, rtol: flo
               f"({ids} {a[ids].iloc[i // len(cols)]}: {float(x[i])!r} in the run, {float(y[i])!r} in {other.name})")
     return Check(name, CLOSE, detail + f", within {rtol:g}") if rel[i] <= rtol else Check(name, DIFFERS, detail + f", beyond {rtol:g}")
 
+# %% ../nbs/13_job.ipynb #1005ba84
 def _fitted(run: Path, m: Manifest) -> tuple[FittedDigest | None, str]:
     "The digest of a run's model, computed from the verified model file, else as recorded; and why not computed."
     import joblib
@@ -318,6 +325,7 @@ def _fitted(run: Path, m: Manifest) -> tuple[FittedDigest | None, str]:
     except Exception as e:  # another library version, a tampered file: fall back on what the run recorded
         return FittedDigest.from_record(m.model.fitted), f"{run.name}'s model cannot be loaded here ({type(e).__name__}: {e})"
 
+# %% ../nbs/13_job.ipynb #3ef990f0
 def _metrics_check(a: dict, b: dict, rtol: float, other: str) -> Check:
     "Metrics: equal, all within `rtol`, or not; shows the first metric, or the one that differs most."
     num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
@@ -329,6 +337,7 @@ def _metrics_check(a: dict, b: dict, rtol: float, other: str) -> Check:
     k = max(rel, key=rel.get) if rel else next(iter(a.keys() ^ b.keys()))
     return Check("metrics", CLOSE if close else DIFFERS, f"{k}={a.get(k)!r} in the run, {b.get(k)!r} in {other}" + (f" (within {rtol:g})" if close else ""))
 
+# %% ../nbs/13_job.ipynb #1251a4ec
 def reproduction_checks(
     run: Path | str, # The run
     other: Path | str, # The run to compare it with (its re-execution, or a run made elsewhere)
@@ -393,6 +402,7 @@ def _data_check(m: Manifest, settings: Settings, store: Path) -> tuple[Check, st
     if not why: why.append("same shape, different values")
     return Check("data fingerprint", DIFFERS, f"data fingerprint differs ({again}: {rec[:12]}… in the run, {fp[:12]}… now): " + "; ".join(why)), ""
 
+# %% ../nbs/13_job.ipynb #4eade924
 _COMPARED = ("held-out rows", "fitted parameters", "diagnostics", "model file", "predictions, held-out", "predictions, training", "metrics")
 
 def reproduce(

@@ -29,6 +29,7 @@ MANIFEST_VERSION = 2
 class ManifestError(ValueError):
     "A manifest that cannot be read: not JSON, another manifest version, or a field missing or of the wrong type."
 
+# %% ../nbs/11_manifest.ipynb #06502dcd
 class Record(BaseModel):
     "A part of a manifest: its declared fields only, each of its declared type."
     model_config = ConfigDict(extra="forbid")
@@ -41,6 +42,7 @@ class Seeds(Record):
     pythonhashseed: str | None = None # $PYTHONHASHSEED of the kernel that fitted
     random_states: dict[str, Any] = {} # Every `random_state` in the estimator tree, by parameter path
 
+# %% ../nbs/11_manifest.ipynb #b3d15b99
 class DataRecord(Record):
     "The data a run trained on."
     reference: str # The data reference as the job was given it (a password redacted)
@@ -53,6 +55,7 @@ class DataRecord(Record):
     columns: int # Its columns
     dtypes: dict[str, str] # Column -> declared dtype
 
+# %% ../nbs/11_manifest.ipynb #44f64c82
 class SplitRecord(Record):
     "How the rows were split."
     seed: int # Seed of the split
@@ -62,16 +65,19 @@ class SplitRecord(Record):
     train_ids_sha256: str # sha256 of the comma-joined training ids
     held_out_ids_sha256: str # sha256 of the comma-joined held-out ids
 
+# %% ../nbs/11_manifest.ipynb #8c9da0d0
 class InputFeature(Record):
     "A column the pipeline reads."
     name: str # Column name
     dtype: str # Declared dtype
 
+# %% ../nbs/11_manifest.ipynb #abb49f84
 class FeatureRecord(Record):
     "What goes into the pipeline, and what each final model sees."
     input: list[InputFeature] # The columns the pipeline reads, in order
     output: dict[str, list[str]] # Path of each final model -> the feature names it receives (see `feature_names`)
 
+# %% ../nbs/11_manifest.ipynb #105e63a9
 class FittedRecord(Record):
     "The content digest of a fitted model, as a manifest keeps it (see `fitted_digest`)."
     digest: str # The digest's version, `DIGEST_VERSION`
@@ -79,6 +85,7 @@ class FittedRecord(Record):
     attributes: dict[str, str] # Path of each fitted attribute -> its digest
     diagnostics: dict[str, str] # Path of each diagnostic attribute -> its digest
 
+# %% ../nbs/11_manifest.ipynb #4c8e5fbb
 class ModelRecord(Record):
     "The model: its parameters, its structure and what it computes."
     hyperparameters: dict[str, Any] # The pipeline's parameters
@@ -102,6 +109,7 @@ class EnvironmentRecord(Record):
     lock_files: dict[str, str] | None = None # Lock file, as <python>/<name> (e.g. 3.12/dev.lock) -> sha256
     lock_mismatches: list[str] | None = None # Where the installed distributions depart from dev.lock
 
+# %% ../nbs/11_manifest.ipynb #116b086d
 class CodeVersion(Record):
     "Which code made the run (see `code_version`)."
     package_version: str | None = None # The project's version when it ran (see `project_version`)
@@ -109,6 +117,7 @@ class CodeVersion(Record):
     git_dirty: bool | None = None # Whether tracked files had uncommitted changes
     git_diff_sha256: str | None = None # sha256 of that diff
 
+# %% ../nbs/11_manifest.ipynb #159dc35e
 class JobRecord(Record):
     "How the job runner executed the job notebook."
     notebook: str # The job notebook, relative to the project root
@@ -120,6 +129,7 @@ class JobRecord(Record):
     finished: str # ISO time, UTC
     reproduces: str | None = None # The run this one re-executes, if any
 
+# %% ../nbs/11_manifest.ipynb #12159df5
 class Artifact(Record):
     "A file of the run."
     sha256: str # sha256 of its bytes
@@ -135,6 +145,7 @@ class Candidate(BaseModel):
     std: float # Their standard deviation
     rank: int # 1 for the best (ties share a rank)
 
+# %% ../nbs/11_manifest.ipynb #d33f9ab3
 class SearchRecord(BaseModel):
     "A hyperparameter search: what was tried, how each did, what was chosen, and where it ran."
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -207,6 +218,7 @@ def json_safe(v: Any) -> Any:
     if isinstance(v, type): return f"{v.__module__}.{v.__qualname__}"
     return repr(v)
 
+# %% ../nbs/11_manifest.ipynb #3a710066
 _CHILD_LISTS = ("steps", "transformers", "estimators")
 
 def describe_estimator(est) -> dict[str, Any]:
@@ -223,6 +235,7 @@ def describe_estimator(est) -> dict[str, Any]:
     if children: node["children"] = children
     return node
 
+# %% ../nbs/11_manifest.ipynb #1cb68363
 def random_states(est) -> dict[str, Any]:
     "Every `random_state` parameter in the estimator tree, by its parameter path."
     return {k: json_safe(v) for k, v in est.get_params(deep=True).items() if k == "random_state" or k.endswith("__random_state")}
@@ -258,6 +271,7 @@ def _qualname(v) -> str:
     t = v if isinstance(v, type) else type(v)
     return f"{t.__module__}.{t.__qualname__}"
 
+# %% ../nbs/11_manifest.ipynb #050cb842
 def _holds_estimators(v) -> bool:
     from sklearn.base import BaseEstimator
     if isinstance(v, BaseEstimator): return True
@@ -266,6 +280,7 @@ def _holds_estimators(v) -> bool:
         return bool(v) and all(isinstance(x, BaseEstimator) or (isinstance(x, tuple) and len(x) > 1 and isinstance(x[1], BaseEstimator)) for x in v)
     return False
 
+# %% ../nbs/11_manifest.ipynb #a33fad58
 class _Digester:
     "Content digests of values and estimators; records each fitted attribute's digest and value by path."
     def __init__(self):
@@ -369,6 +384,7 @@ class FittedDigest:
         "The digest a manifest recorded."
         return cls(rec.sha256, dict(rec.attributes), dict(rec.diagnostics))
 
+# %% ../nbs/11_manifest.ipynb #d34d7a9b
 def fitted_digest(
     est, # A fitted scikit-learn estimator (a pipeline, an ensemble...)
 ) -> FittedDigest:
@@ -396,6 +412,7 @@ def value_difference(a, b) -> str:
     what = f"{int(diff.sum())} of {x.size} values differ" if x.size > 1 else f"{x.item()!r} vs {y.item()!r}"
     return f"{what}, largest difference {gap:.3g} (relative {gap / scale if scale > 0 else np.inf:.3g})"
 
+# %% ../nbs/11_manifest.ipynb #42dd6e8c
 def fitted_differences(
     a: FittedDigest, # The run's digest
     b: FittedDigest, # The other digest

@@ -82,15 +82,26 @@ class LoadPolicy:
     def __post_init__(self):
         if not self.rtol >= 0: raise ValueError(f"rtol must be a number >= 0, got {self.rtol!r}")
 
+# %% ../nbs/12_predict.ipynb #c79e985a
 def _agreement(answers: tuple, reference: tuple, rtol: float) -> Agreement:
     "`agree` for (predictions, class probabilities or None) pairs: a regressor's numbers, or a classifier's classes, then its probabilities."
     (labels, proba), (ref_labels, ref_proba) = answers, reference
     if proba is None: return agree(labels, ref_labels, rtol)
     return agree(proba, ref_proba, rtol, labels=labels, reference_labels=ref_labels)
 
+# %% ../nbs/12_predict.ipynb #958275e3
+def _compiled_path(pipeline, contract: Contract, fast: bool) -> tuple[Any, dict | None, str | None]:
+    "(the pipeline's compiled path, its category codes, why there is none) for a Predictor (see `fastpath`)."
+    if not fast: return None, None, "the compiled path was turned off (fast=False)"
+    try: compiled = compile_pipeline(pipeline, {f.name: f.categories for f in contract.fields if f.kind == "categorical"})
+    except NotCompilable as e:
+        log.warning("no compiled fast path for this pipeline (%s): scikit-learn predicts, several times slower", e)
+        return None, None, f"the pipeline does not compile ({e})"
+    return compiled, {c: {v: i for i, v in enumerate(cats)} for c, cats in compiled.categories.items()}, None
+
 # %% ../nbs/12_predict.ipynb #fd351ce3
 class Predictor:
-    "A fitted pipeline, its input contract and the manifest of the run that made it."
+    "A fitted pipeline, its input contract and the manifest of the run that made it: it scores (`load_predictor` loads one)."
     def __init__(self, pipeline, contract: Contract | dict, manifest: Manifest | None = None, fast: bool = True):
         contract = Contract.of(contract)
         self.pipeline, self.contract, self.manifest = pipeline, contract, manifest
@@ -100,18 +111,10 @@ class Predictor:
         self.classes = [str(c) for c in pipeline.classes_] if contract.task == "classification" else None
         if self.classes is not None and self.classes != contract.classes:
             raise VersionMismatchError(f"the model's classes {self.classes} are not the contract's {contract.classes}")
-        self._fast, self._codes, self.slow_reason = None, None, None  # why scikit-learn predicts rather than the compiled path (None: it does not)
+        self._fast, self._codes, self.slow_reason = _compiled_path(pipeline, contract, fast)  # slow_reason: why scikit-learn predicts
         self.agreement: Agreement | None = None  # how the held-out predictions here agree with the run's (set by `load`)
         self.explained_by: list[str] = []  # the differences of environment that can explain it, when not bit-identical
         self.compiled: str | None = None  # how the compiled path was checked at load
-        if not fast: self.slow_reason = "the compiled path was turned off (fast=False)"
-        else:
-            try:
-                self._fast = compile_pipeline(pipeline, {f.name: f.categories for f in contract.fields if f.kind == "categorical"})
-                self._codes = {c: {v: i for i, v in enumerate(cats)} for c, cats in self._fast.categories.items()}
-            except NotCompilable as e:
-                self.slow_reason = f"the pipeline does not compile ({e})"
-                log.warning("no compiled fast path for this pipeline (%s): scikit-learn predicts, several times slower", e)
 
     @classmethod
     def load(cls, run_dir: Path | str | None = None, policy: LoadPolicy | None = None, **decisions) -> Predictor:
@@ -123,7 +126,7 @@ class Predictor:
         self._fast, self._codes, self.slow_reason = None, None, reason
 
     def numerics(self) -> dict[str, Any] | None:
-        "How the held-out predictions here agree with the run's (`agreement`), what explains a difference, and which path scores (None: not verified)."
+        "How the held-out predictions here agree with the run's, what explains a difference, which path scores (None: not verified)."
         if self.agreement is None: return None
         return {**self.agreement.to_json(), "explained_by": self.explained_by, "compiled_path": self.compiled or self.slow_reason}
 
@@ -135,86 +138,19 @@ class Predictor:
         data: pd.DataFrame | list[dict] | dict, # A DataFrame, a list of records (dicts), or one record
     ) -> Scored:
         "Check every row against the contract and predict the rows that pass: every row gets a prediction or its own errors."
-        if isinstance(data, dict): data = [data]
-        not_records = []
-        if not isinstance(data, pd.DataFrame):
-            data = list(data)
-            not_records = [(i, r) for i, r in enumerate(data) if not isinstance(r, dict)]
-            if not_records: data = [r if isinstance(r, dict) else {} for r in data]
-        if not isinstance(data, pd.DataFrame) and len(data) <= SMALL_BATCH:  # a few records: checked value by value
-            cols, ids, ok, issues = check_record_arrays(data, self.contract, known=self._known, codes=self._codes)
-            take = lambda idx: (cols if len(idx) == len(ok) else {k: v[idx] for k, v in cols.items()}) if self._fast is not None else \
-                pd.DataFrame({k: (pd.array(v[idx], dtype="str") if v.dtype == object else v[idx]) for k, v in cols.items()})[self.features]
-        else:  # column by column (a records list becomes a frame with one row per record, even an empty one)
-            frame = data if isinstance(data, pd.DataFrame) else pd.DataFrame.from_records(data, index=range(len(data)))
-            canon, ok, issues = check_rows(frame, self.contract, known=self._known)
-            ids = canon[self.contract.id].array if self.contract.id in canon.columns else None
-            rows_of = lambda idx: canon[self.features] if len(idx) == len(canon) else canon[self.features].iloc[idx]  # all rows: no copy
-            take = lambda idx: frame_columns(rows_of(idx)) if self._fast is not None else rows_of(idx)
-        return self._finish(take, ok, ids, issues, not_records)
+        data, not_records = _as_records(data)
+        if not isinstance(data, pd.DataFrame) and len(data) <= SMALL_BATCH: return _finish(self, *_record_inputs(self, data), not_records)
+        frame = data if isinstance(data, pd.DataFrame) else pd.DataFrame.from_records(data, index=range(len(data)))  # a row per record
+        return _finish(self, *_frame_inputs(self, frame), not_records)
 
     def score_table(
         self,
         table: pa.Table, # A batch read by Arrow, text columns as text (see `batch`)
     ) -> Scored:
-        "`score` for an Arrow table: checked by `check_table` and predicted by the compiled path (by `score` on its pandas form without one)."
+        "`score` for an Arrow table: checked by `check_table`, predicted by the compiled path (by `score` on its pandas form without one)."
         if self._fast is None: return self.score(table.to_pandas())
         cols, ids, ok, issues = check_table(table, self.contract, self._fast.categories)
-        take = lambda idx: cols if len(idx) == len(ok) else {k: v[idx] for k, v in cols.items()}
-        return self._finish(take, ok, ids, issues, [])
-
-    def _finish(self, take, ok, ids, issues, not_records) -> Scored:
-        "Score the rows of `ok` (inputs from `take(idx)`) and make the `Scored` of the batch."
-        if not_records:  # a value that is not a record has one error, not one per missing field
-            rows = np.array([i for i, _ in not_records])
-            keep = ~np.isin(issues.row, rows)
-            issues = Issues(*(a[keep] for a in (issues.row, issues.column, issues.value, issues.message, issues.level)))
-            issues = issues.plus(rows, "", [show_value(r) for _, r in not_records],
-                                 [f"expected a record (an object of field: value), got {type(r).__name__}" for _, r in not_records])
-            ok[rows] = False
-        predictions, proba = self._empty(len(ok))
-        issues = self._predict_ok(take, ok, predictions, proba, issues)
-        return Scored(predictions, ok, ids, issues, probabilities=proba, classes=self.classes, **self._names)
-
-    def _empty(self, n: int) -> tuple[np.ndarray, np.ndarray | None]:
-        "Prediction arrays for `n` rows before any is predicted: NaN numbers, or no label and NaN probabilities."
-        if self.classes is None: return np.full(n, np.nan), None
-        return np.full(n, None, dtype=object), np.full((n, len(self.classes)), np.nan)
-
-    def _fast_answer(self, cols, n: int) -> tuple[np.ndarray, np.ndarray | None]:
-        "The compiled path's predictions for `n` rows of columns `cols`, and for a classifier the class probabilities (else None)."
-        if self.classes is None: return self._fast(cols, n), None
-        classes, proba = self._fast(cols, n)
-        return self.pipeline.classes_[classes], proba
-
-    def _compute(self, inputs, idx: np.ndarray, predictions: np.ndarray, proba: np.ndarray | None):
-        "Predict the rows `idx` from `inputs` (columns for the compiled path, else a frame), into `predictions` (and `proba`)."
-        if self._fast is not None:
-            predictions[idx], p = self._fast_answer(inputs, len(idx))
-            if proba is not None: proba[idx] = p
-            return
-        predictions[idx] = self.pipeline.predict(inputs)
-        if proba is not None: proba[idx] = self.pipeline.predict_proba(inputs)
-
-    def _predict_ok(self, take, ok: np.ndarray, predictions: np.ndarray, proba: np.ndarray | None, issues: Issues) -> Issues:
-        "Predict the rows of `ok` (their inputs from `take(idx)`); a row the model fails on, or answers with no finite number, gets its own error."
-        idx = np.flatnonzero(ok)
-        if not len(idx): return issues
-        failed = {}
-        try: self._compute(take(idx), idx, predictions, proba)
-        except Exception as e:  # find the rows the model cannot score, and answer the others
-            log.warning("the model failed on a batch of %d row(s) (%s: %s): scoring them one by one", len(idx), type(e).__name__, show_value(str(e)))
-            for i in idx:
-                try: self._compute(take(np.array([i])), np.array([i]), predictions, proba)
-                except Exception as e1: failed[i] = f"the model could not score this row ({type(e1).__name__}: {show_value(str(e1))[1:-1]})"
-        with np.errstate(invalid="ignore"):
-            values = proba[idx] if proba is not None else predictions[idx].astype("float64")[:, None]
-            for i in idx[~np.isfinite(values).all(axis=1)]: failed.setdefault(i, "the model's answer for this row is not a finite number")
-        for i in failed:
-            predictions[i] = np.nan if proba is None else None
-            if proba is not None: proba[i] = np.nan
-            ok[i] = False
-        return issues.plus(list(failed), "", [""] * len(failed), list(failed.values()))
+        return _finish(self, lambda idx: cols if len(idx) == len(ok) else {k: v[idx] for k, v in cols.items()}, ok, ids, issues, [])
 
     def predict(
         self,
@@ -222,6 +158,85 @@ class Predictor:
     ) -> pd.DataFrame:
         "One row per input row, in input order: the id (when given), the prediction (missing where refused), error, warnings."
         return self.score(data).frame()
+
+# %% ../nbs/12_predict.ipynb #92976ba8
+def _as_records(data) -> tuple[pd.DataFrame | list, list[tuple[int, Any]]]:
+    "(the data as a frame or a list of records, the (position, value) of each value that is not a record, replaced by an empty one)."
+    if isinstance(data, dict): data = [data]
+    if isinstance(data, pd.DataFrame): return data, []
+    data = list(data)
+    not_records = [(i, r) for i, r in enumerate(data) if not isinstance(r, dict)]
+    return ([r if isinstance(r, dict) else {} for r in data] if not_records else data), not_records
+
+# %% ../nbs/12_predict.ipynb #7d2df25f
+def _record_inputs(p: Predictor, records: list[dict]) -> tuple:
+    "(take, ok, ids, issues) for a few records, checked value by value."
+    cols, ids, ok, issues = check_record_arrays(records, p.contract, known=p._known, codes=p._codes)
+    if p._fast is not None: take = lambda idx: cols if len(idx) == len(ok) else {k: v[idx] for k, v in cols.items()}
+    else: take = lambda idx: pd.DataFrame({k: (pd.array(v[idx], dtype="str") if v.dtype == object else v[idx]) for k, v in cols.items()})[p.features]
+    return take, ok, ids, issues
+
+def _frame_inputs(p: Predictor, frame: pd.DataFrame) -> tuple:
+    "(take, ok, ids, issues) for a frame, checked column by column."
+    canon, ok, issues = check_rows(frame, p.contract, known=p._known)
+    ids = canon[p.contract.id].array if p.contract.id in canon.columns else None
+    rows_of = lambda idx: canon[p.features] if len(idx) == len(canon) else canon[p.features].iloc[idx]  # all rows: no copy
+    return (lambda idx: frame_columns(rows_of(idx)) if p._fast is not None else rows_of(idx)), ok, ids, issues
+
+# %% ../nbs/12_predict.ipynb #d1d0e9a4
+def _refuse_non_records(issues: Issues, ok: np.ndarray, not_records: list) -> Issues:
+    "A value that is not a record has one error, not one per missing field."
+    rows = np.array([i for i, _ in not_records])
+    keep = ~np.isin(issues.row, rows)
+    issues = Issues(*(a[keep] for a in (issues.row, issues.column, issues.value, issues.message, issues.level)))
+    ok[rows] = False
+    return issues.plus(rows, "", [show_value(r) for _, r in not_records],
+                       [f"expected a record (an object of field: value), got {type(r).__name__}" for _, r in not_records])
+
+def _finish(p: Predictor, take, ok, ids, issues, not_records) -> Scored:
+    "Score the rows of `ok` (inputs from `take(idx)`) and make the `Scored` of the batch."
+    if not_records: issues = _refuse_non_records(issues, ok, not_records)
+    n = len(ok)  # before any is predicted: NaN numbers, or no label and NaN probabilities
+    predictions, proba = (np.full(n, np.nan), None) if p.classes is None else (np.full(n, None, dtype=object), np.full((n, len(p.classes)), np.nan))
+    issues = _predict_ok(p, take, ok, predictions, proba, issues)
+    return Scored(predictions, ok, ids, issues, probabilities=proba, classes=p.classes, **p._names)
+
+# %% ../nbs/12_predict.ipynb #dd87319d
+def _fast_answer(p: Predictor, cols, n: int) -> tuple[np.ndarray, np.ndarray | None]:
+    "The compiled path's predictions for `n` rows of columns `cols`, and for a classifier the class probabilities (else None)."
+    if p.classes is None: return p._fast(cols, n), None
+    classes, proba = p._fast(cols, n)
+    return p.pipeline.classes_[classes], proba
+
+def _compute(p: Predictor, inputs, idx: np.ndarray, predictions: np.ndarray, proba: np.ndarray | None):
+    "Predict the rows `idx` from `inputs` (columns for the compiled path, else a frame), into `predictions` (and `proba`)."
+    if p._fast is not None:
+        predictions[idx], pr = _fast_answer(p, inputs, len(idx))
+        if proba is not None: proba[idx] = pr
+        return
+    predictions[idx] = p.pipeline.predict(inputs)
+    if proba is not None: proba[idx] = p.pipeline.predict_proba(inputs)
+
+# %% ../nbs/12_predict.ipynb #e7a7ea83
+def _predict_ok(p: Predictor, take, ok: np.ndarray, predictions: np.ndarray, proba: np.ndarray | None, issues: Issues) -> Issues:
+    "Predict the rows of `ok` (inputs from `take(idx)`); a row the model fails on, or answers with no finite number, gets its own error."
+    idx = np.flatnonzero(ok)
+    if not len(idx): return issues
+    failed = {}
+    try: _compute(p, take(idx), idx, predictions, proba)
+    except Exception as e:  # find the rows the model cannot score, and answer the others
+        log.warning("the model failed on a batch of %d row(s) (%s: %s): scoring them one by one", len(idx), type(e).__name__, show_value(str(e)))
+        for i in idx:
+            try: _compute(p, take(np.array([i])), np.array([i]), predictions, proba)
+            except Exception as e1: failed[i] = f"the model could not score this row ({type(e1).__name__}: {show_value(str(e1))[1:-1]})"
+    with np.errstate(invalid="ignore"):
+        values = proba[idx] if proba is not None else predictions[idx].astype("float64")[:, None]
+        for i in idx[~np.isfinite(values).all(axis=1)]: failed.setdefault(i, "the model's answer for this row is not a finite number")
+    for i in failed:
+        predictions[i] = np.nan if proba is None else None
+        if proba is not None: proba[i] = np.nan
+        ok[i] = False
+    return issues.plus(list(failed), "", [""] * len(failed), list(failed.values()))
 
 # %% ../nbs/12_predict.ipynb #34c82e52
 def _check_made_here(run_dir: Path, manifest: Manifest, policy: LoadPolicy):
@@ -285,9 +300,9 @@ def _check_compiled(p: Predictor, X: pd.DataFrame, answers: tuple, name: str, po
     "Keep the compiled path only if it gives the pipeline's held-out `answers`, one row at a time and all together (bits, or within `rtol`)."
     exact = policy.strict or not p._fast.own  # bits where our code decides them; the estimator's own BLAS sums within rtol
     cols = frame_columns(X)
-    ones = [p._fast_answer({k: v[i:i + 1] for k, v in cols.items()}, 1) for i in range(len(X))]
+    ones = [_fast_answer(p, {k: v[i:i + 1] for k, v in cols.items()}, 1) for i in range(len(X))]
     one_by_one = tuple(None if r[0] is None else np.concatenate(r) for r in zip(*ones))
-    checks = [_agreement(got, answers, 0.0 if exact else policy.rtol) for got in (one_by_one, p._fast_answer(cols, len(X)))]
+    checks = [_agreement(got, answers, 0.0 if exact else policy.rtol) for got in (one_by_one, _fast_answer(p, cols, len(X)))]
     worst = max(checks, key=lambda c: (c.tier == DIFFERENT, c.largest))
     how = "bit for bit" if exact else f"within {policy.rtol:g}, as {' and '.join(p._fast.own)} sums through BLAS"
     if worst.tier == DIFFERENT:

@@ -83,6 +83,7 @@ class Project:
 class ProjectNotFound(RuntimeError):
     "No project, or more than one, is registered under `ENTRY_POINT_GROUP`; or the one named is not a `Project`."
 
+# %% ../nbs/02_project.ipynb #62443317
 @cache
 def registered_project() -> Project:
     "The project registered under `ENTRY_POINT_GROUP` (loaded once per process)."

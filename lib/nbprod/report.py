@@ -50,6 +50,7 @@ def model_weights(pipeline) -> dict[str, pd.Series]:
         elif hasattr(final, "feature_importances_"): out[f"{path} (importances)"] = pd.Series(final.feature_importances_, index=names)
     return out
 
+# %% ../nbs/14_report.ipynb #d31ab8f6
 def _child(est, name):
     for attr in ("regressor_", "estimator_"):
         if hasattr(est, attr): est = getattr(est, attr)
@@ -58,6 +59,7 @@ def _child(est, name):
     if hasattr(est, "named_steps") and name in est.named_steps: return est.named_steps[name]
     raise KeyError(name)
 
+# %% ../nbs/14_report.ipynb #c6f252b9
 def plot_weights(pipeline, top: int = 15):
     "Bar charts of the `top` largest coefficients / importances of each final model; returns the figure."
     import matplotlib.pyplot as plt

@@ -42,6 +42,7 @@ def new_run_id(now: datetime | None = None) -> str:
     now = now or datetime.now(UTC)
     return f"{now.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
 
+# %% ../nbs/10_runs.ipynb #fe507f68
 def stage_run(runs_dir: Path | str, run_id: str | None = None) -> Path:
     "Create and return a new, empty staging folder for a run, marked with the process that owns it."
     d = Path(runs_dir) / STAGING / (run_id or new_run_id())
@@ -50,6 +51,7 @@ def stage_run(runs_dir: Path | str, run_id: str | None = None) -> Path:
                                               started=datetime.now(UTC).isoformat())))
     return d
 
+# %% ../nbs/10_runs.ipynb #5bd699df
 def publish_run(staged: Path | str, runs_dir: Path | str | None = None) -> Path:
     "Move a complete staged run into the store with one atomic rename, and return its final folder."
     staged = Path(staged)
@@ -61,6 +63,7 @@ def publish_run(staged: Path | str, runs_dir: Path | str | None = None) -> Path:
     os.rename(staged, final)
     return final
 
+# %% ../nbs/10_runs.ipynb #8352f90f
 def fail_run(staged: Path | str) -> Path:
     "Move a staged run whose job failed to `.failed/`, where it is kept for inspection but never read as a run."
     staged = Path(staged)
@@ -75,6 +78,7 @@ def write_json(path: Path | str, obj: Any) -> Path:
     text = json.dumps(obj, indent=2, sort_keys=True, allow_nan=False, default=str) + "\n"
     return atomic_write(Path(path), lambda p: p.write_text(text, encoding="utf-8"))
 
+# %% ../nbs/10_runs.ipynb #6963ce43
 def read_json(path: Path | str) -> Any:
     "Read a JSON file."
     return json.loads(Path(path).read_text(encoding="utf-8"))
@@ -105,12 +109,14 @@ def save_run(
     write_json(run_dir / MANIFEST, full.to_json())
     return full
 
+# %% ../nbs/10_runs.ipynb #5e4d664c
 def artifacts(run_dir: Path | str) -> dict[str, Artifact]:
     "sha256 and size of every file of a run but the manifest and its signature."
     run_dir = Path(run_dir)
     return {p.name: Artifact(sha256=sha256_file(p), bytes=p.stat().st_size)
             for p in sorted(run_dir.iterdir()) if p.is_file() and p.name not in (MANIFEST, SIGNATURE) and not p.name.startswith(".")}
 
+# %% ../nbs/10_runs.ipynb #172e4c23
 def finish_run(
     run_dir: Path | str, # The staged folder of the run
     job: JobRecord | None = None, # How the job runner executed the job (None when the notebook ran by hand)
@@ -122,6 +128,7 @@ def finish_run(
     sign_manifest(run_dir, m)
     return m
 
+# %% ../nbs/10_runs.ipynb #50599467
 def read_predictions(
     run_dir: Path | str, # A run's folder
     rows: str = "held_out", # "held_out" (predictions.csv) or "train" (train_predictions.csv)
@@ -137,6 +144,7 @@ ALIAS_RE = r"[a-z][a-z0-9_-]{0,39}" # What an alias may look like (never a run i
 class RunStoreError(ValueError):
     "A file of the run store (its aliases) that is damaged, or names something outside the store."
 
+# %% ../nbs/10_runs.ipynb #06212a2b
 def read_aliases(runs_dir: Path | str) -> dict[str, str]:
     "Alias -> the id of the run that holds it (empty when nothing was promoted); raises RunStoreError for a damaged or unsafe file."
     path = Path(runs_dir) / ALIASES
@@ -151,10 +159,12 @@ def read_aliases(runs_dir: Path | str) -> dict[str, str]:
             raise RunStoreError(f"{path} gives alias {alias!r} to {run!r}, which is not a run of the store: an alias names a run inside it")
     return held
 
+# %% ../nbs/10_runs.ipynb #b92b364c
 def _shown(v) -> str:
     r = repr(v)
     return r if len(r) <= 60 else r[:57] + "..."
 
+# %% ../nbs/10_runs.ipynb #c1730f56
 def default_run(runs_dir: Path | str) -> Path:
     "The run that holds `DEFAULT_ALIAS`, else the newest finished run (with a warning that nothing is promoted)."
     if DEFAULT_ALIAS in read_aliases(runs_dir): return resolve_run(DEFAULT_ALIAS, runs_dir)
@@ -170,6 +180,7 @@ def list_runs(runs_dir: Path | str) -> list[Path]:
     if not runs_dir.is_dir(): return []
     return sorted(p for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / MANIFEST).is_file())
 
+# %% ../nbs/10_runs.ipynb #e27639d1
 def resolve_run(
     ref: Path | str | None, # A run id, a path to a run folder, an alias ("production"), "latest", or None: the default run (see `default_run`)
     runs_dir: Path | str, # The run store to look in
@@ -191,6 +202,7 @@ def resolve_run(
     hint = f"; the newest is {runs[-1].name}" if runs else ""
     raise FileNotFoundError(f"no finished run {str(ref)!r} in {runs_dir} ({len(runs)} run(s){hint})")
 
+# %% ../nbs/10_runs.ipynb #8fd26b3f
 def _newest(runs: list[Path]) -> Path:
     "The newest of finished runs whose manifest is theirs (a copy under a newer name is not the newest run); else the newest folder."
     for run in reversed(runs):
@@ -199,17 +211,20 @@ def _newest(runs: list[Path]) -> Path:
         except ManifestError: continue
     return runs[-1]
 
+# %% ../nbs/10_runs.ipynb #419b375f
 def _alive(pid: int) -> bool:
     try: os.kill(pid, 0)
     except ProcessLookupError: return False
     except PermissionError: return True
     return True
 
+# %% ../nbs/10_runs.ipynb #9a267880
 def _staged_status(d: Path) -> str:
     try: info = read_json(d / JOB_INFO)
     except (OSError, ValueError): return "abandoned"
     return "running" if info.get("host") == socket.gethostname() and _alive(int(info.get("pid", -1))) else "abandoned"
 
+# %% ../nbs/10_runs.ipynb #38c25ecf
 @dataclass
 class RunEntry:
     "One run of the store, as `run_table` lists it."
@@ -219,6 +234,7 @@ class RunEntry:
     manifest: Manifest | None = None # For a complete run
     problem: str | None = None # For a damaged run: what is wrong with its manifest
 
+# %% ../nbs/10_runs.ipynb #0147f9b6
 def run_table(runs_dir: Path | str) -> list[RunEntry]:
     "Every run in the store, finished or not, oldest first; a finished run whose manifest cannot be read is listed as damaged."
     runs_dir = Path(runs_dir)

@@ -77,6 +77,7 @@ def _row_ids(df: pd.DataFrame, mask, id_col: str) -> list:
     ids = df.loc[mask, id_col] if id_col in df.columns else df.index[mask]
     return ids.tolist()
 
+# %% ../nbs/01_schema.ipynb #251b2a21
 MAX_MAGNITUDE = float(np.finfo(np.float32).max) # Largest magnitude of a number: models may compute in float32 (trees do)
 
 def to_float(v) -> float:
@@ -85,6 +86,7 @@ def to_float(v) -> float:
     except OverflowError: return float("inf") if v > 0 else float("-inf")
     except (TypeError, ValueError): return float("nan")
 
+# %% ../nbs/01_schema.ipynb #75fb6a38
 def _coerce(df: pd.DataFrame, col: Column, problems: list[dict], id_col: str) -> pd.Series:
     s = df[col.name]
     missing = s.isna()
@@ -107,6 +109,7 @@ def _coerce(df: pd.DataFrame, col: Column, problems: list[dict], id_col: str) ->
             message=f"column {col.name!r} must not be missing, but is missing in {len(ids)} row(s), {id_col}={ids[:5]}"))
     return out
 
+# %% ../nbs/01_schema.ipynb #f597887d
 def to_canonical(
     df: pd.DataFrame, # Raw rows: one column per declared column, values as strings or numbers
     schema: Schema, # The declared columns
@@ -187,12 +190,14 @@ def schema_to_dict(schema: Schema) -> dict:
                           if v not in ("", None)} for c in schema.columns],
                 na_strings=list(schema.na_strings), fingerprint_version=schema.fingerprint_version)
 
+# %% ../nbs/01_schema.ipynb #7d449281
 def schema_from_dict(d: dict) -> Schema:
     "A schema from `schema_to_dict`'s JSON data."
     cols = tuple(Column(c["name"], c["kind"], c.get("na", "unknown"), c.get("doc", ""), tuple(c["domain"]) if c.get("domain") else None)
                  for c in d["columns"])
     return Schema(cols, tuple(d.get("na_strings", ("NA", ""))), d.get("fingerprint_version", "tabular-fingerprint-v1"))
 
+# %% ../nbs/01_schema.ipynb #fbf20608
 def draft_schema(
     raw: pd.DataFrame, # The data file's values as text (see `read_raw_csv`)
     id_column: str, # The row identifier

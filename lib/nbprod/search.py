@@ -36,6 +36,7 @@ class ProjectModel(BaseEstimator):
     @property
     def classes_(self): return self.pipeline_.classes_
 
+# %% ../nbs/24_search.ipynb #b069a67c
 class HeadlineScore:
     "A scikit-learn scorer: the project's headline metric of a fitted estimator on (X, y), negated when lower is better (a search maximises)."
     def __init__(self, project: Project | None = None): self.project = project
@@ -101,6 +102,7 @@ def cluster_versions(
         raise RuntimeError(f"worker(s) with other library versions than this process, refused before any work: {detail}")
     return dict(scheduler=client.scheduler.address, workers=len(workers), versions=here)
 
+# %% ../nbs/24_search.ipynb #1fb2ddfa
 def search(
     train: pd.DataFrame, # Canonical training rows, with the target
     candidates: list[dict[str, Any]], # The parameter sets to try (see `candidates`)

@@ -105,11 +105,14 @@ def record_schema(contract: Contract | dict) -> dict[str, Any]:
         props[f.name] = p
     return {"title": "Record", "type": "object", "properties": props, "additionalProperties": True}
 
+# %% ../nbs/16_service.ipynb #764d1a71
 _ID_TEXT = re.compile(r"[+-]?[0-9]{1,19}")
 
 def _valid_id(v) -> bool:
     "Whether an id of an accepted JSON type is a 64-bit integer (written as digits, if a string): the contract's own rule, `contract.parse_id`."
     return (not isinstance(v, str) or bool(_ID_TEXT.fullmatch(v))) and not parse_id(v)[1]
+
+# %% ../nbs/16_service.ipynb #c98a8a4d
 _JSON_TYPES = {"number": (int, float), "string": (str,), "integer": (int,), "null": (type(None),)}
 
 def _takes(types: list[str], v) -> bool:
@@ -118,6 +121,7 @@ def _takes(types: list[str], v) -> bool:
     if "integer" in types and isinstance(v, float) and v.is_integer(): return True
     return any(isinstance(v, _JSON_TYPES[t]) for t in types)
 
+# %% ../nbs/16_service.ipynb #070cd132
 def type_issues(
     records: list, # The request's records
     contract: Contract | dict, # The input contract
@@ -135,6 +139,7 @@ def type_issues(
             elif k == contract.id and v is not None and not _valid_id(v): out.append((i, k, v, "expected a 64-bit integer (or its digits as a string)"))
     return out
 
+# %% ../nbs/16_service.ipynb #bf0924e3
 def request_schema(contract: Contract | dict) -> dict[str, Any]:
     "JSON schema of a /predict request body: one record, a list of records, or {'records': [...]}."
     rec = record_schema(contract)
@@ -247,6 +252,7 @@ class _Record(dict):
     "A JSON object as the request gave it, and the keys it held more than once (`duplicated`)."
     duplicated: tuple[str, ...] = ()
 
+# %% ../nbs/16_service.ipynb #f5555fe5
 def _object(pairs: list[tuple[str, Any]]) -> dict:
     "`object_pairs_hook` for `json.loads`: a dict, which names the keys given more than once."
     d = _Record(pairs)
@@ -255,11 +261,13 @@ def _object(pairs: list[tuple[str, Any]]) -> dict:
         d.duplicated = tuple(dict.fromkeys(k for k, _ in pairs if k in seen or seen.add(k)))
     return d
 
+# %% ../nbs/16_service.ipynb #5e5ea169
 def parse_body(raw: bytes) -> Any:
     "The JSON value of a request body (NaN and Infinity accepted, as Python's parser does); objects that hold a key twice say so. Raises ValueError."
     try: return json.loads(raw, object_pairs_hook=_object)
     except RecursionError: raise ValueError("arrays or objects nested too deeply") from None  # [[[[...: the parser's recursion, not a crash
 
+# %% ../nbs/16_service.ipynb #2fcaebb1
 TWICE = "given more than once in this record: which value was meant is unknown; send each field once" # The error of a repeated key
 
 def refuse_duplicated(
@@ -335,6 +343,7 @@ def _fields(c: Contract) -> tuple:
     "What the request schema says of a contract: names, kinds, which values are required."
     return c.id, c.prediction_name, c.task, [(f.name, f.kind, f.required) for f in c.fields]
 
+# %% ../nbs/16_service.ipynb #b524c9fa
 async def _swap(service: Service) -> dict:
     "Load the run `reload_ref` names now and serve it instead of the old one (or say it is the same run)."
     old, s = service.predictor, service.settings
@@ -380,6 +389,7 @@ async def get_service(request: Request) -> Service:
     "The app's service."
     return request.app.state.service
 
+# %% ../nbs/16_service.ipynb #401578e4
 ServiceDep = Annotated[Service, Depends(get_service)]
 
 async def current_predictor(service: ServiceDep) -> Predictor:
@@ -408,6 +418,7 @@ async def health(predictor: PredictorDep) -> dict:
     "Liveness: the model is loaded."
     return {"status": "ok", "run_id": predictor.run_id}
 
+# %% ../nbs/16_service.ipynb #9501bc6e
 @router.get("/model")
 async def model(service: ServiceDep, predictor: PredictorDep) -> dict:
     "Which model this is: run id, metrics, library versions, how its held-out predictions agree here, data fingerprint, input contract."
@@ -423,6 +434,7 @@ def metrics_endpoint(service: ServiceDep) -> Response:
     "The service's metrics in the Prometheus text format: requests, latency, records, per-field errors, unseen categories, model, input log."
     return Response(service.metrics.exposition(), media_type=service.metrics.content_type)
 
+# %% ../nbs/16_service.ipynb #44309f74
 @router.post("/admin/reload", dependencies=[Depends(require_admin)],
              responses={401: {"description": "Wrong or missing token"}, 403: {"description": "No admin token is configured"},
                         409: {"description": "The new model failed: the old one still serves"}})
@@ -438,10 +450,12 @@ def _records(body: Any) -> list | None:
     if isinstance(body, dict): return [body]
     return body if isinstance(body, list) else None
 
+# %% ../nbs/16_service.ipynb #cac5cf47
 def _id(scored, r: int) -> int | None:
     "The id of record `r` as given, or None."
     return None if scored.ids is None or pd.isna(scored.ids[r]) else int(scored.ids[r])
 
+# %% ../nbs/16_service.ipynb #70a0374a
 def _refused(status: int, detail) -> JSONResponse:
     "A refusal of the whole request: a text, or a list of issues."
     return JSONResponse({"detail": detail if isinstance(detail, str) else [d.model_dump() for d in detail]}, status_code=status)
@@ -452,6 +466,7 @@ def _listed(scored, r, c, v, m, kind, Issue):
     return Issue(loc=["body", "records", r] + ([str(c)] if c else []), record=r, record_id=_id(scored, r), field=str(c) or None,
                  value=v or None, msg=str(m), type=kind)
 
+# %% ../nbs/16_service.ipynb #c138d371
 def _issues(scored, level, Issue) -> dict[int, list]:
     "Record -> its issues of `level`, at most `MAX_ISSUES_PER_RECORD` each and `MAX_LISTED_ISSUES` in all, the rest counted."
     iss, out, listed = scored.issues, {}, 0
@@ -481,6 +496,7 @@ def _type_refusal(bad: list, Issue) -> JSONResponse:
         detail.append(Issue(loc=["body"], msg=f"{len(bad) - MAX_LISTED_ISSUES} more problem(s), not listed", type="type_error"))
     return _refused(422, detail)
 
+# %% ../nbs/16_service.ipynb #7b7b786e
 def _hold_back(scored, errors: dict, Issue):
     "With `all_or_nothing`: no record is scored; the refused ones say why, the others that they were held back."
     held = Issue(loc=["query", "all_or_nothing"], msg="not scored: another record of the request was refused, and all_or_nothing is set",

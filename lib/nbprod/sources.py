@@ -77,6 +77,7 @@ def parse_as_of(as_of: str | datetime | None) -> datetime | None:
     t = as_of if isinstance(as_of, datetime) else datetime.fromisoformat(str(as_of).replace("Z", "+00:00"))
     return t.astimezone(UTC).replace(tzinfo=None) if t.tzinfo else t
 
+# %% ../nbs/18_sources.ipynb #cd3ee4e2
 SQL_CHUNK_ROWS = 100_000 # Rows fetched from a database at a time
 
 def _engine(location: str):
@@ -87,6 +88,7 @@ def _engine(location: str):
     if url.username and url.password is None and os.environ.get(PASSWORD_ENV): url = url.set(password=os.environ[PASSWORD_ENV])
     return create_engine(url)
 
+# %% ../nbs/18_sources.ipynb #c3f06ffc
 def read_sql(ref: DataRef, as_of=None) -> pd.DataFrame:
     "Raw rows of a SQL reference, visible at `as_of` (last version per id), ordered by the id column."
     from sqlalchemy import text
@@ -108,6 +110,7 @@ def read_sql(ref: DataRef, as_of=None) -> pd.DataFrame:
         raise ValueError(f"as_of needs a timestamp column {ref.as_of_column!r}, which {ref.redacted()} does not have")
     return df
 
+# %% ../nbs/18_sources.ipynb #2d58ee7e
 def load(
     ref: str | DataRef, # A data reference (see `DataRef`)
     root: Path | str | None = None, # Where relative paths start (the project root)
@@ -163,6 +166,7 @@ def ingest(
 class SnapshotError(RuntimeError):
     "A snapshot is missing or does not hold what its name says."
 
+# %% ../nbs/18_sources.ipynb #7f9314b9
 def save_snapshot(df: pd.DataFrame, store: Path | str) -> tuple[str, Path]:
     "Store the canonical frame `df` under its fingerprint (once); return (fingerprint, path)."
     fp = fingerprint(df, get_project().schema)
@@ -177,6 +181,7 @@ def save_snapshot(df: pd.DataFrame, store: Path | str) -> tuple[str, Path]:
             tmp.unlink(missing_ok=True)
     return fp, path
 
+# %% ../nbs/18_sources.ipynb #d204f419
 def load_snapshot(fp: str, store: Path | str) -> pd.DataFrame:
     "The canonical frame stored under fingerprint `fp`, after checking its content still has that fingerprint."
     path = Path(store) / f"{fp}.parquet"

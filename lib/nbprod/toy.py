@@ -122,6 +122,7 @@ def toy_regression() -> Project:
     "The toy regression project (`NBPROD_PROJECT=nbprod.toy:toy_regression`)."
     return toy_project("regression")
 
+# %% ../nbs/04_toy.ipynb #8443e19e
 def toy_classification() -> Project:
     "The toy classification project (`NBPROD_PROJECT=nbprod.toy:toy_classification`)."
     return toy_project("classification")

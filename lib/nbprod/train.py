@@ -60,6 +60,7 @@ def fit(
     p = project or get_project()
     return p.build_pipeline(params).fit(train[p.schema.features], train[p.schema.target])
 
+# %% ../nbs/03_train.ipynb #e7dc8a9f
 def predict_frame(
     pipeline, # A fitted pipeline
     df: pd.DataFrame, # Canonical rows; the target is kept if present
@@ -80,6 +81,7 @@ def ids_sha256(ids) -> str:
     "sha256 of the comma-joined ids."
     return hashlib.sha256(",".join(str(int(i)) for i in ids).encode()).hexdigest()
 
+# %% ../nbs/03_train.ipynb #2d25ba0b
 def training_manifest(
     settings: Settings, # Project settings (for the code version and relative paths)
     parameters: dict[str, Any], # Every job parameter
