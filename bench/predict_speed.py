@@ -131,7 +131,7 @@ def model_floor(pipeline, frame):
     from nbprod.fastpath import BLOCK_ROWS, _final
     total = 0.0
     for est, X in leaves(pipeline, frame):
-        dtype, predict, order = _final(est)
+        dtype, predict, order, _ = _final(est)  # (the fourth: the estimator's own arithmetic, if any)
         X = np.asarray(X, dtype=dtype, order=order)
         t = time.perf_counter()
         for i in range(0, len(X), BLOCK_ROWS): predict(X[i:i + BLOCK_ROWS])

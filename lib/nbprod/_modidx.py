@@ -126,7 +126,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'nbprod.contract._check_ids': ('contract.html#_check_ids', 'nbprod/contract.py'),
                                  'nbprod.contract._check_missing': ('contract.html#_check_missing', 'nbprod/contract.py'),
                                  'nbprod.contract._check_numeric': ('contract.html#_check_numeric', 'nbprod/contract.py'),
-                                 'nbprod.contract._check_value': ('contract.html#_check_value', 'nbprod/contract.py'),
+                                 'nbprod.contract._field_plan': ('contract.html#_field_plan', 'nbprod/contract.py'),
                                  'nbprod.contract._id_array': ('contract.html#_id_array', 'nbprod/contract.py'),
                                  'nbprod.contract._id_of_float': ('contract.html#_id_of_float', 'nbprod/contract.py'),
                                  'nbprod.contract._id_of_text': ('contract.html#_id_of_text', 'nbprod/contract.py'),

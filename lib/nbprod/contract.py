@@ -379,21 +379,16 @@ def parse_category(v) -> tuple[str | None | float, str | None]:
 _MISSING_MSG = {"required": ("error", "is missing, but this column must have a value"),
                 "unknown": ("warning", "is missing: imputed from the training data"), "absent": (None, None)}
 
-def _check_value(f, v, known, codes, add, r) -> tuple[Any, bool]:
-    "(the value of field `f` in record `r` as scored, whether it refuses the record); issues through `add`."
-    val, err = (parse_number if f.kind == "numeric" else parse_category)(v)
-    missing_code = -1 if codes is not None and f.kind == "categorical" else np.nan
-    if err:
-        add(r, f.name, show_value(v), err, "error")
-        return missing_code, True
-    if val is None:
-        level, msg = _MISSING_MSG[f.na]
-        if level: add(r, f.name, "", msg, level)
-        return missing_code, level == "error"
-    if f.kind == "categorical":
-        if val not in known[f.name]: add(r, f.name, show_value(val), unseen_message(show_value(val)), "warning")
-        if codes is not None: val = codes[f.name].get(val, len(codes[f.name]))
-    return val, False
+def _field_plan(fields, known, codes) -> list[tuple]:
+    """Per field, what checking one of its values needs, looked up once per batch rather than once per value: (name, parser,
+    the value a refused or missing one becomes, (level, message) of a missing one, its seen categories, its codes)."""
+    plan = []
+    for f in fields:
+        cat = f.kind == "categorical"
+        plan.append((f.name, parse_category if cat else parse_number, -1 if codes is not None and cat else np.nan, _MISSING_MSG[f.na],
+                     known[f.name] if cat else None, codes[f.name] if cat and codes is not None else None))
+    return plan
+
 
 # %% ../nbs/07_contract.ipynb #236c2625
 def _as_arrays(cols: dict[str, list], fields, n: int, codes) -> dict[str, np.ndarray]:
@@ -423,10 +418,20 @@ def check_record_arrays(
     cols, ids, ok, issues = {f.name: [None] * n for f in fields}, [None] * n, np.ones(n, bool), []
     add = lambda r, c, v, m, lev: issues.append((r, c, v, m, lev))
     names = {f.name for f in fields} | {idf, *((contract.target,) if ignore is None else ignore)}
+    plan = _field_plan(fields, known, codes)
     for r, rec in enumerate(records):
-        for f in fields:
-            cols[f.name][r], refused = _check_value(f, rec.get(f.name), known, codes, add, r)
-            if refused: ok[r] = False
+        for name, parse, missing, (level, msg), seen, code_of in plan:  # this runs once per value of every record the service receives
+            v = rec.get(name)
+            val, err = parse(v)
+            if err: add(r, name, show_value(v), err, "error"); ok[r] = False; val = missing
+            elif val is None:
+                if level: add(r, name, "", msg, level)
+                if level == "error": ok[r] = False
+                val = missing
+            elif seen is not None:  # a category: seen in training, or a warning; as its code for the compiled path
+                if val not in seen: add(r, name, show_value(val), unseen_message(show_value(val)), "warning")
+                if code_of is not None: val = code_of.get(val, len(code_of))
+            cols[name][r] = val
         if idf in rec:
             ids[r], bad = parse_id(rec[idf])
             if bad: add(r, idf, show_value(rec[idf]), ID_EXPECTED, "error"); ok[r] = False

@@ -538,11 +538,10 @@ def _over_limits(service: Service, records: list) -> JSONResponse | None:
 async def predict(
     request: Request,
     service: ServiceDep,
-    predictor: PredictorDep,
     all_or_nothing: Annotated[bool, Query(description="Score no record unless every record can be scored (each still gets its answer)")] = False,
 ):
     "Predict one or more records: each gets its prediction, or its errors."
-    Issue = service.models.Issue
+    predictor, Issue = service.predictor, service.models.Issue  # the model serving now: the request finishes on it, whatever a reload does
     try: raw = await request.body()
     except ClientDisconnect: return Response(status_code=400)  # the client left, or the body was over the limit (answered 413 already)
     small = len(raw) <= SMALL_BODY_BYTES  # parsed and checked on the loop only when it costs less than a thread hand-off
