@@ -142,13 +142,13 @@ def _values_at(s, idx: np.ndarray) -> np.ndarray:
     return np.array(s.take(pa.array(idx)).to_pylist() if len(idx) else [], dtype=object)
 
 # %% ../nbs/07_contract.ipynb #d989f3ba
-def _issue(parts, mask, s, name, message, level, show_value_=True):
+def _issue(parts, mask, s, name, message, level, shown=True):
     "One issue per row of `mask`; the values of `s` (a Series or an Arrow array) are looked at only where shown or needed by `message`."
     idx = np.flatnonzero(mask)
     if len(idx):
-        vals = _values_at(s, idx) if show_value_ or callable(message) else None
+        vals = _values_at(s, idx) if shown or callable(message) else None
         full = lambda x: np.full(len(idx), x, dtype=object)
-        parts.append((idx, full(name), [show_value(v) for v in vals] if show_value_ else full(""),
+        parts.append((idx, full(name), [show_value(v) for v in vals] if shown else full(""),
                       [message(v) for v in vals] if callable(message) else full(message), full(level)))
 
 # %% ../nbs/07_contract.ipynb #95d657c2
@@ -176,10 +176,10 @@ def _unusable(s: pd.Series) -> bool:
 def _check_missing(missing, s, f, parts):
     "Issues for the missing values of field `f`, by its rule; the mask of rows refused for it."
     if f.na == "required":
-        _issue(parts, missing, s, f.name, "is missing, but this column must have a value", "error", show_value_=False)
+        _issue(parts, missing, s, f.name, "is missing, but this column must have a value", "error", shown=False)
         return missing
     if f.na == "unknown":
-        _issue(parts, missing, s, f.name, "is missing: imputed from the training data", "warning", show_value_=False)
+        _issue(parts, missing, s, f.name, "is missing: imputed from the training data", "warning", shown=False)
     return np.zeros(len(s), bool)
 
 # %% ../nbs/07_contract.ipynb #07d5f461
@@ -328,7 +328,7 @@ def _check_extra(columns: pd.DataFrame, contract: Contract, ignore, parts):
     names = {f.name for f in contract.fields} | {contract.id, *ignore}
     for extra in [c for c in columns.columns if c not in names]:
         s = columns[extra].reset_index(drop=True)
-        _issue(parts, ~_missing(s), s, str(extra), IGNORED, "warning", show_value_=False)
+        _issue(parts, ~_missing(s), s, str(extra), IGNORED, "warning", shown=False)
 
 # %% ../nbs/07_contract.ipynb #ca85f1bd
 def check_rows(
@@ -537,5 +537,5 @@ def check_table(
         ok &= ~bad
     known = {f.name for f in contract.fields} | {contract.id, *((contract.target,) if ignore is None else ignore)}
     for extra in [c for c in table.column_names if c not in known]:
-        _issue(parts, _present(table[extra]), None, str(extra), IGNORED, "warning", show_value_=False)
+        _issue(parts, _present(table[extra]), None, str(extra), IGNORED, "warning", shown=False)
     return cols, ids, ok, Issues.collect(parts)

@@ -34,10 +34,8 @@ from starlette.requests import ClientDisconnect
 from .agreement import RTOL
 from .contract import Contract, parse_id, show_value, unseen_message
 from .inputlog import InputLog, log_schema
-from .integrity import check_signature, verify_artifact
-from .manifest import Manifest
 from .predict import SMALL_BATCH, LoadPolicy, Predictor, Scored
-from .runs import CONTRACT, MANIFEST, read_json, resolve_run
+from .runs import resolve_run
 
 log = logging.getLogger(__name__)
 
@@ -318,15 +316,13 @@ class Service:
     def __init__(self, settings: ServiceSettings):
         self.settings, self.run_dir = settings, Path(settings.run)
         self.runs_dir = Path(settings.runs_dir) if settings.runs_dir is not None else self.run_dir.resolve().parent
-        self.manifest = Manifest.read(self.run_dir / MANIFEST)
-        check_signature(self.run_dir, self.manifest, settings.allow_unsigned)  # before the contract in the folder is trusted
-        self.contract = Contract.of(read_json(verify_artifact(self.run_dir, CONTRACT, self.manifest)))
+        self.predictor = Predictor.load(self.run_dir, settings.policy)  # loaded and verified (signature first) before the server starts
+        self.manifest, self.contract = self.predictor.manifest, self.predictor.contract
         self.models = service_models(self.contract)
         self.types = {k: p["type"] for k, p in record_schema(self.contract)["properties"].items()}
         self.max_values = settings.max_records * (len(self.contract.fields) + 1)
         if settings.log_inputs is not None: log_schema(self.contract, settings.log_exclude)  # a column that is no field: refused now
         self.metrics, self.input_log, self.last_reload = ServiceMetrics(), None, None
-        self.predictor = Predictor.load(self.run_dir, settings.policy)  # loaded and verified before the server starts
         self.reload_lock: asyncio.Lock | None = None  # made on the server's event loop (see `lifespan`)
 
     def open(self):
