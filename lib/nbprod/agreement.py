@@ -39,19 +39,24 @@ class Agreement:
     tier: str # BIT_IDENTICAL, EQUIVALENT or DIFFERENT
     rows: int # Rows compared
     differing: int # Rows whose answer differs at all, by a class or by a last bit
-    largest: float # The largest relative difference of a number (inf: a class differs, or a number against NaN); 0.0 when bit-identical
+    # The largest relative difference of a number (inf: a class differs, or a number against NaN); 0.0 when
+    # bit-identical
+    largest: float
     row: int | None # The row of the largest difference (None when bit-identical)
     rtol: float # The tolerance of "numerically equivalent"
     classes: int = 0 # Rows whose class differs (classification)
 
     def describe(self, what: str = "rows") -> str:
-        "What differs, in a phrase about `what` (e.g. 'held-out predictions'): how many, by how much, against the tolerance."
+        """What differs, in a phrase about `what` (e.g. 'held-out predictions'): how many, by how much, against the
+        tolerance."""
         if self.tier == BIT_IDENTICAL: return f"{self.rows} {what}, bit-identical"
         if self.classes: return f"the class of {self.classes} of {self.rows} {what} differs (first: row {self.row})"
-        return (f"{self.differing} of {self.rows} {what} differ, by at most {self.largest:.2g} relative (row {self.row}), "
+        return (f"{self.differing} of {self.rows} {what} differ, by at most {self.largest:.2g} relative (row "
+                f"{self.row}), "
                 + ("within " if self.tier == EQUIVALENT else "beyond ") + f"{self.rtol:g}")
 
-    def __str__(self) -> str: return f"bit-identical ({self.rows} rows)" if self.tier == BIT_IDENTICAL else f"{self.tier}: {self.describe()}"
+    def __str__(self) -> str:
+        return f"bit-identical ({self.rows} rows)" if self.tier == BIT_IDENTICAL else f"{self.tier}: {self.describe()}"
 
     def to_json(self) -> dict:
         "The agreement as JSON data (the largest difference as text when infinite: JSON has no infinity)."
@@ -71,16 +76,20 @@ def agree(
     if not rtol >= 0: raise ValueError(f"the relative tolerance must be a number >= 0, got {rtol!r}")
     import numpy as np
     values, reference = np.asarray(values, dtype="float64"), np.asarray(reference, dtype="float64")
-    if values.shape != reference.shape: raise ValueError(f"{values.shape} predictions against {reference.shape} reference ones")
+    if values.shape != reference.shape:
+        raise ValueError(f"{values.shape} predictions against {reference.shape} reference ones")
     n = len(values)
     if labels is not None and len(labels) == n:
         wrong = np.asarray(labels).astype(str) != np.asarray(reference_labels).astype(str)
-        if wrong.any(): return Agreement(DIFFERENT, n, int(wrong.sum()), np.inf, int(np.argmax(wrong)), rtol, classes=int(wrong.sum()))
+        if wrong.any():
+            return Agreement(DIFFERENT, n, int(wrong.sum()), np.inf, int(np.argmax(wrong)), rtol,
+                             classes=int(wrong.sum()))
     rel = relative_difference(values, reference).reshape(n, -1 if n else 1)
     row_rel = rel.max(axis=1, initial=0.0)  # a row's largest difference: 0 only where every number is the reference's
     if not row_rel.any(): return Agreement(BIT_IDENTICAL, n, 0, 0.0, None, rtol)
     i = int(np.argmax(row_rel))
-    return Agreement(EQUIVALENT if row_rel[i] <= rtol else DIFFERENT, n, int((row_rel > 0).sum()), float(row_rel[i]), i, rtol)
+    return Agreement(EQUIVALENT if row_rel[i] <= rtol else DIFFERENT, n, int((row_rel > 0).sum()), float(row_rel[i]),
+                     i, rtol)
 
 # %% ../nbs/05_agreement.ipynb #5f3d7be8
 def _cpu() -> str | None:
@@ -95,7 +104,8 @@ def _cpu() -> str | None:
 
 # %% ../nbs/05_agreement.ipynb #7845ee69
 def _numpy_simd() -> str | None:
-    "The SIMD targets NumPy was built for and dispatches to on this processor, e.g. 'X86_V2; dispatched: X86_V3 X86_V4'."
+    """The SIMD targets NumPy was built for and dispatches to on this processor, e.g. 'X86_V2; dispatched: X86_V3
+    X86_V4'."""
     try:
         from numpy._core import _multiarray_umath as m
     except ImportError: return None
@@ -105,13 +115,15 @@ def _numpy_simd() -> str | None:
 
 # %% ../nbs/05_agreement.ipynb #1f85da34
 def numeric_environment() -> dict:
-    "What of this process's environment decides the last bits of a model's arithmetic: machine, processor, NumPy's SIMD, BLAS and OpenMP."
+    """What of this process's environment decides the last bits of a model's arithmetic: machine, processor, NumPy's
+    SIMD, BLAS and OpenMP."""
     import platform
     from pathlib import Path
 
     from threadpoolctl import threadpool_info
     return dict(machine=platform.machine(), platform=platform.platform(), cpu=_cpu(), numpy_simd=_numpy_simd(),
-                threadpools=[{k: v for k, v in tp.items() if k != "filepath"} | {"library": Path(tp["filepath"]).name} for tp in threadpool_info()])
+                threadpools=[{k: v for k, v in tp.items() if k != "filepath"} | {"library": Path(tp["filepath"]).name}
+                             for tp in threadpool_info()])
 
 # %% ../nbs/05_agreement.ipynb #c040294f
 def numeric_differences(
@@ -119,16 +131,20 @@ def numeric_differences(
     current: dict, # The other one
     here: str = "here", # What to call the other one in the sentences
 ) -> list[str]:
-    "One sentence per difference of `numeric_environment` between two environments: what can move the last bits of predictions."
+    """One sentence per difference of `numeric_environment` between two environments: what can move the last bits of
+    predictions."""
     out = []
     for k, what in (("machine", "machine"), ("platform", "platform"), ("cpu", "CPU"), ("numpy_simd", "NumPy SIMD")):
         if recorded.get(k) is not None and current.get(k) is not None and recorded[k] != current[k]:
             out.append(f"{what} {recorded[k]} in the run, {current[k]} {here}")
-    pools = lambda e: {f"{t.get('internal_api')} ({t.get('library') or t.get('prefix')})": t for t in e.get("threadpools") or []}
+    pools = lambda e: {f"{t.get('internal_api')} ({t.get('library') or t.get('prefix')})": t
+                       for t in e.get("threadpools") or []}
     if recorded.get("threadpools") is None or current.get("threadpools") is None: return out
     pa, pb = pools(recorded), pools(current)
-    if pa.keys() != pb.keys(): out.append(f"BLAS/OpenMP libraries differ: {', '.join(sorted(pa))} in the run, {', '.join(sorted(pb))} {here}")
+    if pa.keys() != pb.keys():
+        out.append(f"BLAS/OpenMP libraries differ: {', '.join(sorted(pa))} in the run, {', '.join(sorted(pb))} {here}")
     for lib in sorted(pa.keys() & pb.keys()):
         for k, what in (("version", "version"), ("architecture", "CPU kernel"), ("num_threads", "threads")):
-            if pa[lib].get(k) != pb[lib].get(k): out.append(f"{lib}: {what} {pa[lib].get(k)} in the run, {pb[lib].get(k)} {here}")
+            if pa[lib].get(k) != pb[lib].get(k):
+                out.append(f"{lib}: {what} {pa[lib].get(k)} in the run, {pb[lib].get(k)} {here}")
     return out

@@ -31,13 +31,16 @@ __all__ = ['log', 'PARQUET_SUFFIXES', 'CSV_BLOCK_BYTES', 'HEAP_PAD', 'csv_batche
 
 # %% ../nbs/15_batch.ipynb #580897c7
 PARQUET_SUFFIXES = (".parquet", ".pq")
-CSV_BLOCK_BYTES = 1 << 22 # Bytes of CSV text Arrow parses at a time (measured: 4 MiB blocks take half the CPU time of 16 MiB ones; a row must fit in one)
+# Bytes of CSV text Arrow parses at a time (measured: 4 MiB blocks take half the CPU time of 16 MiB ones; a row must fit
+# in one)
+CSV_BLOCK_BYTES = 1 << 22
 
 def _is_parquet(p: Path) -> bool: return p.suffix.lower() in PARQUET_SUFFIXES
 
 # %% ../nbs/15_batch.ipynb #c2c4f3d6
 def _rechunk(batches: Iterable[pa.RecordBatch], size: int, schema: pa.Schema) -> Iterator[pa.Table]:
-    "Tables of exactly `size` rows (the last one shorter) from record batches of any size; one empty table for an input with no rows."
+    """Tables of exactly `size` rows (the last one shorter) from record batches of any size; one empty table for an
+    input with no rows."""
     buf, have, any_ = [], 0, False
     for b in batches:
         while b.num_rows:
@@ -48,30 +51,39 @@ def _rechunk(batches: Iterable[pa.RecordBatch], size: int, schema: pa.Schema) ->
     if have or not any_: yield pa.Table.from_batches(buf, schema)
 
 # %% ../nbs/15_batch.ipynb #df298f2e
-_COMPRESSED = {b"\x1f\x8b": ".gz", b"BZh": ".bz2", b"\x28\xb5\x2f\xfd": ".zst"} # Magic bytes -> the suffix Arrow reads that compression by
+# Magic bytes -> the suffix Arrow reads that compression by
+_COMPRESSED = {b"\x1f\x8b": ".gz", b"BZh": ".bz2", b"\x28\xb5\x2f\xfd": ".zst"}
 
 def csv_batches(path: Path, na_strings) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
     "(schema, record batches) of a CSV file, every column as text, the strings of `na_strings` as missing."
     import pyarrow.csv as pa_csv
     with open(path, "rb") as f: magic = f.read(4)
-    found = next((suffix for m, suffix in _COMPRESSED.items() if magic.startswith(m)), None)  # compressed, whatever its name says
+    # compressed, whatever its name says
+    found = next((suffix for m, suffix in _COMPRESSED.items() if magic.startswith(m)), None)
     try:
-        with io.TextIOWrapper(pa.input_stream(str(path), compression="detect"), encoding="utf-8-sig", newline="") as f:  # .gz, .bz2, .zst: as Arrow reads them
+        # .gz, .bz2, .zst: as Arrow reads them
+        with io.TextIOWrapper(pa.input_stream(str(path), compression="detect"), encoding="utf-8-sig", newline="") as f:
             header = next(csv.reader(f), None)
     except UnicodeDecodeError as e:
-        why = f"compressed, but its name does not say so: name it {path.name}{found}" if found else f"not UTF-8 text ({e}): save it as UTF-8"
+        why = (f"compressed, but its name does not say so: name it {path.name}{found}" if found
+               else f"not UTF-8 text ({e}): save it as UTF-8")
         raise ValueError(f"{path} cannot be read as CSV: it is {why}") from None
-    except (OSError, pa.ArrowException) as e: raise ValueError(f"{path} cannot be read as CSV: {e}") from None  # a damaged compressed file
+    # a damaged compressed file
+    except (OSError, pa.ArrowException) as e: raise ValueError(f"{path} cannot be read as CSV: {e}") from None
     if not header: raise ValueError(f"{path} is empty: not even a header line")
-    if dup := sorted({c for c in header if header.count(c) > 1}): raise ValueError(f"{path}: column(s) {', '.join(map(repr, dup))} appear more than once in the header")
+    if dup := sorted({c for c in header if header.count(c) > 1}):
+        raise ValueError(f"{path}: column(s) {', '.join(map(repr, dup))} appear more than once in the header")
     reader = pa_csv.open_csv(path, read_options=pa_csv.ReadOptions(block_size=CSV_BLOCK_BYTES),
-                             convert_options=pa_csv.ConvertOptions(column_types={c: pa.string() for c in header}, null_values=list(na_strings),
-                                                                   strings_can_be_null=True, quoted_strings_can_be_null=True))
+                             convert_options=pa_csv.ConvertOptions(column_types={c: pa.string() for c in header},
+                                                                   null_values=list(na_strings),
+                                                                   strings_can_be_null=True,
+                                                                   quoted_strings_can_be_null=True))
     def batches():
         while True:
             try: yield reader.read_next_batch()
             except StopIteration: return
-            except pa.ArrowInvalid as e: raise ValueError(f"{path} cannot be read as CSV: {e}") from None  # a row of another shape, say
+            # a row of another shape, say
+            except pa.ArrowInvalid as e: raise ValueError(f"{path} cannot be read as CSV: {e}") from None
     return reader.schema, batches()
 
 # %% ../nbs/15_batch.ipynb #82d056ac
@@ -79,7 +91,8 @@ def read_chunks(
     path: Path | str, # CSV or Parquet file
     chunk_size: int = 50_000, # Rows per chunk
 ) -> tuple[int | None, Iterator[pa.Table]]:
-    "(number of rows if known without reading the file, iterator over Arrow tables of `chunk_size` rows: CSV values as text)."
+    """(number of rows if known without reading the file, iterator over Arrow tables of `chunk_size` rows: CSV values as
+    text)."""
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"input file not found: {path}")
     if _is_parquet(path):
@@ -91,7 +104,8 @@ def read_chunks(
 
 # %% ../nbs/15_batch.ipynb #3c05ed76
 class TableWriter:
-    "Appends tables to a CSV or Parquet file under a temporary name; `commit` renames it into place. Column types are fixed by the first table."
+    """Appends tables to a CSV or Parquet file under a temporary name; `commit` renames it into place. Column types are
+    fixed by the first table."""
     def __init__(self, path: Path):
         self.path, self.tmp, self._out, self._schema, self._sink = path, temporary_path(path), None, None, None
     @property
@@ -100,18 +114,22 @@ class TableWriter:
         return self._out is not None
     def write(self, table: pa.Table):
         try: self._write(table)
-        except OSError as e: raise OSError(e.errno, f"cannot write {self.path} ({e.strerror or e})") from None  # a full disk: name the file
+        # a full disk: name the file
+        except OSError as e: raise OSError(e.errno, f"cannot write {self.path} ({e.strerror or e})") from None
     def _write(self, table: pa.Table):
         if self._out is None:  # a column with no value yet (errors, a refused label) is text, not Arrow's null type
-            self._schema = pa.schema([f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in table.schema])
+            self._schema = pa.schema([f.with_type(pa.string()) if pa.types.is_null(f.type) else f
+                                      for f in table.schema])
             if _is_parquet(self.path):
                 import pyarrow.parquet as pq
                 self._out = pq.ParquetWriter(self.tmp, self._schema)
             else:
                 import pyarrow.csv as pa_csv
-                codec = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd"}.get(self.path.suffix.lower())  # out.csv.gz: compressed, as its name says
+                # out.csv.gz: compressed, as its name says
+                codec = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd"}.get(self.path.suffix.lower())
                 self._sink = pa.output_stream(str(self.tmp), compression=codec) if codec else None
-                self._out = pa_csv.CSVWriter(self._sink or self.tmp, self._schema, write_options=pa_csv.WriteOptions(quoting_style="needed"))
+                self._out = pa_csv.CSVWriter(self._sink or self.tmp, self._schema,
+                                             write_options=pa_csv.WriteOptions(quoting_style="needed"))
         self._out.write_table(table.cast(self._schema))
     def _close(self):
         if self._out is not None: self._out.close()
@@ -136,13 +154,17 @@ class BatchSummary:
     warnings: Counter = field(default_factory=Counter)
 
     def __str__(self):
-        lines = [f"{self.rows} rows: {self.scored} scored, {self.failed} refused, {self.with_warnings} scored with warnings"]
+        lines = ([f"{self.rows} rows: {self.scored} scored, {self.failed} refused, {self.with_warnings} scored with "
+                  "warnings"])
         for title, c in (("refused because", self.errors), ("warnings", self.warnings)):
-            if c: lines += [f"{title}:"] + [f"  {n:>8} × {msg}" for msg, n in c.most_common(10)] + ([f"  ... {len(c) - 10} more kinds"] if len(c) > 10 else [])
+            if c:
+                lines += ([f"{title}:"] + [f"  {n:>8} × {msg}" for msg, n in c.most_common(10)]
+                          + ([f"  ... {len(c) - 10} more kinds"] if len(c) > 10 else []))
         return "\n".join(lines)
 
     def add(self, scored) -> BatchSummary:
-        "Count a scored chunk (a `predict.Scored`) in: its rows, the refused, those with warnings, errors and warnings by column and message."
+        """Count a scored chunk (a `predict.Scored`) in: its rows, the refused, those with warnings, errors and warnings
+        by column and message."""
         iss = scored.issues
         for level, counter in (("error", self.errors), ("warning", self.warnings)):
             sel = iss.level == level
@@ -153,25 +175,31 @@ class BatchSummary:
 
     def merge(self, other: BatchSummary) -> BatchSummary:
         "Count another summary in (one of a partition scored elsewhere)."
-        self.rows += other.rows; self.scored += other.scored; self.failed += other.failed; self.with_warnings += other.with_warnings
+        self.rows += other.rows; self.scored += other.scored
+        self.failed += other.failed; self.with_warnings += other.with_warnings
         self.errors.update(other.errors); self.warnings.update(other.warnings)
         return self
 
 # %% ../nbs/15_batch.ipynb #da886416
 def issues_schema(id_name: str) -> pa.Schema:
-    "The columns of the issues file: the row's position in the input, its id, the column, the value, the message, the level."
-    return pa.schema([pa.field("row", pa.int64()), pa.field(id_name, pa.int64()), *(pa.field(c, pa.string()) for c in ("column", "value", "message", "level"))])
+    """The columns of the issues file: the row's position in the input, its id, the column, the value, the message, the
+    level."""
+    return pa.schema([pa.field("row", pa.int64()), pa.field(id_name, pa.int64()),
+                      *(pa.field(c, pa.string()) for c in ("column", "value", "message", "level"))])
 
 # %% ../nbs/15_batch.ipynb #b19976fd
 def issues_table(
     scored, # A scored chunk (`predict.Scored`)
     offset: int = 0, # Position in the input of the chunk's first row
 ) -> pa.Table:
-    "A scored chunk's errors and warnings, one row each, by row: its position counting from `offset`, its id (missing when the input has none), column, value, message, level."
+    """A scored chunk's errors and warnings, one row each, by row: its position counting from `offset`, its id (missing
+    when the input has none), column, value, message, level."""
     iss = scored.issues.frame()
-    ids = pd.array(scored.ids, dtype="Int64")[iss.row.to_numpy()] if scored.ids is not None else pd.array([None] * len(iss), dtype="Int64")
+    ids = (pd.array(scored.ids, dtype="Int64")[iss.row.to_numpy()] if scored.ids is not None
+           else pd.array([None] * len(iss), dtype="Int64"))
     return pa.table([pa.array(iss.row.to_numpy() + offset, pa.int64()), pa.array(ids, pa.int64()),
-                     *(pa.array(iss[c].astype(object), pa.string()) for c in ("column", "value", "message", "level"))], schema=issues_schema(scored.id_name))
+                     *(pa.array(iss[c].astype(object), pa.string()) for c in ("column", "value", "message", "level"))],
+                     schema=issues_schema(scored.id_name))
 
 # %% ../nbs/15_batch.ipynb #ab6e5d45
 def score_file(
@@ -179,24 +207,29 @@ def score_file(
     input: Path | str, # CSV or Parquet file to score
     output: Path | str, # CSV or Parquet file to write: the id, the prediction, error
     chunk_size: int = 50_000, # Rows read and scored at a time
-    issues_file: Path | str | None = None, # Optional CSV of every error and warning: row, the id, column, value, message, level
+    # Optional CSV of every error and warning: row, the id, column, value, message, level
+    issues_file: Path | str | None = None,
     progress: bool = False, # Show a progress bar on stderr
     input_log=None, # An `inputlog.InputLog` to hand each scored chunk to (it waits for room rather than dropping)
 ) -> BatchSummary:
     "Score `input` chunk by chunk into `output` (written atomically); return what happened."
     from tqdm.auto import tqdm
-    check_outputs({"the input": input}, {"the output": output, "the issues file": issues_file})  # before anything is read or written
+    # before anything is read or written
+    check_outputs({"the input": input}, {"the output": output, "the issues file": issues_file})
     total, chunks = read_chunks(input, chunk_size)
     out, side = TableWriter(Path(output)), TableWriter(Path(issues_file)) if issues_file else None
     summary, ID = BatchSummary(), predictor.contract.id
     bar = tqdm(total=total, unit="rows", disable=not progress, file=sys.stderr, desc="scoring")
-    if predictor.slow_reason: log.warning("scoring with scikit-learn's own predict, several times slower than the compiled path: %s", predictor.slow_reason)
+    if predictor.slow_reason:
+        log.warning("scoring with scikit-learn's own predict, several times slower than the compiled path: %s",
+                    predictor.slow_reason)
     try:
         for chunk in chunks:
             if summary.rows == 0 and chunk.num_columns and not {*predictor.features, ID} & set(chunk.column_names):
                 shown = ", ".join(chunk.column_names[:5]) + (" ..." if chunk.num_columns > 5 else "")
-                raise ValueError(f"{input} has none of the model's {len(predictor.features)} columns (such as {', '.join(predictor.features[:3])}); "
-                                 f"its columns are {shown}: is this the right file?")
+                raise ValueError(f"{input} has none of the model's {len(predictor.features)} columns (such as "
+                                 f"{', '.join(predictor.features[:3])}); its columns are {shown}: is this the right "
+                                 "file?")
             scored = predictor.score_table(chunk)
             if input_log is not None: input_log.log(scored, predictor.run_id, table=chunk, block=True)
             frame = scored.frame(warnings=False)
@@ -220,7 +253,8 @@ def score_file(
 HEAP_PAD = 64 << 20 # Bytes glibc's allocator keeps at the top of the heap when memory is freed (see `keep_heap`)
 
 def keep_heap(pad: int = HEAP_PAD) -> bool:
-    "Ask the C allocator (glibc's `mallopt(M_TOP_PAD)`) to keep `pad` bytes of freed memory for reuse; False where there is no glibc."
+    """Ask the C allocator (glibc's `mallopt(M_TOP_PAD)`) to keep `pad` bytes of freed memory for reuse; False where
+    there is no glibc."""
     import ctypes
     try: mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError): return False  # another C library (macOS, Windows): nothing to tune

@@ -22,7 +22,8 @@ __all__ = ['main', 'train', 'reproduce', 'predict', 'serve', 'drift', 'data', 'd
 
 # %% ../nbs/19_cli.ipynb #e5612239
 def _expected() -> tuple[type[Exception], ...]:
-    "The library's errors that the command reports in one line; imported when one is raised, so that `--help` imports none of them."
+    """The library's errors that the command reports in one line; imported when one is raised, so that `--help` imports
+    none of them."""
     from nbprod.environment import VersionMismatchError
     from nbprod.integrity import IntegrityError
     from nbprod.manifest import ManifestError
@@ -36,7 +37,8 @@ def _fail(e: Exception):
 
 # %% ../nbs/19_cli.ipynb #6af5f2f3
 def _exit_on_sigterm():
-    "Turn SIGTERM into SystemExit(143), so that `finally` and `except BaseException` clean up as on Ctrl-C (main thread only)."
+    """Turn SIGTERM into SystemExit(143), so that `finally` and `except BaseException` clean up as on Ctrl-C (main
+    thread only)."""
     import signal
     import threading
     if threading.current_thread() is threading.main_thread(): signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -52,7 +54,8 @@ def _version(ctx, param, value):
     from nbprod.environment import project_version
     from nbprod.project import get_project
     name = get_project().name
-    try: now = project_version(get_settings().root)  # an editable install keeps the version it was made at; git's moves on
+    # an editable install keeps the version it was made at; git's moves on
+    try: now = project_version(get_settings().root)
     except FileNotFoundError: now = None  # no project root here
     moved = f" (its checkout is at {now})" if now and installed(name) != f"{name} {now}" else ""
     click.echo(f"{installed(name)}{moved}, {installed('nbprod')}")  # the project's version and the library's it runs
@@ -60,7 +63,8 @@ def _version(ctx, param, value):
 
 # %% ../nbs/19_cli.ipynb #e76042dc
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_version, help="Show the version and exit.")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_version,
+              help="Show the version and exit.")
 def main():
     "Train, reproduce, score and serve this project's models: a notebook-first research-to-production project."
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
@@ -74,7 +78,8 @@ def _metrics_table(metrics: dict) -> str:
 # %% ../nbs/19_cli.ipynb #cea4fb20
 @main.command()
 @click.option("-p", "--parameter", "parameters", nargs=2, multiple=True, metavar="NAME VALUE",
-              help="Set a parameter of the job notebook, e.g. -p seed 1 (repeatable). Values are JSON literals or strings.")
+              help=("Set a parameter of the job notebook, e.g. -p seed 1 (repeatable). Values are JSON literals or "
+                    "strings."))
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar while the notebook runs.")
 def train(parameters, progress):
     "Train a model: run nbs/jobs/train.ipynb through papermill into a new folder under runs/."
@@ -85,7 +90,8 @@ def train(parameters, progress):
     try: run = run_training(given, progress=progress)
     except UnknownParameterError as e: raise click.UsageError(str(e)) from e
     except (JobError, *_expected()) as e: _fail(e)
-    except OSError as e: _fail(RuntimeError(f"cannot write the run: {e}"))  # a full disk, a permission: one line, and no run
+    # a full disk, a permission: one line, and no run
+    except OSError as e: _fail(RuntimeError(f"cannot write the run: {e}"))
     click.echo(f"run: {run}")
     click.echo(_metrics_table(read_json(run / METRICS)))
 
@@ -94,16 +100,19 @@ def train(parameters, progress):
 @click.argument("run_ref", metavar="RUN", default="latest")
 @click.option("--against", "against", metavar="OTHER", default=None,
               help="Compare RUN with this finished run (made elsewhere, say) instead of re-executing the job.")
-@click.option("--strict", is_flag=True, help="Accept only a bit-identical outcome (exit 1 for a numerically equivalent one).")
+@click.option("--strict", is_flag=True,
+              help="Accept only a bit-identical outcome (exit 1 for a numerically equivalent one).")
 @click.option("--rtol", type=click.FloatRange(min=0), default=RTOL, show_default=True,
               help="Relative tolerance within which differing predictions are numerically equivalent.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar while the notebook runs.")
-@click.option("--allow-other-python", is_flag=True, help="Re-execute even under another Python than the run's (refused by default: its own lock and wheels).")
+@click.option("--allow-other-python", is_flag=True,
+              help="Re-execute even under another Python than the run's (refused by default: its own lock and wheels).")
 def reproduce(run_ref, against, strict, rtol, progress, allow_other_python):
     """Re-execute RUN's job with its recorded parameters and data into a new run, and compare the two.
 
-    The verdict rests on the data, the held-out rows, the fitted parameters and the predictions. Exit code 0: bit-identical;
-    3: numerically equivalent (predictions within --rtol; 1 with --strict); 1: different, or not reproduced."""
+    The verdict rests on the data, the held-out rows, the fitted parameters and the predictions. Exit code 0:
+    bit-identical; 3: numerically equivalent (predictions within --rtol; 1 with --strict); 1: different, or not
+    reproduced."""
     from nbprod.job import CLOSE, DIFFERS, NOTE, SAME, JobError
     from nbprod.job import reproduce as _reproduce
     try: v = _reproduce(run_ref, progress=progress, rtol=rtol, against=against, allow_other_python=allow_other_python)
@@ -119,61 +128,79 @@ def reproduce(run_ref, against, strict, rtol, progress, allow_other_python):
     raise SystemExit(v.exit_code(strict))
 
 # %% ../nbs/19_cli.ipynb #6ebed62d
-_RUN_HELP = "Run id, folder or alias whose model to use (default: the run promoted to production, else the newest, with a warning)."
+_RUN_HELP = ("Run id, folder or alias whose model to use (default: the run promoted to production, else the newest, "
+             "with a warning).")
 
 def _load_options(f):
-    """What loading a run accepts, shared by `predict`, `serve` and `drift`: four options that the command receives as one
-    `predict.LoadPolicy` (its parameter `policy`)."""
+    """What loading a run accepts, shared by `predict`, `serve` and `drift`: four options that the command receives as
+    one `predict.LoadPolicy` (its parameter `policy`)."""
     import functools
     @functools.wraps(f)
     def run(*args, allow_unsigned, allow_version_mismatch, rtol, strict, **kwargs):
         from nbprod.predict import LoadPolicy
-        return f(*args, policy=LoadPolicy(allow_unsigned=allow_unsigned, allow_version_mismatch=allow_version_mismatch, rtol=rtol, strict=strict), **kwargs)
-    run = click.option("--strict", is_flag=True, help="Load only a run whose held-out predictions are reproduced here to the last bit.")(run)
+        return f(*args, policy=LoadPolicy(allow_unsigned=allow_unsigned, allow_version_mismatch=allow_version_mismatch,
+                                          rtol=rtol, strict=strict), **kwargs)
+    run = click.option("--strict", is_flag=True,
+                       help="Load only a run whose held-out predictions are reproduced here to the last bit.")(run)
     run = click.option("--rtol", type=click.FloatRange(min=0), default=RTOL, show_default=True,
-                       help="Relative tolerance within which held-out predictions that differ from the run's (another CPU or BLAS kernel) "
-                            "are numerically equivalent: loaded, with a warning; beyond it the run is refused.")(run)
+                       help="Relative tolerance within which held-out predictions that differ from the run's (another "
+                            "CPU or BLAS kernel) are numerically equivalent: loaded, with a warning; beyond it the run "
+                            "is refused.")(run)
     run = click.option("--allow-version-mismatch", is_flag=True,
-                       help="Load a run made with other versions of the libraries that shape predictions (logs a warning); its held-out "
-                            "predictions must still agree within --rtol.")(run)
+                       help="Load a run made with other versions of the libraries that shape predictions (logs a "
+                            "warning); its held-out predictions must still agree within --rtol.")(run)
     return click.option("--allow-unsigned", is_flag=True,
-                        help="Load a run whose signature is missing or does not check out with this host's key (logs a warning): only a run you trust.")(run)
+                        help="Load a run whose signature is missing or does not check out with this host's key (logs a "
+                             "warning): only a run you trust.")(run)
 
 # %% ../nbs/19_cli.ipynb #8c3c4c80
 def _input_log_options(f):
     "The input log's options, shared by `predict` and `serve`."
     f = click.option("--log-max-mb", type=click.FloatRange(min=0.001), default=1024.0, show_default=True,
                      help="Largest total size of the input log's files, in MiB: the oldest are removed beyond it.")(f)
-    f = click.option("--log-exclude", multiple=True, metavar="COLUMN", help="A field (or the id) never written to the input log, such as personal data (repeatable).")(f)
+    f = click.option("--log-exclude", multiple=True, metavar="COLUMN",
+                     help="A field (or the id) never written to the input log, such as personal data (repeatable).")(f)
     return click.option("--log-inputs", type=click.Path(file_okay=False, path_type=Path), default=None,
-                        help="Log scored inputs and outputs as Parquet files in this folder, by date (off by default; see `drift --log`).")(f)
+                        help="Log scored inputs and outputs as Parquet files in this folder, by date (off by default; "
+                             "see `drift --log`).")(f)
 
 # %% ../nbs/19_cli.ipynb #fce7d060
 @main.command()
 @click.argument("input", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
-              help="File to write (.csv or .parquet): the id, the prediction, error; one row per input row. With --engine dask: a folder, "
-                   "the Parquet dataset to write (one file per partition).")
+              help="File to write (.csv or .parquet): the id, the prediction, error; one row per input row. With "
+                   "--engine dask: a folder, the Parquet dataset to write (one file per partition).")
 @click.option("--run", "run_ref", default=None, help=_RUN_HELP)
-@click.option("--chunk-size", type=click.IntRange(min=1), default=50_000, show_default=True, help="Rows read and scored at a time.")
+@click.option("--chunk-size", type=click.IntRange(min=1), default=50_000, show_default=True,
+              help="Rows read and scored at a time.")
 @click.option("--issues-file", type=click.Path(dir_okay=False, path_type=Path),
-              help="Also write every error and warning to this file (.csv or .parquet): row, the id, column, value, message, level.")
+              help=("Also write every error and warning to this file (.csv or .parquet): row, the id, column, value, "
+                    "message, level."))
 @click.option("--allow-errors", is_flag=True, help="Exit with 0 even if some rows were refused.")
 @_load_options
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
 @_input_log_options
 @click.option("--engine", type=click.Choice(["local", "dask"]), default="local", show_default=True,
-              help="local: this process, in chunks; dask: a Dask cluster, one output file per partition (INPUT may be a folder or a glob).")
-@click.option("--scheduler", metavar="ADDRESS", default=None, help="--engine dask: the scheduler of a running cluster (default: a local cluster, a worker per core).")
-@click.option("--workers", type=click.IntRange(min=1), default=None, help="--engine dask without --scheduler: worker processes of the local cluster.")
-@click.option("--partition-rows", type=click.IntRange(min=1), default=None, help="--engine dask: most rows of a Parquet partition (500,000).")
-def predict(input, output, run_ref, chunk_size, issues_file, allow_errors, policy, progress, log_inputs, log_exclude, log_max_mb,
+              help=("local: this process, in chunks; dask: a Dask cluster, one output file per partition (INPUT may be "
+                    "a folder or a glob)."))
+@click.option("--scheduler", metavar="ADDRESS", default=None,
+              help="--engine dask: the scheduler of a running cluster (default: a local cluster, a worker per core).")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="--engine dask without --scheduler: worker processes of the local cluster.")
+@click.option("--partition-rows", type=click.IntRange(min=1), default=None,
+              help="--engine dask: most rows of a Parquet partition (500,000).")
+def predict(input, output, run_ref, chunk_size, issues_file, allow_errors, policy, progress, log_inputs, log_exclude,
+            log_max_mb,
             engine, scheduler, workers, partition_rows):
     """Score INPUT (.csv or .parquet: the training data's columns, the target not needed) with the model of a run.
 
-    With --engine dask, INPUT is a file, a folder or a glob of them, and OUTPUT a folder: a Parquet dataset in INPUT's order."""
-    if engine == "dask": return _predict_dask(input, output, run_ref, allow_errors, policy, progress, scheduler, workers, partition_rows, issues_file, log_inputs)
-    if scheduler or workers or partition_rows: raise click.UsageError("--scheduler, --workers and --partition-rows go with --engine dask")
+    With --engine dask, INPUT is a file, a folder or a glob of them, and OUTPUT a folder: a Parquet dataset in INPUT's
+    order."""
+    if engine == "dask":
+        return _predict_dask(input, output, run_ref, allow_errors, policy, progress, scheduler, workers,
+                             partition_rows, issues_file, log_inputs)
+    if scheduler or workers or partition_rows:
+        raise click.UsageError("--scheduler, --workers and --partition-rows go with --engine dask")
     if not input.is_file():
         hint = " (a folder or a glob needs --engine dask)" if input.is_dir() or "*" in str(input) else ""
         raise click.BadParameter(f"{input} is not a file{hint}", param_hint="INPUT")
@@ -187,52 +214,66 @@ def predict(input, output, run_ref, chunk_size, issues_file, allow_errors, polic
     try:
         predictor = Predictor.load(resolve_run(run_ref, get_settings().runs_dir), policy)
         ilog = InputLog(log_inputs, predictor.contract, log_exclude, int(log_max_mb * 2**20)) if log_inputs else None
-        try: summary = score_file(predictor, input, output, chunk_size=chunk_size, issues_file=issues_file, progress=progress, input_log=ilog)
+        try:
+            summary = score_file(predictor, input, output, chunk_size=chunk_size, issues_file=issues_file,
+                                 progress=progress, input_log=ilog)
         finally:
             if ilog is not None: ilog.close()
     except _expected() as e: _fail(e)
     except (ValueError, OSError) as e: _fail(RuntimeError(f"cannot score {input}: {e}"))
     click.echo(f"run {predictor.run_id} -> {output}")
     click.echo(str(summary))
-    if ilog is not None: click.echo(f"input log: {ilog.written_rows} rows written to {log_inputs}" + (f", {ilog.failed_rows} failed" if ilog.failed_rows else ""))
+    if ilog is not None:
+        click.echo(f"input log: {ilog.written_rows} rows written to {log_inputs}"
+                   + (f", {ilog.failed_rows} failed" if ilog.failed_rows else ""))
     if summary.failed and not allow_errors:
-        click.echo(f"{summary.failed} row(s) refused: see the 'error' column of {output} (or pass --allow-errors)", err=True)
+        click.echo(f"{summary.failed} row(s) refused: see the 'error' column of {output} (or pass --allow-errors)",
+                   err=True)
         raise SystemExit(1)
 
 # %% ../nbs/19_cli.ipynb #aac12636
-def _predict_dask(input, output, run_ref, allow_errors, policy, progress, scheduler, workers, partition_rows, issues_file, log_inputs):
+def _predict_dask(input, output, run_ref, allow_errors, policy, progress, scheduler, workers, partition_rows,
+                  issues_file, log_inputs):
     "`predict --engine dask`: score a file, folder or glob on a Dask cluster into a Parquet dataset."
     from nbprod.cluster import PARTITION_ROWS, dask_client, input_files, score_dataset
     from nbprod.config import get_settings
     from nbprod.runs import resolve_run
-    if log_inputs: raise click.UsageError("--log-inputs cannot be used with --engine dask: the input is a dataset already; compare it with the run's "
-                                          "reference directly (drift INPUT...)")
-    if workers and scheduler: raise click.UsageError("--workers sizes the local cluster: with --scheduler, the cluster has its own workers")
+    if log_inputs:
+        raise click.UsageError("--log-inputs cannot be used with --engine dask: the input is a dataset already; "
+                               "compare it with the run's reference directly (drift INPUT...)")
+    if workers and scheduler:
+        raise click.UsageError("--workers sizes the local cluster: with --scheduler, the cluster has its own workers")
     _exit_on_sigterm()
     if Path(output).exists(): _fail(FileExistsError(f"{output} exists already: remove it, or write to another folder"))
     try:
         run = resolve_run(run_ref, get_settings().runs_dir)
         files = input_files(input)
         with dask_client(scheduler, workers) as client:
-            click.echo(f"Dask: {len(client.scheduler_info()['workers'])} worker(s) at {client.scheduler.address}; dashboard {client.dashboard_link}", err=True)
+            click.echo(f"Dask: {len(client.scheduler_info()['workers'])} worker(s) at {client.scheduler.address}; "
+                       f"dashboard {client.dashboard_link}", err=True)
             summary = score_dataset(client, run, files, output, partition_rows=partition_rows or PARTITION_ROWS,
                                     policy=policy, progress=progress, issues_file=issues_file)
     except (*_expected(), FileExistsError) as e: _fail(e)
     except (ValueError, OSError) as e: _fail(RuntimeError(f"cannot score {input}: {e}"))
-    except Exception as e: _fail(RuntimeError(f"the Dask job failed, and wrote nothing to {output}: {type(e).__name__}: {e}"))
+    except Exception as e:
+        _fail(RuntimeError(f"the Dask job failed, and wrote nothing to {output}: {type(e).__name__}: {e}"))
     click.echo(f"run {run.name} -> {output}/ ({len(list(Path(output).glob('part-*.parquet')))} files)")
     click.echo(str(summary))
     if summary.failed and not allow_errors:
-        click.echo(f"{summary.failed} row(s) refused: see the 'error' column of {output} (or pass --allow-errors)", err=True)
+        click.echo(f"{summary.failed} row(s) refused: see the 'error' column of {output} (or pass --allow-errors)",
+                   err=True)
         raise SystemExit(1)
 
 # %% ../nbs/19_cli.ipynb #e8a7d2bb
-_SERVE_FLAG_OF = {"max_body_bytes": "max_body_mb", "log_max_bytes": "log_max_mb", "admin_token": "admin_token_file", "verify": None}
+_SERVE_FLAG_OF = {"max_body_bytes": "max_body_mb", "log_max_bytes": "log_max_mb", "admin_token": "admin_token_file",
+                  "verify": None}
 
 def _given(values: dict, flag_of: dict) -> dict:
-    "The values whose flag was given on the command line (a setting's flag: `flag_of`, else its own name; None: never a flag)."
+    """The values whose flag was given on the command line (a setting's flag: `flag_of`, else its own name; None: never
+    a flag)."""
     ctx = click.get_current_context()
-    given = lambda flag: flag is not None and ctx.get_parameter_source(flag) not in (None, click.core.ParameterSource.DEFAULT)
+    given = lambda flag: flag is not None and ctx.get_parameter_source(flag) not in (None,
+        click.core.ParameterSource.DEFAULT)
     return {k: v for k, v in values.items() if given(flag_of.get(k, k))}
 
 # %% ../nbs/19_cli.ipynb #e55b543c
@@ -240,17 +281,22 @@ def _given(values: dict, flag_of: dict) -> dict:
 @click.option("--run", "run_ref", default=None, help=_RUN_HELP)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port to listen on.")
-@click.option("--max-records", type=click.IntRange(min=1), default=10_000, show_default=True, help="Most records in one request.")
-@click.option("--max-body-mb", type=click.FloatRange(min=0.001), default=10.0, show_default=True, help="Largest request body, in MiB.")
+@click.option("--max-records", type=click.IntRange(min=1), default=10_000, show_default=True,
+              help="Most records in one request.")
+@click.option("--max-body-mb", type=click.FloatRange(min=0.001), default=10.0, show_default=True,
+              help="Largest request body, in MiB.")
 @_load_options
 @click.option("--admin-token-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="File holding the bearer token of POST /admin/reload (without it, only SIGHUP reloads).")
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True)
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
+              show_default=True)
 @_input_log_options
-def serve(run_ref, host, port, max_records, max_body_mb, policy, admin_token_file, log_level, log_inputs, log_exclude, log_max_mb):
-    """Serve the model of a run over HTTP: GET /health, GET /model, GET /metrics, POST /predict (docs at /docs). On SIGHUP (or POST /admin/reload with
-    the admin token) it serves the run --run names then (production, by default), swapped in without downtime once loaded and verified.
-    Each setting may also come from the environment (NBPROD_SERVICE_MAX_RECORDS=500, NBPROD_SERVICE_ADMIN_TOKEN=...); a flag given wins."""
+def serve(run_ref, host, port, max_records, max_body_mb, policy, admin_token_file, log_level, log_inputs, log_exclude,
+          log_max_mb):
+    """Serve the model of a run over HTTP: GET /health, GET /model, GET /metrics, POST /predict (docs at /docs). On
+    SIGHUP (or POST /admin/reload with the admin token) it serves the run --run names then (production, by default),
+    swapped in without downtime once loaded and verified. Each setting may also come from the environment
+    (NBPROD_SERVICE_MAX_RECORDS=500, NBPROD_SERVICE_ADMIN_TOKEN=...); a flag given wins."""
     import dataclasses
 
     import uvicorn
@@ -260,16 +306,20 @@ def serve(run_ref, host, port, max_records, max_body_mb, policy, admin_token_fil
     from nbprod.project import get_project
     from nbprod.runs import resolve_run
     from nbprod.service import ServiceSettings, create_app
-    for name in ("nbprod", get_project().package): logging.getLogger(name).setLevel(log_level.upper())  # the library's log and the project's
+    # the library's log and the project's
+    for name in ("nbprod", get_project().package): logging.getLogger(name).setLevel(log_level.upper())
     keep_heap()  # large requests reuse freed memory
     token = admin_token_file.read_text().strip() if admin_token_file else None
-    if admin_token_file and len(token) < 16: _fail(ValueError(f"{admin_token_file} holds no admin token of at least 16 characters"))
-    flags = dict(max_records=max_records, max_body_bytes=int(max_body_mb * 2**20), admin_token=token, log_inputs=log_inputs,
+    if admin_token_file and len(token) < 16:
+        _fail(ValueError(f"{admin_token_file} holds no admin token of at least 16 characters"))
+    flags = dict(max_records=max_records, max_body_bytes=int(max_body_mb * 2**20), admin_token=token,
+                 log_inputs=log_inputs,
                  log_exclude=tuple(log_exclude), log_max_bytes=int(log_max_mb * 2**20), **dataclasses.asdict(policy))
     try:
         runs_dir = get_settings().runs_dir
         run = resolve_run(run_ref, runs_dir)
-        app = create_app(ServiceSettings(run=run, reload_ref=run_ref, runs_dir=runs_dir, **_given(flags, _SERVE_FLAG_OF)))
+        app = create_app(ServiceSettings(run=run, reload_ref=run_ref, runs_dir=runs_dir,
+                                         **_given(flags, _SERVE_FLAG_OF)))
     except (*_expected(), ValueError) as e: _fail(e)
     click.echo(f"serving run {run.name} on http://{host}:{port} (docs: /docs)", err=True)
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
@@ -283,31 +333,41 @@ def _thresholds(pairs):  # -> drift.Thresholds
     for p in pairs:
         name, sep, value = p.partition("=")
         if not sep or name not in Thresholds.model_fields:
-            raise click.BadParameter(f"{p!r}: expected NAME=VALUE with NAME one of {', '.join(Thresholds.model_fields)}", param_hint="--threshold")
+            raise click.BadParameter(f"{p!r}: expected NAME=VALUE with NAME one of "
+                                     f"{', '.join(Thresholds.model_fields)}", param_hint="--threshold")
         values[name] = value
     try: return Thresholds(**values)
-    except ValidationError as e: raise click.BadParameter("; ".join(f"{err['loc'][0]}: {err['msg']}" for err in e.errors()), param_hint="--threshold") from None
+    except ValidationError as e:
+        raise click.BadParameter("; ".join(f"{err['loc'][0]}: {err['msg']}" for err in e.errors()),
+                                 param_hint="--threshold") from None
 
 # %% ../nbs/19_cli.ipynb #e205950c
 @main.command()
 @click.argument("inputs", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path), metavar="[INPUT]...")
-@click.option("--run", "run_ref", default=None, help="Run id, folder or alias whose training data is the reference (default: the run promoted to production, else the newest).")
-@click.option("--log", "log_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Also compare the input log in this folder (serve/predict --log-inputs).")
+@click.option("--run", "run_ref", default=None, help="Run id, folder or alias whose training data is the reference "
+                                                     "(default: the run promoted to production, else the newest).")
+@click.option("--log", "log_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Also compare the input log in this folder (serve/predict --log-inputs).")
 @click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="First day of the input log to compare (UTC).")
 @click.option("--until", type=click.DateTime(["%Y-%m-%d"]), help="Last day of the input log to compare (UTC).")
 @click.option("--threshold", "thresholds", multiple=True, metavar="NAME=VALUE",
-              help="Change a threshold (repeatable): p_value (0.01), psi (0.2), effect (0.1), missing (0.1), unseen (0.05).")
-@click.option("--report", type=click.Path(dir_okay=False, path_type=Path), help="Also write an HTML report with a plot per flagged column.")
-@click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path), help="Also write the comparison as JSON.")
+              help=("Change a threshold (repeatable): p_value (0.01), psi (0.2), effect (0.1), missing (0.1), unseen "
+                    "(0.05)."))
+@click.option("--report", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write an HTML report with a plot per flagged column.")
+@click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the comparison as JSON.")
 @click.option("--all", "every", is_flag=True, help="List every column, not only the flagged ones.")
-@click.option("--chunk-size", type=click.IntRange(min=1), default=50_000, show_default=True, help="Rows of a file read at a time.")
+@click.option("--chunk-size", type=click.IntRange(min=1), default=50_000, show_default=True,
+              help="Rows of a file read at a time.")
 @_load_options
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar per file.")
 def drift(inputs, run_ref, log_dir, since, until, thresholds, report, json_file, every, chunk_size, policy, progress):
-    """Compare current data with a run's training data: INPUT files (.csv or .parquet, scored with the run's model) and/or an input log.
+    """Compare current data with a run's training data: INPUT files (.csv or .parquet, scored with the run's model)
+    and/or an input log.
 
-    Per column: PSI, a KS (numbers) or chi-squared (categories) test, the missing rate and unseen categories; the same for the predictions.
-    Exit code 0: nothing flagged; 3: drift flagged; 1: could not compare."""
+    Per column: PSI, a KS (numbers) or chi-squared (categories) test, the missing rate and unseen categories; the same
+    for the predictions. Exit code 0: nothing flagged; 3: drift flagged; 1: could not compare."""
     from nbprod.config import get_settings
     from nbprod.drift import EXIT_DRIFT, Tally, drift_html, drift_report, read_profile, tally_files, tally_log
     from nbprod.files import check_outputs
@@ -315,11 +375,14 @@ def drift(inputs, run_ref, log_dir, since, until, thresholds, report, json_file,
     from nbprod.manifest import Manifest
     from nbprod.predict import Predictor
     from nbprod.runs import MANIFEST, resolve_run
-    if not inputs and log_dir is None: raise click.UsageError("nothing to compare: give INPUT files, --log FOLDER, or both")
-    if (since or until) and log_dir is None: raise click.UsageError("--since and --until select days of an input log: give --log FOLDER")
+    if not inputs and log_dir is None:
+        raise click.UsageError("nothing to compare: give INPUT files, --log FOLDER, or both")
+    if (since or until) and log_dir is None:
+        raise click.UsageError("--since and --until select days of an input log: give --log FOLDER")
     th = _thresholds(thresholds)
     try:
-        check_outputs({f"the input {p}": p for p in inputs}, {"the report (--report)": report, "the JSON file (--json)": json_file})
+        check_outputs({f"the input {p}": p for p in inputs},
+                      {"the report (--report)": report, "the JSON file (--json)": json_file})
         run = resolve_run(run_ref, get_settings().runs_dir)
         manifest = Manifest.read(run / MANIFEST)
         check_signature(run, manifest, policy.allow_unsigned)
@@ -330,14 +393,19 @@ def drift(inputs, run_ref, log_dir, since, until, thresholds, report, json_file,
             tally_files(tally, predictor, inputs, chunk_size=chunk_size, progress=progress)
         if log_dir is not None:
             tally_log(tally, log_dir, since and since.date(), until and until.date())
-            sources.append(f"input log {log_dir}" + (f" from {since.date()}" if since else "") + (f" to {until.date()}" if until else ""))
-        if not tally.rows: raise ValueError("no rows to compare" + (" in the input log for those days" if log_dir is not None and not inputs else ""))
+            sources.append(f"input log {log_dir}" + (f" from {since.date()}" if since else "")
+                           + (f" to {until.date()}" if until else ""))
+        if not tally.rows:
+            raise ValueError("no rows to compare" + (" in the input log for those days" if log_dir is not None
+                                                     and not inputs else ""))
         result = drift_report(tally, th, run_id=manifest.run_id, sources=sources)
         if report: drift_html(result, profile, report)
         if json_file: json_file.write_text(result.model_dump_json(indent=2) + "\n")
     except _expected() as e: _fail(e)
     except (ValueError, OSError) as e: _fail(RuntimeError(f"cannot compare: {e}"))
-    except ImportError as e: _fail(RuntimeError(f"the HTML report needs matplotlib ({e}): install the development environment (make install), or leave out --report"))
+    except ImportError as e:
+        _fail(RuntimeError(f"the HTML report needs matplotlib ({e}): install the development environment (make "
+                           "install), or leave out --report"))
     click.echo(result.table(every))
     if report: click.echo(f"report: {report}")
     raise SystemExit(EXIT_DRIFT if result.flagged else 0)
@@ -361,7 +429,9 @@ def data_fingerprint(ref, as_of):
     from nbprod.sources import DataRef, load
     try: df = load(ref, get_settings().root, as_of=as_of)
     except (*_expected(), ValueError) as e: _fail(e)
-    click.echo(f"{fingerprint(df, get_project().schema)}  {DataRef.parse(ref).redacted()}{f' as of {as_of}' if as_of else ''}  ({len(df)} rows × {df.shape[1]} columns)")
+    click.echo(f"{fingerprint(df, get_project().schema)}  "
+            f"{DataRef.parse(ref).redacted()}{f' as of {as_of}' if as_of else ''}  ({len(df)} rows × {df.shape[1]} "
+            "columns)")
 
 # %% ../nbs/19_cli.ipynb #4828fedb
 @data.command("validate")
@@ -386,32 +456,39 @@ def data_validate(ref, as_of):
 @click.option("--target", required=True, help="The column to predict.")
 @click.option("--task", type=click.Choice(["regression", "classification"]), default="regression", show_default=True,
               help="A number to predict (regression) or a class (classification).")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="JSON file to write.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="JSON file to write.")
 @click.option("--force", is_flag=True, help="Overwrite an existing schema file.")
 def data_draft_schema(file, id_column, target, task, output, force):
     "Draft a schema of FILE's columns (kind, missing allowed) as JSON, for you to review."
     from nbprod.schema import draft_schema, read_raw_csv, schema_to_dict
-    if output.exists() and not force: _fail(FileExistsError(f"{output} exists and may hold a reviewed schema: --force to overwrite it"))
+    if output.exists() and not force:
+        _fail(FileExistsError(f"{output} exists and may hold a reviewed schema: --force to overwrite it"))
     try: s = draft_schema(read_raw_csv(file), id_column, target, task=task)
     except ValueError as e: _fail(e)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(schema_to_dict(s), indent=1) + "\n")
-    click.echo(f"drafted {output}: {len(s.features)} features, {len(s.numeric)} numeric and {len(s.categorical)} categorical. "
-               "Review it: which missing values mean 'absent' (a category of their own), which numbers are codes, what each column is.")
+    click.echo(f"drafted {output}: {len(s.features)} features, {len(s.numeric)} numeric and {len(s.categorical)} "
+               "categorical. Review it: which missing values mean 'absent' (a category of their own), which numbers "
+               "are codes, what each column is.")
 
 # %% ../nbs/19_cli.ipynb #c7efff7a
 @data.command("ingest")
 @click.argument("source", metavar="SOURCE")
 @click.option("--into", required=True, help="SQLAlchemy URL of the database, e.g. sqlite:///runs/data.db")
 @click.option("--table", required=True, help="Table to append to (created if missing).")
-@click.option("--batches", type=click.IntRange(min=1), default=1, show_default=True, help="Batches, each with its own timestamp.")
+@click.option("--batches", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Batches, each with its own timestamp.")
 @click.option("--start", default=None, help="Timestamp of the first batch (ISO 8601, UTC; default: now).")
-@click.option("--interval", "interval_s", type=float, default=86_400, show_default=True, help="Seconds between batch timestamps.")
+@click.option("--interval", "interval_s", type=float, default=86_400, show_default=True,
+              help="Seconds between batch timestamps.")
 def data_ingest(source, into, table, batches, start, interval_s):
     "Append SOURCE's rows to a SQL table in batches stamped with ingestion times (column ingested_at)."
     from nbprod.config import get_settings
     from nbprod.sources import DataRef, ingest
-    try: stamps = ingest(source, into, table, batches=batches, start=start, interval_s=interval_s, root=get_settings().root)
+    try:
+        stamps = ingest(source, into, table, batches=batches, start=start, interval_s=interval_s,
+                        root=get_settings().root)
     except (*_expected(), ValueError) as e: _fail(e)
     ref = DataRef("sql", into, table=table)
     click.echo(f"{len(stamps)} batch(es) into {ref.redacted()}: " + ", ".join(t.isoformat() for t in stamps))
@@ -451,12 +528,15 @@ def runs_list(runs_dir):
     shown = get_project().metrics[:2]  # the headline metric and the next one
     held = {}
     for alias, run_id in sorted(read_aliases(runs_dir).items()): held.setdefault(run_id, []).append(alias)
-    click.echo(f"{'run':<24} {'status':<9} {'started (UTC)':<19} {'seed':>4} {'split':>5} " + " ".join(f"{m.name:>10}" for m in shown) + "  aliases")
+    click.echo(f"{'run':<24} {'status':<9} {'started (UTC)':<19} {'seed':>4} {'split':>5} "
+               + " ".join(f"{m.name:>10}" for m in shown) + "  aliases")
     for r in rows:
         p, met = (r.manifest.parameters, r.manifest.metrics) if r.manifest else ({}, {})
         started = (r.manifest.job.started if r.manifest and r.manifest.job else "")[:19].replace("T", " ")
-        click.echo(f"{r.id:<24} {r.status:<9} {started:<19} {_fmt(p.get('seed'), 'd'):>4} {_fmt(p.get('split_seed'), 'd'):>5} "
-                   + " ".join(f"{m.show(met[m.name]) if m.name in met else '':>10}" for m in shown) + ("  " + ",".join(held.get(r.id, [])) if r.id in held else ""))
+        click.echo(f"{r.id:<24} {r.status:<9} {started:<19} {_fmt(p.get('seed'), 'd'):>4} "
+                   f"{_fmt(p.get('split_seed'), 'd'):>5} "
+                   + " ".join(f"{m.show(met[m.name]) if m.name in met else '':>10}" for m in shown)
+                   + ("  " + ",".join(held.get(r.id, [])) if r.id in held else ""))
     for r in rows:
         if r.problem: click.echo(f"{r.id}: {r.problem}", err=True)
 
@@ -466,7 +546,8 @@ def runs_list(runs_dir):
 @click.option("--yes", is_flag=True, help="Remove them; without it, only list what would be removed.")
 @_pass_runs_dir
 def runs_clean(runs_dir, failed, yes):
-    "Remove what killed jobs and writers left behind: abandoned staging folders, stale temporary files (and failed runs)."
+    """Remove what killed jobs and writers left behind: abandoned staging folders, stale temporary files (and failed
+    runs)."""
     from nbprod.runs import clean_runs
     gone = clean_runs(runs_dir, failed=failed, dry_run=not yes)
     for p in gone: click.echo(f"{'removed' if yes else 'would remove'} {p}")
@@ -489,25 +570,31 @@ def runs_show(runs_dir, run_ref, as_json):
     if as_json: click.echo(json.dumps(m.to_json(), indent=2, sort_keys=True)); return
     d, e, c, j = m.data, m.environment, m.code, m.job
     click.echo(f"run         {m.run_id}  ({run})")
-    if j: click.echo(f"time        {j.started} -> {j.finished}" + (f"  (reproduces {j.reproduces})" if j.reproduces else ""))
+    if j:
+        click.echo(f"time        {j.started} -> {j.finished}"
+                   + (f"  (reproduces {j.reproduces})" if j.reproduces else ""))
     click.echo("parameters  " + ", ".join(f"{k}={v}" for k, v in sorted(m.parameters.items())))
     click.echo(f"data        {d.reference}" + (f" as of {d.as_of}" if d.as_of else "")
                + f": {d.rows} rows × {d.columns} columns, fingerprint {d.fingerprint}")
     click.echo(f"snapshot    {d.snapshot}")
     click.echo("metrics     " + ", ".join(f"{k}={_fmt(v, '.6g')}" for k, v in sorted(m.metrics.items())))
-    click.echo(f"environment Python {e.python} on {e.machine}; " + ", ".join(f"{k} {v}" for k, v in e.packages.items() if v))
+    click.echo(f"environment Python {e.python} on {e.machine}; "
+               + ", ".join(f"{k} {v}" for k, v in e.packages.items() if v))
     click.echo(f"code        commit {c.git_commit}" + (" with uncommitted changes" if c.git_dirty else ""))
-    for name, a in sorted(m.artifacts.items()): click.echo(f"file        {name:<16} {a.bytes:>10,} bytes  sha256 {a.sha256}")
+    for name, a in sorted(m.artifacts.items()):
+        click.echo(f"file        {name:<16} {a.bytes:>10,} bytes  sha256 {a.sha256}")
 
 # %% ../nbs/19_cli.ipynb #1855c3fe
 @runs.command("verify")
 @click.argument("run_ref", metavar="RUN", default=None, required=False)
 @_load_options
-@click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path), help="Also write what was found as JSON to this file.")
+@click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write what was found as JSON to this file.")
 @_pass_runs_dir
 def runs_verify(runs_dir, run_ref, policy, json_file):
-    """Load RUN (default: production, else the newest) here as predict and serve would: its signature, files, library versions and
-    held-out predictions. Exit code 0: it loads (bit-identical or numerically equivalent); 1: it is refused, and why."""
+    """Load RUN (default: production, else the newest) here as predict and serve would: its signature, files, library
+    versions and held-out predictions. Exit code 0: it loads (bit-identical or numerically equivalent); 1: it is
+    refused, and why."""
     from nbprod.predict import Predictor
     from nbprod.runs import resolve_run
     try: p = Predictor.load(resolve_run(run_ref, runs_dir), policy)
@@ -524,17 +611,23 @@ def runs_verify(runs_dir, run_ref, policy, json_file):
 @click.argument("b", metavar="RUN_B")
 @click.option("--level", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.95, show_default=True,
               help="Confidence level of the interval of the difference.")
-@click.option("--resamples", type=click.IntRange(min=100), default=2000, show_default=True, help="Paired bootstrap resamples.")
+@click.option("--resamples", type=click.IntRange(min=100), default=2000, show_default=True,
+              help="Paired bootstrap resamples.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the resampling.")
-@click.option("--allow-different-data", is_flag=True, help="Compare runs of other data or other held-out rows on the held-out rows they share.")
+@click.option("--allow-different-data", is_flag=True,
+              help="Compare runs of other data or other held-out rows on the held-out rows they share.")
 @click.option("--cv", "folds", type=click.IntRange(min=2), default=None,
-              help="Compare by refitting both runs' pipelines on the same FOLDS folds of their data (for a small held-out set).")
-@click.option("--repeats", type=click.IntRange(min=1), default=2, show_default=True, help="With --cv: cross-validations, each with other folds.")
-@click.option("--report", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Also write the comparison, with a plot, to this HTML file.")
+              help=("Compare by refitting both runs' pipelines on the same FOLDS folds of their data (for a small "
+                    "held-out set)."))
+@click.option("--repeats", type=click.IntRange(min=1), default=2, show_default=True,
+              help="With --cv: cross-validations, each with other folds.")
+@click.option("--report", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the comparison, with a plot, to this HTML file.")
 @_pass_runs_dir
 def runs_compare(runs_dir, a, b, level, resamples, seed, allow_different_data, folds, repeats, report):
-    """Is B better than A? What differs between the two runs (parameters, seeds, data, split, metrics, environment, code), then the
-    headline metric on the held-out rows both predicted, with a paired bootstrap interval of the difference and a verdict."""
+    """Is B better than A? What differs between the two runs (parameters, seeds, data, split, metrics, environment,
+    code), then the headline metric on the held-out rows both predicted, with a paired bootstrap interval of the
+    difference and a verdict."""
     from nbprod.manifest import Manifest, ManifestError, compare_manifests
     from nbprod.runs import MANIFEST, resolve_run
     try: ra, rb = resolve_run(a, runs_dir), resolve_run(b, runs_dir)
@@ -548,8 +641,12 @@ def runs_compare(runs_dir, a, b, level, resamples, seed, allow_different_data, f
         for k, va, vb in diffs: click.echo(f"  {k:<{width}}  A: {va!r:<20}  B: {vb!r}")
     from nbprod.compare import compare_runs, compare_runs_cv, comparison_report
     try:
-        if folds: comparison = compare_runs_cv(ra, rb, folds=folds, repeats=repeats, level=level, resamples=resamples, seed=seed)
-        else: comparison = compare_runs(ra, rb, level=level, resamples=resamples, seed=seed, allow_different_data=allow_different_data)
+        if folds:
+            comparison = compare_runs_cv(ra, rb, folds=folds, repeats=repeats, level=level, resamples=resamples,
+                                         seed=seed)
+        else:
+            comparison = compare_runs(ra, rb, level=level, resamples=resamples, seed=seed,
+                                      allow_different_data=allow_different_data)
     except (ValueError, FileNotFoundError) as e: _fail(e)
     click.echo(str(comparison))
     if report: click.echo(f"report: {comparison_report(comparison, report)}")
@@ -557,13 +654,16 @@ def runs_compare(runs_dir, a, b, level, resamples, seed, allow_different_data, f
 # %% ../nbs/19_cli.ipynb #198e9c90
 @runs.command("promote")
 @click.argument("run_ref", metavar="RUN")
-@click.option("--alias", default="production", show_default=True, help="The alias RUN is to hold (production, staging, or any name).")
+@click.option("--alias", default="production", show_default=True,
+              help="The alias RUN is to hold (production, staging, or any name).")
 @click.option("--reason", default=None, help="Why (logged; required with --force).")
-@click.option("--force", is_flag=True, help="Promote even if the gate objects (a worse model, a contract that breaks clients, for production code in no commit).")
+@click.option("--force", is_flag=True, help="Promote even if the gate objects (a worse model, a contract that breaks "
+                                            "clients, for production code in no commit).")
 @_pass_runs_dir
 def runs_promote(runs_dir, run_ref, alias, reason, force):
-    """Give ALIAS to RUN if it passes the gate: not worse than the current holder by the paired comparison, no input-contract change
-    that breaks its clients, and for production a run of committed code. Every change goes to runs/promotions.jsonl; promoting a run that held the alias before is a rollback."""
+    """Give ALIAS to RUN if it passes the gate: not worse than the current holder by the paired comparison, no
+    input-contract change that breaks its clients, and for production a run of committed code. Every change goes to
+    runs/promotions.jsonl; promoting a run that held the alias before is a rollback."""
     from nbprod.compare import promote
     try: p = promote(run_ref, alias, runs_dir, reason=reason, force=force)
     except (ValueError, FileNotFoundError) as e: _fail(e)
@@ -579,12 +679,14 @@ def image():
 
 # %% ../nbs/19_cli.ipynb #f4b5def8
 @image.command("build")
-@click.option("--run", "run_ref", default=None, help="Run id, folder or alias (default: the production run, else the newest).")
+@click.option("--run", "run_ref", default=None,
+              help="Run id, folder or alias (default: the production run, else the newest).")
 @click.option("--base", default=None, help="Base image (default: python:<the run's Python>-slim).")
 @click.option("--image", "name", default=None, help="Image name; the tag is the run id (default: <project>-service).")
 @click.option("--engine", default=None, help="podman or docker (default: podman if installed).")
 def image_build(run_ref, base, name, engine):
-    "Build the image of RUN from the commit it was made at, smoke-test it, and append it to the run's deployments.jsonl."
+    """Build the image of RUN from the commit it was made at, smoke-test it, and append it to the run's
+    deployments.jsonl."""
     from nbprod.image import DEPLOYMENTS, ImageError, build
     try: rec = build(run_ref, base, name, engine)
     except (ImageError, *_expected()) as e: _fail(e)

@@ -36,18 +36,24 @@ __all__ = ['log', 'PARTITION_ROWS', 'CSV_PARTITION_BYTES', 'PLUGIN', 'ISSUES', '
 
 # %% ../nbs/23_cluster.ipynb #e8e0322f
 PARTITION_ROWS = 500_000 # Most rows of a Parquet partition (a row group larger than this is a partition of its own)
-CSV_PARTITION_BYTES = 64 * 2**20 # Bytes of CSV text per partition, cut at a line end (each partition's reader parses it in `batch.CSV_BLOCK_BYTES` blocks)
+# Bytes of CSV text per partition, cut at a line end (each partition's reader parses it in `batch.CSV_BLOCK_BYTES`
+# blocks)
+CSV_PARTITION_BYTES = 64 * 2**20
 
 def input_files(
     spec: str | Path, # A file, a folder (its .csv and .parquet files) or a glob
 ) -> list[Path]:
     "The CSV and Parquet files `spec` names, sorted by path; all of one kind."
     p = Path(spec)
-    files = [p] if p.is_file() else sorted(q for q in p.iterdir() if q.is_file() and not q.name.startswith((".", "_"))) if p.is_dir() else \
+    files = [p] if p.is_file() else sorted(q for q in p.iterdir() if q.is_file()
+                                           and not q.name.startswith((".", "_"))) if p.is_dir() else \
         sorted(Path(q) for q in glob.glob(str(spec)) if Path(q).is_file())
-    if not files: raise FileNotFoundError(f"no input files: {spec} is no file, folder with files, or glob that matches any")
+    if not files:
+        raise FileNotFoundError(f"no input files: {spec} is no file, folder with files, or glob that matches any")
     kinds = {q.suffix.lower() in PARQUET_SUFFIXES or ("csv" if q.suffix.lower() == ".csv" else q.name) for q in files}
-    if kinds - {True, "csv"}: raise ValueError(f"{spec}: only .csv and .parquet files can be scored, not {', '.join(sorted(str(k) for k in kinds - {True, 'csv'}))}")
+    if kinds - {True, "csv"}:
+        raise ValueError(f"{spec}: only .csv and .parquet files can be scored, not "
+                         f"{', '.join(sorted(str(k) for k in kinds - {True, 'csv'}))}")
     if len(kinds) > 1: raise ValueError(f"{spec} holds both CSV and Parquet files: score them apart")
     return files
 
@@ -76,16 +82,20 @@ def output_schema(contract: Contract | dict) -> pa.Schema:
 
 # %% ../nbs/23_cluster.ipynb #441a9250
 def read_part(source: tuple) -> pa.Table:
-    "One partition as an Arrow table: ('parquet', path, row groups) or ('csv', header, the block's bytes, whether it holds the header, missing-value strings)."
+    """One partition as an Arrow table: ('parquet', path, row groups) or ('csv', header, the block's bytes, whether it
+    holds the header, missing-value strings)."""
     if source[0] == "parquet":
         _, path, groups = source
         f = pq.ParquetFile(path)
         return f.read_row_groups(list(groups)) if groups else f.schema_arrow.empty_table()
     import pyarrow.csv as pa_csv
     _, header, block, first, na = source
-    return pa_csv.read_csv(io.BytesIO(block), read_options=pa_csv.ReadOptions(column_names=header, skip_rows=1 if first else 0),
-                           convert_options=pa_csv.ConvertOptions(column_types={c: pa.string() for c in header}, null_values=list(na),
-                                                                 strings_can_be_null=True, quoted_strings_can_be_null=True))
+    return pa_csv.read_csv(io.BytesIO(block),
+                           read_options=pa_csv.ReadOptions(column_names=header, skip_rows=1 if first else 0),
+                           convert_options=pa_csv.ConvertOptions(column_types={c: pa.string() for c in header},
+                                                                 null_values=list(na),
+                                                                 strings_can_be_null=True,
+                                                                 quoted_strings_can_be_null=True))
 
 # %% ../nbs/23_cluster.ipynb #9761ed09
 PLUGIN = "notebook-template-model" # Name of the worker plugin that holds the model
@@ -96,16 +106,21 @@ def score_part(
     source: tuple, # What to read (see `read_part`)
     folder: str, # The staging folder of the output
     predictor: Predictor | None = None, # The model; default: the one the worker's plugin loaded
-    issues: bool = False, # Also write its errors and warnings to <folder>/_issues/part-<index>.parquet (rows counted from the partition's start)
+    # Also write its errors and warnings to <folder>/_issues/part-<index>.parquet (rows counted from the partition's
+    # start)
+    issues: bool = False,
 ) -> BatchSummary:
-    "Read, score and write one partition; return its counts (rows, scored, refused, with warnings, errors and warnings by kind)."
+    """Read, score and write one partition; return its counts (rows, scored, refused, with warnings, errors and warnings
+    by kind)."""
     if predictor is None:
         from distributed import get_worker
         predictor = get_worker().plugins[PLUGIN].predictor
     scored = predictor.score_table(read_part(source))
     frame = scored.frame(warnings=False)
     schema = output_schema(predictor.contract)
-    if schema.field(0).name not in frame.columns: frame.insert(0, schema.field(0).name, pd.array([None] * len(frame), dtype="Int64"))  # no id given
+    # no id given
+    if schema.field(0).name not in frame.columns:
+        frame.insert(0, schema.field(0).name, pd.array([None] * len(frame), dtype="Int64"))
     table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
     if issues and len(scored.issues):
         (Path(folder) / ISSUES).mkdir(exist_ok=True)
@@ -126,8 +141,10 @@ def worker_problems(env: dict[str, str] = WORKER_ENV) -> list[str]:
     "How this process differs from a worker set up like the training kernel (nothing: an empty list)."
     from threadpoolctl import threadpool_info
     out = [f"{k}={os.environ.get(k)!r}, not {v!r}" for k, v in env.items() if os.environ.get(k) != v]
-    if env.get("PYTHONHASHSEED") == "0" and sys.flags.hash_randomization: out.append("string hashing is randomised (the interpreter started with another PYTHONHASHSEED)")
-    out += [f"{p['internal_api']} runs {p['num_threads']} threads, not 1" for p in threadpool_info() if p["num_threads"] != 1]
+    if env.get("PYTHONHASHSEED") == "0" and sys.flags.hash_randomization:
+        out.append("string hashing is randomised (the interpreter started with another PYTHONHASHSEED)")
+    out += [f"{p['internal_api']} runs {p['num_threads']} threads, not 1" for p in threadpool_info()
+            if p["num_threads"] != 1]
     return out
 
 # %% ../nbs/23_cluster.ipynb #318df78d
@@ -137,7 +154,8 @@ except ImportError:  # Dask is not installed: the cluster cannot be used, the re
     Nanny = WorkerPlugin = object
 
 class ModelPlugin(WorkerPlugin):
-    "A worker plugin: checks the worker's setup, then loads and verifies a run's model once, for every partition the worker scores."
+    """A worker plugin: checks the worker's setup, then loads and verifies a run's model once, for every partition the
+    worker scores."""
     name = PLUGIN
     def __init__(self, run_dir: str, policy: LoadPolicy | None = None, env: dict[str, str] = WORKER_ENV):
         self.run_dir, self.policy, self.env = str(run_dir), policy or LoadPolicy(), dict(env)
@@ -146,13 +164,15 @@ class ModelPlugin(WorkerPlugin):
     def setup(self, worker):
         if problems := worker_problems(self.env):
             raise RuntimeError(f"worker {worker.address} is not set up like the training kernel: {'; '.join(problems)} "
-                               f"(start workers with {' '.join(f'{k}={v}' for k, v in self.env.items())} in their environment)")
+                               f"(start workers with {' '.join(f'{k}={v}' for k, v in self.env.items())} in their "
+                               "environment)")
         keep_heap()  # partitions' blocks of rows reuse freed memory
         self.predictor = Predictor.load(self.run_dir, self.policy)
 
 # %% ../nbs/23_cluster.ipynb #bf1e596c
 class KernelNanny(Nanny):
-    "Dask's nanny, starting its worker with the training kernel's environment (Dask's own would replace a hash seed of 0 with its own)."
+    """Dask's nanny, starting its worker with the training kernel's environment (Dask's own would replace a hash seed of
+    0 with its own)."""
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.pre_spawn_env.update(WORKER_ENV); self.env.update(WORKER_ENV)
@@ -160,20 +180,25 @@ class KernelNanny(Nanny):
 # %% ../nbs/23_cluster.ipynb #5fb02876
 @contextmanager
 def dask_client(
-    scheduler: str | None = None, # Address of a running Dask scheduler (tcp://host:8786); None: a local cluster on this machine
+    # Address of a running Dask scheduler (tcp://host:8786); None: a local cluster on this machine
+    scheduler: str | None = None,
     workers: int | None = None, # Local cluster: worker processes (default: one per core)
 ) -> Iterator:
-    "A Dask client: of the cluster at `scheduler`, or of a local cluster of one single-threaded worker process per core, closed after use."
+    """A Dask client: of the cluster at `scheduler`, or of a local cluster of one single-threaded worker process per
+    core, closed after use."""
     from distributed import Client, LocalCluster
     if scheduler is not None:
         with Client(scheduler, timeout="30s") as client: yield client
         return
-    quiet = logging.getLogger("distributed")  # its start-up chatter (the scheduler's address, state changes): errors only
+    # its start-up chatter (the scheduler's address, state changes): errors only
+    quiet = logging.getLogger("distributed")
     level = quiet.level
     quiet.setLevel(logging.ERROR)
     try:
-        with LocalCluster(n_workers=workers or os.cpu_count(), threads_per_worker=1, processes=True, worker_class=KernelNanny,
-                          dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+        with LocalCluster(n_workers=workers or os.cpu_count(), threads_per_worker=1, processes=True,
+                          worker_class=KernelNanny,
+                          dashboard_address="127.0.0.1:0",
+                          silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
             yield client
     finally: quiet.setLevel(level)
 
@@ -185,16 +210,21 @@ def score_dataset(
     output: Path | str, # The Parquet dataset to write: a folder, which must not exist yet
     partition_rows: int = PARTITION_ROWS, # Most rows of a Parquet partition
     csv_partition_bytes: int = CSV_PARTITION_BYTES, # Bytes of CSV text per partition
-    policy: LoadPolicy | None = None, # What loading the model on each worker accepts (see `predict.LoadPolicy`); default: the safe one
+    # What loading the model on each worker accepts (see `predict.LoadPolicy`); default: the safe one
+    policy: LoadPolicy | None = None,
     progress: bool = False, # A progress bar of partitions on stderr
-    issues_file: Path | str | None = None, # Also write every error and warning to this file (.csv or .parquet), as `batch.score_file` does (rows counted on across files)
+    # Also write every error and warning to this file (.csv or .parquet), as `batch.score_file` does (rows counted on
+    # across files)
+    issues_file: Path | str | None = None,
 ) -> BatchSummary:
-    "Score `inputs` on the cluster into the dataset `output`, one file per partition in input order; return what happened."
+    """Score `inputs` on the cluster into the dataset `output`, one file per partition in input order; return what
+    happened."""
     import dask
     from distributed import as_completed
     from tqdm.auto import tqdm
     output = Path(output)
-    check_outputs({f"the input {p.name}": p for p in inputs}, {"the output folder": output, "the issues file": issues_file})
+    check_outputs({f"the input {p.name}": p for p in inputs},
+                  {"the output folder": output, "the issues file": issues_file})
     if output.exists(): raise FileExistsError(f"{output} exists already: remove it, or write to another folder")
     client.register_plugin(ModelPlugin(str(Path(run_dir).resolve()), policy))  # every worker, or none: raises
     staging = output.parent / f".{output.name}.tmp-{uuid.uuid4().hex[:8]}"
@@ -209,8 +239,11 @@ def score_dataset(
             from nbprod.batch import csv_batches
             header = list(csv_batches(path, na)[0].names)
             _, blocks = read_bytes(str(path.resolve()), delimiter=b"\n", blocksize=csv_partition_bytes, sample=False)
-            sources = [dask.delayed(lambda b, first, header=header: ("csv", header, b, first, na))(b, i == 0) for i, b in enumerate(blocks[0])]  # this file's header
-        tasks += [dask.delayed(score_part)(len(tasks) + i, s, str(staging), issues=issues_file is not None) for i, s in enumerate(sources)]
+            # this file's header
+            sources = [dask.delayed(lambda b, first, header=header: ("csv", header, b, first, na))(b, i == 0) for i,
+                       b in enumerate(blocks[0])]
+        tasks += [dask.delayed(score_part)(len(tasks) + i, s, str(staging), issues=issues_file is not None) for i,
+                  s in enumerate(sources)]
     summary, futures, side = BatchSummary(), [], None
     try:
         futures = client.compute(tasks)
@@ -221,7 +254,8 @@ def score_dataset(
             summary.merge(part); rows[index[future.key]] = part.rows
             bar.update(); bar.set_postfix(rows=f"{summary.rows:,}")
         bar.close()
-        if issues_file is not None: side = _gather_issues(staging / ISSUES, rows, Path(issues_file), get_project().schema.id)
+        if issues_file is not None:
+            side = _gather_issues(staging / ISSUES, rows, Path(issues_file), get_project().schema.id)
         shutil.rmtree(staging / ISSUES, ignore_errors=True)
         os.rename(staging, output)
         if side is not None: side.commit()
@@ -234,7 +268,8 @@ def score_dataset(
 
 # %% ../nbs/23_cluster.ipynb #677853a2
 def _gather_issues(folder: Path, rows: list[int], path: Path, id_name: str):
-    "The partitions' issues in partition order, rows renumbered by the rows before them, written (not yet in place) to `path`: the writer, to commit."
+    """The partitions' issues in partition order, rows renumbered by the rows before them, written (not yet in place) to
+    `path`: the writer, to commit."""
     import pyarrow.compute as pc
 
     from nbprod.batch import TableWriter, issues_schema

@@ -50,7 +50,8 @@ class Comparison(BaseModel):
     metric: str # The metric compared (the project's headline metric)
     higher_is_better: bool
     rows: int # Rows both runs predicted (held-out rows, or every row in cross-validation)
-    method: str = "held-out rows" # What the rows are: the runs' held-out rows, or "<repeats> x <folds>-fold cross-validation"
+    # What the rows are: the runs' held-out rows, or "<repeats> x <folds>-fold cross-validation"
+    method: str = "held-out rows"
     value_a: float # The metric of A on those rows
     value_b: float # The metric of B on those rows
     difference: float # value_b - value_a
@@ -60,15 +61,17 @@ class Comparison(BaseModel):
     resamples: int # Bootstrap resamples (of the rows, the same rows for both runs)
     seed: int # Seed of the resampling
     verdict: Literal["B is better", "B is worse", "no detectable difference"]
-    resampled: list[float] = Field(default_factory=list, exclude=True, repr=False) # B - A on each resample (for the plot; not logged)
+    # B - A on each resample (for the plot; not logged)
+    resampled: list[float] = Field(default_factory=list, exclude=True, repr=False)
 
     def __str__(self):
         pct = f"{self.level:.0%}"
-        on = f"{self.rows} held-out rows both runs predicted" if self.method == "held-out rows" else f"{self.rows} rows, {self.method} on the same folds"
-        return (f"{self.metric} on {on} ({'higher' if self.higher_is_better else 'lower'} is better):\n"
-                f"  A {self.a}: {self.value_a:.6g}\n  B {self.b}: {self.value_b:.6g}\n"
-                f"  B - A = {self.difference:+.6g}, {pct} interval [{self.low:+.6g}, {self.high:+.6g}] ({self.resamples} paired bootstrap resamples, seed {self.seed})\n"
-                f"  verdict: {self.verdict}")
+        on = (f"{self.rows} held-out rows both runs predicted" if self.method == "held-out rows"
+              else f"{self.rows} rows, {self.method} on the same folds")
+        return (f"{self.metric} on {on} ({'higher' if self.higher_is_better else 'lower'} is better):\n  A {self.a}: "
+                f"{self.value_a:.6g}\n  B {self.b}: {self.value_b:.6g}\n  B - A = {self.difference:+.6g}, {pct} "
+                f"interval [{self.low:+.6g}, {self.high:+.6g}] ({self.resamples} paired bootstrap resamples, seed "
+                f"{self.seed})\n  verdict: {self.verdict}")
 
 
 # %% ../nbs/20_compare.ipynb #233eede3
@@ -81,8 +84,9 @@ def compare_scores(
     resamples: int = 2000, # Bootstrap resamples
     seed: int = 0, # Seed of the resampling
 ) -> dict:
-    """The difference B - A of a metric on all rows, a paired bootstrap interval of it (each resample draws rows with replacement and
-    scores both runs on the same rows), and the verdict: better or worse when the interval excludes 0, else no detectable difference."""
+    """The difference B - A of a metric on all rows, a paired bootstrap interval of it (each resample draws rows with
+    replacement and scores both runs on the same rows), and the verdict: better or worse when the interval excludes 0,
+    else no detectable difference."""
     if rows < 2: raise ValueError(f"{rows} row(s) to compare on: a bootstrap needs at least 2")
     if not 0 < level < 1: raise ValueError(f"level must be between 0 and 1, got {level}")
     everything = np.arange(rows)
@@ -93,11 +97,13 @@ def compare_scores(
     up = "B is better" if higher_is_better else "B is worse"
     down = "B is worse" if higher_is_better else "B is better"
     verdict = up if low > 0 else down if high < 0 else "no detectable difference"
-    return dict(difference=float(diff), low=low, high=high, level=level, resamples=resamples, seed=seed, verdict=verdict, resampled=diffs.tolist())
+    return dict(difference=float(diff), low=low, high=high, level=level, resamples=resamples, seed=seed,
+                verdict=verdict, resampled=diffs.tolist())
 
 
 # %% ../nbs/20_compare.ipynb #fd682fbd
-def _scorer(table: pd.DataFrame, target: str, metric: str, evaluate: Callable, task: str) -> Callable[[np.ndarray], float]:
+def _scorer(table: pd.DataFrame, target: str, metric: str, evaluate: Callable, task: str) -> Callable[[np.ndarray],
+    float]:
     "Row indices -> the metric of a run's predictions table on those rows."
     actual, predicted = table[target].to_numpy(), table["predicted"].to_numpy()
     if task == "classification":
@@ -108,10 +114,13 @@ def _scorer(table: pd.DataFrame, target: str, metric: str, evaluate: Callable, t
 
 # %% ../nbs/20_compare.ipynb #1e4ea83b
 def _two_runs(run_a, run_b, metric: Metric | None, evaluate: Callable | None):
-    "(project, metric, evaluate, run A, run B, their manifests) with the project's defaults, refusing a metric that points nowhere."
+    """(project, metric, evaluate, run A, run B, their manifests) with the project's defaults, refusing a metric that
+    points nowhere."""
     project = get_project()
     metric, evaluate = metric or project.headline, evaluate or project.evaluate
-    if metric.higher_is_better is None: raise ValueError(f"metric {metric.name!r} declares neither higher nor lower as better: it cannot say which run is better")
+    if metric.higher_is_better is None:
+        raise ValueError(f"metric {metric.name!r} declares neither higher nor lower as better: it cannot say which run "
+                         "is better")
     run_a, run_b = Path(run_a), Path(run_b)
     return project, metric, evaluate, run_a, run_b, Manifest.read(run_a / MANIFEST), Manifest.read(run_b / MANIFEST)
 
@@ -122,31 +131,40 @@ def compare_runs(
     level: float = 0.95, # Confidence level of the interval
     resamples: int = 2000, # Bootstrap resamples
     seed: int = 0, # Seed of the resampling
-    allow_different_data: bool = False, # Compare on the held-out rows both runs share even if their data or split differ
+    # Compare on the held-out rows both runs share even if their data or split differ
+    allow_different_data: bool = False,
     metric: Metric | None = None, # The metric to compare; default: the project's headline metric
     evaluate: Callable | None = None, # (actual, predicted[, probabilities, classes]) -> metrics; default: the project's
 ) -> Comparison:
-    "Paired comparison of two runs on the held-out rows both predicted; refuses runs of other data or other held-out rows unless told."
+    """Paired comparison of two runs on the held-out rows both predicted; refuses runs of other data or other held-out
+    rows unless told."""
     project, metric, evaluate, run_a, run_b, ma, mb = _two_runs(run_a, run_b, metric, evaluate)
     problems = []
     if ma.data.fingerprint != mb.data.fingerprint:
-        problems.append(f"they were trained on different data (fingerprints {ma.data.fingerprint[:12]}… and {mb.data.fingerprint[:12]}…)")
+        problems.append(f"they were trained on different data (fingerprints {ma.data.fingerprint[:12]}… and "
+                        f"{mb.data.fingerprint[:12]}…)")
     if ma.split.held_out_ids_sha256 != mb.split.held_out_ids_sha256:
-        problems.append(f"they held out different rows (split seed {ma.split.seed} and {mb.split.seed}, held-out share {ma.split.test_size} and {mb.split.test_size})")
+        problems.append(f"they held out different rows (split seed {ma.split.seed} and {mb.split.seed}, held-out share "
+                        f"{ma.split.test_size} and {mb.split.test_size})")
     if problems and not allow_different_data:
-        raise ValueError(f"runs {run_a.name} and {run_b.name} cannot be compared row by row: {'; '.join(problems)}. To compare them on the "
-                         "held-out rows they share, allow_different_data=True (CLI: --allow-different-data)")
+        raise ValueError(f"runs {run_a.name} and {run_b.name} cannot be compared row by row: {'; '.join(problems)}. To "
+                         "compare them on the held-out rows they share, allow_different_data=True (CLI: "
+                         "--allow-different-data)")
     id_, target = project.schema.id, project.schema.target
     ta, tb = read_predictions(run_a), read_predictions(run_b)
     shared = ta[[id_]].merge(tb[[id_]], on=id_)[id_]
     ta, tb = (t.set_index(id_).loc[shared].reset_index() for t in (ta, tb))
-    if len(shared) < 2: raise ValueError(f"runs {run_a.name} and {run_b.name} share {len(shared)} held-out row(s): nothing to compare on")
+    if len(shared) < 2:
+        raise ValueError(f"runs {run_a.name} and {run_b.name} share {len(shared)} held-out row(s): nothing to compare "
+                         "on")
     if not ta[target].equals(tb[target]):
-        raise ValueError(f"runs {run_a.name} and {run_b.name} record different {target} for the same {id_}: their data disagree, a comparison would mean nothing")
+        raise ValueError(f"runs {run_a.name} and {run_b.name} record different {target} for the same {id_}: their data "
+                         "disagree, a comparison would mean nothing")
     sa, sb = (_scorer(t, target, metric.name, evaluate, project.task) for t in (ta, tb))
     everything = np.arange(len(shared))
     result = compare_scores(sa, sb, len(shared), metric.higher_is_better, level, resamples, seed)
-    return Comparison(a=run_a.name, b=run_b.name, metric=metric.name, higher_is_better=metric.higher_is_better, rows=len(shared),
+    return Comparison(a=run_a.name, b=run_b.name, metric=metric.name, higher_is_better=metric.higher_is_better,
+                      rows=len(shared),
                       value_a=sa(everything), value_b=sb(everything), **result)
 
 # %% ../nbs/20_compare.ipynb #1ac2aa42
@@ -158,19 +176,22 @@ def compare_runs_cv(
     level: float = 0.95, # Confidence level of the interval
     resamples: int = 2000, # Bootstrap resamples
     seed: int = 0, # Seed of the folds (seed, seed + 1, ...) and of the resampling
-    snapshots: Path | str | None = None, # Where the runs' data snapshots are; default: the `.snapshots` folder of run A's store
+    # Where the runs' data snapshots are; default: the `.snapshots` folder of run A's store
+    snapshots: Path | str | None = None,
     metric: Metric | None = None, # The metric to compare; default: the project's headline metric
     evaluate: Callable | None = None, # (actual, predicted[, probabilities, classes]) -> metrics; default: the project's
 ) -> Comparison:
-    "Paired comparison of two runs' pipelines refitted on the same folds of the data both were trained on; refuses runs of other data."
+    """Paired comparison of two runs' pipelines refitted on the same folds of the data both were trained on; refuses
+    runs of other data."""
     from sklearn.model_selection import KFold
 
     from nbprod.sources import load_snapshot
     from nbprod.train import fit, predict_frame
     project, metric, evaluate, run_a, run_b, ma, mb = _two_runs(run_a, run_b, metric, evaluate)
     if ma.data.fingerprint != mb.data.fingerprint:
-        raise ValueError(f"runs {run_a.name} and {run_b.name} were trained on different data (fingerprints {ma.data.fingerprint[:12]}… and "
-                         f"{mb.data.fingerprint[:12]}…): cross-validation refits both on the same data, so they cannot be compared this way")
+        raise ValueError(f"runs {run_a.name} and {run_b.name} were trained on different data (fingerprints "
+                         f"{ma.data.fingerprint[:12]}… and {mb.data.fingerprint[:12]}…): cross-validation refits both "
+                         "on the same data, so they cannot be compared this way")
     df = load_snapshot(ma.data.fingerprint, snapshots or run_a.parent / ".snapshots")
     params = [{k: v for k, v in m.parameters.items() if k in project.default_params} for m in (ma, mb)]
     tables = {0: [], 1: []}
@@ -182,18 +203,22 @@ def compare_runs_cv(
     ta, tb = (pd.concat(tables[k]).sort_values(["_repeat", project.schema.id]).reset_index(drop=True) for k in (0, 1))
     n, target = len(df), project.schema.target
     sa, sb = (_scorer(t, target, metric.name, evaluate, project.task) for t in (ta, tb))
-    stacked = lambda rows: (np.asarray(rows)[None, :] + n * np.arange(repeats)[:, None]).ravel()  # a row and its other repeats
-    result = compare_scores(lambda rows: sa(stacked(rows)), lambda rows: sb(stacked(rows)), n, metric.higher_is_better, level, resamples, seed)
+    # a row and its other repeats
+    stacked = lambda rows: (np.asarray(rows)[None, :] + n * np.arange(repeats)[:, None]).ravel()
+    result = compare_scores(lambda rows: sa(stacked(rows)), lambda rows: sb(stacked(rows)), n, metric.higher_is_better,
+                            level, resamples, seed)
     everything = np.arange(n * repeats)
     return Comparison(a=run_a.name, b=run_b.name, metric=metric.name, higher_is_better=metric.higher_is_better, rows=n,
-                      method=f"{repeats} x {folds}-fold cross-validation", value_a=sa(everything), value_b=sb(everything), **result)
+                      method=f"{repeats} x {folds}-fold cross-validation", value_a=sa(everything),
+                      value_b=sb(everything), **result)
 
 # %% ../nbs/20_compare.ipynb #743e95a8
 def comparison_report(
     comparison: Comparison, # A comparison made by `compare_runs` (with its resampled differences)
     path: Path | str, # The HTML file to write
 ) -> Path:
-    "A self-contained HTML page (the plot embedded): the comparison's table and a histogram of B - A over the resamples."
+    """A self-contained HTML page (the plot embedded): the comparison's table and a histogram of B - A over the
+    resamples."""
     import base64
     import html
     import io
@@ -206,15 +231,19 @@ def comparison_report(
     ax.axvline(0, color="k", lw=1, label="no difference")
     ax.axvspan(c.low, c.high, color="tab:orange", alpha=0.2, label=f"{c.level:.0%} interval")
     ax.axvline(c.difference, color="tab:orange", lw=2, label=f"B - A on all {c.rows} rows")
-    ax.set(xlabel=f"{c.metric}: B - A ({'higher' if c.higher_is_better else 'lower'} is better)", ylabel="resamples", title=c.verdict)
+    ax.set(xlabel=f"{c.metric}: B - A ({'higher' if c.higher_is_better else 'lower'} is better)", ylabel="resamples",
+           title=c.verdict)
     ax.legend(fontsize=8); fig.tight_layout()
     png = io.BytesIO(); fig.savefig(png, format="png", dpi=110); plt.close(fig)
-    rows = [("A", c.a), ("B", c.b), (f"{c.metric} of A", f"{c.value_a:.6g}"), (f"{c.metric} of B", f"{c.value_b:.6g}"), ("B - A", f"{c.difference:+.6g}"),
-            (f"{c.level:.0%} interval", f"[{c.low:+.6g}, {c.high:+.6g}]"), ("held-out rows", c.rows), ("resamples (seed)", f"{c.resamples} ({c.seed})"), ("verdict", c.verdict)]
+    rows = [("A", c.a), ("B", c.b), (f"{c.metric} of A", f"{c.value_a:.6g}"), (f"{c.metric} of B", f"{c.value_b:.6g}"),
+            ("B - A", f"{c.difference:+.6g}"),
+            (f"{c.level:.0%} interval", f"[{c.low:+.6g}, {c.high:+.6g}]"), ("held-out rows", c.rows),
+            ("resamples (seed)", f"{c.resamples} ({c.seed})"), ("verdict", c.verdict)]
     table = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(c.b)} vs {html.escape(c.a)}</title></head><body>"
-            f"<h1>Is {html.escape(c.b)} better than {html.escape(c.a)}?</h1><table>{table}</table>"
-            f"<img alt='B - A over the resamples' src='data:image/png;base64,{base64.b64encode(png.getvalue()).decode()}'></body></html>")
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(c.b)} vs "
+            f"{html.escape(c.a)}</title></head><body><h1>Is {html.escape(c.b)} better than "
+            f"{html.escape(c.a)}?</h1><table>{table}</table><img alt='B - A over the resamples' "
+            f"src='data:image/png;base64,{base64.b64encode(png.getvalue()).decode()}'></body></html>")
     path = Path(path)
     path.write_text(page)
     return path
@@ -224,21 +253,29 @@ def contract_changes(
     old: Contract, # The contract of the run that holds the alias now
     new: Contract, # The contract of the run to promote
 ) -> tuple[list[str], list[str]]:
-    "(every change a client of the service would see, the ones that break such a client: a new required field, a field that changed kind, another id, target or task)."
+    """(every change a client of the service would see, the ones that break such a client: a new required field, a field
+    that changed kind, another id, target or task)."""
     changes, breaking = [], []
     for what in ("id", "target", "task", "prediction_name", "classes"):
-        if getattr(old, what) != getattr(new, what): breaking.append(f"{what}: {getattr(old, what)!r} -> {getattr(new, what)!r}")
+        if getattr(old, what) != getattr(new, what):
+            breaking.append(f"{what}: {getattr(old, what)!r} -> {getattr(new, what)!r}")
     before, after = {f.name: f for f in old.fields}, {f.name: f for f in new.fields}
     for name in after.keys() - before.keys():
-        (breaking if after[name].required else changes).append(f"new field {name!r}" + (" (required)" if after[name].required else ""))
-    for name in before.keys() - after.keys(): changes.append(f"field {name!r} is no longer read (a client may still send it: ignored, with a warning)")
+        (breaking if after[name].required else changes).append(f"new field {name!r}"
+                                                               + (" (required)" if after[name].required else ""))
+    for name in before.keys() - after.keys():
+        changes.append(f"field {name!r} is no longer read (a client may still send it: ignored, with a warning)")
     for name in before.keys() & after.keys():
         a, b = before[name], after[name]
         if a.kind != b.kind: breaking.append(f"field {name!r}: {a.kind} -> {b.kind}")
-        elif a.required != b.required: (breaking if b.required else changes).append(f"field {name!r}: {'now required' if b.required else 'no longer required'}")
+        elif a.required != b.required:
+            (breaking if b.required
+             else changes).append(f"field {name!r}: {'now required' if b.required else 'no longer required'}")
         elif a.kind == "categorical" and a.categories != b.categories:
-            gone, new_ = sorted(set(a.categories or []) - set(b.categories or [])), sorted(set(b.categories or []) - set(a.categories or []))
-            changes.append(f"field {name!r}: categories" + (f" no longer seen: {gone[:5]}" if gone else "") + (f" newly seen: {new_[:5]}" if new_ else ""))
+            gone, new_ = sorted(set(a.categories or []) - set(b.categories or [])), sorted(set(b.categories
+                or []) - set(a.categories or []))
+            changes.append(f"field {name!r}: categories" + (f" no longer seen: {gone[:5]}" if gone else "")
+                           + (f" newly seen: {new_[:5]}" if new_ else ""))
     return sorted(breaking + changes), sorted(breaking)
 
 
@@ -273,8 +310,8 @@ def promotions(runs_dir: Path | str) -> list[Promotion]:
         if not line.strip(): continue
         try: out.append(Promotion.model_validate_json(line))
         except ValidationError as e:
-            raise RunStoreError(f"{path}, line {n}, is damaged ({e.errors()[0]['msg']}): the log is append-only; restore that line, or move the "
-                                "file aside to start a new log") from None
+            raise RunStoreError(f"{path}, line {n}, is damaged ({e.errors()[0]['msg']}): the log is append-only; "
+                                "restore that line, or move the file aside to start a new log") from None
     return out
 
 # %% ../nbs/20_compare.ipynb #a836c445
@@ -290,16 +327,19 @@ def promote(
     gate: Gate | None = None, # What the run must pass; default: the project's (`Project.gate`)
 ) -> Promotion:
     """Give `alias` to `run` if it passes the gate: not worse than the alias's current holder by the paired comparison
-    (see `compare_runs`; runs that cannot be compared row by row are an objection too), no input-contract change that breaks
-    a client, and, to hold `production`, code that is in a commit (see `uncommitted`). The change is appended to
+    (see `compare_runs`; runs that cannot be compared row by row are an objection too), no input-contract change that
+    breaks a client, and, to hold `production`, code that is in a commit (see `uncommitted`). The change is appended to
     `promotions.jsonl` before `aliases.json` is rewritten; raises `PromotionRefused` listing the objections."""
     from nbprod.config import get_settings
     runs_dir = Path(runs_dir or get_settings().runs_dir)
-    if not re.fullmatch(ALIAS_RE, alias) or alias == "latest": raise ValueError(f"{alias!r} is not an alias name: lower-case letters, digits, - and _, starting with a letter")
+    if not re.fullmatch(ALIAS_RE, alias) or alias == "latest":
+        raise ValueError(f"{alias!r} is not an alias name: lower-case letters, digits, - and _, starting with a letter")
     if force and not (reason or "").strip(): raise ValueError("a forced promotion needs a reason (--reason)")
     new = resolve_run(run, runs_dir)
-    if new.parent.resolve() != runs_dir.resolve():  # an alias names a run of this store by its id: a folder elsewhere would be another run
-        raise ValueError(f"{new} is not a run of the store {runs_dir}: copy it into the store first, then promote it by its id")
+    # an alias names a run of this store by its id: a folder elsewhere would be another run
+    if new.parent.resolve() != runs_dir.resolve():
+        raise ValueError(f"{new} is not a run of the store {runs_dir}: copy it into the store first, then promote it "
+                         "by its id")
     held = read_aliases(runs_dir)
     current = held.get(alias)
     if current == new.name: raise ValueError(f"run {new.name} holds {alias!r} already")
@@ -316,10 +356,12 @@ def promote(
                 comparison = compare_runs(old, new, resamples=resamples)
                 checked.append(f"against {current}: {comparison.verdict}")
                 if comparison.verdict == "B is worse":
-                    objections.append(f"it is worse than {current}, which holds {alias!r}: {comparison.metric} {comparison.value_b:.6g} against "
-                                      f"{comparison.value_a:.6g}, difference interval [{comparison.low:+.4g}, {comparison.high:+.4g}]")
+                    objections.append(f"it is worse than {current}, which holds {alias!r}: {comparison.metric} "
+                                      f"{comparison.value_b:.6g} against {comparison.value_a:.6g}, difference interval "
+                                      f"[{comparison.low:+.4g}, {comparison.high:+.4g}]")
             except ValueError as e: objections.append(str(e))
-        changes, breaking = contract_changes(Contract.of(read_json(old / CONTRACT)), Contract.of(read_json(new / CONTRACT)))
+        changes, breaking = contract_changes(Contract.of(read_json(old / CONTRACT)),
+                                             Contract.of(read_json(new / CONTRACT)))
         if gate.compatible_contract:
             checked.append(f"input contract: {len(changes)} change(s), {len(breaking)} breaking")
             objections += [f"its input contract breaks clients of {current}: {b}" for b in breaking]
@@ -332,17 +374,23 @@ def promote(
         checked.append(f"reproduces: {verdict.summary()} (as {verdict.new_run.name if verdict.new_run else 'no run'})")
         if not verdict.reproduced: objections.append(f"it does not reproduce: {verdict.summary()}")
     if objections and not force:
-        raise PromotionRefused(f"run {new.name} is not promoted to {alias!r}: " + "; ".join(objections) + ". To promote it anyway: force with a reason (--force --reason ...)")
+        raise PromotionRefused(f"run {new.name} is not promoted to {alias!r}: " + "; ".join(objections)
+                               + ". To promote it anyway: force with a reason (--force --reason ...)")
     with locked(runs_dir / PROMOTE_LOCK):  # one promotion at a time moves aliases: read, check, log, write
         now = read_aliases(runs_dir)
-        if now.get(alias) != current:  # another promotion moved it while this one was checked: this one's checks are of another holder
-            raise PromotionRefused(f"run {new.name} is not promoted to {alias!r}: while it was checked, {alias!r} moved from {current} to "
-                                   f"{now.get(alias)}; promote again to check it against the new holder")
+        # another promotion moved it while this one was checked: this one's checks are of another holder
+        if now.get(alias) != current:
+            raise PromotionRefused(f"run {new.name} is not promoted to {alias!r}: while it was checked, {alias!r} "
+                                   f"moved from {current} to {now.get(alias)}; promote again to check it against the "
+                                   "new holder")
         kind = "rollback" if any(p.alias == alias and p.run == new.name for p in promotions(runs_dir)) else "promotion"
-        entry = Promotion(time=datetime.now(UTC).isoformat(timespec="seconds"), user=getpass.getuser(), alias=alias, run=new.name,
-                          previous=current, kind=kind, reason=reason, forced=bool(objections), checked=checked, objections=objections,
+        entry = Promotion(time=datetime.now(UTC).isoformat(timespec="seconds"), user=getpass.getuser(), alias=alias,
+                          run=new.name,
+                          previous=current, kind=kind, reason=reason, forced=bool(objections), checked=checked,
+                          objections=objections,
                           comparison=comparison, contract_changes=changes)
         with open(runs_dir / PROMOTIONS, "a") as f:  # the log first: an alias never moves without its line
             f.write(entry.model_dump_json() + "\n"); f.flush(); os.fsync(f.fileno())
-        write_json(runs_dir / ALIASES, {**now, alias: new.name})  # the other aliases as they are now, not as they were read before
+        # the other aliases as they are now, not as they were read before
+        write_json(runs_dir / ALIASES, {**now, alias: new.name})
     return entry

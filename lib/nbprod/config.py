@@ -22,7 +22,8 @@ def _is_project_root(d: Path, name: str) -> bool:
 
 # %% ../nbs/00_config.ipynb #f12d2b36
 def find_project_root(
-    start: Path | str | None = None, # Folder to search upwards from; defaults to this package's folder, then the working directory
+    # Folder to search upwards from; defaults to this package's folder, then the working directory
+    start: Path | str | None = None,
 ) -> Path:
     "The project root: `$<PACKAGE>_ROOT`, else the nearest folder upwards whose pyproject.toml names the project."
     project = get_project()
@@ -42,7 +43,8 @@ class Settings:
     "Paths and names the package uses, all derived from the project root and the project's description."
     root: Path # The project root (see `find_project_root`)
     runs_dir: Path | None = None # Where finished runs are stored; defaults to `<root>/runs`
-    kernel_name: str | None = None # Jupyter kernel registered from the project's virtual environment; defaults to the project's name
+    # Jupyter kernel registered from the project's virtual environment; defaults to the project's name
+    kernel_name: str | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "root", Path(self.root).resolve())
@@ -50,13 +52,15 @@ class Settings:
         object.__setattr__(self, "kernel_name", self.kernel_name or get_project().name)
 
     @property
-    def data_file(self) -> Path: return self.resolve(get_project().data_file) # The project's default training data (CSV or Parquet)
+    # The project's default training data (CSV or Parquet)
+    def data_file(self) -> Path: return self.resolve(get_project().data_file)
     @property
     def scoring_file(self) -> Path | None: # The project's example file to score, if it declares one
         f = get_project().scoring_file
         return self.resolve(f) if f else None
     @property
-    def train_csv(self) -> Path: return self.data_file # The old name of `data_file` (nbprod 0.2), which may name a Parquet file
+    # The old name of `data_file` (nbprod 0.2), which may name a Parquet file
+    def train_csv(self) -> Path: return self.data_file
     @property
     def test_csv(self) -> Path | None: return self.scoring_file # The old name of `scoring_file` (nbprod 0.2)
     @property
@@ -66,7 +70,8 @@ class Settings:
     @property
     def snapshots_dir(self) -> Path: return self.runs_dir / ".snapshots"  # the data each run trained on, by fingerprint
     @property
-    def lock_dir(self) -> Path: return self.root / "requirements" / f"{sys.version_info[0]}.{sys.version_info[1]}"  # this Python's locks
+    # this Python's locks
+    def lock_dir(self) -> Path: return self.root / "requirements" / f"{sys.version_info[0]}.{sys.version_info[1]}"
     @property
     def lock_files(self) -> list[Path]: return sorted(self.lock_dir.glob("*.lock"))
 
@@ -81,4 +86,5 @@ def get_settings() -> Settings:
     return Settings(root=find_project_root())
 
 # %% ../nbs/00_config.ipynb #84cf518b
-JOB_ENV = {"PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"} # Fixed for the job's kernel and the workers
+# Fixed for the job's kernel and the workers
+JOB_ENV = {"PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}

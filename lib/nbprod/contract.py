@@ -78,11 +78,14 @@ def derive_contract(
     fields = []
     for c in schema.features:
         col = schema.by_name[c]
-        seen = (dict(categories=sorted(train[c].dropna().astype(str).unique().tolist())) if col.kind == "categorical" else
-                dict(observed_min=float(train[c].min()), observed_max=float(train[c].max())))
-        fields.append(ContractField(name=c, kind=col.kind, na=col.na, required=col.na == "required", doc=col.doc, **seen))
-    classes = sorted(train[schema.target].dropna().astype(str).unique().tolist()) if schema.task == "classification" else None
-    return Contract(id=schema.id, target=schema.target, task=schema.task, prediction=prediction or get_project().prediction,
+        if col.kind == "categorical": seen = dict(categories=sorted(train[c].dropna().astype(str).unique().tolist()))
+        else: seen = dict(observed_min=float(train[c].min()), observed_max=float(train[c].max()))
+        fields.append(ContractField(name=c, kind=col.kind, na=col.na, required=col.na == "required", doc=col.doc,
+                                    **seen))
+    classes = (sorted(train[schema.target].dropna().astype(str).unique().tolist()) if schema.task == "classification"
+               else None)
+    return Contract(id=schema.id, target=schema.target, task=schema.task, prediction=prediction
+                    or get_project().prediction,
                     classes=classes, fields=fields)
 
 # %% ../nbs/07_contract.ipynb #23dd6871
@@ -106,7 +109,8 @@ class Issues:
     def __len__(self): return len(self.row)
 
     def plus(self, rows, column: str, values, message: str | list[str], level: str = "error") -> Issues:
-        "These issues and one more per row of `rows` (with its value, and its message: one for all, or one each), all in `column` at `level`."
+        """These issues and one more per row of `rows` (with its value, and its message: one for all, or one each), all
+        in `column` at `level`."""
         rows = np.asarray(rows, dtype=np.int64)
         if not len(rows): return self
         messages = np.asarray(message if isinstance(message, list) else [message] * len(rows), dtype=object)
@@ -143,7 +147,8 @@ def _values_at(s, idx: np.ndarray) -> np.ndarray:
 
 # %% ../nbs/07_contract.ipynb #d989f3ba
 def _issue(parts, mask, s, name, message, level, shown=True):
-    "One issue per row of `mask`; the values of `s` (a Series or an Arrow array) are looked at only where shown or needed by `message`."
+    """One issue per row of `mask`; the values of `s` (a Series or an Arrow array) are looked at only where shown or
+    needed by `message`."""
     idx = np.flatnonzero(mask)
     if len(idx):
         vals = _values_at(s, idx) if shown or callable(message) else None
@@ -152,11 +157,14 @@ def _issue(parts, mask, s, name, message, level, shown=True):
                       [message(v) for v in vals] if callable(message) else full(message), full(level)))
 
 # %% ../nbs/07_contract.ipynb #95d657c2
-# One way only to match each string, so that a failing match costs time linear in its length (the form "\\d+\\.?\\d*" splits
+# One way only to match each string, so that a failing match costs time linear in its length (the form "\\d+\\.?\\d*"
+# splits
 # a run of digits in n ways and backtracks through all of them: seconds for 24 KB)
 NUMBER_RE = r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?" # What a number given as a string may look like
-NUMBER_MAX_CHARS = 400 # A number written with more characters is refused unread: a match is linear, but a pattern holds Python's lock,
-                       # so a megabyte of digits would hold up the service's event loop for a tenth of a second however it is threaded
+# A number written with more characters is refused unread: a match is linear, but a pattern holds Python's lock,
+NUMBER_MAX_CHARS = 400
+                       # so a megabyte of digits would hold up the service's event loop for a tenth of a second however
+                       # it is threaded
 TOO_LARGE = f"expected a finite number within ±{MAX_MAGNITUDE:.3g}" # The error of a number no model computes with
 
 # %% ../nbs/07_contract.ipynb #55159289
@@ -194,9 +202,11 @@ def _number_types(s, f, parts):
 # %% ../nbs/07_contract.ipynb #1fceb97d
 def _plain_numbers(s, t, missing):
     "The column with every string that is not a plain number (`NUMBER_RE`, at most `NUMBER_MAX_CHARS`) as None."
-    is_str = (t.map(lambda k: issubclass(k, str)).to_numpy(dtype=bool) if t is not None else np.ones(len(s), bool)) & ~missing
+    is_str = (t.map(lambda k: issubclass(k, str)).to_numpy(dtype=bool) if t is not None
+              else np.ones(len(s), bool)) & ~missing
     text = s.where(is_str, "").astype(str)
-    plain = np.array(text.str.len() <= NUMBER_MAX_CHARS, dtype=bool)  # the length first: what is too long is not matched at all
+    # the length first: what is too long is not matched at all
+    plain = np.array(text.str.len() <= NUMBER_MAX_CHARS, dtype=bool)
     plain[plain] = text[plain].str.fullmatch(NUMBER_RE).to_numpy(dtype=bool)
     return s.where(~is_str | plain, None)  # a string that is not a plain number becomes NaN: "expected a number"
 
@@ -205,7 +215,8 @@ def _to_numbers(s, missing) -> np.ndarray:
     "A column of numbers and plain-number strings as float64, NaN where missing or no number."
     try: return pd.to_numeric(s.where(~missing, None), errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
     except OverflowError:  # an integer beyond any float: value by value
-        return np.array([np.nan if m or v is None else to_float(v) for v, m in zip(s.to_numpy(dtype=object), missing)], dtype="float64")
+        return np.array([np.nan if m or v is None else to_float(v) for v, m in zip(s.to_numpy(dtype=object), missing)],
+                        dtype="float64")
 
 # %% ../nbs/07_contract.ipynb #4417af81
 def _check_numeric(s, f, parts):
@@ -251,7 +262,8 @@ def _category_types(s, f, parts):
         bad_type = ~_missing(s)
         _issue(parts, bad_type, s, f.name, f"expected a string, got a value of type {s.dtype}", "error")
         return s, bad_type
-    conv = s.astype(object).map(lambda v: None if _is_na(v) else _as_category(v))  # value by value, as one record's would be
+    # value by value, as one record's would be
+    conv = s.astype(object).map(lambda v: None if _is_na(v) else _as_category(v))
     bad_type = (conv.isna() & ~s.isna()).to_numpy(dtype=bool)
     _issue(parts, bad_type, s, f.name, lambda v: f"expected a string, got {type(v).__name__}", "error")
     return conv, bad_type
@@ -260,7 +272,8 @@ def _category_types(s, f, parts):
 def _check_categorical(s, f, parts, known):
     "(the values as categories, NaN where missing or refused; mask of rows refused) for the categorical field `f`."
     t = _types(s)
-    all_text = (t is not None and t.map(lambda k: k is str).all()) or (t is None and pd.api.types.is_string_dtype(s.dtype))
+    all_text = ((t is not None and t.map(lambda k: k is str).all())
+                or (t is None and pd.api.types.is_string_dtype(s.dtype)))
     if all_text: bad_type = np.zeros(len(s), bool)
     else: s, bad_type = _category_types(s, f, parts)
     missing = _missing(s) & ~bad_type
@@ -272,11 +285,13 @@ def _check_categorical(s, f, parts, known):
 
 # %% ../nbs/07_contract.ipynb #d250e603
 ID_EXPECTED = "expected a whole number (a 64-bit integer)" # The error of an id that is none
-_INTEGER = re.compile(r"[+-]?[0-9]{1,20}")  # ASCII digits, at most 20: no 64-bit integer has more, and `int` of a long run is costly
+# ASCII digits, at most 20: no 64-bit integer has more, and `int` of a long run is costly
+_INTEGER = re.compile(r"[+-]?[0-9]{1,20}")
 _PLAIN_NUMBER = re.compile(NUMBER_RE)
 
 def _id_of_float(v) -> int | None:
-    "A float's exact integer value, or None when it has a fraction or is beyond 2**53 (where floats are no longer exact)."
+    """A float's exact integer value, or None when it has a fraction or is beyond 2**53 (where floats are no longer
+    exact)."""
     return int(v) if float(v).is_integer() and abs(v) <= 2**53 else None
 
 # %% ../nbs/07_contract.ipynb #401a25af
@@ -289,7 +304,8 @@ def _id_of_text(v: str) -> int | None:
 # %% ../nbs/07_contract.ipynb #a9b1b9b0
 def parse_id(v) -> tuple[int | None, bool]:
     "(the id exactly, or None when missing or bad; whether it is bad) for one value."
-    if v is None or (isinstance(v, str) and not v.strip()) or (isinstance(v, (float, np.floating)) and np.isnan(v)): return None, False
+    if v is None or (isinstance(v, str) and not v.strip()) or (isinstance(v, (float, np.floating)) and np.isnan(v)):
+        return None, False
     if isinstance(v, (bool, np.bool_)): return None, True
     if isinstance(v, (int, np.integer)): x = int(v)
     elif isinstance(v, (float, np.floating)): x = _id_of_float(v)
@@ -334,8 +350,10 @@ def _check_extra(columns: pd.DataFrame, contract: Contract, ignore, parts):
 def check_rows(
     columns: pd.DataFrame, # The batch: one column per field (missing columns count as missing values)
     contract: Contract | dict, # The input contract (see `derive_contract`)
-    ignore: Iterable[str] | None = None, # Columns that may be present and are not fields; default: the target (in a labelled file)
-    known: dict[str, frozenset] | None = None, # Seen categories per column, as built by `known_categories` (cached by `Predictor`)
+    # Columns that may be present and are not fields; default: the target (in a labelled file)
+    ignore: Iterable[str] | None = None,
+    # Seen categories per column, as built by `known_categories` (cached by `Predictor`)
+    known: dict[str, frozenset] | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray, Issues]:
     "(canonical frame of all rows, mask of rows that can be scored, issues) for a batch."
     contract = Contract.of(contract)
@@ -345,11 +363,13 @@ def check_rows(
     for f in contract.fields:
         s = columns[f.name] if f.name in columns.columns else pd.Series([None] * n, index=columns.index, dtype=object)
         s = s.reset_index(drop=True)
-        vals, bad = _check_numeric(s, f, parts) if f.kind == "numeric" else _check_categorical(s, f, parts, known[f.name])
+        vals, bad = _check_numeric(s, f, parts) if f.kind == "numeric" else _check_categorical(s, f, parts,
+            known[f.name])
         out[f.name], ok = vals, ok & ~bad
     ids, bad = _check_ids(columns, contract, parts)
     _check_extra(columns, contract, (contract.target,) if ignore is None else ignore, parts)
-    frame = pd.DataFrame({f.name: (pd.array(out[f.name], dtype="str") if f.kind == "categorical" else out[f.name]) for f in contract.fields})
+    frame = pd.DataFrame({f.name: (pd.array(out[f.name], dtype="str") if f.kind == "categorical" else out[f.name])
+                          for f in contract.fields})
     if ids is not None: frame.insert(0, contract.id, ids)
     return frame, ok & ~bad, Issues.collect(parts)
 
@@ -369,7 +389,8 @@ def parse_number(v) -> tuple[float | None, str | None]:
 
 # %% ../nbs/07_contract.ipynb #396ff57f
 def parse_category(v) -> tuple[str | None | float, str | None]:
-    "(category, error message) for one categorical value; category None means missing (NaN with the error of a value that is none)."
+    """(category, error message) for one categorical value; category None means missing (NaN with the error of a value
+    that is none)."""
     if type(v) is str: return (v, None) if v else (None, None)
     if v is None or (isinstance(v, (float, np.floating)) and np.isnan(v)): return None, None
     c = _as_category(v)
@@ -380,19 +401,22 @@ _MISSING_MSG = {"required": ("error", "is missing, but this column must have a v
                 "unknown": ("warning", "is missing: imputed from the training data"), "absent": (None, None)}
 
 def _field_plan(fields, known, codes) -> list[tuple]:
-    """Per field, what checking one of its values needs, looked up once per batch rather than once per value: (name, parser,
-    the value a refused or missing one becomes, (level, message) of a missing one, its seen categories, its codes)."""
+    """Per field, what checking one of its values needs, looked up once per batch rather than once per value: (name,
+    parser, the value a refused or missing one becomes, (level, message) of a missing one, its seen categories, its
+    codes)."""
     plan = []
     for f in fields:
         cat = f.kind == "categorical"
-        plan.append((f.name, parse_category if cat else parse_number, -1 if codes is not None and cat else np.nan, _MISSING_MSG[f.na],
+        plan.append((f.name, parse_category if cat else parse_number, -1 if codes is not None and cat else np.nan,
+                     _MISSING_MSG[f.na],
                      known[f.name] if cat else None, codes[f.name] if cat and codes is not None else None))
     return plan
 
 
 # %% ../nbs/07_contract.ipynb #236c2625
 def _as_arrays(cols: dict[str, list], fields, n: int, codes) -> dict[str, np.ndarray]:
-    "The records' values as one array per field: one 2-D array per kind, each column a row of it (one conversion, not one per field)."
+    """The records' values as one array per field: one 2-D array per kind, each column a row of it (one conversion, not
+    one per field)."""
     arrays = {}
     for kind, dtype in (("numeric", np.float64), ("categorical", object if codes is None else np.int64)):
         names = [f.name for f in fields if f.kind == kind]
@@ -402,7 +426,8 @@ def _as_arrays(cols: dict[str, list], fields, n: int, codes) -> dict[str, np.nda
 
 # %% ../nbs/07_contract.ipynb #c752b221
 def _id_array(ids: list) -> pd.arrays.IntegerArray:
-    return pd.arrays.IntegerArray(np.array([0 if i is None else i for i in ids], dtype=np.int64), np.array([i is None for i in ids], dtype=bool))
+    return pd.arrays.IntegerArray(np.array([0 if i is None else i for i in ids], dtype=np.int64),
+                                  np.array([i is None for i in ids], dtype=bool))
 
 # %% ../nbs/07_contract.ipynb #32c41951
 def check_record_arrays(
@@ -410,7 +435,8 @@ def check_record_arrays(
     contract: Contract, # The input contract
     ignore: Iterable[str] | None = None, # Fields that may be present and are not model fields; default: the target
     known: dict[str, frozenset] | None = None, # Seen categories per column (see `known_categories`)
-    codes: dict[str, dict] | None = None, # Categorical column -> {category: code}: categories given as codes, as the compiled path takes them
+    # Categorical column -> {category: code}: categories given as codes, as the compiled path takes them
+    codes: dict[str, dict] | None = None,
 ) -> tuple[dict[str, np.ndarray], pd.arrays.IntegerArray | None, np.ndarray, Issues]:
     "(columns as arrays, ids or None, mask of rows that can be scored, issues) for a few records, value by value."
     known = known or known_categories(contract)
@@ -420,7 +446,8 @@ def check_record_arrays(
     names = {f.name for f in fields} | {idf, *((contract.target,) if ignore is None else ignore)}
     plan = _field_plan(fields, known, codes)
     for r, rec in enumerate(records):
-        for name, parse, missing, (level, msg), seen, code_of in plan:  # this runs once per value of every record the service receives
+        # this runs once per value of every record the service receives
+        for name, parse, missing, (level, msg), seen, code_of in plan:
             v = rec.get(name)
             val, err = parse(v)
             if err: add(r, name, show_value(v), err, "error"); ok[r] = False; val = missing
@@ -437,7 +464,8 @@ def check_record_arrays(
             if bad: add(r, idf, show_value(rec[idf]), ID_EXPECTED, "error"); ok[r] = False
         for extra, v in rec.items():
             if extra not in names and parse_category(v) != (None, None): add(r, str(extra), "", IGNORED, "warning")
-    parts = [tuple(np.array([i[k] for i in issues], dtype=np.int64 if k == 0 else object) for k in range(5))] if issues else []
+    parts = [tuple(np.array([i[k] for i in issues], dtype=np.int64 if k == 0 else object)
+                   for k in range(5))] if issues else []
     given = any(idf in rec for rec in records)
     return _as_arrays(cols, fields, n, codes), _id_array(ids) if given else None, ok, Issues.collect(parts)
 
@@ -461,7 +489,8 @@ def _is_text(t) -> bool: return pa.types.is_string(t) or pa.types.is_large_strin
 
 # %% ../nbs/07_contract.ipynb #01967bea
 def _present(arr) -> np.ndarray:
-    "Where an Arrow column holds a value: not null, and for text not empty (an empty string counts as missing, as in `check_rows`)."
+    """Where an Arrow column holds a value: not null, and for text not empty (an empty string counts as missing, as in
+    `check_rows`)."""
     present = pc.is_valid(arr)
     if _is_text(arr.type): present = pc.and_(present, pc.not_equal(arr, "").fill_null(False))
     return present.to_numpy(zero_copy_only=False).astype(bool, copy=False) if len(arr) else np.zeros(0, bool)
@@ -469,15 +498,18 @@ def _present(arr) -> np.ndarray:
 # %% ../nbs/07_contract.ipynb #c201ca90
 def _numbers(arr) -> np.ndarray | None:
     "A text column as float64 (NaN where missing), when every value is a plain, finite number within range; else None."
-    if len(arr) and _is_text(arr.type) and (pc.max(pc.utf8_length(arr)).as_py() or 0) > NUMBER_MAX_CHARS: return None  # see `parse_number`
+    # see `parse_number`
+    if len(arr) and _is_text(arr.type) and (pc.max(pc.utf8_length(arr)).as_py() or 0) > NUMBER_MAX_CHARS: return None
     try: vals = pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError): return None
     with np.errstate(invalid="ignore"): fine = ~(np.abs(vals) > MAX_MAGNITUDE) & ~np.isinf(vals)
-    return vals if fine.all() and not np.isnan(vals[_present(arr)]).any() else None  # "nan", "inf" and overflows: the exact path
+    # "nan", "inf" and overflows: the exact path
+    return vals if fine.all() and not np.isnan(vals[_present(arr)]).any() else None
 
 # %% ../nbs/07_contract.ipynb #43b2315a
 def _table_numeric(arr, f, parts):
-    "(float64 values, mask refused) for a numeric column of a table: by Arrow when it is all plain numbers, else `check_rows`' code."
+    """(float64 values, mask refused) for a numeric column of a table: by Arrow when it is all plain numbers, else
+    `check_rows`' code."""
     vals = _numbers(arr) if _is_text(arr.type) or pa.types.is_null(arr.type) else None
     if vals is None: return _check_numeric(arr.to_pandas(), f, parts)
     return vals, _check_missing(np.isnan(vals), arr, f, parts)
@@ -490,7 +522,8 @@ def _table_categorical(arr, f, parts, categories: pd.Index):
         return category_codes(vals.to_numpy(dtype=object), categories), bad
     arr = arr.cast(pa.string())
     present, k = _present(arr), len(categories)
-    vals = pc.index_in(arr, value_set=pa.array(categories, pa.string())).fill_null(k).to_numpy(zero_copy_only=False).astype(np.int64)
+    vals = pc.index_in(arr, value_set=pa.array(categories, pa.string())).fill_null(k)
+    vals = vals.to_numpy(zero_copy_only=False).astype(np.int64)
     vals[~present] = -1
     bad = _check_missing(~present, arr, f, parts)
     unseen = np.flatnonzero((vals == k) & present)
@@ -502,11 +535,13 @@ def _table_categorical(arr, f, parts, categories: pd.Index):
 
 # %% ../nbs/07_contract.ipynb #5f5c18f9
 def _table_ids(arr, contract: Contract, parts) -> tuple[pd.arrays.IntegerArray, np.ndarray]:
-    "(the ids, mask of bad ones) of a table's id column: by Arrow when it is text of plain integers, else value by value."
+    """(the ids, mask of bad ones) of a table's id column: by Arrow when it is text of plain integers, else value by
+    value."""
     try:
         if not _is_text(arr.type): raise pa.ArrowInvalid("not text")
         v = pc.cast(arr, pa.int64())
-        return pd.arrays.IntegerArray(v.fill_null(0).to_numpy(zero_copy_only=False), ~_present(arr)), np.zeros(len(arr), bool)
+        return pd.arrays.IntegerArray(v.fill_null(0).to_numpy(zero_copy_only=False),
+                                      ~_present(arr)), np.zeros(len(arr), bool)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         s = arr.to_pandas()
         ids, bad = parse_ids(s)
@@ -517,17 +552,19 @@ def _table_ids(arr, contract: Contract, parts) -> tuple[pd.arrays.IntegerArray, 
 def check_table(
     table: pa.Table, # The batch, read by Arrow (text columns as text; see `batch`)
     contract: Contract | dict, # The input contract (see `derive_contract`)
-    categories: Mapping[str, pd.Index], # Categorical column -> the categories its codes refer to (`compile_pipeline(...).categories`)
+    # Categorical column -> the categories its codes refer to (`compile_pipeline(...).categories`)
+    categories: Mapping[str, pd.Index],
     ignore: Iterable[str] | None = None, # Columns that may be present and are not fields; default: the target
 ) -> tuple[dict[str, np.ndarray], pd.arrays.IntegerArray | None, np.ndarray, Issues]:
-    """What `check_rows` finds, for an Arrow table: (columns for the compiled path: numbers as float64, categories as codes;
-    the ids; mask of rows that can be scored; issues)."""
+    """What `check_rows` finds, for an Arrow table: (columns for the compiled path: numbers as float64, categories as
+    codes; the ids; mask of rows that can be scored; issues)."""
     contract = Contract.of(contract)
     n, parts, cols, names = table.num_rows, [], {}, set(table.column_names)
     ok = np.ones(n, bool)
     for f in contract.fields:
         arr = table[f.name] if f.name in names else pa.nulls(n, pa.string())
-        if pa.types.is_dictionary(arr.type): arr = arr.cast(arr.type.value_type)  # a Parquet category column: its values
+        # a Parquet category column: its values
+        if pa.types.is_dictionary(arr.type): arr = arr.cast(arr.type.value_type)
         cols[f.name], bad = (_table_numeric(arr, f, parts) if f.kind == "numeric" else
                              _table_categorical(arr, f, parts, categories[f.name]))
         ok &= ~bad

@@ -34,15 +34,18 @@ BINS = 10 # Bins of a numeric column: cut at its deciles in training
 POINTS = 200 # Most points at which a numeric column's cumulative distribution is kept
 
 class ColumnProfile(BaseModel):
-    "How one column's values were spread in training: missing values, counts per bin or category, cumulative distribution."
+    """How one column's values were spread in training: missing values, counts per bin or category, cumulative
+    distribution."""
     model_config = ConfigDict(frozen=True, extra="forbid")
     name: str # The column (or the prediction)
     kind: Literal["numeric", "categorical"] # How its values are compared
     rows: int # Rows profiled
     missing: int # Of which missing
     counts: list[int] # Present values per bin (numeric: len(edges) + 1 bins) or per category
-    edges: list[float] | None = None # Numeric: inner bin edges (quantiles of the values); bin i holds edges[i-1] < x <= edges[i]
-    points: list[float] | None = None # Numeric: where the cumulative distribution is kept (every distinct value, or `POINTS` quantiles)
+    # Numeric: inner bin edges (quantiles of the values); bin i holds edges[i-1] < x <= edges[i]
+    edges: list[float] | None = None
+    # Numeric: where the cumulative distribution is kept (every distinct value, or `POINTS` quantiles)
+    points: list[float] | None = None
     cdf: list[float] | None = None # Numeric: the share of present values <= each point
     categories: list[str] | None = None # Categorical: the categories, most frequent first
 
@@ -61,13 +64,18 @@ def profile_column(
     if kind == "numeric":
         x = np.asarray(values, dtype="float64")
         v = np.sort(x[~np.isnan(x)])
-        if not len(v): return ColumnProfile(name=name, kind=kind, rows=len(x), missing=len(x), counts=[0], edges=[], points=[], cdf=[])
-        edges = np.unique(np.quantile(v, np.arange(1, bins) / bins, method="inverted_cdf"))  # observed values: a bin edge is a value seen
+        if not len(v):
+            return ColumnProfile(name=name, kind=kind, rows=len(x), missing=len(x), counts=[0], edges=[], points=[],
+                                 cdf=[])
+        # observed values: a bin edge is a value seen
+        edges = np.unique(np.quantile(v, np.arange(1, bins) / bins, method="inverted_cdf"))
         distinct = np.unique(v)
-        pts = distinct if len(distinct) <= points else np.unique(np.quantile(v, np.arange(1, points + 1) / points, method="inverted_cdf"))
+        pts = distinct if len(distinct) <= points else np.unique(np.quantile(v, np.arange(1, points + 1) / points,
+                                                                             method="inverted_cdf"))
         return ColumnProfile(name=name, kind=kind, rows=len(x), missing=len(x) - len(v),
                              counts=np.bincount(np.searchsorted(edges, v), minlength=len(edges) + 1).tolist(),
-                             edges=edges.tolist(), points=pts.tolist(), cdf=(np.searchsorted(v, pts, side="right") / len(v)).tolist())
+                             edges=edges.tolist(), points=pts.tolist(),
+                             cdf=(np.searchsorted(v, pts, side="right") / len(v)).tolist())
     s = pd.Series(values, dtype=object)
     present = s[s.notna()].astype(str)
     order = sorted(present.value_counts().items(), key=lambda kv: (-kv[1], kv[0]))
@@ -76,7 +84,8 @@ def profile_column(
 
 # %% ../nbs/22_drift.ipynb #b583eea4
 class Profile(BaseModel):
-    "A run's reference: every input column of its training rows, and its predictions on the held-out rows (`profile.json`)."
+    """A run's reference: every input column of its training rows, and its predictions on the held-out rows
+    (`profile.json`)."""
     model_config = ConfigDict(frozen=True, extra="forbid")
     profile_version: int = PROFILE_VERSION
     rows: int # Training rows profiled
@@ -88,15 +97,18 @@ class Profile(BaseModel):
         "`data` itself, or the profile a JSON dict (a run's `profile.json`) describes."
         if isinstance(data, cls): return data
         if data.get("profile_version") != PROFILE_VERSION:
-            raise ValueError(f"profile version {data.get('profile_version')!r}; this code reads version {PROFILE_VERSION}: train the run again")
+            raise ValueError(f"profile version {data.get('profile_version')!r}; this code reads version "
+                             f"{PROFILE_VERSION}: train the run again")
         return cls.model_validate(data)
 
     def to_json(self) -> dict: return self.model_dump(mode="json", exclude_none=True)
 
     def summary(self) -> pd.DataFrame:
-        "One line per column (and the prediction): kind, missing share, and the range (numbers) or the commonest categories."
+        """One line per column (and the prediction): kind, missing share, and the range (numbers) or the commonest
+        categories."""
         def spread(c: ColumnProfile) -> str:
-            if c.kind == "numeric": return f"{c.points[0]:.4g} … {c.points[-1]:.4g} in {len(c.counts)} bins" if c.points else "all missing"
+            if c.kind == "numeric":
+                return f"{c.points[0]:.4g} … {c.points[-1]:.4g} in {len(c.counts)} bins" if c.points else "all missing"
             n = sum(c.counts)
             top = ", ".join(f"{k} {v / n:.0%}" for k, v in zip(c.categories[:3], c.counts[:3]))
             return f"{len(c.categories)} categories: {top}" + (", …" if len(c.categories) > 3 else "")
@@ -113,7 +125,8 @@ def reference_profile(
     "The profile a run records: each field of the contract in the training rows, and the held-out predictions."
     contract = Contract.of(contract)
     cols = [profile_column(f.name, f.kind, train[f.name], bins) for f in contract.fields]
-    pred = profile_column(contract.prediction_name, "numeric" if contract.task == "regression" else "categorical", predictions, bins)
+    pred = profile_column(contract.prediction_name, "numeric" if contract.task == "regression" else "categorical",
+                          predictions, bins)
     return Profile(rows=len(train), columns=cols, prediction=pred)
 
 # %% ../nbs/22_drift.ipynb #1829f197
@@ -132,7 +145,8 @@ class ColumnTally:
     def add(self, values):
         "Count a chunk of values (numbers with NaN for missing, or text with None/NaN for missing)."
         if self.reference.kind == "numeric":
-            x = values.to_numpy(dtype="float64", na_value=np.nan) if isinstance(values, pd.Series) else np.asarray(values, dtype="float64")
+            x = (values.to_numpy(dtype="float64", na_value=np.nan) if isinstance(values, pd.Series)
+                 else np.asarray(values, dtype="float64"))
             v = np.sort(x[~np.isnan(x)])
             self.counts += np.bincount(np.searchsorted(self._edges, v), minlength=len(self.counts))
             self.at_or_below += np.searchsorted(v, self._points, side="right")
@@ -161,7 +175,8 @@ class Tally:
         self,
         frame: pd.DataFrame, # A chunk in canonical form: numbers as floats, categories as text
         predictions=None, # The chunk's predictions, missing (NaN/None) where a row was refused; None: not counted
-        absent: Literal["missing", "skip"] = "missing", # A column not in `frame`: all its values missing (a file), or not compared (left out of a log)
+        # A column not in `frame`: all its values missing (a file), or not compared (left out of a log)
+        absent: Literal["missing", "skip"] = "missing",
     ) -> Tally:
         "Count a chunk."
         for name, t in self.columns.items():
@@ -190,7 +205,8 @@ def ks_distance(
     below, # Current values below each point
     n: int, # Current values in all
 ) -> float:
-    "The Kolmogorov-Smirnov distance between the reference's (step) distribution and the current values', from counts at the points."
+    """The Kolmogorov-Smirnov distance between the reference's (step) distribution and the current values', from counts
+    at the points."""
     cdf = np.asarray(cdf, "float64")
     before = np.r_[0.0, cdf[:-1]]  # the reference's distribution just below each point
     gaps = [np.abs(cdf - np.asarray(at_or_below) / n), np.abs(before - np.asarray(below) / n), [abs(1.0 - cdf[-1])]]
@@ -198,12 +214,14 @@ def ks_distance(
 
 # %% ../nbs/22_drift.ipynb #ec4fc449
 class Thresholds(BaseModel):
-    "When a column counts as drifted: a shift that is both significant and large, a change in missing values, or unseen categories."
+    """When a column counts as drifted: a shift that is both significant and large, a change in missing values, or
+    unseen categories."""
     model_config = ConfigDict(frozen=True, extra="forbid")
     p_value: float = Field(0.01, gt=0, le=1) # The distribution shifted: a test's p-value below this, and ...
     psi: float = Field(0.2, ge=0) # ... a PSI at or above this,
     effect: float = Field(0.1, ge=0, le=1) # ... or an effect (KS distance, Cramér's V) at least this large
-    missing: float = Field(0.1, ge=0, le=1) # The missing rate changed by at least this much (0.1: ten percentage points)
+    # The missing rate changed by at least this much (0.1: ten percentage points)
+    missing: float = Field(0.1, ge=0, le=1)
     unseen: float = Field(0.05, ge=0, le=1) # At least this share of present values are categories training never saw
 
 # %% ../nbs/22_drift.ipynb #1e2ea831
@@ -221,7 +239,8 @@ class ColumnDrift(BaseModel):
     effect: float | None = None # KS distance, or Cramér's V
     unseen: float | None = None # Categorical: share of present values whose category training never saw
     unseen_examples: list[str] = [] # The commonest of them
-    counts: list[int] = [] # Current counts on the reference's bins or categories (categorical: then one count of unseen values)
+    # Current counts on the reference's bins or categories (categorical: then one count of unseen values)
+    counts: list[int] = []
     reasons: list[str] = [] # Why it is flagged (empty: it is not)
 
     @property
@@ -255,14 +274,18 @@ def column_drift(
             out.update(test="ks", effect=d, p_value=float(stats.kstwo.sf(d, max(1, round(n * m / (n + m))))))
         else:
             out["psi"] = psi([*ref_counts, 0], out["counts"])
-            rare = ref_counts < MIN_EXPECTED  # categories too rare in training for the test share a column; unseen ones have their own
-            table = np.array([[*ref_counts[~rare], ref_counts[rare].sum(), 0], [*tally.counts[~rare], tally.counts[rare].sum(), unseen]])
+            # categories too rare in training for the test share a column; unseen ones have their own
+            rare = ref_counts < MIN_EXPECTED
+            table = np.array([[*ref_counts[~rare], ref_counts[rare].sum(), 0],
+                              [*tally.counts[~rare], tally.counts[rare].sum(), unseen]])
             table = table[:, table.sum(axis=0) > 0]
             if table.shape[1] >= 2:
                 chi2, p, _, _ = stats.chi2_contingency(table, correction=False)
                 out.update(test="chi2", p_value=float(p), effect=float(np.sqrt(chi2 / table.sum())))
-    if out.get("p_value") is not None and out["p_value"] < th.p_value and (out["psi"] >= th.psi or out["effect"] >= th.effect):
-        reasons.append(f"PSI {out['psi']:.3f}, {'KS distance' if out['test'] == 'ks' else 'Cramér V'} {out['effect']:.3f} (p = {out['p_value']:.2g})")
+    if out.get("p_value") is not None and out["p_value"] < th.p_value and (out["psi"] >= th.psi
+                                                                           or out["effect"] >= th.effect):
+        reasons.append(f"PSI {out['psi']:.3f}, {'KS distance' if out['test'] == 'ks' else 'Cramér V'} "
+                       f"{out['effect']:.3f} (p = {out['p_value']:.2g})")
     if tally.rows and abs(out["missing_current"] - out["missing_reference"]) >= th.missing:
         reasons.append(f"missing {out['missing_reference']:.1%} -> {out['missing_current']:.1%}")
     if out.get("unseen") is not None and out["unseen"] >= th.unseen:
@@ -270,7 +293,8 @@ def column_drift(
     return ColumnDrift(**out, reasons=reasons)
 
 # %% ../nbs/22_drift.ipynb #2d31e1f8
-EXIT_DRIFT = 3 # Exit code of `drift` when a column or the prediction is flagged (0: nothing is; 1: it could not compare)
+# Exit code of `drift` when a column or the prediction is flagged (0: nothing is; 1: it could not compare)
+EXIT_DRIFT = 3
 
 class DriftReport(BaseModel):
     "Current data against a run's reference: every column, the prediction, and what is flagged."
@@ -293,16 +317,19 @@ class DriftReport(BaseModel):
     ) -> str:
         "The comparison as text for a terminal: one line per flagged column (or every column), and a verdict."
         fmt = lambda v, f: f"{'-':>{f.split('.')[0]}}" if v is None else format(v, f)
-        head = f"{'column':<24} {'kind':<11} {'PSI':>7} {'test':>4} {'effect':>7} {'p':>8} {'missing':>15} {'unseen':>7}  flagged because"
+        head = (f"{'column':<24} {'kind':<11} {'PSI':>7} {'test':>4} {'effect':>7} {'p':>8} {'missing':>15} "
+                f"{'unseen':>7}  flagged because")
         lines = [f"{self.rows} current rows against the {self.reference_rows} training rows of run {self.run_id}", head]
         for c in [*self.columns, self.prediction]:
             if not (every or c.flagged): continue
             name = c.name + (" (prediction)" if c is self.prediction else "")
-            lines.append(f"{name[:24]:<24} {c.kind:<11} {fmt(c.psi, '7.3f')} {c.test or '-':>4} {fmt(c.effect, '7.3f')} {fmt(c.p_value, '8.2g')} "
-                         f"{c.missing_reference:>6.1%} -> {c.missing_current:>5.1%} {fmt(c.unseen, '7.1%')}  {'; '.join(c.reasons)}")
+            lines.append(f"{name[:24]:<24} {c.kind:<11} {fmt(c.psi, '7.3f')} {c.test or '-':>4} "
+                         f"{fmt(c.effect, '7.3f')} {fmt(c.p_value, '8.2g')} {c.missing_reference:>6.1%} -> "
+                         f"{c.missing_current:>5.1%} {fmt(c.unseen, '7.1%')}  {'; '.join(c.reasons)}")
         n = len(self.flagged)
         if self.not_compared: lines.append(f"not compared (no current values): {', '.join(self.not_compared)}")
-        lines.append(f"drift: {n} of {len(self.columns) + 1} flagged" if n else f"no drift: none of {len(self.columns)} columns nor the prediction is flagged")
+        lines.append(f"drift: {n} of {len(self.columns) + 1} flagged" if n
+                     else f"no drift: none of {len(self.columns)} columns nor the prediction is flagged")
         return "\n".join(lines)
 
 # %% ../nbs/22_drift.ipynb #1c737e13
@@ -315,13 +342,16 @@ def drift_report(
     "Compare current counts with their reference: every column and the prediction."
     thresholds = thresholds or Thresholds()
     compared = {k: t for k, t in tally.columns.items() if t.rows or not tally.rows}
-    return DriftReport(run_id=run_id, sources=list(sources), rows=tally.rows, reference_rows=tally.profile.rows, thresholds=thresholds,
-                       columns=[column_drift(t, thresholds) for t in compared.values()], prediction=column_drift(tally.prediction, thresholds),
+    return DriftReport(run_id=run_id, sources=list(sources), rows=tally.rows, reference_rows=tally.profile.rows,
+                       thresholds=thresholds,
+                       columns=[column_drift(t, thresholds) for t in compared.values()],
+                       prediction=column_drift(tally.prediction, thresholds),
                        not_compared=[k for k in tally.columns if k not in compared])
 
 # %% ../nbs/22_drift.ipynb #dc6fb731
 def _bars(ref: ColumnProfile, c: ColumnDrift, top: int = 12) -> tuple[list[str], np.ndarray, np.ndarray]:
-    "(labels, reference shares, current shares) of a column's bins or commonest categories, unseen and missing, as shares of all rows."
+    """(labels, reference shares, current shares) of a column's bins or commonest categories, unseen and missing, as
+    shares of all rows."""
     r, k = np.asarray(ref.counts, "float64"), np.asarray(c.counts, "float64")
     if ref.kind == "numeric":
         e = [f"{x:.6g}" for x in ref.edges]
@@ -332,7 +362,8 @@ def _bars(ref: ColumnProfile, c: ColumnDrift, top: int = 12) -> tuple[list[str],
         r = np.r_[r[:top], [r[top:].sum()] if len(r) > top else [], 0.0]
         k = np.r_[k[:top], [k[top:-1].sum()] if len(ref.counts) > top else [], k[-1]]
     ref_all, cur_all = max(ref.rows, 1), max(c.rows, 1)
-    return labels + ["missing"], np.r_[r[:len(labels)], ref.missing] / ref_all, np.r_[k[:len(labels)], c.missing_current * c.rows] / cur_all
+    return labels + ["missing"], np.r_[r[:len(labels)], ref.missing] / ref_all, np.r_[k[:len(labels)],
+        c.missing_current * c.rows] / cur_all
 
 # %% ../nbs/22_drift.ipynb #6642c994
 def drift_html(
@@ -340,7 +371,8 @@ def drift_html(
     profile: Profile, # The reference it was made against
     path: Path | str, # The HTML file to write
 ) -> Path:
-    "A self-contained HTML page: the table of every column, and a plot per flagged column (reference against current shares)."
+    """A self-contained HTML page: the table of every column, and a plot per flagged column (reference against current
+    shares)."""
     import base64
     import io
 
@@ -361,18 +393,25 @@ def drift_html(
         plots.append(f"<h2>{html.escape(c.name)}</h2><img alt='{html.escape(c.name)}: reference and current shares' "
                      f"src='data:image/png;base64,{base64.b64encode(png.getvalue()).decode()}'>")
     fmt = lambda v, f: "" if v is None else format(v, f)
-    rows = "".join(f"<tr{' class=flag' if c.flagged else ''}><td>{html.escape(c.name)}</td><td>{c.kind}</td><td>{fmt(c.psi, '.3f')}</td>"
-                   f"<td>{c.test or ''}</td><td>{fmt(c.effect, '.3f')}</td><td>{fmt(c.p_value, '.2g')}</td><td>{c.missing_reference:.1%}</td>"
-                   f"<td>{c.missing_current:.1%}</td><td>{fmt(c.unseen, '.1%')}</td><td>{html.escape('; '.join(c.reasons))}</td></tr>"
+    rows = "".join(f"<tr{' class=flag' if c.flagged else ''}><td>{html.escape(c.name)}</td><td>{c.kind}</td>"
+                   f"<td>{fmt(c.psi, '.3f')}</td><td>{c.test or ''}</td><td>{fmt(c.effect, '.3f')}</td>"
+                   f"<td>{fmt(c.p_value, '.2g')}</td><td>{c.missing_reference:.1%}</td><td>{c.missing_current:.1%}</td>"
+                   f"<td>{fmt(c.unseen, '.1%')}</td><td>{html.escape('; '.join(c.reasons))}</td></tr>"
                    for c in [*report.columns, report.prediction])
     th = report.thresholds
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>Drift against run {html.escape(str(report.run_id))}</title>"
-            "<style>body{font-family:sans-serif} td,th{padding:2px 8px;text-align:right} td:first-child{text-align:left} tr.flag{background:#fde2c8}</style>"
-            f"</head><body><h1>{len(report.flagged)} of {len(report.columns) + 1} flagged against run {html.escape(str(report.run_id))}</h1>"
-            f"<p>{report.rows} current rows ({html.escape(', '.join(report.sources))}) against {report.reference_rows} training rows. Flagged when "
-            f"a test's p &lt; {th.p_value:g} with PSI &ge; {th.psi:g} or an effect &ge; {th.effect:g}, or the missing rate moved by &ge; {th.missing:.0%}, "
-            f"or &ge; {th.unseen:.0%} unseen categories.</p><table><tr><th>column</th><th>kind</th><th>PSI</th><th>test</th><th>effect</th><th>p</th>"
-            f"<th>missing then</th><th>missing now</th><th>unseen</th><th>flagged because</th></tr>{rows}</table>{''.join(plots)}</body></html>")
+    page = ("<!doctype html><html><head><meta charset='utf-8'><title>Drift against run "
+            f"{html.escape(str(report.run_id))}</title>"
+            "<style>body{font-family:sans-serif} td,th{padding:2px 8px;text-align:right} "
+            "td:first-child{text-align:left} tr.flag{background:#fde2c8}</style>"
+            f"</head><body><h1>{len(report.flagged)} of {len(report.columns) + 1} flagged against run "
+            f"{html.escape(str(report.run_id))}</h1>"
+            f"<p>{report.rows} current rows ({html.escape(', '.join(report.sources))}) against {report.reference_rows} "
+            "training rows. Flagged when "
+            f"a test's p &lt; {th.p_value:g} with PSI &ge; {th.psi:g} or an effect &ge; {th.effect:g}, or the missing "
+            f"rate moved by &ge; {th.missing:.0%}, or &ge; {th.unseen:.0%} unseen "
+            "categories.</p><table><tr><th>column</th><th>kind</th><th>PSI</th><th>test</th><th>effect</th><th>p</th>"
+            "<th>missing then</th><th>missing now</th><th>unseen</th><th>flagged "
+            f"because</th></tr>{rows}</table>{''.join(plots)}</body></html>")
     path = Path(path)
     path.write_text(page, encoding="utf-8")
     return path
@@ -386,7 +425,8 @@ def read_profile(
     run_dir = Path(run_dir)
     manifest = manifest or Manifest.read(run_dir / MANIFEST)
     if PROFILE not in manifest.artifacts:
-        raise FileNotFoundError(f"run {run_dir.name} has no {PROFILE}: it was trained before runs recorded a reference profile; "
+        raise FileNotFoundError(f"run {run_dir.name} has no {PROFILE}: it was trained before runs recorded a reference "
+                                "profile; "
                                 f"train it again (`reproduce {run_dir.name}` does, with the same data and parameters)")
     return Profile.of(read_json(verify_artifact(run_dir, PROFILE, manifest)))
 
@@ -418,7 +458,8 @@ def tally_log(
     since=None, # The first day (a `datetime.date`, UTC); None: from the first
     until=None, # The last day; None: to the last
 ) -> Tally:
-    "Count the input log's rows of those days on a profile, with the predictions made then; columns left out of the log are not compared."
+    """Count the input log's rows of those days on a profile, with the predictions made then; columns left out of the
+    log are not compared."""
     name = tally.profile.prediction.name
     for frame in read_log(folder, since, until):
         tally.add(frame, frame[name] if name in frame.columns else None, absent="skip")

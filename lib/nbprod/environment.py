@@ -25,7 +25,8 @@ __all__ = ['LIBRARY', 'SHAPING_LIBRARIES', 'TOOL_PACKAGES', 'NUMERIC_ENV_VARS', 
 
 # %% ../nbs/08_environment.ipynb #287ee41d
 LIBRARY = "nbprod" # This library's distribution: a run records its version, and loads only under the same one
-SHAPING_LIBRARIES = ("scikit-learn", "numpy", "scipy", "pandas", "joblib") # Libraries whose versions must match to load a model
+# Libraries whose versions must match to load a model
+SHAPING_LIBRARIES = ("scikit-learn", "numpy", "scipy", "pandas", "joblib")
 TOOL_PACKAGES = ("threadpoolctl", "papermill", "ipykernel", "nbdev") # Recorded with them, not checked at load
 
 def shaping_packages() -> tuple[str, ...]:
@@ -38,7 +39,8 @@ def key_packages() -> tuple[str, ...]:
     return (get_project().name, *shaping_packages(), *TOOL_PACKAGES)
 
 NUMERIC_ENV_VARS = ("PYTHONHASHSEED", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                    "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "MKL_CBWR") # What of the environment can change the last bits
+                    # What of the environment can change the last bits
+                    "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "MKL_CBWR")
 
 # %% ../nbs/08_environment.ipynb #95bc8ec3
 def _norm(name: str) -> str: return name.lower().replace("_", "-").replace(".", "-")
@@ -50,8 +52,9 @@ def distributions() -> dict[str, str]:
 
 # %% ../nbs/08_environment.ipynb #d88884b3
 def package_versions(names=None) -> dict[str, str | None]:
-    """Installed version of each named distribution (None where it is not installed); by default the key packages. Each is
-    looked up by name, not among every installed distribution: loading a run asks this, and reading all metadata takes 0.3 s."""
+    """Installed version of each named distribution (None where it is not installed); by default the key packages. Each
+    is looked up by name, not among every installed distribution: loading a run asks this, and reading all metadata
+    takes 0.3 s."""
     def version(name: str) -> str | None:
         try: return metadata.version(name)
         except metadata.PackageNotFoundError: return None
@@ -81,14 +84,16 @@ def lock_mismatches(lock: Path | str, installed: dict[str, str] | None = None) -
     installed = installed if installed is not None else distributions()
     out = []
     for name, v in lock_pins(lock).items():
-        if installed.get(name) != v: out.append(f"{name} {v} in {lock_name(lock)}, {installed.get(name) or 'not installed'} here")
+        if installed.get(name) != v:
+            out.append(f"{name} {v} in {lock_name(lock)}, {installed.get(name) or 'not installed'} here")
     return out
 
 # %% ../nbs/08_environment.ipynb #599d1da3
 def environment_record(lock_files: list[Path] | None = None) -> EnvironmentRecord:
     "Everything about this process's environment that can change what a model computes."
     dists = distributions()
-    env = dict(python=sys.version.split()[0], implementation=platform.python_implementation(), executable=sys.executable,
+    env = dict(python=sys.version.split()[0], implementation=platform.python_implementation(),
+               executable=sys.executable,
                packages={n: dists.get(_norm(n)) for n in key_packages()}, distributions=dists,
                env={k: os.environ.get(k) for k in NUMERIC_ENV_VARS}, **numeric_environment())
     if lock_files is not None:
@@ -108,7 +113,8 @@ def project_version(root: Path | str) -> str | None:
         pyproject = Path(root) / "pyproject.toml"
         config = tomllib.loads(pyproject.read_text(encoding="utf-8")) if pyproject.is_file() else {}
         return get_version(root=str(root), **config.get("tool", {}).get("setuptools_scm", {}))
-    except (ImportError, LookupError, OSError, subprocess.SubprocessError): pass  # not installed, not a checkout, no git
+    # not installed, not a checkout, no git
+    except (ImportError, LookupError, OSError, subprocess.SubprocessError): pass
     return package_versions([get_project().name])[get_project().name]
 
 # %% ../nbs/08_environment.ipynb #b9c6f313
@@ -126,9 +132,12 @@ def code_version(root: Path | str) -> CodeVersion:
 
 # %% ../nbs/08_environment.ipynb #c20d3f17
 def uncommitted(code: CodeVersion) -> str | None:
-    "Why the code a run records (`Manifest.code`) is in no commit (made outside git, or with uncommitted changes); None if it is in one."
-    if not code.git_commit: return "it was made outside git: no commit holds its code (git init, commit, and train again)"
-    if code.git_dirty: return (f"it was made from uncommitted code (commit {code.git_commit[:12]} with changes, diff sha256 "
+    """Why the code a run records (`Manifest.code`) is in no commit (made outside git, or with uncommitted changes);
+    None if it is in one."""
+    if not code.git_commit:
+        return "it was made outside git: no commit holds its code (git init, commit, and train again)"
+    if code.git_dirty:
+        return (f"it was made from uncommitted code (commit {code.git_commit[:12]} with changes, diff sha256 "
                                f"{(code.git_diff_sha256 or '')[:12]}): commit, and train again")
     return None
 
@@ -138,7 +147,8 @@ class VersionMismatchError(RuntimeError):
 
 # %% ../nbs/08_environment.ipynb #089f1a7c
 def python_difference(manifest: Manifest, here: str | None = None) -> list[str]:
-    "A sentence if the run was made under another Python (major.minor; `here`: this interpreter's) -- each has its own lock and wheels."
+    """A sentence if the run was made under another Python (major.minor; `here`: this interpreter's) -- each has its own
+    lock and wheels."""
     minor = lambda v: ".".join(v.split(".")[:2])
     run, now = minor(manifest.environment.python), minor(here or sys.version.split()[0])
     return [] if run == now else [f"Python {run} in the run, {now} here (requirements/{run}/ holds the run's lock)"]
@@ -149,4 +159,5 @@ def version_differences(manifest: Manifest, installed: dict[str, str | None] | N
     names = shaping_packages() if names is None else names
     recorded = manifest.environment.packages
     installed = package_versions(names) if installed is None else installed
-    return [f"{n} {recorded.get(n)} in the run, {installed.get(n)} here" for n in names if recorded.get(n) != installed.get(n)]
+    return [f"{n} {recorded.get(n)} in the run, {installed.get(n)} here" for n in names
+            if recorded.get(n) != installed.get(n)]

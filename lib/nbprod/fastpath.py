@@ -36,7 +36,8 @@ class NotCompilable(TypeError):
     "The pipeline has a step that `compile_pipeline` does not handle."
 
 # %% ../nbs/17_fastpath.ipynb #975615d0
-Columns = Mapping[str, np.ndarray] # Column name -> 1-D array: float64 for numbers; for categories object (str or NaN) or codes (see `category_codes`)
+# Column name -> 1-D array: float64 for numbers; for categories object (str or NaN) or codes (see `category_codes`)
+Columns = Mapping[str, np.ndarray]
 
 def category_codes(
     values: np.ndarray, # One column's values: str, or None/NaN where missing
@@ -60,7 +61,8 @@ def _block_step(est) -> Callable[[np.ndarray], np.ndarray]:
         return run
     if isinstance(est, SimpleImputer):
         stats = np.asarray(est.statistics_, dtype="float64")
-        if est.add_indicator or np.isnan(stats).any(): raise NotCompilable("SimpleImputer that adds indicators or drops empty columns")
+        if est.add_indicator or np.isnan(stats).any():
+            raise NotCompilable("SimpleImputer that adds indicators or drops empty columns")
         def impute(X):
             return np.where(np.isnan(X), stats, X)
         return impute
@@ -70,7 +72,8 @@ def _block_step(est) -> Callable[[np.ndarray], np.ndarray]:
         eps = np.finfo("float64").eps
         special_pos, special_neg = np.abs(lam) < eps, np.abs(lam - 2) <= eps
         scaler = est._scaler if est.standardize else None
-        def yeo_johnson(X):  # scipy's formula, element by element; the branch for negative numbers only where there are some
+        # scipy's formula, element by element; the branch for negative numbers only where there are some
+        def yeo_johnson(X):
             with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
                 lp = np.log1p(X)
                 out = np.expm1(lam * lp) / lam
@@ -104,15 +107,16 @@ def _numba():
     try:
         import numba
     except ImportError as e:
-        log.warning("Numba cannot be imported (%s): trees are scored by scikit-learn's loop and one-hot columns filled by NumPy instead, "
-                    "several times slower", e)
+        log.warning("Numba cannot be imported (%s): trees are scored by scikit-learn's loop and one-hot columns filled "
+                    "by NumPy instead, several times slower", e)
         return None
     return numba
 
 # %% ../nbs/17_fastpath.ipynb #3631b31c
 @functools.cache
 def _compiled(f: Callable) -> Callable | None:
-    "`f` compiled by Numba (kept on disk where the package's folder or the user's cache is writable), or None without Numba."
+    """`f` compiled by Numba (kept on disk where the package's folder or the user's cache is writable), or None without
+    Numba."""
     numba = _numba()
     if numba is None: return None
     try: return numba.njit(nogil=True, cache=True)(f)
@@ -120,7 +124,8 @@ def _compiled(f: Callable) -> Callable | None:
 
 # %% ../nbs/17_fastpath.ipynb #910bd2f3
 def _fill_one_hot(lut, codes, out):
-    "out[i, lut[j, codes[i, j]]] = 1 for each row i and column j whose code has an output column (-1: none; codes from -1 to K). Compiled by Numba."
+    """out[i, lut[j, codes[i, j]]] = 1 for each row i and column j whose code has an output column (-1: none; codes from
+    -1 to K). Compiled by Numba."""
     for i in range(codes.shape[0]):
         for j in range(codes.shape[1]):
             c = lut[j, codes[i, j]]  # a code of -1 (missing) reads the table's last entry, as NumPy's indexing does
@@ -130,8 +135,9 @@ def _fill_one_hot(lut, codes, out):
 _UNSEEN = "\x00unseen category\x00"
 
 def _categorical_branch(t, names: list[str], categories: Mapping[str, pd.Index]):
-    """(width, fill) for a fitted branch of categorical columns (an encoder, after an optional imputer); `fill(codes, out)` writes the
-    branch's output for a (rows × columns) block of codes into `out`, a zeroed block of `width` columns."""
+    """(width, fill) for a fitted branch of categorical columns (an encoder, after an optional imputer); `fill(codes,
+    out)` writes the branch's output for a (rows × columns) block of codes into `out`, a zeroed block of `width`
+    columns."""
     steps = [s for _, s in t.steps] if isinstance(t, Pipeline) else [t]
     *pre, enc = steps
     if not all(isinstance(s, SimpleImputer) and not s.add_indicator for s in pre) or len(pre) > 1:
@@ -141,22 +147,27 @@ def _categorical_branch(t, names: list[str], categories: Mapping[str, pd.Index])
         raise NotCompilable("OneHotEncoder with drop, or handle_unknown='error'")
     if isinstance(enc, OrdinalEncoder) and enc.handle_unknown != "use_encoded_value":
         raise NotCompilable("OrdinalEncoder(handle_unknown='error')")
-    if not isinstance(enc, (OneHotEncoder, OrdinalEncoder)): raise NotCompilable(f"{type(enc).__name__} inside a ColumnTransformer")
+    if not isinstance(enc, (OneHotEncoder, OrdinalEncoder)):
+        raise NotCompilable(f"{type(enc).__name__} inside a ColumnTransformer")
     m = len(names)
-    if one_hot: owner = np.array([int(n.split("_", 1)[0][1:]) for n in enc.get_feature_names_out([f"f{j}" for j in range(m)])])
+    if one_hot:
+        owner = np.array([int(n.split("_", 1)[0][1:]) for n in enc.get_feature_names_out([f"f{j}" for j in range(m)])])
     k_max = max(len(categories[c]) for c in names)
-    lut = np.full((m, k_max + 2), -1 if one_hot else np.nan)  # code -> output column (one-hot) or value (ordinal); last entry: missing
+    # code -> output column (one-hot) or value (ordinal); last entry: missing
+    lut = np.full((m, k_max + 2), -1 if one_hot else np.nan)
     # One probe of every column at once (the branch transforms row by row): for each column, a row per category, one no
     # category can equal and a missing value, the other columns missing.
     values = [[*categories[c], _UNSEEN, None] for c in names]
     start = np.cumsum([0, *map(len, values)])
-    probe = pd.DataFrame({d: pd.array([v if d == c else None for c, vs in zip(names, values) for v in vs], dtype="str") for d in names})
+    probe = pd.DataFrame({d: pd.array([v if d == c else None for c, vs in zip(names, values) for v in vs],
+                                      dtype="str") for d in names})
     probed = t.transform(probe)
     probed = probed.toarray() if hasattr(probed, "toarray") else np.asarray(probed, dtype="float64")
     for j, c in enumerate(names):
         out = probed[start[j]:start[j + 1]]
         k = len(categories[c])
-        rows = [*range(k + 1), k_max + 1]  # where each probe value's entry goes: its code, K (unseen), and -1 (missing: the last)
+        # where each probe value's entry goes: its code, K (unseen), and -1 (missing: the last)
+        rows = [*range(k + 1), k_max + 1]
         if one_hot:
             own = np.flatnonzero(owner == j)
             for i, r in enumerate(rows):
@@ -165,12 +176,14 @@ def _categorical_branch(t, names: list[str], categories: Mapping[str, pd.Index])
         else:
             lut[j, rows] = out[:, j]
     width = len(owner) if one_hot else m
-    cols, unseen = np.arange(m), np.array([len(categories[c]) for c in names])  # each column's code for a category it never saw
+    # each column's code for a category it never saw
+    cols, unseen = np.arange(m), np.array([len(categories[c]) for c in names])
     def check(codes):  # a code out of range would index outside the table: the compiled loop does not check
         if ((codes < -1) | (codes > unseen)).any():
             j = np.flatnonzero(((codes < -1) | (codes > unseen)).any(axis=0))[0]
             bad = codes[(codes[:, j] < -1) | (codes[:, j] > unseen[j]), j][0]
-            raise ValueError(f"category code {bad} of column {names[j]!r} out of range: its codes run from -1 (missing) to {unseen[j]} (unseen)")
+            raise ValueError(f"category code {bad} of column {names[j]!r} out of range: its codes run from -1 "
+                             f"(missing) to {unseen[j]} (unseen)")
     if one_hot:
         lut, kernel = lut.astype(np.int64), _compiled(_fill_one_hot)
         def fill_one_hot(codes, out):
@@ -190,12 +203,14 @@ def _categorical_branch(t, names: list[str], categories: Mapping[str, pd.Index])
 
 # %% ../nbs/17_fastpath.ipynb #b81ba563
 def _column_transformer(ct: ColumnTransformer, categories: Mapping[str, pd.Index]) -> tuple[int, Callable]:
-    "(output width, `fill(cols, n, out)`): the fitted `ct` writing its output into `out`, a zeroed (rows × width) matrix."
+    """(output width, `fill(cols, n, out)`): the fitted `ct` writing its output into `out`, a zeroed (rows × width)
+    matrix."""
     if getattr(ct, "sparse_output_", False): raise NotCompilable("sparse ColumnTransformer output")
     branches, width = [], 0
     for name, t, names in ct.transformers_:
         if isinstance(t, str) and t == "drop": continue
-        if not (isinstance(names, list) and all(isinstance(c, str) for c in names)): raise NotCompilable("columns not given by name")
+        if not (isinstance(names, list) and all(isinstance(c, str) for c in names)):
+            raise NotCompilable("columns not given by name")
         if all(c in categories for c in names):
             w, fill = _categorical_branch(t, names, categories)
             branches.append((names, True, fill, slice(width, width + w)))
@@ -206,22 +221,28 @@ def _column_transformer(ct: ColumnTransformer, categories: Mapping[str, pd.Index
         else: raise NotCompilable(f"branch {name!r} mixes numeric and categorical columns")
         width += w
     def fill(cols: Columns, n: int, out: np.ndarray):
-        for names, categorical, f, where in branches:  # the block: one column per name (a transposed view: element-wise steps only)
-            block = np.array([cols[c] for c in names], dtype=np.int64 if categorical else np.float64).reshape(len(names), n).T
+        # the block: one column per name (a transposed view: element-wise steps only)
+        for names, categorical, f, where in branches:
+            block = np.array([cols[c] for c in names], dtype=np.int64 if categorical
+                             else np.float64).reshape(len(names), n).T
             if categorical: f(block, out[:, where])
             else: out[:, where] = f(block)
     return width, fill
 
 
 # %% ../nbs/17_fastpath.ipynb #74179ccf
-MAX_LEAVES = 64 # Trees with up to this many leaves go to the compiled kernel (a bit per leaf in a 64-bit integer); larger ones keep scikit-learn's loop
+# Trees with up to this many leaves go to the compiled kernel (a bit per leaf in a 64-bit integer); larger ones keep
+# scikit-learn's loop
+MAX_LEAVES = 64
 
-_LOWEST_BIT = np.array([0] + [(b & -b).bit_length() - 1 for b in range(1, 256)], dtype=np.int64)  # byte -> position of its lowest set bit
+# byte -> position of its lowest set bit
+_LOWEST_BIT = np.array([0] + [(b & -b).bit_length() - 1 for b in range(1, 256)], dtype=np.int64)
 
 def _quickscore_tables(trees: Sequence[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...] | None:
-    """The tables `_quickscore` reads, for trees given as (left child, right child, feature, threshold, missing values go left, value) per
-    node (-1 as a leaf's children): per split its feature, threshold, where missing values go and the leaves a right turn leaves alive;
-    per tree its leaves' values from the left. None when a tree has more than `MAX_LEAVES` leaves."""
+    """The tables `_quickscore` reads, for trees given as (left child, right child, feature, threshold, missing values
+    go left, value) per node (-1 as a leaf's children): per split its feature, threshold, where missing values go and
+    the leaves a right turn leaves alive; per tree its leaves' values from the left. None when a tree has more than
+    `MAX_LEAVES` leaves."""
     found = []
     for left, right, feature, threshold, nan_left, value in trees:
         splits, leaves, todo = [], [], [(0, [])]  # depth first, left before right: leaves numbered from the left
@@ -231,26 +252,32 @@ def _quickscore_tables(trees: Sequence[tuple[np.ndarray, ...]]) -> tuple[np.ndar
                 for s in ancestors: s[-1] |= 1 << len(leaves)
                 leaves.append(value[node])
                 continue
-            split = [feature[node], threshold[node], nan_left[node], 0]  # the last item: the leaves of its left subtree, as bits
+            # the last item: the leaves of its left subtree, as bits
+            split = [feature[node], threshold[node], nan_left[node], 0]
             splits.append(split)
             todo += [(right[node], ancestors), (left[node], [*ancestors, split])]
         if len(leaves) > MAX_LEAVES: return None
         found.append((splits, leaves))
     n_splits, n_leaves = max(1, *(len(s) for s, _ in found)), max(len(v) for _, v in found)
     bits = max(8, 1 << (n_leaves - 1).bit_length())
-    features, thresholds = np.zeros((len(found), n_splits), np.intp), np.full((len(found), n_splits), np.inf)  # filler splits: +inf, every leaf
-    nan_right, masks = np.zeros((len(found), n_splits), np.bool_), np.full((len(found), n_splits), -1, dtype=f"int{bits}")  # kept alive
+    # filler splits: +inf, every leaf
+    features, thresholds = np.zeros((len(found), n_splits), np.intp), np.full((len(found), n_splits), np.inf)
+    # kept alive
+    nan_right, masks = np.zeros((len(found), n_splits), np.bool_), np.full((len(found), n_splits), -1,
+                                                                           dtype=f"int{bits}")
     values = np.zeros((len(found), n_leaves))
     for k, (splits, leaves) in enumerate(found):
         for j, (f, t, nan_left, gone) in enumerate(splits):
             features[k, j], thresholds[k, j], nan_right[k, j] = f, t, not nan_left
-            masks[k, j] = ~gone if gone < 1 << (bits - 1) else ~gone + (1 << bits)  # the bits as the signed integer they make
+            # the bits as the signed integer they make
+            masks[k, j] = ~gone if gone < 1 << (bits - 1) else ~gone + (1 << bits)
         values[k, :len(leaves)] = leaves
     return features, thresholds, nan_right, masks, values, _LOWEST_BIT
 
 # %% ../nbs/17_fastpath.ipynb #e235dc11
 def _quickscore(XT, features, thresholds, nan_right, masks, values, lowest, out):
-    "Add every tree's leaf value for every row to `out`; XT: the matrix in column order (a row per feature). Compiled by Numba."
+    """Add every tree's leaf value for every row to `out`; XT: the matrix in column order (a row per feature). Compiled
+    by Numba."""
     n = XT.shape[1]
     alive = np.empty(n, masks.dtype)
     for k in range(features.shape[0]):
@@ -270,30 +297,37 @@ def _quickscore(XT, features, thresholds, nan_right, masks, values, lowest, out)
 
 # %% ../nbs/17_fastpath.ipynb #84d8cb03
 def _sklearn_trees(est, k: int = 0) -> list[tuple[np.ndarray, ...]]:
-    """The trees of a fitted `GradientBoostingRegressor` or `...Classifier` that make its raw prediction `k` (a class's, for more than two
-    classes), as `_quickscore_tables` takes them: leaf values times the learning rate, missing values right."""
-    return [(t.children_left, t.children_right, t.feature, t.threshold, np.zeros(t.node_count, bool), est.learning_rate * t.value[:, 0, 0])
-            for t in (e.tree_ for e in est.estimators_[:, k])]  # the product scikit-learn makes, and its test: a missing value is not <= anything
+    """The trees of a fitted `GradientBoostingRegressor` or `...Classifier` that make its raw prediction `k` (a class's,
+    for more than two classes), as `_quickscore_tables` takes them: leaf values times the learning rate, missing values
+    right."""
+    return [(t.children_left, t.children_right, t.feature, t.threshold, np.zeros(t.node_count, bool),
+             est.learning_rate * t.value[:, 0, 0])
+            # the product scikit-learn makes, and its test: a missing value is not <= anything
+            for t in (e.tree_ for e in est.estimators_[:, k])]
 
 # %% ../nbs/17_fastpath.ipynb #23d86021
 def _histogram_trees(est, k: int = 0) -> list[tuple[np.ndarray, ...]] | None:
-    """The trees of a fitted histogram gradient boosting model (`HistGradientBoostingRegressor` or `...Classifier`) that make its raw
-    prediction `k` (a class's, for more than two classes), as `_quickscore_tables` takes them; None if a tree splits on categories."""
+    """The trees of a fitted histogram gradient boosting model (`HistGradientBoostingRegressor` or `...Classifier`) that
+    make its raw prediction `k` (a class's, for more than two classes), as `_quickscore_tables` takes them; None if a
+    tree splits on categories."""
     out = []
     for nodes in (p[k].nodes for p in est._predictors):
         if nodes["is_categorical"].any(): return None
         leaf = nodes["is_leaf"].astype(bool)
-        out.append((np.where(leaf, -1, nodes["left"].astype(np.intp)), np.where(leaf, -1, nodes["right"].astype(np.intp)), nodes["feature_idx"],
+        out.append((np.where(leaf, -1, nodes["left"].astype(np.intp)),
+                    np.where(leaf, -1, nodes["right"].astype(np.intp)), nodes["feature_idx"],
                     nodes["num_threshold"], nodes["missing_go_to_left"].astype(bool), nodes["value"]))
     return out
 
 # %% ../nbs/17_fastpath.ipynb #dcc55120
 def _kernel_sums(
-    trees: Sequence[list[tuple[np.ndarray, ...]] | None], # Per output, its trees as `_quickscore_tables` takes them (None: some cannot be)
+    # Per output, its trees as `_quickscore_tables` takes them (None: some cannot be)
+    trees: Sequence[list[tuple[np.ndarray, ...]] | None],
     start, # Per output, the value its sum starts from
 ) -> Callable[[np.ndarray], np.ndarray] | None:
-    """`sums(X)` for a matrix in column order: a (rows × outputs) array in column order, each output `start` plus the leaf value of each
-    of its trees in turn, through the compiled kernel. None without Numba, or when a tree does not fit the kernel."""
+    """`sums(X)` for a matrix in column order: a (rows × outputs) array in column order, each output `start` plus the
+    leaf value of each of its trees in turn, through the compiled kernel. None without Numba, or when a tree does not
+    fit the kernel."""
     kernel = _compiled(_quickscore)
     if kernel is None or any(t is None for t in trees): return None
     tables = [_quickscore_tables(t) for t in trees]
@@ -308,8 +342,9 @@ def _kernel_sums(
 
 # %% ../nbs/17_fastpath.ipynb #04253e4e
 def _histogram_raw(est) -> tuple[type, Callable[[np.ndarray], np.ndarray], str]:
-    """(dtype, `raw(matrix)`, memory order) for a fitted histogram gradient boosting model: its raw predictions, a column per tree of an
-    iteration (one, or one per class), as its `_raw_predict` computes them: the baseline, then each tree's values in turn."""
+    """(dtype, `raw(matrix)`, memory order) for a fitted histogram gradient boosting model: its raw predictions, a
+    column per tree of an iteration (one, or one per class), as its `_raw_predict` computes them: the baseline, then
+    each tree's values in turn."""
     k_trees = est.n_trees_per_iteration_
     sums = _kernel_sums([_histogram_trees(est, k) for k in range(k_trees)], est._baseline_prediction)
     if sums is not None: return np.float64, sums, "F"
@@ -326,9 +361,9 @@ def _histogram_raw(est) -> tuple[type, Callable[[np.ndarray], np.ndarray], str]:
 
 # %% ../nbs/17_fastpath.ipynb #659ae907
 def _gradient_boosting_raw(est) -> tuple[type, Callable[[np.ndarray], np.ndarray], str] | None:
-    """(dtype, `raw(matrix)`, memory order) for a fitted `GradientBoostingRegressor` or `...Classifier`: its raw predictions, a column per
-    tree of a stage (one, or one per class), as its `_raw_predict` computes them. None when rows start from different values (an `init`
-    estimator of the user's) or scikit-learn's loop cannot be imported."""
+    """(dtype, `raw(matrix)`, memory order) for a fitted `GradientBoostingRegressor` or `...Classifier`: its raw
+    predictions, a column per tree of a stage (one, or one per class), as its `_raw_predict` computes them. None when
+    rows start from different values (an `init` estimator of the user's) or scikit-learn's loop cannot be imported."""
     try:
         from sklearn.ensemble._gb import _init_raw_predictions
         from sklearn.ensemble._gradient_boosting import predict_stages
@@ -337,8 +372,10 @@ def _gradient_boosting_raw(est) -> tuple[type, Callable[[np.ndarray], np.ndarray
     est._check_initialized()
     init, k_trees = est.init_, est.estimators_.shape[1]
     if isinstance(init, str) and init == "zero": start = np.zeros(k_trees)
-    elif isinstance(init, DummyRegressor) or isinstance(init, DummyClassifier) and init.strategy != "stratified":  # the same for every row
-        start = _init_raw_predictions(np.zeros((1, est.n_features_in_), np.float32), init, est._loss, is_classifier(est))[0]
+    # the same for every row
+    elif isinstance(init, DummyRegressor) or isinstance(init, DummyClassifier) and init.strategy != "stratified":
+        start = _init_raw_predictions(np.zeros((1, est.n_features_in_), np.float32), init, est._loss,
+                                      is_classifier(est))[0]
     else: return None
     def loop(X):  # scikit-learn's loop, without validating X again
         raw = np.zeros((X.shape[0], k_trees))
@@ -348,62 +385,74 @@ def _gradient_boosting_raw(est) -> tuple[type, Callable[[np.ndarray], np.ndarray
     sums = _kernel_sums([_sklearn_trees(est, k) for k in range(k_trees)], start)
     trees, order = (sums, "F") if sums is not None else (loop, "C")
     def raw_of(X):
-        if X.size and not (np.isfinite(X.min()) and np.isfinite(X.max())):  # what scikit-learn's input check refuses: a NaN or an infinity is in min or max
-            raise ValueError(f"Input X contains NaN or infinity: {type(est).__name__} does not accept missing or infinite values")
+        # what scikit-learn's input check refuses: a NaN or an infinity is in min or max
+        if X.size and not (np.isfinite(X.min()) and np.isfinite(X.max())):
+            raise ValueError(f"Input X contains NaN or infinity: {type(est).__name__} does not accept missing or "
+                             "infinite values")
         return trees(X)
     return np.float32, raw_of, order
 
 
 # %% ../nbs/17_fastpath.ipynb #0c13d9aa
 def _classifier(est) -> tuple[type, Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], str, str | None]:
-    """(dtype, `answer(matrix)`, memory order, own) for a fitted classifier: `answer` gives each row's class as its index in `est.classes_`
-    (what `est.predict` answers) and the class probabilities (what `est.predict_proba` answers); `own` names the estimator's own
-    arithmetic that `answer` calls on the matrix (None: the compiled kernels only)."""
+    """(dtype, `answer(matrix)`, memory order, own) for a fitted classifier: `answer` gives each row's class as its
+    index in `est.classes_` (what `est.predict` answers) and the class probabilities (what `est.predict_proba` answers);
+    `own` names the estimator's own arithmetic that `answer` calls on the matrix (None: the compiled kernels only)."""
     if not hasattr(est, "predict_proba"): raise NotCompilable(f"{type(est).__name__} gives no class probabilities")
     if isinstance(est, HistGradientBoostingClassifier) and getattr(est, "_preprocessor", None) is None:
         dtype, raw_of, order = _histogram_raw(est)
         def histogram(X):  # predict and predict_proba from one raw prediction, as scikit-learn decides them
             raw = raw_of(X)
-            return (raw[:, 0] > 0).astype(np.intp) if raw.shape[1] == 1 else np.argmax(raw, axis=1), est._loss.predict_proba(raw)
+            labels = (raw[:, 0] > 0).astype(np.intp) if raw.shape[1] == 1 else np.argmax(raw, axis=1)
+            return labels, est._loss.predict_proba(raw)
         return dtype, histogram, order, None
     if isinstance(est, GradientBoostingClassifier) and (found := _gradient_boosting_raw(est)) is not None:
         dtype, raw_of, order = found
-        def gradient_boosting(X):  # as GradientBoostingClassifier.predict and predict_proba decide, from its decision_function
+        # as GradientBoostingClassifier.predict and predict_proba decide, from its decision_function
+        def gradient_boosting(X):
             raw = raw_of(X)
             if raw.shape[1] == 1: return (raw[:, 0] >= 0).astype(np.intp), est._loss.predict_proba(raw.ravel())
             return np.argmax(raw, axis=1), est._loss.predict_proba(raw)
         return dtype, gradient_boosting, order, None
     classes = np.asarray(est.classes_)
-    if classes.ndim != 1 or not (classes[:-1] < classes[1:]).all(): raise NotCompilable("a classifier whose classes are not one sorted list")
-    return np.float64, lambda X: (np.searchsorted(classes, est.predict(X)), est.predict_proba(X)), "C", f"{type(est).__name__}.predict_proba"
+    if classes.ndim != 1 or not (classes[:-1] < classes[1:]).all():
+        raise NotCompilable("a classifier whose classes are not one sorted list")
+    return np.float64, lambda X: (np.searchsorted(classes, est.predict(X)),
+                                  est.predict_proba(X)), "C", f"{type(est).__name__}.predict_proba"
 
 
 # %% ../nbs/17_fastpath.ipynb #aa97cf14
 def _final(est) -> tuple[type, Callable[[np.ndarray], np.ndarray], str, str | None]:
-    """(the dtype of the matrix it reads, `predict(matrix)`, the matrix's memory order, own) for the estimator at the end of a pipeline;
-    `own` names the estimator's own arithmetic that `predict` calls on the matrix (None: compiled kernels, or the estimator's own compiled form)."""
-    if callable(getattr(est, "compile_predict", None)): return (*est.compile_predict(), "C", None)  # the estimator compiles itself
+    """(the dtype of the matrix it reads, `predict(matrix)`, the matrix's memory order, own) for the estimator at the
+    end of a pipeline; `own` names the estimator's own arithmetic that `predict` calls on the matrix (None: compiled
+    kernels, or the estimator's own compiled form)."""
+    # the estimator compiles itself
+    if callable(getattr(est, "compile_predict", None)): return (*est.compile_predict(), "C", None)
     if is_classifier(est): return _classifier(est)
     if isinstance(est, GradientBoostingRegressor):
-        if (found := _gradient_boosting_raw(est)) is None: return np.float32, est.predict, "C", None  # its trees, row by row
+        # its trees, row by row
+        if (found := _gradient_boosting_raw(est)) is None: return np.float32, est.predict, "C", None
         dtype, raw_of, order = found
         return dtype, lambda X: raw_of(X).ravel(), order, None  # what GradientBoostingRegressor.predict computes
-    if isinstance(est, HistGradientBoostingRegressor) and getattr(est, "_preprocessor", None) is None and est.n_trees_per_iteration_ == 1:
+    if isinstance(est, HistGradientBoostingRegressor) and getattr(est, "_preprocessor",
+                                                                  None) is None and est.n_trees_per_iteration_ == 1:
         dtype, raw_of, order = _histogram_raw(est)
-        return dtype, lambda X: est._loss.link.inverse(raw_of(X).ravel()), order, None  # what HistGradientBoostingRegressor.predict computes
+        # what HistGradientBoostingRegressor.predict computes
+        return dtype, lambda X: est._loss.link.inverse(raw_of(X).ravel()), order, None
     return np.float64, est.predict, "C", f"{type(est).__name__}.predict"
 
 
 # %% ../nbs/17_fastpath.ipynb #98aeb48c
 def _model(est, categories: Mapping[str, pd.Index], own: list[str]) -> Callable[[Columns, int], np.ndarray]:
-    """A function from columns to predictions for a fitted regressor or classifier at the end of a pipeline (see `compile_pipeline`);
-    appends to `own` each estimator whose own arithmetic it calls on the compiled matrix."""
+    """A function from columns to predictions for a fitted regressor or classifier at the end of a pipeline (see
+    `compile_pipeline`); appends to `own` each estimator whose own arithmetic it calls on the compiled matrix."""
     if isinstance(est, Pipeline):
         *pre, (_, last) = est.steps
         col_steps, matrix = [], None
         for _, step in pre:
             if matrix is not None: raise NotCompilable("a step after the ColumnTransformer")
-            if callable(getattr(step, "compile_columns", None)): col_steps.append(step.compile_columns())  # the step compiles itself
+            # the step compiles itself
+            if callable(getattr(step, "compile_columns", None)): col_steps.append(step.compile_columns())
             elif isinstance(step, ColumnTransformer): matrix = _column_transformer(step, categories)
             else: raise NotCompilable(f"{type(step).__name__} as a pipeline step")
         if matrix is None:
@@ -424,7 +473,8 @@ def _model(est, categories: Mapping[str, pd.Index], own: list[str]) -> Callable[
         inner, t = _model(est.regressor_, categories, own), est.transformer_
         if est._training_dim != 1: raise NotCompilable("TransformedTargetRegressor on a 2-D target")
         direct = isinstance(t, FunctionTransformer) and t.inverse_func is not None and not t.inv_kw_args
-        inverse = t.inverse_func if direct else t.inverse_transform  # the function inverse_transform calls, without its input checks
+        # the function inverse_transform calls, without its input checks
+        inverse = t.inverse_func if direct else t.inverse_transform
         def ttr(cols, n):
             pred = inner(cols, n).reshape(-1, 1)
             if direct and t.validate and not np.isfinite(pred).all():  # what check_array would refuse
@@ -437,24 +487,30 @@ def _model(est, categories: Mapping[str, pd.Index], own: list[str]) -> Callable[
         if weights is None: weights = np.ones(len(subs))
         w = np.asarray(weights, dtype=np.float64)[None, :]
         total = w.sum(axis=1)
-        def vote(cols, n):  # np.average(predictions, axis=1, weights=weights), its steps with the weights' sum made once
+        # np.average(predictions, axis=1, weights=weights), its steps with the weights' sum made once
+        def vote(cols, n):
             return np.multiply(np.asarray([f(cols, n) for f in subs]).T, w).sum(axis=1) / total
         return vote
     raise NotCompilable(f"{type(est).__name__} where a pipeline, a blend or a target transformer was expected")
 
 
 # %% ../nbs/17_fastpath.ipynb #5ee503a6
-BLOCK_ROWS = 2048 # Rows computed at a time: each step's intermediate results stay in the processor's cache (measured: 2,048 scores a batch 9 % faster than 8,192)
+# Rows computed at a time: each step's intermediate results stay in the processor's cache (measured: 2,048 scores a
+# batch 9 % faster than 8,192)
+BLOCK_ROWS = 2048
 
 def compile_pipeline(
     pipeline, # A fitted pipeline
-    categories: Mapping[str, Sequence[str]] | None = None, # Categorical column -> the categories its codes refer to; default: read off the encoders
+    # Categorical column -> the categories its codes refer to; default: read off the encoders
+    categories: Mapping[str, Sequence[str]] | None = None,
 ) -> Callable[[Columns, int], np.ndarray]:
-    """A function `(columns, n_rows) -> predictions` that computes what `pipeline.predict` computes; raises `NotCompilable`. For a
-    classifier, `(classes, probabilities)`: each row's class as its index in `pipeline.classes_`, and what `pipeline.predict_proba` computes.
-    Its `categories` attribute holds, per categorical column, the categories that codes given for that column refer to; its `own` attribute
-    names each estimator whose own arithmetic it calls on the compiled matrix (a dot product through BLAS: not bit for bit guaranteed)."""
-    cats = {c: pd.Index(list(v), dtype=object) for c, v in (categories if categories is not None else _encoder_categories(pipeline)).items()}
+    """A function `(columns, n_rows) -> predictions` that computes what `pipeline.predict` computes; raises
+    `NotCompilable`. For a classifier, `(classes, probabilities)`: each row's class as its index in `pipeline.classes_`,
+    and what `pipeline.predict_proba` computes. Its `categories` attribute holds, per categorical column, the categories
+    that codes given for that column refer to; its `own` attribute names each estimator whose own arithmetic it calls on
+    the compiled matrix (a dot product through BLAS: not bit for bit guaranteed)."""
+    cats = {c: pd.Index(list(v), dtype=object) for c,
+            v in (categories if categories is not None else _encoder_categories(pipeline)).items()}
     own: list[str] = []
     model, classifier = _model(pipeline, cats, own), is_classifier(pipeline)
     lookups = {c: {v: i for i, v in enumerate(idx)} for c, idx in cats.items()}
@@ -465,7 +521,8 @@ def compile_pipeline(
     def predict(cols: Columns, n: int) -> np.ndarray:
         cols = {c: (codes(c, v) if v.dtype == object and c in cats else v) for c, v in cols.items()}
         if n <= BLOCK_ROWS: return model(cols, n)
-        blocks = [model({c: v[i:i + BLOCK_ROWS] for c, v in cols.items()}, min(BLOCK_ROWS, n - i)) for i in range(0, n, BLOCK_ROWS)]
+        blocks = [model({c: v[i:i + BLOCK_ROWS] for c, v in cols.items()}, min(BLOCK_ROWS, n - i))
+                  for i in range(0, n, BLOCK_ROWS)]
         return np.concatenate(blocks) if not classifier else tuple(np.concatenate(part) for part in zip(*blocks))
     predict.categories, predict.own = cats, tuple(own)
     return predict
@@ -473,7 +530,8 @@ def compile_pipeline(
 
 # %% ../nbs/17_fastpath.ipynb #475660dd
 def _encoder_categories(est) -> dict[str, list[str]]:
-    "Categorical column -> every category the encoders of `est` know for it (the columns of branches that end in an encoder)."
+    """Categorical column -> every category the encoders of `est` know for it (the columns of branches that end in an
+    encoder)."""
     found: dict[str, set] = {}
     def walk(e):
         if isinstance(e, Pipeline): [walk(s) for _, s in e.steps]
@@ -483,7 +541,8 @@ def _encoder_categories(est) -> dict[str, list[str]]:
             for _, t, names in e.transformers_:
                 enc = t.steps[-1][1] if isinstance(t, Pipeline) else t
                 if isinstance(enc, (OneHotEncoder, OrdinalEncoder)) and isinstance(names, list):
-                    for c, cs in zip(names, enc.categories_): found.setdefault(c, set()).update(str(x) for x in cs if not pd.isna(x))
+                    for c, cs in zip(names, enc.categories_):
+                        found.setdefault(c, set()).update(str(x) for x in cs if not pd.isna(x))
     walk(est)
     return {c: sorted(v) for c, v in found.items()}
 
@@ -491,5 +550,6 @@ def _encoder_categories(est) -> dict[str, list[str]]:
 # %% ../nbs/17_fastpath.ipynb #eb8eb53a
 def frame_columns(df: pd.DataFrame) -> dict[str, np.ndarray]:
     "The columns of a canonical frame as NumPy arrays: float64 for numbers, object (str or NaN) for categories."
-    return {c: (df[c].to_numpy(dtype="float64") if df[c].dtype.kind == "f" else df[c].to_numpy(dtype=object, na_value=np.nan)) for c in df.columns}
+    return {c: (df[c].to_numpy(dtype="float64") if df[c].dtype.kind == "f"
+                else df[c].to_numpy(dtype=object, na_value=np.nan)) for c in df.columns}
 

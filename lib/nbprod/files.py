@@ -51,13 +51,16 @@ def _same(a: Path, b: Path) -> bool:
 # %% ../nbs/06_files.ipynb #0efc7d5f
 def check_outputs(
     inputs: Mapping[str, Path | str], # What the command reads, by what to call it (e.g. {"the input": "data.csv"})
-    outputs: Mapping[str, Path | str | None], # What it writes, by what to call it (e.g. {"the output (-o)": "scores.csv"}); None: not written
+    # What it writes, by what to call it (e.g. {"the output (-o)": "scores.csv"}); None: not written
+    outputs: Mapping[str, Path | str | None],
 ) -> None:
     "Raise ValueError when an output is an input, or two outputs are one file, whatever paths name them."
     outs = [(k, Path(v)) for k, v in outputs.items() if v is not None]
     for i, (k, p) in enumerate(outs):
         for name, q in inputs.items():
-            if _same(p, Path(q)): raise ValueError(f"{k} {p} is the same file as {name} {q}: writing there would destroy it; write to another file")
+            if _same(p, Path(q)):
+                raise ValueError(f"{k} {p} is the same file as {name} {q}: writing there would destroy it; write to "
+                                 "another file")
         for k2, p2 in outs[:i]:
             if _same(p, p2): raise ValueError(f"{k} {p} and {k2} {p2} are the same file: give each its own")
 
@@ -66,7 +69,8 @@ def check_outputs(
 def locked(
     path: Path | str, # The lock file (created if missing; its content is never read)
 ) -> Iterator[None]:
-    "Hold an exclusive lock on `path` while the block runs; other holders wait. (Without `fcntl`, as on Windows: no lock.)"
+    """Hold an exclusive lock on `path` while the block runs; other holders wait. (Without `fcntl`, as on Windows: no
+    lock.)"""
     try:
         import fcntl
     except ImportError:

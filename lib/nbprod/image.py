@@ -35,7 +35,8 @@ class ImageError(RuntimeError):
 
 DEPLOYMENTS = "deployments.jsonl" # In the run folder: one line per image built from the run
 SMOKE_ROWS = 20 # Held-out rows the build scores before it may finish
-NUMERICS = "/usr/share/doc/service-numerics.json" # In the image: how the run's held-out predictions agree there (`runs verify`)
+# In the image: how the run's held-out predictions agree there (`runs verify`)
+NUMERICS = "/usr/share/doc/service-numerics.json"
 
 # %% ../nbs/25_image.ipynb #66c41229
 def engine_command(
@@ -44,24 +45,29 @@ def engine_command(
     "The path of the container engine to build with."
     for candidate in ([name] if name else ["podman", "docker"]):
         if path := shutil.which(candidate): return path
-    raise ImageError(f"no container engine: {name or 'podman or docker'} is not installed (Debian: apt-get install podman)")
+    raise ImageError(f"no container engine: {name or 'podman or docker'} is not installed (Debian: apt-get install "
+                     "podman)")
 
 # %% ../nbs/25_image.ipynb #227032b2
 def _sh(*cmd, **kw) -> subprocess.CompletedProcess:
     r = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, **kw)
-    if r.returncode: raise ImageError(f"{' '.join(map(str, cmd[:3]))} ... failed ({r.returncode}):\n{(r.stderr or r.stdout)[-3000:]}")
+    if r.returncode:
+        raise ImageError(f"{' '.join(map(str, cmd[:3]))} ... failed "
+                         f"({r.returncode}):\n{(r.stderr or r.stdout)[-3000:]}")
     return r
 
 # %% ../nbs/25_image.ipynb #6435a571
 def base_digest(engine: str, base: str) -> str:
     "The base image's digest, pulling it first if it is not here."
     fmt = "{{.Digest}}" if "podman" in engine else "{{index .RepoDigests 0}}"
-    inspect = lambda: subprocess.run([engine, "image", "inspect", "--format", fmt, base], capture_output=True, text=True)
+    inspect = lambda: subprocess.run([engine, "image", "inspect", "--format", fmt, base], capture_output=True,
+                                     text=True)
     r = inspect()
     if r.returncode:
         _sh(engine, "pull", base)
         r = inspect()
-    if r.returncode or not r.stdout.strip(): raise ImageError(f"cannot resolve the base image {base} to a digest: {r.stderr.strip()}")
+    if r.returncode or not r.stdout.strip():
+        raise ImageError(f"cannot resolve the base image {base} to a digest: {r.stderr.strip()}")
     return r.stdout.strip().split("@")[-1]
 
 # %% ../nbs/25_image.ipynb #33793a94
@@ -78,14 +84,16 @@ def library_wheel(
     root: Path, # The project root
     dest: Path, # Where to build the wheel
 ) -> Path:
-    """A wheel of this library, the version installed here: built from `lib/` where the library is made (the example project),
-    else from what `requirements/nbprod.txt` pins (a generated project)."""
-    source = [str(root / "lib")] if (root / "lib/pyproject.toml").is_file() else ["-r", str(root / "requirements/nbprod.txt")]
-    _sh(sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check", "--no-deps", "--no-build-isolation", "-w", str(dest), *source)
+    """A wheel of this library, the version installed here: built from `lib/` where the library is made (the example
+    project), else from what `requirements/nbprod.txt` pins (a generated project)."""
+    source = [str(root / "lib")] if (root / "lib/pyproject.toml").is_file() else ["-r",
+        str(root / "requirements/nbprod.txt")]
+    _sh(sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check", "--no-deps",
+        "--no-build-isolation", "-w", str(dest), *source)
     wheels, here = sorted(dest.glob("nbprod-*.whl")), metadata.version("nbprod")
     if len(wheels) != 1 or not wheels[0].name.startswith(f"nbprod-{here}-"):
-        raise ImageError(f"the nbprod wheel built ({', '.join(w.name for w in wheels) or 'none'}) is not the version installed here ({here}): "
-                         "run make install")
+        raise ImageError(f"the nbprod wheel built ({', '.join(w.name for w in wheels) or 'none'}) is not the version "
+                         f"installed here ({here}): run make install")
     return wheels[0]
 
 # %% ../nbs/25_image.ipynb #9196d643
@@ -94,12 +102,15 @@ def checkout_at(
     code: CodeVersion, # The code the run records (`Manifest.code`)
 ) -> None:
     "Refuse a run whose code is in no commit, or a checkout at another commit than the run's."
-    if objection := uncommitted(code): raise ImageError(f"the image is built from the commit the run was made at, but {objection}")
-    if not code.package_version: raise ImageError("the run records no version of the project: its wheel could not be given the run's version")
+    if objection := uncommitted(code):
+        raise ImageError(f"the image is built from the commit the run was made at, but {objection}")
+    if not code.package_version:
+        raise ImageError("the run records no version of the project: its wheel could not be given the run's version")
     head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     if head != code.git_commit:
-        raise ImageError(f"the checkout is at commit {head[:12] or '(none)'}, the run was made at {code.git_commit[:12]}: "
-                         f"git checkout {code.git_commit[:12]} (or train a run at this commit), then build again")
+        raise ImageError(f"the checkout is at commit {head[:12] or '(none)'}, the run was made at "
+                         f"{code.git_commit[:12]}: git checkout {code.git_commit[:12]} (or train a run at this "
+                         "commit), then build again")
 
 # %% ../nbs/25_image.ipynb #e99325f5
 def project_wheel(
@@ -107,16 +118,20 @@ def project_wheel(
     code: CodeVersion, # The code the run records
     dest: Path, # The build context: the wheel goes to `dest/wheels`, the commit's files to `dest/source`
 ) -> Path:
-    "A wheel of the project built from the run's commit (`git archive`: nothing uncommitted goes in), with the version the run recorded."
+    """A wheel of the project built from the run's commit (`git archive`: nothing uncommitted goes in), with the version
+    the run recorded."""
     source = dest / "source"
     with tempfile.TemporaryDirectory(prefix="archive-") as d:
         _sh("git", "-C", root, "archive", "--format=tar", "-o", Path(d) / "commit.tar", code.git_commit)
         with tarfile.open(Path(d) / "commit.tar") as tar: tar.extractall(source, filter="data")
-    env = {**os.environ, "SETUPTOOLS_SCM_PRETEND_VERSION": code.package_version or ""}  # no .git in an archive: the run's version
-    _sh(sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check", "--no-deps", "--no-build-isolation",
+    # no .git in an archive: the run's version
+    env = {**os.environ, "SETUPTOOLS_SCM_PRETEND_VERSION": code.package_version or ""}
+    _sh(sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check", "--no-deps",
+        "--no-build-isolation",
         "-w", str(dest / "wheels"), str(source), env=env)
     wheels = sorted((dest / "wheels").glob(f"{get_project().name.replace('-', '_')}-*.whl"))
-    if len(wheels) != 1: raise ImageError(f"building the project's wheel from commit {code.git_commit[:12]} left {len(wheels)} wheels")
+    if len(wheels) != 1:
+        raise ImageError(f"building the project's wheel from commit {code.git_commit[:12]} left {len(wheels)} wheels")
     return wheels[0]
 
 # %% ../nbs/25_image.ipynb #fa6bfbf7
@@ -127,18 +142,24 @@ def stage_context(
     python: str, # The run's Python, e.g. 3.11
     ctx: Path, # The (empty) build context
 ) -> tuple[Path, Path]:
-    "The build context: what the image needs and nothing else (no data, no notebooks, no .venv, no other runs); return the wheels."
+    """The build context: what the image needs and nothing else (no data, no notebooks, no .venv, no other runs); return
+    the wheels."""
     own = project_wheel(settings.root, code, ctx)
     lock = ctx / "source" / "requirements" / python / "runtime.lock"
-    if not lock.is_file(): raise ImageError(f"no runtime lock for Python {python} at the run's commit: the run's Python is not supported there")
+    if not lock.is_file():
+        raise ImageError(f"no runtime lock for Python {python} at the run's commit: the run's Python is not supported "
+                         "there")
     (ctx / "requirements" / python).mkdir(parents=True)
     shutil.copy2(lock, ctx / "requirements" / python / "runtime.lock")
     recipe = ctx / "source" / "Containerfile"  # the project's own recipe, at the run's commit, else the library's
-    (ctx / "Containerfile").write_text(recipe.read_text(encoding="utf-8") if recipe.is_file() else containerfile(), encoding="utf-8")
+    (ctx / "Containerfile").write_text(recipe.read_text(encoding="utf-8") if recipe.is_file() else containerfile(),
+                                       encoding="utf-8")
     shutil.rmtree(ctx / "source")
     library = library_wheel(settings.root, ctx / "wheels")
-    shutil.copytree(run, ctx / "runs" / run.name, ignore=shutil.ignore_patterns(DEPLOYMENTS))  # a run store of this run alone,
-    (ctx / "runs" / ALIASES).write_text(json.dumps({DEFAULT_ALIAS: run.name}) + "\n")      # promoted: what the service takes
+    # a run store of this run alone,
+    shutil.copytree(run, ctx / "runs" / run.name, ignore=shutil.ignore_patterns(DEPLOYMENTS))
+    # promoted: what the service takes
+    (ctx / "runs" / ALIASES).write_text(json.dumps({DEFAULT_ALIAS: run.name}) + "\n")
     with open(run / HELD_OUT, newline="") as f, open(ctx / "smoke.csv", "w", newline="") as out:
         w = csv.writer(out)
         for i, row in enumerate(csv.reader(f)):
@@ -148,7 +169,8 @@ def stage_context(
 
 # %% ../nbs/25_image.ipynb #1ce2f5bb
 def image_file(engine: str, image: str, path: str) -> str:
-    "The text of a file in an image, read without running it: a container is created, the file copied out, the container removed."
+    """The text of a file in an image, read without running it: a container is created, the file copied out, the
+    container removed."""
     cid = _sh(engine, "create", image).stdout.strip()
     try:
         with tempfile.TemporaryDirectory(prefix="image-file-") as d:
@@ -158,7 +180,8 @@ def image_file(engine: str, image: str, path: str) -> str:
 
 # %% ../nbs/25_image.ipynb #6dcdea21
 def _secret_key() -> tuple[str, str | None]:
-    "The signing key's file for the build, and a temporary file made for it (to remove after) when the key is in the environment."
+    """The signing key's file for the build, and a temporary file made for it (to remove after) when the key is in the
+    environment."""
     if not os.environ.get(SIGNING_KEY_ENV): return str(signing_key_path()), None
     fd, made = tempfile.mkstemp(prefix="signing-key-")
     os.write(fd, os.environ[SIGNING_KEY_ENV].encode()); os.close(fd)
@@ -166,8 +189,10 @@ def _secret_key() -> tuple[str, str | None]:
 
 # %% ../nbs/25_image.ipynb #99e4b286
 def _pip_cert() -> str | None:
-    "The CA bundle pip trusts here (`PIP_CERT`, `REQUESTS_CA_BUNDLE` or `SSL_CERT_FILE`), handed to the build as a secret."
-    return next((c for c in (os.environ.get(v) for v in ("PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")) if c and Path(c).is_file()), None)
+    """The CA bundle pip trusts here (`PIP_CERT`, `REQUESTS_CA_BUNDLE` or `SSL_CERT_FILE`), handed to the build as a
+    secret."""
+    return next((c for c in (os.environ.get(v) for v in ("PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")) if c
+                 and Path(c).is_file()), None)
 
 # %% ../nbs/25_image.ipynb #137ad601
 def build(
@@ -187,26 +212,36 @@ def build(
     engine = engine_command(engine_name)
     key_file, made = _secret_key()
     try:
-        if not Path(key_file).is_file(): raise ImageError(f"no signing key at {key_file}: the build verifies the run's signature (set RUN_SIGNING_KEY_FILE)")
+        if not Path(key_file).is_file():
+            raise ImageError(f"no signing key at {key_file}: the build verifies the run's signature (set "
+                             "RUN_SIGNING_KEY_FILE)")
         digest, tag = base_digest(engine, base), f"{image or get_project().name + '-service'}:{run.name}"
-        with tempfile.TemporaryDirectory(prefix="image-context-") as ctx, tempfile.NamedTemporaryFile(prefix="no-cert-") as empty:
+        with (tempfile.TemporaryDirectory(prefix="image-context-") as ctx,
+              tempfile.NamedTemporaryFile(prefix="no-cert-") as empty):
             own, lib = stage_context(settings, run, m.code, python, Path(ctx))
             sha256 = lambda p: hashlib.sha256(p.read_bytes()).hexdigest()
             library = dict(version=metadata.version("nbprod"), wheel=lib.name, sha256=sha256(lib))
             project = dict(version=m.code.package_version, commit=m.code.git_commit, wheel=own.name, sha256=sha256(own))
-            lock_sha256 = sha256(Path(ctx) / "requirements" / python / "runtime.lock")  # the commit's lock, which the image installs
-            print(f"building {tag} from {base}@{digest[:19]}… with {Path(engine).name}: run {run.name}, Python {python}", flush=True)
-            cmd = [engine, "build", *(["--format", "docker"] if "podman" in Path(engine).name else []),  # docker format: HEALTHCHECK is kept
-                   "--build-arg", f"BASE={base}", "--build-arg", f"BASE_DIGEST={digest}", "--build-arg", f"PYVER={python}",
+            # the commit's lock, which the image installs
+            lock_sha256 = sha256(Path(ctx) / "requirements" / python / "runtime.lock")
+            print(f"building {tag} from {base}@{digest[:19]}… with {Path(engine).name}: run {run.name}, Python "
+                  f"{python}", flush=True)
+            # docker format: HEALTHCHECK is kept
+            cmd = [engine, "build", *(["--format", "docker"] if "podman" in Path(engine).name else []),
+                   "--build-arg", f"BASE={base}", "--build-arg", f"BASE_DIGEST={digest}", "--build-arg",
+                   f"PYVER={python}",
                    "--build-arg", f"RUN_ID={run.name}", "--secret", f"id=signing_key,src={key_file}",
                    "--secret", f"id=pip_cert,src={_pip_cert() or empty.name}", "-t", tag, "-f", "Containerfile", "."]
             if subprocess.run(cmd, cwd=ctx).returncode: raise ImageError("the image build failed: see its output above")
     finally:
         if made: os.unlink(made)
     info = json.loads(_sh(engine, "image", "inspect", tag).stdout)[0]
-    record = dict(time=datetime.now(UTC).isoformat(timespec="seconds"), kind="container image", image=tag, image_id=info["Id"],
-                  size_bytes=info.get("Size"), base=base, base_digest=digest, python=python, lock=f"{python}/runtime.lock",
-                  lock_sha256=lock_sha256, project=project, library=library, engine=_sh(engine, "--version").stdout.strip(),
+    record = dict(time=datetime.now(UTC).isoformat(timespec="seconds"), kind="container image", image=tag,
+                  image_id=info["Id"],
+                  size_bytes=info.get("Size"), base=base, base_digest=digest, python=python,
+                  lock=f"{python}/runtime.lock",
+                  lock_sha256=lock_sha256, project=project, library=library,
+                  engine=_sh(engine, "--version").stdout.strip(),
                   numerics=json.loads(image_file(engine, tag, NUMERICS))["numerics"])
     with open(run / DEPLOYMENTS, "a") as f: f.write(json.dumps(record) + "\n")
     return record
@@ -220,5 +255,6 @@ def debian_base(
     script = resources.files("nbprod").joinpath("debian_base.sh")
     with resources.as_file(script) as path:
         r = subprocess.run(["bash", str(path), suite, *([tag] if tag else [])], capture_output=True, text=True)
-    if r.returncode: raise ImageError(f"making the base image from Debian {suite} failed ({r.returncode}):\n{r.stderr[-3000:]}")
+    if r.returncode:
+        raise ImageError(f"making the base image from Debian {suite} failed ({r.returncode}):\n{r.stderr[-3000:]}")
     return r.stdout.strip().splitlines()[-1]

@@ -32,21 +32,27 @@ __all__ = ['log', 'LOGGED_AT', 'RUN_ID', 'ERROR', 'PART_GLOB', 'POLL_SECONDS', '
            'remove_oldest', 'InputLog', 'log_files', 'read_log']
 
 # %% ../nbs/21_inputlog.ipynb #c0b28262
-LOGGED_AT, RUN_ID, ERROR = "logged_at", "run_id", "error" # Columns the log adds to the id, the fields and the prediction
+# Columns the log adds to the id, the fields and the prediction
+LOGGED_AT, RUN_ID, ERROR = "logged_at", "run_id", "error"
 
 def log_schema(
     contract: Contract | dict, # The model's input contract
     exclude: Iterable[str] = (), # Fields (or the id) not to log
 ) -> pa.Schema:
-    "The columns of the input log's files: when, which run, the id, each field (numbers as float64, categories as text), the prediction, the error."
+    """The columns of the input log's files: when, which run, the id, each field (numbers as float64, categories as
+    text), the prediction, the error."""
     contract, exclude = Contract.of(contract), set(exclude)
     known = {f.name for f in contract.fields} | {contract.id}
-    if unknown := sorted(exclude - known): raise ValueError(f"cannot leave out {', '.join(map(repr, unknown))} of the input log: not a field of the model")
-    if clash := sorted(known & {LOGGED_AT, RUN_ID, ERROR}): raise ValueError(f"field(s) {clash} have the names of the input log's own columns")
+    if unknown := sorted(exclude - known):
+        raise ValueError(f"cannot leave out {', '.join(map(repr, unknown))} of the input log: not a field of the model")
+    if clash := sorted(known & {LOGGED_AT, RUN_ID, ERROR}):
+        raise ValueError(f"field(s) {clash} have the names of the input log's own columns")
     out = [pa.field(LOGGED_AT, pa.timestamp("us", tz="UTC")), pa.field(RUN_ID, pa.string())]
     if contract.id not in exclude: out.append(pa.field(contract.id, pa.int64()))
-    out += [pa.field(f.name, pa.float64() if f.kind == "numeric" else pa.string()) for f in contract.fields if f.name not in exclude]
-    out += [pa.field(contract.prediction_name, pa.float64() if contract.task == "regression" else pa.string()), pa.field(ERROR, pa.string())]
+    out += [pa.field(f.name, pa.float64() if f.kind == "numeric" else pa.string()) for f in contract.fields
+            if f.name not in exclude]
+    out += [pa.field(contract.prediction_name, pa.float64() if contract.task == "regression" else pa.string()),
+            pa.field(ERROR, pa.string())]
     return pa.schema(out)
 
 # %% ../nbs/21_inputlog.ipynb #08e34920
@@ -65,33 +71,45 @@ def _column_values(col: pa.ChunkedArray | None, n: int, numeric: bool) -> pa.Arr
     "A column of a batch read by Arrow as one log column; text that is not a number is missing."
     if col is None: return pa.nulls(n, pa.float64() if numeric else pa.string())
     if numeric:
-        if pa.types.is_floating(col.type) or pa.types.is_integer(col.type): return pc.cast(col, pa.float64()).combine_chunks()
+        if pa.types.is_floating(col.type) or pa.types.is_integer(col.type):
+            return pc.cast(col, pa.float64()).combine_chunks()
         try: return pc.cast(pc.utf8_trim_whitespace(col.cast(pa.string())), pa.float64()).combine_chunks()
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            return pa.array(pd.to_numeric(col.to_pandas(), errors="coerce").to_numpy(dtype="float64", na_value=np.nan), pa.float64(), from_pandas=True)
-    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type): return pc.cast(col, pa.string()).combine_chunks()
+            return pa.array(pd.to_numeric(col.to_pandas(), errors="coerce").to_numpy(dtype="float64", na_value=np.nan),
+                            pa.float64(), from_pandas=True)
+    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+        return pc.cast(col, pa.string()).combine_chunks()
     return _field_values(col.to_pylist(), numeric=False)
 
 # %% ../nbs/21_inputlog.ipynb #8f575f40
 def log_rows(
     schema: pa.Schema, # The log's columns (see `log_schema`)
     contract: Contract, # The model's input contract
-    entries: list[tuple], # Scored requests or chunks: (when, `Scored`, run id, the inputs as records or None, as an Arrow table or None)
+    # Scored requests or chunks: (when, `Scored`, run id, the inputs as records or None, as an Arrow table or None)
+    entries: list[tuple],
 ) -> pa.Table:
-    "Scored requests or chunks as rows of the input log, in order; the requests' records are converted together (one array per column, not per request)."
+    """Scored requests or chunks as rows of the input log, in order; the requests' records are converted together (one
+    array per column, not per request)."""
     kinds = {f.name: f.kind == "numeric" for f in contract.fields}
     def rows(group: list[tuple], values) -> pa.Table:  # `values(name, numeric)`: one field over all the group's rows
         n = [len(e[1].ok) for e in group]
         cols = {}
         for name in schema.names:
-            if name == LOGGED_AT: cols[name] = pa.array(np.repeat(np.array([e[0].replace(tzinfo=None) for e in group], "datetime64[us]"), n), schema.field(name).type)
-            elif name == RUN_ID: cols[name] = pa.array(np.repeat(np.array([e[2] for e in group], dtype=object), n), pa.string())
+            if name == LOGGED_AT:
+                cols[name] = pa.array(np.repeat(np.array([e[0].replace(tzinfo=None) for e in group], "datetime64[us]"),
+                                                n), schema.field(name).type)
+            elif name == RUN_ID:
+                cols[name] = pa.array(np.repeat(np.array([e[2] for e in group], dtype=object), n), pa.string())
             elif name == contract.id:
-                ids = [pd.array(e[1].ids, dtype="Int64") if e[1].ids is not None else pd.array([None] * k, dtype="Int64") for e, k in zip(group, n)]
-                cols[name] = pa.array(pd.concat([pd.Series(i) for i in ids], ignore_index=True), pa.int64(), from_pandas=True)
-            elif name == contract.prediction_name:  # only what was answered: a record held back (all_or_nothing) has none
+                ids = [pd.array(e[1].ids, dtype="Int64") if e[1].ids is not None
+                       else pd.array([None] * k, dtype="Int64") for e, k in zip(group, n)]
+                cols[name] = pa.array(pd.concat([pd.Series(i) for i in ids], ignore_index=True), pa.int64(),
+                                      from_pandas=True)
+            # only what was answered: a record held back (all_or_nothing) has none
+            elif name == contract.prediction_name:
                 p = np.concatenate([np.where(e[1].ok, e[1].predictions, None) for e in group])
-                cols[name] = (pa.array(p.astype("float64"), pa.float64(), from_pandas=True) if contract.task == "regression" else
+                cols[name] = (pa.array(p.astype("float64"), pa.float64(), from_pandas=True)
+                              if contract.task == "regression" else
                               pa.array([None if v is None else str(v) for v in p], pa.string()))
             elif name == ERROR: cols[name] = pa.array(np.concatenate([e[1].text("error") for e in group]), pa.string())
             else: cols[name] = values(name, kinds[name])
@@ -102,11 +120,13 @@ def log_rows(
             j = i
             while j < len(entries) and entries[j][3] is not None: j += 1
             records = [r for e in entries[i:j] for r in e[3]]
-            parts.append(rows(entries[i:j], lambda name, numeric, records=records: _field_values([r.get(name) if isinstance(r, dict) else None for r in records], numeric)))
+            parts.append(rows(entries[i:j], lambda name, numeric, records=records: _field_values([r.get(name)
+                if isinstance(r, dict) else None for r in records], numeric)))
             i = j
         else:
             t = entries[i][4]
-            parts.append(rows([entries[i]], lambda name, numeric, t=t: _column_values(t.column(name) if name in t.column_names else None, t.num_rows, numeric)))
+            parts.append(rows([entries[i]], lambda name, numeric, t=t: _column_values(t.column(name)
+                if name in t.column_names else None, t.num_rows, numeric)))
             i += 1
     return pa.concat_tables(parts) if parts else schema.empty_table()
 
@@ -119,7 +139,8 @@ def write_part(
     table: pa.Table, # The rows (see `log_rows`)
     seq: int, # This writer's count of files, in the file's name
 ) -> Path:
-    "Write one file of the log, under a temporary name first: a reader never sees half of it. Raises OSError (nothing is left behind)."
+    """Write one file of the log, under a temporary name first: a reader never sees half of it. Raises OSError (nothing
+    is left behind)."""
     d = folder / f"date={day}"
     path = d / f"part-{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{os.getpid()}-{seq:06d}.parquet"
     tmp = temporary_path(path)
@@ -137,7 +158,8 @@ def remove_oldest(
     folder: Path, # The log's folder
     max_bytes: int, # Largest total size of its files
 ) -> int:
-    "Remove the log's oldest files until the rest take at most `max_bytes` (the newest is always kept); how many were removed."
+    """Remove the log's oldest files until the rest take at most `max_bytes` (the newest is always kept); how many were
+    removed."""
     files = sorted(folder.glob(PART_GLOB), key=lambda p: (p.parent.name, p.name))
     sizes = {}
     for p in files:
@@ -157,16 +179,19 @@ POLL_SECONDS = 0.25 # How often the writer looks for new entries
 
 # %% ../nbs/21_inputlog.ipynb #0be18f68
 class InputLog:
-    "Scored inputs and outputs, appended by a background thread to Parquet files under `folder/date=YYYY-MM-DD/`; the oldest files removed beyond `max_bytes`."
+    """Scored inputs and outputs, appended by a background thread to Parquet files under `folder/date=YYYY-MM-DD/`; the
+    oldest files removed beyond `max_bytes`."""
     def __init__(
         self,
         folder: Path | str, # Where the log's files go
         contract: Contract | dict, # The model's input contract
         exclude: Iterable[str] = (), # Fields (or the id) never logged: personal data, say
-        max_bytes: int = 1 << 30, # Largest total size of the log's files: the oldest are removed beyond it (the newest file is always kept)
+        # Largest total size of the log's files: the oldest are removed beyond it (the newest file is always kept)
+        max_bytes: int = 1 << 30,
         file_rows: int = 10_000, # Rows per file (fewer when `flush_seconds` pass first)
         flush_seconds: float = 60.0, # Longest time a logged row waits in memory before it is written
-        queue_size: int = 1024, # Requests or chunks waiting to be written; beyond it, the service drops entries (and counts them)
+        # Requests or chunks waiting to be written; beyond it, the service drops entries (and counts them)
+        queue_size: int = 1024,
         start: bool = True, # Start the writer thread now (False: call `start` later)
     ):
         self.folder, self.contract = Path(folder), Contract.of(contract)
@@ -189,8 +214,10 @@ class InputLog:
         table: pa.Table | None = None, # ... or as an Arrow table (a batch)
         block: bool = False, # Wait for room in the queue (a batch) instead of dropping the entry (the service)
     ) -> bool:
-        "Hand a scored request or chunk to the writer; False when it was dropped (the queue was full, or the log is closed)."
-        while block and not self._closed and len(self._pending) >= self.queue_size and self._thread.is_alive(): time.sleep(0.005)
+        """Hand a scored request or chunk to the writer; False when it was dropped (the queue was full, or the log is
+        closed)."""
+        while block and not self._closed and len(self._pending) >= self.queue_size and self._thread.is_alive():
+            time.sleep(0.005)
         if not self._closed and len(self._pending) < self.queue_size:
             self._pending.append((datetime.now(UTC), scored, run_id, records, table))  # all a request pays: one append
             return True
@@ -200,13 +227,15 @@ class InputLog:
     def _drain(self):
         while self._pending:
             item = self._pending.popleft()
-            self._buffer.setdefault(item[0].date().isoformat(), []).append(item)  # converted when written: many requests at once
+            # converted when written: many requests at once
+            self._buffer.setdefault(item[0].date().isoformat(), []).append(item)
             self._buffered += len(item[1].ok)
             self._since = self._since or time.monotonic()
             if self._buffered >= self.file_rows: self._flush()
 
     def _run(self):
-        "The writer: wakes a few times a second (a request never wakes it), takes what is queued, writes a file when one is due."
+        """The writer: wakes a few times a second (a request never wakes it), takes what is queued, writes a file when
+        one is due."""
         while not self._stop.wait(POLL_SECONDS):
             self._drain()
             if self._since is not None and time.monotonic() - self._since >= self.flush_seconds: self._flush()
@@ -227,7 +256,8 @@ class InputLog:
                 with self._lock: self.written_rows += rows
             except OSError as e:  # a full disk, a permission: the rows are lost, counted and said, the service goes on
                 with self._lock: self.failed_rows += rows
-                log.warning("input log: could not write %d row(s) to %s (%s)", rows, self.folder / f"date={day}", e.strerror or e)
+                log.warning("input log: could not write %d row(s) to %s (%s)", rows, self.folder / f"date={day}",
+                            e.strerror or e)
         if buffer:
             removed = remove_oldest(self.folder, self.max_bytes)
             with self._lock: self.removed_files += removed
@@ -245,7 +275,8 @@ class InputLog:
         self._pending.clear()
         with self._lock: self.dropped_rows += left
         if self.dropped_rows or self.failed_rows:
-            log.warning("input log %s: %d row(s) written, %d dropped (the writer could not keep up), %d failed", self.folder,
+            log.warning("input log %s: %d row(s) written, %d dropped (the writer could not keep up), %d failed",
+                        self.folder,
                         self.written_rows, self.dropped_rows, self.failed_rows)
 
     def __enter__(self): return self

@@ -32,17 +32,19 @@ def verify_artifact(run_dir: Path | str, name: str, manifest: Manifest) -> Path:
     "The path of artifact `name`, after checking its sha256 against the manifest; raises `IntegrityError`."
     p = Path(run_dir) / name
     rec = manifest.artifacts.get(name)
-    if rec is None: raise IntegrityError(f"{name} is not listed in the manifest of {run_dir}: refusing to load an unrecorded file")
+    if rec is None:
+        raise IntegrityError(f"{name} is not listed in the manifest of {run_dir}: refusing to load an unrecorded file")
     if not p.is_file(): raise IntegrityError(f"{p} is missing")
     got = sha256_file(p)
     if got != rec.sha256:
-        raise IntegrityError(f"{p} has sha256 {got[:12]}…, but the manifest recorded {rec.sha256[:12]}…: "
-                             "the file was changed or corrupted after the run; refusing to load it")
+        raise IntegrityError(f"{p} has sha256 {got[:12]}…, but the manifest recorded {rec.sha256[:12]}…: the file was "
+                             "changed or corrupted after the run; refusing to load it")
     return p
 
 # %% ../nbs/09_integrity.ipynb #c64915e6
 SIGNATURE = "manifest.sig" # The manifest's signature, beside it in the run folder
-SIGNING_KEY_ENV, SIGNING_KEY_FILE_ENV = "RUN_SIGNING_KEY", "RUN_SIGNING_KEY_FILE" # Where the key comes from, first to last
+# Where the key comes from, first to last
+SIGNING_KEY_ENV, SIGNING_KEY_FILE_ENV = "RUN_SIGNING_KEY", "RUN_SIGNING_KEY_FILE"
 log = logging.getLogger(__name__)
 
 class SignatureError(IntegrityError):
@@ -55,22 +57,26 @@ def signing_key_path() -> Path:
     return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / get_project().name / "signing.key"
 
 # %% ../nbs/09_integrity.ipynb #892a14bc
-MIN_KEY_BYTES = 32 # A shorter key can be guessed: refused for signing and for checking (a new key is 32 random bytes, as 64 hex digits)
+# A shorter key can be guessed: refused for signing and for checking (a new key is 32 random bytes, as 64 hex digits)
+MIN_KEY_BYTES = 32
 
 def _strong(key: bytes, where: str) -> bytes:
     "`key`, unless it is too short to be a secret (an empty or blank file, a word typed by hand): then SignatureError."
     if len(key) < MIN_KEY_BYTES:
-        raise SignatureError(f"the run signing key {where} is {len(key)} bytes long: a key shorter than {MIN_KEY_BYTES} bytes can be guessed, "
-                             "so nothing is signed or checked with it. Make a new one (python -c 'import secrets; print(secrets.token_hex(32))', "
-                             "in a file of mode 600), then retrain, or re-sign the runs you trust")
+        raise SignatureError(f"the run signing key {where} is {len(key)} bytes long: a key shorter than "
+                             f"{MIN_KEY_BYTES} bytes can be guessed, so nothing is signed or checked with it. Make a "
+                             "new one (python -c 'import secrets; print(secrets.token_hex(32))', in a file of mode "
+                             "600), then retrain, or re-sign the runs you trust")
     return key
 
 # %% ../nbs/09_integrity.ipynb #25e5ab81
 def _private(p: Path, st: os.stat_result) -> None:
-    "SignatureError when other users may read or change the key file (or its group may change it): whoever reads it can sign runs."
+    """SignatureError when other users may read or change the key file (or its group may change it): whoever reads it
+    can sign runs."""
     if os.name == "posix" and st.st_mode & 0o027:  # group write, or any access by others
-        raise SignatureError(f"the run signing key {p} can be read or changed by other users (mode {st.st_mode & 0o777:03o}): whoever reads it "
-                             f"can sign runs. chmod 600 {p} (640 to share it with the group of a service)")
+        raise SignatureError(f"the run signing key {p} can be read or changed by other users (mode "
+                             f"{st.st_mode & 0o777:03o}): whoever reads it can sign runs. chmod 600 {p} (640 to share "
+                             "it with the group of a service)")
 
 # %% ../nbs/09_integrity.ipynb #4df1088f
 def _create_key(p: Path) -> None:
@@ -87,15 +93,17 @@ def _create_key(p: Path) -> None:
 
 # %% ../nbs/09_integrity.ipynb #eb183e91
 def signing_key(create: bool = False) -> bytes | None:
-    """The signing key (`$RUN_SIGNING_KEY`, else the key file); with `create`, a new random key file when there is none. A key too
-    short to be secret, or a file others may read, raises SignatureError."""
+    """The signing key (`$RUN_SIGNING_KEY`, else the key file); with `create`, a new random key file when there is none.
+    A key too short to be secret, or a file others may read, raises SignatureError."""
     if v := os.environ.get(SIGNING_KEY_ENV): return _strong(v.strip().encode(), f"in ${SIGNING_KEY_ENV}")
     p = signing_key_path()
     if not p.is_file():
         if not create: return None
         _create_key(p)
     try: st, key = p.stat(), p.read_bytes().strip()
-    except OSError as e: raise SignatureError(f"cannot read the run signing key {p}: {e.strerror} (in a container: give the key to the service's user)") from None
+    except OSError as e:
+        raise SignatureError(f"cannot read the run signing key {p}: {e.strerror} (in a container: give the key to the "
+                             "service's user)") from None
     _private(p, st)
     return _strong(key, str(p))
 
@@ -120,9 +128,11 @@ def sign_manifest(
 
 # %% ../nbs/09_integrity.ipynb #e020a979
 def misnamed(run_dir: Path | str, manifest: Manifest) -> str | None:
-    "Why a run's folder is not the run its manifest describes (a copy or a rename), or None: a run's identity is its signed manifest."
+    """Why a run's folder is not the run its manifest describes (a copy or a rename), or None: a run's identity is its
+    signed manifest."""
     name = Path(run_dir).name
-    return None if manifest.run_id == name else f"its manifest is of run {manifest.run_id}: a copy of that run under another name"
+    return (None if manifest.run_id == name
+            else f"its manifest is of run {manifest.run_id}: a copy of that run under another name")
 
 # %% ../nbs/09_integrity.ipynb #d58878a6
 def check_signature(
@@ -130,15 +140,18 @@ def check_signature(
     manifest: Manifest, # Its manifest, as read
     allow_unsigned: bool = False, # Go on (with a logged warning) when the signature is missing or does not check out
 ) -> str:
-    "Check the run's signature against its manifest; raises `SignatureError` naming what is wrong, else says what was checked."
+    """Check the run's signature against its manifest; raises `SignatureError` naming what is wrong, else says what was
+    checked."""
     run_dir = Path(run_dir)
     if why := misnamed(run_dir, manifest):  # whatever the signature says, the folder is not the run it claims to be
-        raise IntegrityError(f"folder {run_dir.name} is not a run of that name: {why}; refer to the run by its own id, {manifest.run_id}")
+        raise IntegrityError(f"folder {run_dir.name} is not a run of that name: {why}; refer to the run by its own id, "
+                             f"{manifest.run_id}")
     def refuse(why):
         if allow_unsigned:
             log.warning("%s; going on because unsigned runs are allowed", why)
             return why
-        raise SignatureError(why + ". Load only runs you trust; to accept this one anyway: allow_unsigned=True (CLI: --allow-unsigned)")
+        raise SignatureError(why + ". Load only runs you trust; to accept this one anyway: allow_unsigned=True (CLI: "
+                                   "--allow-unsigned)")
     try: key = signing_key()
     except SignatureError as e:  # a key file this user cannot read: what unsigned runs allowed goes on without
         if allow_unsigned: return refuse(str(e))
@@ -150,7 +163,9 @@ def check_signature(
     except FileNotFoundError: return refuse(f"run {run_dir.name} is not signed (no {SIGNATURE})")
     except (OSError, ValueError) as e: return refuse(f"run {run_dir.name} has an unreadable {SIGNATURE} ({e})")
     if sig.get("key_id") != key_id(key):
-        return refuse(f"run {run_dir.name} was signed with another key (key id {sig.get('key_id')}; the key here is {key_id(key)})")
+        return refuse(f"run {run_dir.name} was signed with another key (key id {sig.get('key_id')}; the key here is "
+                      f"{key_id(key)})")
     if not hmac.compare_digest(str(sig.get("mac")), _mac(key, manifest)):
-        return refuse(f"the signature of run {run_dir.name} does not match its manifest: the manifest was changed after the run was signed")
+        return refuse(f"the signature of run {run_dir.name} does not match its manifest: the manifest was changed "
+                      "after the run was signed")
     return f"signed, key {key_id(key)}"

@@ -26,7 +26,20 @@ from .files import sha256_file
 from .integrity import IntegrityError, check_signature, signing_key, verify_artifact
 from .manifest import FittedDigest, JobRecord, Manifest, ManifestError, fitted_differences, fitted_digest
 from .project import get_project
-from .runs import MANIFEST, MODEL, NOTEBOOK, PREDICTIONS, REPORT, TRAIN_PREDICTIONS, fail_run, finish_run, publish_run, read_predictions, resolve_run, stage_run
+from nbprod.runs import (
+    MANIFEST,
+    MODEL,
+    NOTEBOOK,
+    PREDICTIONS,
+    REPORT,
+    TRAIN_PREDICTIONS,
+    fail_run,
+    finish_run,
+    publish_run,
+    read_predictions,
+    resolve_run,
+    stage_run,
+)
 from .schema import DataValidationError, fingerprint
 from .sources import PASSWORD_ENV, DataRef, SnapshotError, load, load_snapshot
 
@@ -55,8 +68,8 @@ def job_parameters(
     nb = nbformat.read(str(notebook), as_version=4)
     cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     if len(cells) != 1:
-        raise JobError(f"{notebook} must have exactly one cell tagged 'parameters', found {len(cells)}: "
-                       "papermill would ignore the parameters given to it")
+        raise JobError(f"{notebook} must have exactly one cell tagged 'parameters', found {len(cells)}: papermill "
+                       "would ignore the parameters given to it")
     out = {}
     for node in ast.parse(cells[0].source).body:
         if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
@@ -79,7 +92,8 @@ def check_parameters(
     unknown = [k for k in given if k not in declared or k in RUNNER_PARAMETERS]
     if unknown:
         known = ", ".join(k for k in declared if k not in RUNNER_PARAMETERS)
-        raise UnknownParameterError(f"unknown job parameter(s): {', '.join(unknown)}. The job notebook declares: {known}")
+        raise UnknownParameterError(f"unknown job parameter(s): {', '.join(unknown)}. The job notebook declares: "
+                                    f"{known}")
     return dict(given)
 
 # %% ../nbs/13_job.ipynb #f40d1ba3
@@ -90,18 +104,19 @@ def check_kernel(
     from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
     try: spec = KernelSpecManager().get_kernel_spec(name)
     except NoSuchKernel:
-        raise JobError(f"Jupyter kernel {name!r} is not registered: run `make install` "
-                       f"(or `{sys.executable} -m ipykernel install --sys-prefix --name {name}`)") from None
+        raise JobError(f"Jupyter kernel {name!r} is not registered: run `make install` (or `{sys.executable} -m "
+                       f"ipykernel install --sys-prefix --name {name}`)") from None
     exe = Path(spec.argv[0])
     if exe.name.startswith("python") and exe.resolve() != Path(sys.executable).resolve():
-        raise JobError(f"kernel {name!r} runs {exe}, not this environment's {sys.executable}: "
-                       f"re-register it with `make install`")
+        raise JobError(f"kernel {name!r} runs {exe}, not this environment's {sys.executable}: re-register it with "
+                       "`make install`")
     return exe
 
 # %% ../nbs/13_job.ipynb #3a80f2d7
 def ipc_kernel_manager(
     socket_dir: Path | str, # A private, empty folder for the kernel's socket files
-    log_file: Path | str | None = None, # Where the kernel process's own output goes (its log lines), instead of the terminal
+    # Where the kernel process's own output goes (its log lines), instead of the terminal
+    log_file: Path | str | None = None,
 ):
     "A jupyter_client kernel manager class that starts kernels on IPC sockets in `socket_dir`."
     import asyncio
@@ -133,7 +148,8 @@ def _unwritable(staged: Path, e: OSError) -> JobError:
 
 # %% ../nbs/13_job.ipynb #354af328
 def _clean_ipython_dir(parent: Path) -> str:
-    "An empty IPython profile for the job's kernel: no startup scripts or extensions of the user's, no history file written."
+    """An empty IPython profile for the job's kernel: no startup scripts or extensions of the user's, no history file
+    written."""
     d = parent / "ipython"
     (d / "profile_default").mkdir(parents=True)
     (d / "profile_default" / "ipython_kernel_config.py").write_text("c.HistoryManager.hist_file = ':memory:'\n")
@@ -152,13 +168,16 @@ def _environ(**values):
 
 # %% ../nbs/13_job.ipynb #73222574
 def _running_cell(notebook: Path) -> str:
-    "The number of the code cell running when the job ended (the last one papermill started in the executed `notebook`), or '?'."
+    """The number of the code cell running when the job ended (the last one papermill started in the executed
+    `notebook`), or '?'."""
     import nbformat
     try: cells = nbformat.read(str(notebook), as_version=4).cells
     except (OSError, ValueError): return "?"
-    started = [c for c in cells if c.cell_type == "code" and c.get("metadata", {}).get("papermill", {}).get("start_time")]
+    started = [c for c in cells if c.cell_type == "code"
+               and c.get("metadata", {}).get("papermill", {}).get("start_time")]
     if not started: return "?"
-    return str(started[-1].get("execution_count") or 1 + max((c.get("execution_count") or 0 for c in started[:-1]), default=0))
+    return str(started[-1].get("execution_count") or 1
+               + max((c.get("execution_count") or 0 for c in started[:-1]), default=0))
 
 
 # %% ../nbs/13_job.ipynb #08ab2c99
@@ -176,7 +195,8 @@ def run_training(
     declared = job_parameters(nb)
     given = check_parameters(parameters or {}, declared)
     secret = {}  # a database password given in the data reference: to the kernel's environment, never into the notebook
-    if isinstance(given.get("data"), str) and "://" in given["data"] and (ref := DataRef.parse(given["data"])).password is not None:
+    if isinstance(given.get("data"),
+                  str) and "://" in given["data"] and (ref := DataRef.parse(given["data"])).password is not None:
         given["data"], secret = ref.redacted(), {PASSWORD_ENV: ref.password}
     check_kernel(settings.kernel_name)
     signing_key(create=True)  # a weak or exposed key is refused before training, not after it
@@ -185,20 +205,22 @@ def run_training(
     inject = {**given, "runs_dir": str(runs_dir), "run_dir": str(staged)}
     started = datetime.now(UTC)
     try:
-        with tempfile.TemporaryDirectory(prefix="job-kernel-") as sockets, _environ(**JOB_ENV, **secret, **{get_project().root_env_var: str(settings.root)},
-                                                                                      IPYTHONDIR=_clean_ipython_dir(Path(sockets))):
+        with (tempfile.TemporaryDirectory(prefix="job-kernel-") as sockets,
+              _environ(**JOB_ENV, **secret, **{get_project().root_env_var: str(settings.root)},
+                       IPYTHONDIR=_clean_ipython_dir(Path(sockets)))):
             pm.execute_notebook(str(nb), str(staged / NOTEBOOK), parameters=inject, kernel_name=settings.kernel_name,
                                 cwd=str(settings.root), progress_bar=progress, request_save_on_cell_execute=True,
                                 kernel_manager_class=ipc_kernel_manager(sockets, staged / KERNEL_LOG))
         (staged / KERNEL_LOG).unlink(missing_ok=True)  # kept only with a failed run, for its diagnosis
     except pm.PapermillExecutionError as e:
         failed = fail_run(staged)
-        raise JobError(f"the training job failed in cell {e.exec_count}: {e.ename}: {e.evalue}\n"
-                       f"The executed notebook is kept at {failed / NOTEBOOK}") from None
+        raise JobError(f"the training job failed in cell {e.exec_count}: {e.ename}: {e.evalue}\nThe executed notebook "
+                       f"is kept at {failed / NOTEBOOK}") from None
     except DeadKernelError:  # killed under it: out of memory, most often
         failed = fail_run(staged)
-        raise JobError(f"the training job's kernel died in cell {_running_cell(failed / NOTEBOOK)} (killed, most often for want of memory); "
-                       f"the executed notebook and the kernel's log are kept in {failed}") from None
+        raise JobError(f"the training job's kernel died in cell {_running_cell(failed / NOTEBOOK)} (killed, most often "
+                       "for want of memory); the executed notebook and the kernel's log are kept in "
+                       f"{failed}") from None
     except OSError as e:  # the executed notebook could not be written (a full disk, a permission)
         raise _unwritable(staged, e) from None
     except BaseException:
@@ -208,8 +230,9 @@ def run_training(
         from nbprod.report import notebook_to_html
         notebook_to_html(staged / NOTEBOOK, staged / REPORT, title=f"Training run {staged.name}")
         finish_run(staged, job=JobRecord(notebook=str(nb.relative_to(settings.root)), notebook_sha256=sha256_file(nb),
-                                         kernel=settings.kernel_name, injected=given, env=JOB_ENV, reproduces=reproduces,
-                                         started=started.isoformat(), finished=datetime.now(UTC).isoformat()))
+                                         kernel=settings.kernel_name, injected=given, env=JOB_ENV,
+                                         reproduces=reproduces, started=started.isoformat(),
+                                         finished=datetime.now(UTC).isoformat()))
     except OSError as e:  # the report or the manifest could not be written
         raise _unwritable(staged, e) from None
     except BaseException:
@@ -224,7 +247,8 @@ SAME, CLOSE, DIFFERS, NOTE, SKIPPED = "same", "close", "differs", "note", "not c
 class Check:
     "One line of a reproduction verdict."
     name: str # What was compared
-    status: str # SAME, CLOSE (within the tolerance), DIFFERS, NOTE (differs, but the verdict does not rest on it) or SKIPPED
+    # SAME, CLOSE (within the tolerance), DIFFERS, NOTE (differs, but the verdict does not rest on it) or SKIPPED
+    status: str
     detail: str = "" # The values, or what differs and why
 
 # %% ../nbs/13_job.ipynb #9c6de155
@@ -257,7 +281,8 @@ class Verdict:
         if self.tier == DIFFERENT: return "NOT reproduced"
         why = ("explained by the differences of environment listed above" if self.notes
                else "no recorded difference of environment or code explains it")
-        if strict: return f"NOT reproduced (--strict accepts only bit-identical; the runs are numerically equivalent, {why})"
+        if strict:
+            return f"NOT reproduced (--strict accepts only bit-identical; the runs are numerically equivalent, {why})"
         return f"reproduced, numerically equivalent (every prediction within relative {self.rtol:g}; {why})"
 
 # %% ../nbs/13_job.ipynb #48821c5b
@@ -272,7 +297,9 @@ def environment_differences(
     da, db = ea.distributions, eb.distributions
     other = [f"{n} {da.get(n)} in the run, {db.get(n)} {here}" for n in sorted(set(da) | set(db))
              if da.get(n) != db.get(n) and n not in shaping_packages()]
-    if other: out.append(f"{len(other)} other distribution(s) differ: " + "; ".join(other[:5]) + (" ..." if len(other) > 5 else ""))
+    if other:
+        out.append(f"{len(other)} other distribution(s) differ: " + "; ".join(other[:5])
+                   + (" ..." if len(other) > 5 else ""))
     if ea.python != eb.python: out.append(f"python {ea.python} in the run, {eb.python} {here}")
     out += numeric_differences(ea.model_dump(), eb.model_dump(), here)  # machine, CPU, NumPy's SIMD, BLAS
     for k in sorted(set(ea.env) | set(eb.env)):
@@ -280,7 +307,8 @@ def environment_differences(
     ca, cb = recorded.code, current.code
     if ca.git_commit != cb.git_commit: out.append(f"git commit {ca.git_commit} in the run, {cb.git_commit} {here}")
     if (ca.git_dirty, ca.git_diff_sha256) != (cb.git_dirty, cb.git_diff_sha256):
-        out.append(f"uncommitted changes: {'yes' if ca.git_dirty else 'none'} in the run, {'yes' if cb.git_dirty else 'none'} {here}"
+        out.append(f"uncommitted changes: {'yes' if ca.git_dirty else 'none'} in the run, "
+                   f"{'yes' if cb.git_dirty else 'none'} {here}"
                    + (" (different ones)" if ca.git_dirty and cb.git_dirty else ""))
     nba, nbb = (m.job.notebook_sha256 if m.job else None for m in (recorded, current))
     if nba != nbb: out.append("the job notebook differs")
@@ -288,12 +316,14 @@ def environment_differences(
 
 # %% ../nbs/13_job.ipynb #cf2dcab6
 def _compare_predictions(name: str, run: Path, other: Path, rows: str, rtol: float) -> Check:
-    "Predictions of two runs on the same rows: bit-identical, within `rtol`, or different (for a classifier: the classes, then their probabilities)."
+    """Predictions of two runs on the same rows: bit-identical, within `rtol`, or different (for a classifier: the
+    classes, then their probabilities)."""
     file = PREDICTIONS if rows == "held_out" else TRAIN_PREDICTIONS
     if not (run / file).is_file() or not (other / file).is_file():
         missing = run if not (run / file).is_file() else other
         return Check(name, NOTE if rows == "train" and missing == run else DIFFERS,
-                     f"{missing.name} has no {file}" + (" (made before training-row predictions were kept)" if rows == "train" else ""))
+                     f"{missing.name} has no {file}" + (" (made before training-row predictions were kept)"
+                                                        if rows == "train" else ""))
     a, b = read_predictions(run, rows), read_predictions(other, rows)
     ids = a.columns[0]
     if len(a) != len(b) or not (a[ids].to_numpy() == b[ids].to_numpy()).all():
@@ -306,14 +336,16 @@ def _compare_predictions(name: str, run: Path, other: Path, rows: str, rtol: flo
             return Check(name, DIFFERS, f"{int((la != lb).sum())} of {len(la)} predicted classes differ "
                                         f"({ids} {a[ids].iloc[i]}: {la[i]!r} in the run, {lb[i]!r} in {other.name})")
         cols, what = [c for c in a.columns if c.startswith("p_")], "class probabilities"
-        if cols != [c for c in b.columns if c.startswith("p_")]: return Check(name, DIFFERS, f"other classes in {other.name}")
+        if cols != [c for c in b.columns if c.startswith("p_")]:
+            return Check(name, DIFFERS, f"other classes in {other.name}")
     x, y = a[cols].to_numpy("float64").ravel(), b[cols].to_numpy("float64").ravel()
     if x.tobytes() == y.tobytes(): return Check(name, SAME, f"{len(a)} rows, bit-identical")
     rel = relative_difference(x, y)  # NaN in both is the same prediction; NaN in one only is infinitely far
     i = int(np.argmax(rel))
     detail = (f"{int((rel > 0).sum())} of {len(x)} {what} differ, largest relative difference {rel[i]:.2g} "
               f"({ids} {a[ids].iloc[i // len(cols)]}: {float(x[i])!r} in the run, {float(y[i])!r} in {other.name})")
-    return Check(name, CLOSE, detail + f", within {rtol:g}") if rel[i] <= rtol else Check(name, DIFFERS, detail + f", beyond {rtol:g}")
+    return Check(name, CLOSE, detail + f", within {rtol:g}") if rel[i] <= rtol else Check(name, DIFFERS, detail
+        + f", beyond {rtol:g}")
 
 # %% ../nbs/13_job.ipynb #1005ba84
 def _fitted(run: Path, m: Manifest) -> tuple[FittedDigest | None, str]:
@@ -323,19 +355,22 @@ def _fitted(run: Path, m: Manifest) -> tuple[FittedDigest | None, str]:
         check_signature(run, m)  # nothing is unpickled from a run that is not signed with this host's key
         return fitted_digest(joblib.load(verify_artifact(run, MODEL, m))), ""
     except Exception as e:  # another library version, a tampered file: fall back on what the run recorded
-        return FittedDigest.from_record(m.model.fitted), f"{run.name}'s model cannot be loaded here ({type(e).__name__}: {e})"
+        return FittedDigest.from_record(m.model.fitted), (f"{run.name}'s model cannot be loaded here "
+                                                          f"({type(e).__name__}: {e})")
 
 # %% ../nbs/13_job.ipynb #3ef990f0
 def _metrics_check(a: dict, b: dict, rtol: float, other: str) -> Check:
     "Metrics: equal, all within `rtol`, or not; shows the first metric, or the one that differs most."
     num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
-    rel = {k: abs(a[k] - b[k]) / max(abs(a[k]), abs(b[k]), 1e-300) for k in a.keys() & b.keys() if num(a[k]) and num(b[k])}
+    rel = {k: abs(a[k] - b[k]) / max(abs(a[k]), abs(b[k]), 1e-300) for k in a.keys() & b.keys() if num(a[k])
+           and num(b[k])}
     if a == b:
         k = next(iter(a), None)
         return Check("metrics", SAME, f"{k}={a[k]!r} in both" if k else "none recorded")
     close = a.keys() == b.keys() and len(rel) == len(a) and max(rel.values()) <= rtol
     k = max(rel, key=rel.get) if rel else next(iter(a.keys() ^ b.keys()))
-    return Check("metrics", CLOSE if close else DIFFERS, f"{k}={a.get(k)!r} in the run, {b.get(k)!r} in {other}" + (f" (within {rtol:g})" if close else ""))
+    return Check("metrics", CLOSE if close else DIFFERS, f"{k}={a.get(k)!r} in the run, {b.get(k)!r} in {other}"
+                 + (f" (within {rtol:g})" if close else ""))
 
 # %% ../nbs/13_job.ipynb #1251a4ec
 def reproduction_checks(
@@ -351,35 +386,44 @@ def reproduction_checks(
     if data:
         fa, fb = m.data.fingerprint, n.data.fingerprint
         checks.append(Check("data fingerprint", SAME if fa == fb else DIFFERS,
-                            f"{str(fa)[:12]}… in both" if fa == fb else f"{str(fa)[:12]}… in the run, {str(fb)[:12]}… in {other.name}"))
+                            f"{str(fa)[:12]}… in both" if fa == fb
+                            else f"{str(fa)[:12]}… in the run, {str(fb)[:12]}… in {other.name}"))
     ha, hb = m.split.held_out_ids_sha256, n.split.held_out_ids_sha256
-    checks.append(Check("held-out rows", SAME if ha == hb else DIFFERS, f"{str(ha)[:12]}… in both" if ha == hb else f"{str(ha)[:12]}… in the run, {str(hb)[:12]}… in {other.name}"))
+    checks.append(Check("held-out rows", SAME if ha == hb else DIFFERS, f"{str(ha)[:12]}… in both" if ha == hb
+                        else f"{str(ha)[:12]}… in the run, {str(hb)[:12]}… in {other.name}"))
     predictions = [_compare_predictions("predictions, held-out", run, other, "held_out", rtol),
                    _compare_predictions("predictions, training", run, other, "train", rtol)]
     (da, why_a), (db, why_b) = _fitted(run, m), _fitted(other, n)
     if da is None or db is None:
-        fitted = Check("fitted parameters", SKIPPED, "; ".join(w for w in (why_a, why_b) if w) + ", and no digest was recorded")
+        fitted = Check("fitted parameters", SKIPPED, "; ".join(w for w in (why_a, why_b) if w)
+                       + ", and no digest was recorded")
         diagnostics = Check("diagnostics", SKIPPED, "")
     else:
         diffs = fitted_differences(da, db)
-        loaded = "" if not (why_a or why_b) else " (recorded digests: " + "; ".join(w for w in (why_a, why_b) if w) + ")"
+        loaded = "" if not (why_a or why_b) else " (recorded digests: " + "; ".join(w for w in (why_a, why_b)
+            if w) + ")"
         if da.sha256 == db.sha256 and not diffs:
-            fitted = Check("fitted parameters", SAME, f"{da.sha256[:12]}… in both ({len(da.attributes)} fitted attributes)" + loaded)
+            fitted = Check("fitted parameters", SAME,
+                           f"{da.sha256[:12]}… in both ({len(da.attributes)} fitted attributes)" + loaded)
         else:
             status = CLOSE if all(c.status in (SAME, CLOSE, NOTE) for c in predictions) else DIFFERS
             shown = "; ".join(diffs[:3]) + (f"; and {len(diffs) - 3} more" if len(diffs) > 3 else "")
             fitted = Check("fitted parameters", status, (shown or "the digests differ") + loaded)
         ddiffs = fitted_differences(da, db, diagnostics=True)
-        diagnostics = (Check("diagnostics", SAME, f"{len(da.diagnostics)} in both, not used in predictions") if not ddiffs else
+        diagnostics = (Check("diagnostics", SAME, f"{len(da.diagnostics)} in both, not used in predictions")
+                       if not ddiffs else
                        Check("diagnostics", NOTE, "not used in predictions, differ: " + "; ".join(ddiffs)))
     sha = lambda man: man.artifacts[MODEL].sha256 if MODEL in man.artifacts else None
     if sha(m) == sha(n): model_file = Check("model file", SAME, f"{str(sha(m))[:12]}… in both")
     else:
         why = ("pickle bytes differ although every attribute is equal: pickle memoizes objects by identity"
                if fitted.status == SAME and diagnostics.status == SAME else
-               "pickle bytes differ through the diagnostics only" if fitted.status == SAME else "pickle bytes differ with the fitted parameters")
-        model_file = Check("model file", NOTE, f"{why} ({str(sha(m))[:12]}… in the run, {str(sha(n))[:12]}… in {other.name})")
-    return [*checks, fitted, diagnostics, model_file, *predictions, _metrics_check(m.metrics, n.metrics, rtol, other.name)]
+               "pickle bytes differ through the diagnostics only" if fitted.status == SAME
+               else "pickle bytes differ with the fitted parameters")
+        model_file = Check("model file", NOTE,
+                           f"{why} ({str(sha(m))[:12]}… in the run, {str(sha(n))[:12]}… in {other.name})")
+    return [*checks, fitted, diagnostics, model_file, *predictions,
+            _metrics_check(m.metrics, n.metrics, rtol, other.name)]
 
 # %% ../nbs/13_job.ipynb #391fb24b
 def _data_check(m: Manifest, settings: Settings, store: Path) -> tuple[Check, str]:
@@ -389,21 +433,26 @@ def _data_check(m: Manifest, settings: Settings, store: Path) -> tuple[Check, st
     if rec and (store / f"{rec}.parquet").is_file():
         try: df = load_snapshot(rec, store)
         except (SnapshotError, DataValidationError) as e: return Check("data fingerprint", DIFFERS, str(e)), ""
-        return Check("data fingerprint", SAME, f"{rec[:12]}… from the run's snapshot ({len(df)} rows × {df.shape[1]} columns)"), rec
+        return Check("data fingerprint", SAME,
+                     f"{rec[:12]}… from the run's snapshot ({len(df)} rows × {df.shape[1]} columns)"), rec
     try: df = load(d.reference, settings.root, as_of=d.as_of)
     except Exception as e:  # a database that is gone, a file that moved: say so, whatever the driver raised
-        return Check("data fingerprint", DIFFERS, f"the run's snapshot is gone and its data cannot be loaded again: {e}"), ""
+        return Check("data fingerprint", DIFFERS,
+                     f"the run's snapshot is gone and its data cannot be loaded again: {e}"), ""
     fp = fingerprint(df, get_project().schema)
     again = f"snapshot gone; reloaded {d.reference}" + (f" as of {d.as_of}" if d.as_of else "")
-    if fp == rec: return Check("data fingerprint", SAME, f"{fp[:12]}… ({again}: {len(df)} rows × {df.shape[1]} columns)"), ""
+    if fp == rec:
+        return Check("data fingerprint", SAME, f"{fp[:12]}… ({again}: {len(df)} rows × {df.shape[1]} columns)"), ""
     why = []
     if len(df) != d.rows: why.append(f"{d.rows} vs {len(df)} rows")
     if df.shape[1] != d.columns: why.append(f"{d.columns} vs {df.shape[1]} columns")
     if not why: why.append("same shape, different values")
-    return Check("data fingerprint", DIFFERS, f"data fingerprint differs ({again}: {rec[:12]}… in the run, {fp[:12]}… now): " + "; ".join(why)), ""
+    return Check("data fingerprint", DIFFERS,
+                 f"data fingerprint differs ({again}: {rec[:12]}… in the run, {fp[:12]}… now): " + "; ".join(why)), ""
 
 # %% ../nbs/13_job.ipynb #4eade924
-_COMPARED = ("held-out rows", "fitted parameters", "diagnostics", "model file", "predictions, held-out", "predictions, training", "metrics")
+_COMPARED = ("held-out rows", "fitted parameters", "diagnostics", "model file", "predictions, held-out",
+             "predictions, training", "metrics")
 
 def reproduce(
     ref: Path | str, # Run id, run folder, or "latest"
@@ -411,9 +460,11 @@ def reproduce(
     progress: bool = True, # Show papermill's progress bar
     rtol: float = RTOL, # Relative tolerance for "numerically equivalent" predictions
     against: Path | str | None = None, # Compare with this finished run instead of re-executing the job
-    allow_other_python: bool = False, # Re-execute even under another Python than the run's (its own lock and wheels: expect differences)
+    # Re-execute even under another Python than the run's (its own lock and wheels: expect differences)
+    allow_other_python: bool = False,
 ) -> Verdict:
-    "Re-execute a run's job with its recorded parameters and data (or take `against`), and compare the outcome with the run."
+    """Re-execute a run's job with its recorded parameters and data (or take `against`), and compare the outcome with
+    the run."""
     settings = settings or get_settings()
     run = resolve_run(ref, settings.runs_dir)
     v = Verdict(run, rtol=rtol)
@@ -442,7 +493,8 @@ def reproduce(
             v.notes = environment_differences(m, manifests[1], here=f"in {v.new_run.name}")
         return v
     if (py := python_difference(m)) and not allow_other_python:
-        v.checks.append(Check("Python", DIFFERS, f"{py[0]}: reproduce under the run's Python (make PYTHON=python{'.'.join(m.environment.python.split('.')[:2])}), "
+        v.checks.append(Check("Python", DIFFERS, f"{py[0]}: reproduce under the run's Python (make "
+                                                 f"PYTHON=python{'.'.join(m.environment.python.split('.')[:2])}), "
                                                  "or allow another one (--allow-other-python)"))
     data_check, snapshot = _data_check(m, settings, run.parent / ".snapshots")
     v.checks.append(data_check)
@@ -450,13 +502,15 @@ def reproduce(
     recorded = m.parameters
     gone = [k for k in recorded if k not in declared]
     v.checks.append(Check("parameters still declared", DIFFERS if gone else SAME,
-                          f"the job notebook no longer declares: {', '.join(gone)}" if gone else f"{len(recorded)} parameters"))
+                          f"the job notebook no longer declares: {', '.join(gone)}" if gone
+                          else f"{len(recorded)} parameters"))
     if not all(c.status == SAME for c in v.checks):
         v.checks += [Check(name, SKIPPED, "the job was not re-executed") for name in _COMPARED]
         return v
     inject = {k: val for k, val in recorded.items() if k not in RUNNER_PARAMETERS and k != "runs_dir"}
     if "snapshot" in declared: inject["snapshot"] = snapshot
-    v.new_run = run_training({**inject, "runs_dir": str(run.parent)}, settings=settings, progress=progress, reproduces=m.run_id)
+    v.new_run = run_training({**inject, "runs_dir": str(run.parent)}, settings=settings, progress=progress,
+                             reproduces=m.run_id)
     v.checks += reproduction_checks(run, v.new_run, rtol, data=False)
     v.notes = environment_differences(m, Manifest.read(v.new_run / MANIFEST))
     return v

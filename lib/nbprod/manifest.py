@@ -182,20 +182,25 @@ class Manifest(Record):
     code: CodeVersion
     job: JobRecord | None = None # Set by the job runner (None for a run made by executing the notebook by hand)
     artifacts: dict[str, Artifact] = {} # Every other file of the run (set when the run is finished)
-    search: SearchRecord | None = None # The hyperparameter search that chose the parameters, when the job ran one (see `search`)
+    # The hyperparameter search that chose the parameters, when the job ran one (see `search`)
+    search: SearchRecord | None = None
 
     @classmethod
     def read(cls, path: Path | str) -> Manifest:
         "The manifest in the file `path`; raises `ManifestError` saying what is wrong with it."
         path = Path(path)
         try: data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError: raise ManifestError(f"{path} is missing: the run is not finished, or its folder is not a run") from None
+        except FileNotFoundError:
+            raise ManifestError(f"{path} is missing: the run is not finished, or its folder is not a run") from None
         except (OSError, UnicodeDecodeError, ValueError) as e:
-            raise ManifestError(f"{path} is not readable JSON ({type(e).__name__}: {e}): the run's manifest is damaged") from None
-        if not isinstance(data, dict): raise ManifestError(f"{path} holds a JSON {type(data).__name__}, not a manifest object")
+            raise ManifestError(f"{path} is not readable JSON ({type(e).__name__}: {e}): the run's manifest is "
+                                "damaged") from None
+        if not isinstance(data, dict):
+            raise ManifestError(f"{path} holds a JSON {type(data).__name__}, not a manifest object")
         if data.get("manifest_version") != MANIFEST_VERSION:
-            raise ManifestError(f"{path} has manifest version {data.get('manifest_version')!r}; this code reads version {MANIFEST_VERSION}: "
-                                "use the version of the project that made the run, or train again")
+            raise ManifestError(f"{path} has manifest version {data.get('manifest_version')!r}; this code reads "
+                                f"version {MANIFEST_VERSION}: use the version of the project that made the run, or "
+                                "train again")
         try: return cls.model_validate(data)
         except ValidationError as e:
             where = "; ".join(f"{'.'.join(map(str, err['loc'])) or '(top)'}: {err['msg']}" for err in e.errors()[:5])
@@ -214,7 +219,8 @@ def json_safe(v: Any) -> Any:
     if isinstance(v, np.ndarray): return json_safe(v.tolist())
     if isinstance(v, dict): return {str(k): json_safe(x) for k, x in v.items()}
     if isinstance(v, (list, tuple, set, frozenset)): return [json_safe(x) for x in v]
-    if callable(v) and hasattr(v, "__qualname__"): return f"{getattr(v, '__module__', None) or ''}.{v.__qualname__}".lstrip(".")
+    if callable(v) and hasattr(v, "__qualname__"):
+        return f"{getattr(v, '__module__', None) or ''}.{v.__qualname__}".lstrip(".")
     if isinstance(v, type): return f"{v.__module__}.{v.__qualname__}"
     return repr(v)
 
@@ -227,7 +233,8 @@ def describe_estimator(est) -> dict[str, Any]:
     node, params, children = {"class": f"{type(est).__module__}.{type(est).__qualname__}"}, {}, {}
     for k, v in est.get_params(deep=False).items():
         if k in _CHILD_LISTS and isinstance(v, list):
-            children[k] = [dict(name=item[0], **(describe_estimator(item[1]) if isinstance(item[1], BaseEstimator) else {"value": json_safe(item[1])}),
+            children[k] = [dict(name=item[0], **(describe_estimator(item[1]) if isinstance(item[1], BaseEstimator)
+                                                 else {"value": json_safe(item[1])}),
                                 **({"columns": json_safe(item[2])} if len(item) > 2 else {})) for item in v]
         elif isinstance(v, BaseEstimator): children[k] = describe_estimator(v)
         else: params[k] = json_safe(v)
@@ -238,7 +245,8 @@ def describe_estimator(est) -> dict[str, Any]:
 # %% ../nbs/11_manifest.ipynb #1cb68363
 def random_states(est) -> dict[str, Any]:
     "Every `random_state` parameter in the estimator tree, by its parameter path."
-    return {k: json_safe(v) for k, v in est.get_params(deep=True).items() if k == "random_state" or k.endswith("__random_state")}
+    return {k: json_safe(v) for k, v in est.get_params(deep=True).items() if k == "random_state"
+            or k.endswith("__random_state")}
 
 # %% ../nbs/11_manifest.ipynb #ee75a751
 def feature_names(est, path: str = "") -> dict[str, list[str]]:
@@ -260,7 +268,8 @@ def feature_names(est, path: str = "") -> dict[str, list[str]]:
 DIGEST_VERSION = "fitted-digest-v1" # Bumped whenever the digest of the same model would change
 
 DIAGNOSTICS = ( # Fitted attributes that report on the fit and never enter a prediction
-    "dual_gap_", "n_iter_",                                          # convergence of coordinate descent and other solvers
+    # convergence of coordinate descent and other solvers
+    "dual_gap_", "n_iter_",
     "train_score_", "loss_curve_", "validation_scores_", "best_loss_", "best_validation_score_",  # training curves
     "oob_improvement_", "oob_scores_", "oob_score_",                 # out-of-bag estimates
     "cv_results_", "refit_time_",                                    # search scores and timings
@@ -277,7 +286,8 @@ def _holds_estimators(v) -> bool:
     if isinstance(v, BaseEstimator): return True
     if isinstance(v, dict): return bool(v) and all(isinstance(x, BaseEstimator) for x in v.values())
     if isinstance(v, (list, tuple)):
-        return bool(v) and all(isinstance(x, BaseEstimator) or (isinstance(x, tuple) and len(x) > 1 and isinstance(x[1], BaseEstimator)) for x in v)
+        return bool(v) and all(isinstance(x, BaseEstimator)
+                               or (isinstance(x, tuple) and len(x) > 1 and isinstance(x[1], BaseEstimator)) for x in v)
     return False
 
 # %% ../nbs/11_manifest.ipynb #a33fad58
@@ -336,7 +346,8 @@ class _Digester:
             for extra in r[3:5]: self._feed(h, None if extra is None else list(extra))
 
     def estimator(self, est, path: str | None = None) -> bytes:
-        "Digest of `est`: its class and every attribute but the diagnostics; fitted attributes are recorded under `path`."
+        """Digest of `est`: its class and every attribute but the diagnostics; fitted attributes are recorded under
+        `path`."""
         key = id(est)
         if key in self._memo and (path is None or key in self._recorded): return self._memo[key][1]
         if path is not None: self._recorded.add(key)
@@ -373,11 +384,13 @@ class FittedDigest:
     sha256: str # Digest of the whole estimator, diagnostics excepted
     attributes: dict[str, str] # Path of each fitted attribute -> its digest (16 hex digits)
     diagnostics: dict[str, str] # Path of each diagnostic attribute -> its digest
-    values: dict[str, Any] = field(default_factory=dict, repr=False, compare=False) # Path -> value, for naming differences (not recorded)
+    # Path -> value, for naming differences (not recorded)
+    values: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def record(self) -> FittedRecord:
         "What the manifest keeps (`model.fitted`)."
-        return FittedRecord(digest=DIGEST_VERSION, sha256=self.sha256, attributes=self.attributes, diagnostics=self.diagnostics)
+        return FittedRecord(digest=DIGEST_VERSION, sha256=self.sha256, attributes=self.attributes,
+                            diagnostics=self.diagnostics)
 
     @classmethod
     def from_record(cls, rec: FittedRecord) -> FittedDigest:
@@ -388,7 +401,8 @@ class FittedDigest:
 def fitted_digest(
     est, # A fitted scikit-learn estimator (a pipeline, an ensemble...)
 ) -> FittedDigest:
-    "Content digest of a fitted estimator: the same for two fits that compute the same thing, whatever their pickles look like."
+    """Content digest of a fitted estimator: the same for two fits that compute the same thing, whatever their pickles
+    look like."""
     d = _Digester()
     top = d.estimator(est, "")
     short = lambda entries: {p: dig.hex()[:16] for p, (dig, _) in sorted(entries.items())}
@@ -397,7 +411,8 @@ def fitted_digest(
 
 # %% ../nbs/11_manifest.ipynb #12961cb1
 def value_difference(a, b) -> str:
-    "How two values of one attribute differ, in a few words: count, largest difference, and that relative to the largest value."
+    """How two values of one attribute differ, in a few words: count, largest difference, and that relative to the
+    largest value."""
     try:
         x, y = np.asarray(a), np.asarray(b)
         numeric = x.dtype.kind in "fiub" and y.dtype.kind in "fiub"
@@ -408,7 +423,8 @@ def value_difference(a, b) -> str:
     diff = ~((x == y) | (np.isnan(x) & np.isnan(y)))
     if not diff.any(): return "same values, other dtype or layout"
     gap = np.abs(x - y)[diff].max()
-    scale = max(np.nanmax(np.abs(x)), np.nanmax(np.abs(y)))  # relative to the attribute's largest value: coefficients near 0 say little
+    # relative to the attribute's largest value: coefficients near 0 say little
+    scale = max(np.nanmax(np.abs(x)), np.nanmax(np.abs(y)))
     what = f"{int(diff.sum())} of {x.size} values differ" if x.size > 1 else f"{x.item()!r} vs {y.item()!r}"
     return f"{what}, largest difference {gap:.3g} (relative {gap / scale if scale > 0 else np.inf:.3g})"
 
@@ -424,7 +440,8 @@ def fitted_differences(
     for p in sorted(set(ea) | set(eb)):
         if p not in ea or p not in eb: out.append(f"{p}: only in {'the run' if p in ea else 'the other'}")
         elif ea[p] != eb[p]:
-            out.append(f"{p}: " + (value_difference(a.values[p], b.values[p]) if p in a.values and p in b.values else "differs"))
+            out.append(f"{p}: " + (value_difference(a.values[p], b.values[p]) if p in a.values and p in b.values
+                                   else "differs"))
     return out
 
 # %% ../nbs/11_manifest.ipynb #b73201d0
@@ -439,8 +456,10 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 
 
 # %% ../nbs/11_manifest.ipynb #3b4b7c97
-COMPARED = ("parameters", "seeds", "data", "split", "metrics", "environment.packages", "environment.distributions", "environment.python",
-            "environment.machine", "environment.threadpools", "environment.env", "code", "job.notebook_sha256") # What can make two runs differ
+COMPARED = ("parameters", "seeds", "data", "split", "metrics", "environment.packages", "environment.distributions",
+            "environment.python",
+            # What can make two runs differ
+            "environment.machine", "environment.threadpools", "environment.env", "code", "job.notebook_sha256")
 
 def compare_manifests(
     a: dict, # A manifest as JSON data (`Manifest.to_json()`)

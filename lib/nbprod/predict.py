@@ -15,7 +15,16 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from .agreement import BIT_IDENTICAL, DIFFERENT, EQUIVALENT, RTOL, Agreement, agree, numeric_differences, numeric_environment
+from nbprod.agreement import (
+    BIT_IDENTICAL,
+    DIFFERENT,
+    EQUIVALENT,
+    RTOL,
+    Agreement,
+    agree,
+    numeric_differences,
+    numeric_environment,
+)
 from .config import get_settings
 from .contract import Contract, Issues, check_record_arrays, check_rows, check_table, known_categories, show_value
 from .environment import VersionMismatchError, key_packages, python_difference, version_differences
@@ -32,7 +41,8 @@ log = logging.getLogger(__name__)
 __all__ = ['log', 'SMALL_BATCH', 'Scored', 'LoadPolicy', 'Predictor', 'load_predictor']
 
 # %% ../nbs/12_predict.ipynb #a5dff04a
-SMALL_BATCH = 256 # Up to this many records are checked value by value (`check_records`), more column by column (`check_rows`)
+# Up to this many records are checked value by value (`check_records`), more column by column (`check_rows`)
+SMALL_BATCH = 256
 
 @dataclass
 class Scored:
@@ -47,7 +57,8 @@ class Scored:
     classes: list[str] | None = None # Classification: the classes, in the order of `probabilities`' columns
 
     def text(self, level: str) -> np.ndarray:
-        "Per row, its issues of `level` ('error' or 'warning') as one text, in the order they were found; None for a row without."
+        """Per row, its issues of `level` ('error' or 'warning') as one text, in the order they were found; None for a
+        row without."""
         text = np.full(len(self.predictions), None, dtype=object)
         sel = np.flatnonzero(self.issues.level == level)
         if not len(sel): return text
@@ -61,10 +72,12 @@ class Scored:
         return text
 
     def frame(self, warnings: bool = True) -> pd.DataFrame:
-        "One row per input row: the id (when given), the prediction, for a classifier `p_<class>` per class, error, warnings (unless told not)."
+        """One row per input row: the id (when given), the prediction, for a classifier `p_<class>` per class, error,
+        warnings (unless told not)."""
         out = pd.DataFrame({self.prediction: self.predictions})
         for j, c in enumerate(self.classes or []): out[f"p_{c}"] = self.probabilities[:, j]
-        if self.ids is not None: out.insert(0, self.id_name, self.ids if self.ids.isna().any() else self.ids.astype("int64"))
+        if self.ids is not None:
+            out.insert(0, self.id_name, self.ids if self.ids.isna().any() else self.ids.astype("int64"))
         out["error"] = self.text("error")
         if warnings: out["warnings"] = self.text("warning")
         return out
@@ -72,19 +85,25 @@ class Scored:
 # %% ../nbs/12_predict.ipynb #8f07bde1
 @dataclass(frozen=True)
 class LoadPolicy:
-    "What `Predictor.load` accepts: each trust decision apart, in one value that commands, the service and Dask workers hand down."
+    """What `Predictor.load` accepts: each trust decision apart, in one value that commands, the service and Dask
+    workers hand down."""
     allow_unsigned: bool = False # Load a run whose signature is missing or does not check out (logs a warning)
-    allow_version_mismatch: bool = False # Load a run made with other versions of the libraries that shape predictions (logs a warning)
-    rtol: float = RTOL # Held-out predictions within this relative difference of the run's are numerically equivalent: loaded, with a warning
+    # Load a run made with other versions of the libraries that shape predictions (logs a warning)
+    allow_version_mismatch: bool = False
+    # Held-out predictions within this relative difference of the run's are numerically equivalent: loaded, with a
+    # warning
+    rtol: float = RTOL
     strict: bool = False # Accept only held-out predictions that are the run's to the last bit
-    verify: bool = True # Predict the run's held-out rows again and compare them with the run's (False: trust the files and versions alone)
+    # Predict the run's held-out rows again and compare them with the run's (False: trust the files and versions alone)
+    verify: bool = True
 
     def __post_init__(self):
         if not self.rtol >= 0: raise ValueError(f"rtol must be a number >= 0, got {self.rtol!r}")
 
 # %% ../nbs/12_predict.ipynb #c79e985a
 def _agreement(answers: tuple, reference: tuple, rtol: float) -> Agreement:
-    "`agree` for (predictions, class probabilities or None) pairs: a regressor's numbers, or a classifier's classes, then its probabilities."
+    """`agree` for (predictions, class probabilities or None) pairs: a regressor's numbers, or a classifier's classes,
+    then its probabilities."""
     (labels, proba), (ref_labels, ref_proba) = answers, reference
     if proba is None: return agree(labels, ref_labels, rtol)
     return agree(proba, ref_proba, rtol, labels=labels, reference_labels=ref_labels)
@@ -93,7 +112,9 @@ def _agreement(answers: tuple, reference: tuple, rtol: float) -> Agreement:
 def _compiled_path(pipeline, contract: Contract, fast: bool) -> tuple[Any, dict | None, str | None]:
     "(the pipeline's compiled path, its category codes, why there is none) for a Predictor (see `fastpath`)."
     if not fast: return None, None, "the compiled path was turned off (fast=False)"
-    try: compiled = compile_pipeline(pipeline, {f.name: f.categories for f in contract.fields if f.kind == "categorical"})
+    try:
+        compiled = compile_pipeline(pipeline, {f.name: f.categories for f in contract.fields
+                                               if f.kind == "categorical"})
     except NotCompilable as e:
         log.warning("no compiled fast path for this pipeline (%s): scikit-learn predicts, several times slower", e)
         return None, None, f"the pipeline does not compile ({e})"
@@ -101,7 +122,8 @@ def _compiled_path(pipeline, contract: Contract, fast: bool) -> tuple[Any, dict 
 
 # %% ../nbs/12_predict.ipynb #fd351ce3
 class Predictor:
-    "A fitted pipeline, its input contract and the manifest of the run that made it: it scores (`load_predictor` loads one)."
+    """A fitted pipeline, its input contract and the manifest of the run that made it: it scores (`load_predictor` loads
+    one)."""
     def __init__(self, pipeline, contract: Contract | dict, manifest: Manifest | None = None, fast: bool = True):
         contract = Contract.of(contract)
         self.pipeline, self.contract, self.manifest = pipeline, contract, manifest
@@ -111,8 +133,10 @@ class Predictor:
         self.classes = [str(c) for c in pipeline.classes_] if contract.task == "classification" else None
         if self.classes is not None and self.classes != contract.classes:
             raise VersionMismatchError(f"the model's classes {self.classes} are not the contract's {contract.classes}")
-        self._fast, self._codes, self.slow_reason = _compiled_path(pipeline, contract, fast)  # slow_reason: why scikit-learn predicts
-        self.agreement: Agreement | None = None  # how the held-out predictions here agree with the run's (set by `load`)
+        # slow_reason: why scikit-learn predicts
+        self._fast, self._codes, self.slow_reason = _compiled_path(pipeline, contract, fast)
+        # how the held-out predictions here agree with the run's (set by `load`)
+        self.agreement: Agreement | None = None
         self.explained_by: list[str] = []  # the differences of environment that can explain it, when not bit-identical
         self.compiled: str | None = None  # how the compiled path was checked at load
 
@@ -126,9 +150,11 @@ class Predictor:
         self._fast, self._codes, self.slow_reason = None, None, reason
 
     def numerics(self) -> dict[str, Any] | None:
-        "How the held-out predictions here agree with the run's, what explains a difference, which path scores (None: not verified)."
+        """How the held-out predictions here agree with the run's, what explains a difference, which path scores (None:
+        not verified)."""
         if self.agreement is None: return None
-        return {**self.agreement.to_json(), "explained_by": self.explained_by, "compiled_path": self.compiled or self.slow_reason}
+        return {**self.agreement.to_json(), "explained_by": self.explained_by, "compiled_path": self.compiled
+                or self.slow_reason}
 
     @property
     def run_id(self) -> str | None: return self.manifest.run_id if self.manifest else None
@@ -137,31 +163,38 @@ class Predictor:
         self,
         data: pd.DataFrame | list[dict] | dict, # A DataFrame, a list of records (dicts), or one record
     ) -> Scored:
-        "Check every row against the contract and predict the rows that pass: every row gets a prediction or its own errors."
+        """Check every row against the contract and predict the rows that pass: every row gets a prediction or its own
+        errors."""
         data, not_records = _as_records(data)
-        if not isinstance(data, pd.DataFrame) and len(data) <= SMALL_BATCH: return _finish(self, *_record_inputs(self, data), not_records)
-        frame = data if isinstance(data, pd.DataFrame) else pd.DataFrame.from_records(data, index=range(len(data)))  # a row per record
+        if not isinstance(data, pd.DataFrame) and len(data) <= SMALL_BATCH:
+            return _finish(self, *_record_inputs(self, data), not_records)
+        # a row per record
+        frame = data if isinstance(data, pd.DataFrame) else pd.DataFrame.from_records(data, index=range(len(data)))
         return _finish(self, *_frame_inputs(self, frame), not_records)
 
     def score_table(
         self,
         table: pa.Table, # A batch read by Arrow, text columns as text (see `batch`)
     ) -> Scored:
-        "`score` for an Arrow table: checked by `check_table`, predicted by the compiled path (by `score` on its pandas form without one)."
+        """`score` for an Arrow table: checked by `check_table`, predicted by the compiled path (by `score` on its
+        pandas form without one)."""
         if self._fast is None: return self.score(table.to_pandas())
         cols, ids, ok, issues = check_table(table, self.contract, self._fast.categories)
-        return _finish(self, lambda idx: cols if len(idx) == len(ok) else {k: v[idx] for k, v in cols.items()}, ok, ids, issues, [])
+        return _finish(self, lambda idx: cols if len(idx) == len(ok) else {k: v[idx] for k, v in cols.items()}, ok,
+                       ids, issues, [])
 
     def predict(
         self,
         data: pd.DataFrame | list[dict] | dict, # A DataFrame, a list of records (dicts), or one record
     ) -> pd.DataFrame:
-        "One row per input row, in input order: the id (when given), the prediction (missing where refused), error, warnings."
+        """One row per input row, in input order: the id (when given), the prediction (missing where refused), error,
+        warnings."""
         return self.score(data).frame()
 
 # %% ../nbs/12_predict.ipynb #92976ba8
 def _as_records(data) -> tuple[pd.DataFrame | list, list[tuple[int, Any]]]:
-    "(the data as a frame or a list of records, the (position, value) of each value that is not a record, replaced by an empty one)."
+    """(the data as a frame or a list of records, the (position, value) of each value that is not a record, replaced by
+    an empty one)."""
     if isinstance(data, dict): data = [data]
     if isinstance(data, pd.DataFrame): return data, []
     data = list(data)
@@ -173,14 +206,17 @@ def _record_inputs(p: Predictor, records: list[dict]) -> tuple:
     "(take, ok, ids, issues) for a few records, checked value by value."
     cols, ids, ok, issues = check_record_arrays(records, p.contract, known=p._known, codes=p._codes)
     if p._fast is not None: take = lambda idx: cols if len(idx) == len(ok) else {k: v[idx] for k, v in cols.items()}
-    else: take = lambda idx: pd.DataFrame({k: (pd.array(v[idx], dtype="str") if v.dtype == object else v[idx]) for k, v in cols.items()})[p.features]
+    else:
+        take = lambda idx: pd.DataFrame({k: (pd.array(v[idx], dtype="str") if v.dtype == object else v[idx]) for k,
+                                         v in cols.items()})[p.features]
     return take, ok, ids, issues
 
 def _frame_inputs(p: Predictor, frame: pd.DataFrame) -> tuple:
     "(take, ok, ids, issues) for a frame, checked column by column."
     canon, ok, issues = check_rows(frame, p.contract, known=p._known)
     ids = canon[p.contract.id].array if p.contract.id in canon.columns else None
-    rows_of = lambda idx: canon[p.features] if len(idx) == len(canon) else canon[p.features].iloc[idx]  # all rows: no copy
+    # all rows: no copy
+    rows_of = lambda idx: canon[p.features] if len(idx) == len(canon) else canon[p.features].iloc[idx]
     return (lambda idx: frame_columns(rows_of(idx)) if p._fast is not None else rows_of(idx)), ok, ids, issues
 
 # %% ../nbs/12_predict.ipynb #d1d0e9a4
@@ -191,25 +227,29 @@ def _refuse_non_records(issues: Issues, ok: np.ndarray, not_records: list) -> Is
     issues = Issues(*(a[keep] for a in (issues.row, issues.column, issues.value, issues.message, issues.level)))
     ok[rows] = False
     return issues.plus(rows, "", [show_value(r) for _, r in not_records],
-                       [f"expected a record (an object of field: value), got {type(r).__name__}" for _, r in not_records])
+                       [f"expected a record (an object of field: value), got {type(r).__name__}" for _,
+                        r in not_records])
 
 def _finish(p: Predictor, take, ok, ids, issues, not_records) -> Scored:
     "Score the rows of `ok` (inputs from `take(idx)`) and make the `Scored` of the batch."
     if not_records: issues = _refuse_non_records(issues, ok, not_records)
     n = len(ok)  # before any is predicted: NaN numbers, or no label and NaN probabilities
-    predictions, proba = (np.full(n, np.nan), None) if p.classes is None else (np.full(n, None, dtype=object), np.full((n, len(p.classes)), np.nan))
+    predictions, proba = (np.full(n, np.nan), None) if p.classes is None else (np.full(n, None, dtype=object),
+                                                                               np.full((n, len(p.classes)), np.nan))
     issues = _predict_ok(p, take, ok, predictions, proba, issues)
     return Scored(predictions, ok, ids, issues, probabilities=proba, classes=p.classes, **p._names)
 
 # %% ../nbs/12_predict.ipynb #dd87319d
 def _fast_answer(p: Predictor, cols, n: int) -> tuple[np.ndarray, np.ndarray | None]:
-    "The compiled path's predictions for `n` rows of columns `cols`, and for a classifier the class probabilities (else None)."
+    """The compiled path's predictions for `n` rows of columns `cols`, and for a classifier the class probabilities
+    (else None)."""
     if p.classes is None: return p._fast(cols, n), None
     classes, proba = p._fast(cols, n)
     return p.pipeline.classes_[classes], proba
 
 def _compute(p: Predictor, inputs, idx: np.ndarray, predictions: np.ndarray, proba: np.ndarray | None):
-    "Predict the rows `idx` from `inputs` (columns for the compiled path, else a frame), into `predictions` (and `proba`)."
+    """Predict the rows `idx` from `inputs` (columns for the compiled path, else a frame), into `predictions` (and
+    `proba`)."""
     if p._fast is not None:
         predictions[idx], pr = _fast_answer(p, inputs, len(idx))
         if proba is not None: proba[idx] = pr
@@ -218,20 +258,25 @@ def _compute(p: Predictor, inputs, idx: np.ndarray, predictions: np.ndarray, pro
     if proba is not None: proba[idx] = p.pipeline.predict_proba(inputs)
 
 # %% ../nbs/12_predict.ipynb #e7a7ea83
-def _predict_ok(p: Predictor, take, ok: np.ndarray, predictions: np.ndarray, proba: np.ndarray | None, issues: Issues) -> Issues:
-    "Predict the rows of `ok` (inputs from `take(idx)`); a row the model fails on, or answers with no finite number, gets its own error."
+def _predict_ok(p: Predictor, take, ok: np.ndarray, predictions: np.ndarray, proba: np.ndarray | None,
+                issues: Issues) -> Issues:
+    """Predict the rows of `ok` (inputs from `take(idx)`); a row the model fails on, or answers with no finite number,
+    gets its own error."""
     idx = np.flatnonzero(ok)
     if not len(idx): return issues
     failed = {}
     try: _compute(p, take(idx), idx, predictions, proba)
     except Exception as e:  # find the rows the model cannot score, and answer the others
-        log.warning("the model failed on a batch of %d row(s) (%s: %s): scoring them one by one", len(idx), type(e).__name__, show_value(str(e)))
+        log.warning("the model failed on a batch of %d row(s) (%s: %s): scoring them one by one", len(idx),
+                    type(e).__name__, show_value(str(e)))
         for i in idx:
             try: _compute(p, take(np.array([i])), np.array([i]), predictions, proba)
-            except Exception as e1: failed[i] = f"the model could not score this row ({type(e1).__name__}: {show_value(str(e1))[1:-1]})"
+            except Exception as e1:
+                failed[i] = f"the model could not score this row ({type(e1).__name__}: {show_value(str(e1))[1:-1]})"
     with np.errstate(invalid="ignore"):
         values = proba[idx] if proba is not None else predictions[idx].astype("float64")[:, None]
-        for i in idx[~np.isfinite(values).all(axis=1)]: failed.setdefault(i, "the model's answer for this row is not a finite number")
+        for i in idx[~np.isfinite(values).all(axis=1)]:
+            failed.setdefault(i, "the model's answer for this row is not a finite number")
     for i in failed:
         predictions[i] = np.nan if proba is None else None
         if proba is not None: proba[i] = np.nan
@@ -241,30 +286,38 @@ def _predict_ok(p: Predictor, take, ok: np.ndarray, predictions: np.ndarray, pro
 # %% ../nbs/12_predict.ipynb #34c82e52
 def _check_made_here(run_dir: Path, manifest: Manifest, policy: LoadPolicy):
     "Refuse a run that this project did not make, or (unless `policy` allows it) one made with other library versions."
-    if get_project().name not in manifest.environment.packages:  # its key packages name the project that made it (installed or not)
+    # its key packages name the project that made it (installed or not)
+    if get_project().name not in manifest.environment.packages:
         made_by = [n for n, v in manifest.environment.packages.items() if v and n not in key_packages()]
-        raise VersionMismatchError(f"run {run_dir.name} was not made by {get_project().name}: it records no version of it"
-                                   + (f" (it was made with {', '.join(made_by[:3])})" if made_by else "") + "; load it with the project that made it")
+        raise VersionMismatchError(f"run {run_dir.name} was not made by {get_project().name}: it records no version of "
+                                   "it"
+                                   + (f" (it was made with {', '.join(made_by[:3])})" if made_by else "")
+                                   + "; load it with the project that made it")
     if diffs := python_difference(manifest) + version_differences(manifest):
         msg = f"run {run_dir.name} was made with other library versions: " + "; ".join(diffs)
         if not policy.allow_version_mismatch:
-            raise VersionMismatchError(msg + ". Install the run's versions (its Python's requirements/<python>/ lock), or load with "
-                                       "allow_version_mismatch=True (CLI: --allow-version-mismatch)")
+            raise VersionMismatchError(msg + ". Install the run's versions (its Python's requirements/<python>/ lock), "
+                                             "or load with allow_version_mismatch=True (CLI: --allow-version-mismatch)")
         log.warning("%s; loading anyway because allow_version_mismatch=True", msg)
 
 # %% ../nbs/12_predict.ipynb #36cc570a
 def load_predictor(
-    run_dir: Path | str | None = None, # A finished run's folder; default: the project's `default_run` (its production run, else the newest)
-    policy: LoadPolicy | None = None, # What to accept (see `LoadPolicy`); default: signed runs of these versions, held-out rows within `RTOL`
+    # A finished run's folder; default: the project's `default_run` (its production run, else the newest)
+    run_dir: Path | str | None = None,
+    # What to accept (see `LoadPolicy`); default: signed runs of these versions, held-out rows within `RTOL`
+    policy: LoadPolicy | None = None,
     **decisions, # Or the policy's decisions as keywords, e.g. `allow_unsigned=True`
 ) -> Predictor:
-    "Load a run's pipeline after checking its signature, its files, the library versions and its held-out predictions, as `policy` accepts."
+    """Load a run's pipeline after checking its signature, its files, the library versions and its held-out predictions,
+    as `policy` accepts."""
     if policy is not None and decisions: raise TypeError("give a LoadPolicy or its decisions as keywords, not both")
     policy = policy or LoadPolicy(**decisions)
     run_dir = Path(run_dir) if run_dir is not None else default_run(get_settings().runs_dir)
-    if not (run_dir / MANIFEST).is_file(): raise FileNotFoundError(f"{run_dir} is not a finished run: it has no {MANIFEST}")
+    if not (run_dir / MANIFEST).is_file():
+        raise FileNotFoundError(f"{run_dir} is not a finished run: it has no {MANIFEST}")
     manifest = Manifest.read(run_dir / MANIFEST)  # a damaged manifest, or one of another version: ManifestError
-    check_signature(run_dir, manifest, policy.allow_unsigned)  # before anything in the folder is trusted: SignatureError
+    # before anything in the folder is trusted: SignatureError
+    check_signature(run_dir, manifest, policy.allow_unsigned)
     _check_made_here(run_dir, manifest, policy)
     contract = read_json(verify_artifact(run_dir, CONTRACT, manifest))
     predictor = Predictor(joblib.load(verify_artifact(run_dir, MODEL, manifest)), contract, manifest)
@@ -273,7 +326,8 @@ def load_predictor(
 
 # %% ../nbs/12_predict.ipynb #2c84d49c
 def _replay(p: Predictor, run_dir: Path, policy: LoadPolicy):
-    """Predict the run's held-out rows again: refuse a model whose answers here are not the run's as `policy` accepts (the tier of
+    """Predict the run's held-out rows again: refuse a model whose answers here are not the run's as `policy` accepts
+    (the tier of
     `agreement`), then keep the compiled path only if it gives the pipeline's answers (`_check_compiled`)."""
     m, name = p.manifest, run_dir.name
     held_out = read_raw_csv(verify_artifact(run_dir, HELD_OUT, m), na_strings=get_project().schema.na_strings)
@@ -281,33 +335,42 @@ def _replay(p: Predictor, run_dir: Path, policy: LoadPolicy):
     canon, _, _ = check_rows(held_out, p.contract, known=p._known)
     X = canon[p.features]
     answers = (p.pipeline.predict(X), p.pipeline.predict_proba(X) if p.classes is not None else None)
-    recorded = (table["predicted"].to_numpy(), table[[f"p_{c}" for c in p.classes]].to_numpy() if p.classes is not None else None)
+    recorded = (table["predicted"].to_numpy(), table[[f"p_{c}" for c in p.classes]].to_numpy()
+                if p.classes is not None else None)
     p.agreement = a = _agreement(answers, recorded, policy.rtol)
     if a.tier != BIT_IDENTICAL:
         p.explained_by = numeric_differences(m.environment.model_dump(), numeric_environment())
         why = "; ".join(p.explained_by) or "no recorded difference of environment explains it"
         if a.tier == DIFFERENT:
-            raise VersionMismatchError(f"this environment does not reproduce run {name}: {a.describe('held-out predictions')} ({why}). "
-                                       "Train the model here, or accept a larger difference with rtol (CLI: --rtol)")
+            raise VersionMismatchError(f"this environment does not reproduce run {name}: "
+                                       f"{a.describe('held-out predictions')} ({why}). Train the model here, or accept "
+                                       "a larger difference with rtol (CLI: --rtol)")
         if policy.strict:
-            raise VersionMismatchError(f"run {name}'s held-out predictions are numerically equivalent here, not bit-identical "
-                                       f"({a.describe('held-out predictions')}; {why}), and strict loading accepts only bit-identical")
+            raise VersionMismatchError(f"run {name}'s held-out predictions are numerically equivalent here, not "
+                                       "bit-identical "
+                                       f"({a.describe('held-out predictions')}; {why}), and strict loading accepts "
+                                       "only bit-identical")
         log.warning("run %s loaded as numerically equivalent: %s; %s", name, a.describe("held-out predictions"), why)
     if p._fast is not None and len(canon): _check_compiled(p, X, answers, name, policy)
 
 # %% ../nbs/12_predict.ipynb #7ac72e60
 def _check_compiled(p: Predictor, X: pd.DataFrame, answers: tuple, name: str, policy: LoadPolicy):
-    "Keep the compiled path only if it gives the pipeline's held-out `answers`, one row at a time and all together (bits, or within `rtol`)."
-    exact = policy.strict or not p._fast.own  # bits where our code decides them; the estimator's own BLAS sums within rtol
+    """Keep the compiled path only if it gives the pipeline's held-out `answers`, one row at a time and all together
+    (bits, or within `rtol`)."""
+    # bits where our code decides them; the estimator's own BLAS sums within rtol
+    exact = policy.strict or not p._fast.own
     cols = frame_columns(X)
     ones = [_fast_answer(p, {k: v[i:i + 1] for k, v in cols.items()}, 1) for i in range(len(X))]
     one_by_one = tuple(None if r[0] is None else np.concatenate(r) for r in zip(*ones))
-    checks = [_agreement(got, answers, 0.0 if exact else policy.rtol) for got in (one_by_one, _fast_answer(p, cols, len(X)))]
+    checks = [_agreement(got, answers, 0.0 if exact else policy.rtol)
+              for got in (one_by_one, _fast_answer(p, cols, len(X)))]
     worst = max(checks, key=lambda c: (c.tier == DIFFERENT, c.largest))
     how = "bit for bit" if exact else f"within {policy.rtol:g}, as {' and '.join(p._fast.own)} sums through BLAS"
     if worst.tier == DIFFERENT:
-        p.use_pipeline(f"the compiled path does not give the pipeline's held-out answers {how} here ({worst.describe()})")
+        p.use_pipeline(f"the compiled path does not give the pipeline's held-out answers {how} here "
+                       f"({worst.describe()})")
         log.warning("%s for run %s: using scikit-learn", p.slow_reason, name)
     else:
-        p.compiled = f"the compiled path gives the pipeline's held-out answers {how}" + (f" ({worst.describe()})" if worst.tier == EQUIVALENT else "")
+        p.compiled = f"the compiled path gives the pipeline's held-out answers {how}" + (f" ({worst.describe()})"
+            if worst.tier == EQUIVALENT else "")
         log.info("%s for run %s", p.compiled, name)

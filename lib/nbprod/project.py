@@ -39,8 +39,10 @@ class Gate:
     "What a run must pass to hold an alias (see `compare.promote`); a project declares its own in its `Project`."
     not_worse: bool = True # Not worse than the alias's current holder by the paired comparison on held-out rows
     compatible_contract: bool = True # No input-contract change that breaks the current holder's clients
-    reproduces: bool = False # Re-executing the run's job reproduces it (costs a training run; the reproduction stays in the store)
-    committed: bool = True # To hold `production`: the run was made from committed code (a git commit recorded, no uncommitted changes)
+    # Re-executing the run's job reproduces it (costs a training run; the reproduction stays in the store)
+    reproduces: bool = False
+    # To hold `production`: the run was made from committed code (a git commit recorded, no uncommitted changes)
+    committed: bool = True
 
 # %% ../nbs/02_project.ipynb #a2283667
 TASKS = ("regression", "classification")
@@ -61,18 +63,22 @@ class Project:
     evaluate: Callable[..., dict] | None = None # (actual, predicted) -> the metrics, by the names in `metrics`
     default_params: dict[str, Any] = field(default_factory=dict) # The pipeline's parameters and their defaults
     gate: Gate = field(default_factory=Gate) # What a run must pass to be promoted to an alias such as production
-    search_space: dict[str, list] = field(default_factory=dict) # Parameter -> the values a search tries (job parameter `search`, see `search`)
+    # Parameter -> the values a search tries (job parameter `search`, see `search`)
+    search_space: dict[str, list] = field(default_factory=dict)
 
     def __post_init__(self):
         if self.task not in TASKS: raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
         if self.schema.target is None: raise ValueError("the project's schema declares no target column")
         if self.schema.task != self.task:
-            raise ValueError(f"a {self.task} project needs a {'label' if self.task == 'classification' else 'numeric target'} column, "
-                             f"but {self.schema.target!r} is declared as a {'label' if self.schema.task == 'classification' else 'numeric target'}")
+            raise ValueError(f"a {self.task} project needs a "
+                             f"{'label' if self.task == 'classification' else 'numeric target'} column, "
+                             f"but {self.schema.target!r} is declared as a "
+                             f"{'label' if self.schema.task == 'classification' else 'numeric target'}")
         if not self.metrics: raise ValueError("the project declares no metrics")
 
     @property
-    def root_env_var(self) -> str: return f"{self.package.upper()}_ROOT" # Environment variable that overrides the project root
+    # Environment variable that overrides the project root
+    def root_env_var(self) -> str: return f"{self.package.upper()}_ROOT"
     @property
     def headline(self) -> Metric: return self.metrics[0]
     def metric(self, name: str) -> Metric | None:
@@ -90,11 +96,13 @@ def registered_project() -> Project:
     eps = list(entry_points(group=ENTRY_POINT_GROUP))
     if len(eps) != 1:
         found = ", ".join(f"{e.name} ({e.value})" for e in eps) or "none"
-        raise ProjectNotFound(f"exactly one project must be registered under the entry-point group {ENTRY_POINT_GROUP!r}, found {found}: "
-                              "declare it in pyproject.toml ([project.entry-points]) and reinstall the package (make install)"
+        raise ProjectNotFound("exactly one project must be registered under the entry-point group "
+                              f"{ENTRY_POINT_GROUP!r}, found {found}: declare it in pyproject.toml "
+                              "([project.entry-points]) and reinstall the package (make install)"
                               + (", or choose one with NBPROD_PROJECT=module:attribute" if eps else ""))
     project = eps[0].load()
-    if not isinstance(project, Project): raise ProjectNotFound(f"{eps[0].value} is a {type(project).__name__}, not a Project")
+    if not isinstance(project, Project):
+        raise ProjectNotFound(f"{eps[0].value} is a {type(project).__name__}, not a Project")
     return project
 
 # %% ../nbs/02_project.ipynb #78eb4ffe
@@ -116,16 +124,19 @@ def project_at(
 ) -> Project:
     "The project a reference names (loaded once per process and reference)."
     module, sep, attribute = reference.partition(":")
-    if not (sep and module and attribute): raise ProjectNotFound(f"{reference!r} is not a project reference: write it as module:attribute")
+    if not (sep and module and attribute):
+        raise ProjectNotFound(f"{reference!r} is not a project reference: write it as module:attribute")
     try: found = getattr(importlib.import_module(module), attribute)
     except (ImportError, AttributeError) as e: raise ProjectNotFound(f"no project at {reference!r}: {e}") from None
     project = found() if callable(found) and not isinstance(found, Project) else found
-    if not isinstance(project, Project): raise ProjectNotFound(f"{reference} is a {type(project).__name__}, not a Project")
+    if not isinstance(project, Project):
+        raise ProjectNotFound(f"{reference} is a {type(project).__name__}, not a Project")
     return project
 
 # %% ../nbs/02_project.ipynb #782d8259
 def get_project() -> Project:
-    "The project `use_project` chose, else the one `NBPROD_PROJECT` names, else the one registered under `ENTRY_POINT_GROUP`."
+    """The project `use_project` chose, else the one `NBPROD_PROJECT` names, else the one registered under
+    `ENTRY_POINT_GROUP`."""
     if chosen := _CHOSEN.get("project"): return chosen
     if reference := os.environ.get(PROJECT_ENV_VAR): return project_at(reference)
     return registered_project()

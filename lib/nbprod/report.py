@@ -34,7 +34,8 @@ def plot_predictions(
     ax1.set(xlabel="actual", ylabel="predicted", title=f"{title}: predicted vs actual")
     (ax2.semilogx if log else ax2.plot)(a, (p / a - 1) * 100 if log else p - a, ".", alpha=0.6)
     ax2.axhline(0, color="k", lw=1)
-    ax2.set(xlabel="actual", ylabel="error (%)" if log else "error", title=f"{title}: {'relative error' if log else 'error'}")
+    ax2.set(xlabel="actual", ylabel="error (%)" if log else "error",
+            title=f"{title}: {'relative error' if log else 'error'}")
     fig.tight_layout()
     return fig
 
@@ -47,7 +48,8 @@ def model_weights(pipeline) -> dict[str, pd.Series]:
         for part in path.split("/"): est = _child(est, part)
         final = est[-1] if hasattr(est, "steps") else est
         if hasattr(final, "coef_"): out[f"{path} (coefficients)"] = pd.Series(np.ravel(final.coef_), index=names)
-        elif hasattr(final, "feature_importances_"): out[f"{path} (importances)"] = pd.Series(final.feature_importances_, index=names)
+        elif hasattr(final, "feature_importances_"):
+            out[f"{path} (importances)"] = pd.Series(final.feature_importances_, index=names)
     return out
 
 # %% ../nbs/14_report.ipynb #d31ab8f6
@@ -64,7 +66,8 @@ def plot_weights(pipeline, top: int = 15):
     "Bar charts of the `top` largest coefficients / importances of each final model; returns the figure."
     import matplotlib.pyplot as plt
     weights = model_weights(pipeline)
-    fig, axes = plt.subplots(1, max(len(weights), 1), figsize=(5.5 * max(len(weights), 1), 0.3 * top + 1.2), squeeze=False)
+    fig, axes = plt.subplots(1, max(len(weights), 1), figsize=(5.5 * max(len(weights), 1), 0.3 * top + 1.2),
+                             squeeze=False)
     for ax, (name, w) in zip(axes[0], weights.items()):
         w = w[w.abs().sort_values(ascending=False).index[:top]][::-1]
         ax.barh(w.index, w.to_numpy(), color=np.where(w.to_numpy() >= 0, "tab:blue", "tab:red"))
@@ -83,16 +86,20 @@ def run_summary(
     dev = next((f"requirements/{k}" for k in e.lock_files or {} if k.endswith("dev.lock")), "requirements/dev.lock")
     lock = (f"matches {dev}" if e.lock_mismatches == [] else
             "not checked" if e.lock_mismatches is None else f"differs from {dev}: " + "; ".join(e.lock_mismatches))
-    rows = [("data", f"`{d.reference}`" + (f" as of {d.as_of}" if d.as_of else "") + f": {d.rows} rows × {d.columns} columns, fingerprint `{d.fingerprint[:16]}…`"),
+    rows = [("data", f"`{d.reference}`" + (f" as of {d.as_of}" if d.as_of else "")
+             + f": {d.rows} rows × {d.columns} columns, fingerprint `{d.fingerprint[:16]}…`"),
             ("split", f"seed {m.split.seed}, {m.split.train_rows} for training, {m.split.held_out_rows} held out"),
             ("seeds", ", ".join(f"{k}={v}" for k, v in m.seeds.model_dump(exclude={"random_states"}).items()))]
     rows += [(f"held-out {x.label}", x.show(m.metrics[x.name])) for x in project.metrics if x.name in m.metrics]
-    rows += [("code", f"package {c.package_version}, commit `{(c.git_commit or 'none')[:10]}`" + (" (uncommitted changes)" if c.git_dirty else "")),
+    rows += [("code", f"package {c.package_version}, commit `{(c.git_commit or 'none')[:10]}`"
+              + (" (uncommitted changes)" if c.git_dirty else "")),
              ("environment", f"Python {e.python}, " + ", ".join(f"{k} {v}" for k, v in e.packages.items() if v)),
-             ("BLAS / OpenMP", ", ".join(f"{t.get('internal_api')} {t.get('version')} ({t.get('num_threads')} thread(s))" for t in e.threadpools) or "none found"),
+             ("BLAS / OpenMP", ", ".join(f"{t.get('internal_api')} {t.get('version')} ({t.get('num_threads')} "
+                                         "thread(s))" for t in e.threadpools) or "none found"),
              ("lock", lock)]
     cell = lambda s: str(s).replace("|", "\\|").replace("\n", " ")
-    return f"**Run** `{m.run_id}`\n\n| | |\n|---|---|\n" + "\n".join(f"| {cell(k)} | {cell(v)} |" for k, v in rows) + "\n"
+    return f"**Run** `{m.run_id}`\n\n| | |\n|---|---|\n" + "\n".join(f"| {cell(k)} | {cell(v)} |" for k,
+                                                                     v in rows) + "\n"
 
 # %% ../nbs/14_report.ipynb #94f92e99
 _OFFLINE_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}

@@ -33,8 +33,10 @@ __all__ = ['log', 'MODEL', 'MANIFEST', 'METRICS', 'PREDICTIONS', 'NOTEBOOK', 'RE
            'list_runs', 'resolve_run', 'RunEntry', 'run_table', 'clean_runs']
 
 # %% ../nbs/10_runs.ipynb #a0900494
-MODEL, MANIFEST, METRICS, PREDICTIONS, NOTEBOOK, REPORT = "model.joblib", "manifest.json", "metrics.json", "predictions.csv", "train.ipynb", "report.html"
-CONTRACT, HELD_OUT, TRAIN_PREDICTIONS, PROFILE = "contract.json", "held_out.csv", "train_predictions.csv", "profile.json"
+MODEL, MANIFEST, METRICS, PREDICTIONS, NOTEBOOK, REPORT = ("model.joblib", "manifest.json", "metrics.json",
+                                                           "predictions.csv", "train.ipynb", "report.html")
+CONTRACT, HELD_OUT, TRAIN_PREDICTIONS, PROFILE = ("contract.json", "held_out.csv", "train_predictions.csv",
+                                                  "profile.json")
 STAGING, FAILED, JOB_INFO = ".staging", ".failed", ".job.json"
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -89,23 +91,33 @@ def save_run(
     pipeline, # The fitted pipeline
     predictions: pd.DataFrame, # Held-out rows: the id, the actual value and `predicted`
     metrics: dict[str, Any], # Held-out metrics
-    manifest: dict[str, Any], # The manifest's parts the job knows: parameters, seeds, data, split, features, model, code (see `train.training_manifest`)
+    # The manifest's parts the job knows: parameters, seeds, data, split, features, model, code (see
+    # `train.training_manifest`)
+    manifest: dict[str, Any],
     lock_files: list[Path] | None = None, # Lock files whose sha256 to record
     contract: Any = None, # The model's input contract (a `contract.Contract` or its JSON dict), saved as contract.json
-    held_out: pd.DataFrame | None = None, # The held-out input rows, saved as held_out.csv (production re-predicts them at load)
-    train_predictions: pd.DataFrame | None = None, # The training rows' predictions, saved as train_predictions.csv (reproduce compares them)
-    profile: Any = None, # The reference profile of the training rows and held-out predictions (a `drift.Profile` or its JSON dict), saved as profile.json
+    # The held-out input rows, saved as held_out.csv (production re-predicts them at load)
+    held_out: pd.DataFrame | None = None,
+    # The training rows' predictions, saved as train_predictions.csv (reproduce compares them)
+    train_predictions: pd.DataFrame | None = None,
+    # The reference profile of the training rows and held-out predictions (a `drift.Profile` or its JSON dict), saved as
+    # profile.json
+    profile: Any = None,
 ) -> Manifest:
-    "Write model, predictions, metrics, contract, profile, held-out rows and manifest into `run_dir`; return the manifest."
+    """Write model, predictions, metrics, contract, profile, held-out rows and manifest into `run_dir`; return the
+    manifest."""
     run_dir = Path(run_dir)
-    full = Manifest(manifest_version=MANIFEST_VERSION, run_id=run_dir.name, metrics=metrics, environment=environment_record(lock_files), **manifest)
+    full = Manifest(manifest_version=MANIFEST_VERSION, run_id=run_dir.name, metrics=metrics,
+                    environment=environment_record(lock_files), **manifest)
     atomic_write(run_dir / MODEL, lambda p: joblib.dump(pipeline, p))
     atomic_write(run_dir / PREDICTIONS, lambda p: predictions.to_csv(p, index=False))
     write_json(run_dir / METRICS, metrics)
-    if contract is not None: write_json(run_dir / CONTRACT, contract.to_json() if hasattr(contract, "to_json") else contract)
+    if contract is not None:
+        write_json(run_dir / CONTRACT, contract.to_json() if hasattr(contract, "to_json") else contract)
     if profile is not None: write_json(run_dir / PROFILE, profile.to_json() if hasattr(profile, "to_json") else profile)
     if held_out is not None: atomic_write(run_dir / HELD_OUT, lambda p: held_out.to_csv(p, index=False))
-    if train_predictions is not None: atomic_write(run_dir / TRAIN_PREDICTIONS, lambda p: train_predictions.to_csv(p, index=False))
+    if train_predictions is not None:
+        atomic_write(run_dir / TRAIN_PREDICTIONS, lambda p: train_predictions.to_csv(p, index=False))
     write_json(run_dir / MANIFEST, full.to_json())
     return full
 
@@ -114,14 +126,16 @@ def artifacts(run_dir: Path | str) -> dict[str, Artifact]:
     "sha256 and size of every file of a run but the manifest and its signature."
     run_dir = Path(run_dir)
     return {p.name: Artifact(sha256=sha256_file(p), bytes=p.stat().st_size)
-            for p in sorted(run_dir.iterdir()) if p.is_file() and p.name not in (MANIFEST, SIGNATURE) and not p.name.startswith(".")}
+            for p in sorted(run_dir.iterdir()) if p.is_file() and p.name not in (MANIFEST, SIGNATURE)
+            and not p.name.startswith(".")}
 
 # %% ../nbs/10_runs.ipynb #172e4c23
 def finish_run(
     run_dir: Path | str, # The staged folder of the run
     job: JobRecord | None = None, # How the job runner executed the job (None when the notebook ran by hand)
 ) -> Manifest:
-    "Add the job record and the sha256 of every file to a staged run's manifest, and sign it (see `integrity.sign_manifest`); return the manifest."
+    """Add the job record and the sha256 of every file to a staged run's manifest, and sign it (see
+    `integrity.sign_manifest`); return the manifest."""
     run_dir = Path(run_dir)
     m = Manifest.read(run_dir / MANIFEST).model_copy(update=dict(job=job, artifacts=artifacts(run_dir)))
     write_json(run_dir / MANIFEST, m.to_json())
@@ -146,17 +160,20 @@ class RunStoreError(ValueError):
 
 # %% ../nbs/10_runs.ipynb #06212a2b
 def read_aliases(runs_dir: Path | str) -> dict[str, str]:
-    "Alias -> the id of the run that holds it (empty when nothing was promoted); raises RunStoreError for a damaged or unsafe file."
+    """Alias -> the id of the run that holds it (empty when nothing was promoted); raises RunStoreError for a damaged or
+    unsafe file."""
     path = Path(runs_dir) / ALIASES
     if not path.is_file(): return {}
     try: held = read_json(path)
     except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise RunStoreError(f"{path} is damaged ({type(e).__name__}: {e}): restore it from promotions.jsonl beside it, or remove it") from None
+        raise RunStoreError(f"{path} is damaged ({type(e).__name__}: {e}): restore it from promotions.jsonl beside it, "
+                            "or remove it") from None
     if not isinstance(held, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in held.items()):
         raise RunStoreError(f"{path} is damaged: it should map alias names to run ids, and holds {_shown(held)}")
     for alias, run in held.items():  # a run id is a folder name of the store: nothing above it, nothing hidden
         if Path(run).name != run or run in (".", "..") or run.startswith("."):
-            raise RunStoreError(f"{path} gives alias {alias!r} to {run!r}, which is not a run of the store: an alias names a run inside it")
+            raise RunStoreError(f"{path} gives alias {alias!r} to {run!r}, which is not a run of the store: an alias "
+                                "names a run inside it")
     return held
 
 # %% ../nbs/10_runs.ipynb #b92b364c
@@ -178,11 +195,13 @@ def list_runs(runs_dir: Path | str) -> list[Path]:
     "Finished runs in `runs_dir`, oldest first."
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir(): return []
-    return sorted(p for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / MANIFEST).is_file())
+    return sorted(p for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
+                  and (p / MANIFEST).is_file())
 
 # %% ../nbs/10_runs.ipynb #e27639d1
 def resolve_run(
-    ref: Path | str | None, # A run id, a path to a run folder, an alias ("production"), "latest", or None: the default run (see `default_run`)
+    # A run id, a path to a run folder, an alias ("production"), "latest", or None: the default run (see `default_run`)
+    ref: Path | str | None,
     runs_dir: Path | str, # The run store to look in
 ) -> Path:
     "The folder of a finished run; raises `FileNotFoundError` saying what exists."
@@ -194,8 +213,10 @@ def resolve_run(
     if (held := read_aliases(runs_dir).get(str(ref))) is not None:
         found = (Path(runs_dir) / held).resolve()
         if found.parent != Path(runs_dir).resolve():  # a link in the store to a folder elsewhere
-            raise RunStoreError(f"alias {ref!r} names {held}, a link to {found}, outside the run store {runs_dir}: an alias names a run inside it")
-        if not (found / MANIFEST).is_file(): raise FileNotFoundError(f"alias {ref!r} names run {held}, which is not a finished run in {runs_dir}")
+            raise RunStoreError(f"alias {ref!r} names {held}, a link to {found}, outside the run store {runs_dir}: an "
+                                "alias names a run inside it")
+        if not (found / MANIFEST).is_file():
+            raise FileNotFoundError(f"alias {ref!r} names run {held}, which is not a finished run in {runs_dir}")
         return found
     for cand in (Path(ref), Path(runs_dir) / str(ref)):
         if (cand / MANIFEST).is_file(): return cand.resolve()
@@ -204,7 +225,8 @@ def resolve_run(
 
 # %% ../nbs/10_runs.ipynb #8fd26b3f
 def _newest(runs: list[Path]) -> Path:
-    "The newest of finished runs whose manifest is theirs (a copy under a newer name is not the newest run); else the newest folder."
+    """The newest of finished runs whose manifest is theirs (a copy under a newer name is not the newest run); else the
+    newest folder."""
     for run in reversed(runs):
         try:
             if misnamed(run, Manifest.read(run / MANIFEST)) is None: return run
@@ -236,7 +258,8 @@ class RunEntry:
 
 # %% ../nbs/10_runs.ipynb #0147f9b6
 def run_table(runs_dir: Path | str) -> list[RunEntry]:
-    "Every run in the store, finished or not, oldest first; a finished run whose manifest cannot be read is listed as damaged."
+    """Every run in the store, finished or not, oldest first; a finished run whose manifest cannot be read is listed as
+    damaged."""
     runs_dir = Path(runs_dir)
     rows = []
     for p in list_runs(runs_dir):
@@ -257,7 +280,8 @@ def clean_runs(
     failed: bool = False, # Also the failed runs (kept for their executed notebook)
     dry_run: bool = True, # Only list what would be removed
 ) -> list[Path]:
-    "The abandoned staging folders, the failed runs (if asked) and the stale temporary files of a run store; removed unless `dry_run`."
+    """The abandoned staging folders, the failed runs (if asked) and the stale temporary files of a run store; removed
+    unless `dry_run`."""
     import shutil
     import time
     runs_dir = Path(runs_dir)

@@ -24,12 +24,16 @@ class Column:
     "One declared column of a data set."
     name: str # Column name as in the data
     kind: str # "id", "target" (a number to predict), "label" (a class to predict), "numeric" or "categorical"
-    na: str = "unknown" # What a missing value means: "absent" (the thing does not exist), "unknown" (not recorded) or "required" (never missing)
+    # What a missing value means: "absent" (the thing does not exist), "unknown" (not recorded) or "required" (never
+    # missing)
+    na: str = "unknown"
     doc: str = "" # Short description
     domain: tuple[float, float] | None = None # For numbers: the declared range [low, high], checked in training data
 
     @property
-    def dtype(self) -> str: return {"id": "int64", "target": "float64", "label": "str", "numeric": "float64", "categorical": "str"}[self.kind]
+    def dtype(self) -> str:
+        return {"id": "int64", "target": "float64", "label": "str", "numeric": "float64",
+                "categorical": "str"}[self.kind]
 
 # %% ../nbs/01_schema.ipynb #83aad963
 @dataclass(frozen=True)
@@ -37,21 +41,25 @@ class Schema:
     "A project's declared columns, in order, with exactly one id and at most one target."
     columns: tuple[Column, ...] # Every column, in the order of the data files
     na_strings: tuple[str, ...] = ("NA", "") # How a missing value is written in text files
-    fingerprint_version: str = "tabular-fingerprint-v1" # First item of the fingerprint's serialization (see `fingerprint`)
+    # First item of the fingerprint's serialization (see `fingerprint`)
+    fingerprint_version: str = "tabular-fingerprint-v1"
 
     def __post_init__(self):
         kinds = [c.kind for c in self.columns]
         targets = kinds.count("target") + kinds.count("label")
         if kinds.count("id") != 1 or targets > 1:
-            raise ValueError(f"a schema needs exactly one id column and at most one target or label, got {kinds.count('id')} and {targets}")
-        if bad := sorted({k for k in kinds} - {"id", "target", "label", "numeric", "categorical"}): raise ValueError(f"unknown column kind(s): {bad}")
+            raise ValueError("a schema needs exactly one id column and at most one target or label, got "
+                             f"{kinds.count('id')} and {targets}")
+        if bad := sorted({k for k in kinds} - {"id", "target", "label", "numeric", "categorical"}):
+            raise ValueError(f"unknown column kind(s): {bad}")
 
     @cached_property
     def by_name(self) -> dict[str, Column]: return {c.name: c for c in self.columns}
     @property
     def id(self) -> str: return next(c.name for c in self.columns if c.kind == "id")
     @property
-    def target(self) -> str | None: return next((c.name for c in self.columns if c.kind in ("target", "label")), None) # What to predict
+    # What to predict
+    def target(self) -> str | None: return next((c.name for c in self.columns if c.kind in ("target", "label")), None)
     @property
     def task(self) -> str | None: # "regression" for a numeric target, "classification" for a label
         kind = next((c.kind for c in self.columns if c.kind in ("target", "label")), None)
@@ -70,7 +78,8 @@ class DataValidationError(ValueError):
         self.problems, self.source = problems, source
         lines = [f"  - {p['message']}" for p in problems[:20]]
         if len(problems) > 20: lines.append(f"  ... and {len(problems) - 20} more problems")
-        super().__init__(f"{source} does not fit the declared schema ({len(problems)} problem(s)):\n" + "\n".join(lines))
+        super().__init__(f"{source} does not fit the declared schema ({len(problems)} problem(s)):\n"
+                         + "\n".join(lines))
 
 # %% ../nbs/01_schema.ipynb #77ddf089
 def _row_ids(df: pd.DataFrame, mask, id_col: str) -> list:
@@ -78,7 +87,8 @@ def _row_ids(df: pd.DataFrame, mask, id_col: str) -> list:
     return ids.tolist()
 
 # %% ../nbs/01_schema.ipynb #251b2a21
-MAX_MAGNITUDE = float(np.finfo(np.float32).max) # Largest magnitude of a number: models may compute in float32 (trees do)
+# Largest magnitude of a number: models may compute in float32 (trees do)
+MAX_MAGNITUDE = float(np.finfo(np.float32).max)
 
 def to_float(v) -> float:
     "One value as a float: ±inf for an integer beyond any float (where `float` raises), NaN when it is no number."
@@ -94,19 +104,24 @@ def _coerce(df: pd.DataFrame, col: Column, problems: list[dict], id_col: str) ->
         out = s.astype("str")  # missing values stay missing
     else:
         try: out = pd.to_numeric(s, errors="coerce")
-        except OverflowError: out = pd.Series([to_float(v) for v in s], index=s.index, dtype="float64")  # an integer beyond any float
+        # an integer beyond any float
+        except OverflowError: out = pd.Series([to_float(v) for v in s], index=s.index, dtype="float64")
         out = out.astype(col.dtype if col.kind != "id" else "float64")
         bad = out.isna() & ~missing
         huge = ~(out.abs() <= MAX_MAGNITUDE) & out.notna()  # inf, or beyond what float32 holds
-        for mask, what in ((bad, "is not a number"), (huge, f"is not a finite number within ±{MAX_MAGNITUDE:.3g} (a model may compute in float32)")):
+        for mask, what in ((bad, "is not a number"), (huge, f"is not a finite number within ±{MAX_MAGNITUDE:.3g} (a "
+                                                            "model may compute in float32)")):
             for i, v in zip(_row_ids(df, mask, id_col)[:5], s[mask].tolist()[:5]):
-                problems.append(dict(column=col.name, id=i, value=v, message=f"column {col.name!r}, row {id_col}={i}: {str(v)[:60]!r} {what}"))
+                problems.append(dict(column=col.name, id=i, value=v,
+                                     message=f"column {col.name!r}, row {id_col}={i}: {str(v)[:60]!r} {what}"))
             if mask.sum() > 5:
-                problems.append(dict(column=col.name, id=None, value=None, message=f"column {col.name!r}: {int(mask.sum()) - 5} more values that {what.replace('is ', 'are ', 1)}"))
+                more = f"{int(mask.sum()) - 5} more values that {what.replace('is ', 'are ', 1)}"
+                problems.append(dict(column=col.name, id=None, value=None, message=f"column {col.name!r}: {more}"))
     if col.na == "required" and missing.any():
         ids = _row_ids(df, missing, id_col)
         problems.append(dict(column=col.name, id=ids[0], value=None,
-            message=f"column {col.name!r} must not be missing, but is missing in {len(ids)} row(s), {id_col}={ids[:5]}"))
+            message=(f"column {col.name!r} must not be missing, but is missing in {len(ids)} row(s), "
+                     f"{id_col}={ids[:5]}")))
     return out
 
 # %% ../nbs/01_schema.ipynb #f597887d
@@ -115,16 +130,21 @@ def to_canonical(
     schema: Schema, # The declared columns
     target: bool = True, # Whether the target column must be present
     source: str = "data", # What to call the data in error messages (a file name, say)
-    check_domain: bool | None = None, # Check numbers against their declared range; default: for training data (`target=True`)
+    # Check numbers against their declared range; default: for training data (`target=True`)
+    check_domain: bool | None = None,
 ) -> pd.DataFrame:
-    "The canonical frame: declared columns in declared order, declared dtypes, rows sorted by the id; raises `DataValidationError`."
+    """The canonical frame: declared columns in declared order, declared dtypes, rows sorted by the id; raises
+    `DataValidationError`."""
     ID = schema.id
     expected = [c.name for c in schema.columns if target or c.kind not in ("target", "label")]
     problems = []
     missing = [c for c in expected if c not in df.columns]
     extra = [c for c in df.columns if c not in schema.by_name]
-    if missing: problems.append(dict(column=None, id=None, value=missing, message=f"missing column(s): {', '.join(missing)}"))
-    if extra: problems.append(dict(column=None, id=None, value=extra, message=f"unexpected column(s): {', '.join(map(str, extra))}"))
+    if missing:
+        problems.append(dict(column=None, id=None, value=missing, message=f"missing column(s): {', '.join(missing)}"))
+    if extra:
+        problems.append(dict(column=None, id=None, value=extra,
+                             message=f"unexpected column(s): {', '.join(map(str, extra))}"))
     if problems: raise DataValidationError(problems, source)
     out = {c: _coerce(df, schema.by_name[c], problems, ID) for c in expected}
     if target if check_domain is None else check_domain:
@@ -134,13 +154,16 @@ def to_canonical(
             v = out[c]
             bad = (v < lo_hi[0]) | (v > lo_hi[1])
             for i, x in zip(_row_ids(df, bad.to_numpy(), ID)[:5], v[bad].tolist()[:5]):
-                problems.append(dict(column=c, id=i, value=x, message=f"column {c!r}, row {ID}={i}: {x!r} is outside the declared domain [{lo_hi[0]:g}, {lo_hi[1]:g}]"))
+                problems.append(dict(column=c, id=i, value=x, message=f"column {c!r}, row {ID}={i}: {x!r} is outside "
+                        f"the declared domain [{lo_hi[0]:g}, {lo_hi[1]:g}]"))
     ids = out[ID]
     if ids.notna().all():
         if (ids != np.floor(ids)).any():
             problems.append(dict(column=ID, id=None, value=None, message=f"column {ID!r} must hold whole numbers"))
         dup = [int(i) for i in ids[ids.duplicated()].unique()]
-        if dup: problems.append(dict(column=ID, id=dup[0], value=dup[:5], message=f"column {ID!r} must be unique, but these ids repeat: {dup[:5]}"))
+        if dup:
+            problems.append(dict(column=ID, id=dup[0], value=dup[:5],
+                                 message=f"column {ID!r} must be unique, but these ids repeat: {dup[:5]}"))
     if problems: raise DataValidationError(problems, source)
     out[ID] = ids.astype("int64")
     return pd.DataFrame(out, index=df.index).sort_values(ID, kind="stable").reset_index(drop=True)
@@ -163,8 +186,10 @@ def fingerprint(
 ) -> str:
     "sha256 of the canonical content of `df`: independent of file format, row order on disk and library versions."
     cols = [c for c in df.columns]
-    if unknown := [c for c in cols if c not in schema.by_name]: raise ValueError(f"not a canonical frame: unknown column(s) {unknown}")
-    if schema.id in df.columns and not df[schema.id].is_monotonic_increasing: raise ValueError(f"not a canonical frame: rows are not sorted by {schema.id}")
+    if unknown := [c for c in cols if c not in schema.by_name]:
+        raise ValueError(f"not a canonical frame: unknown column(s) {unknown}")
+    if schema.id in df.columns and not df[schema.id].is_monotonic_increasing:
+        raise ValueError(f"not a canonical frame: rows are not sorted by {schema.id}")
     h = hashlib.sha256()
     h.update(json.dumps([schema.fingerprint_version, len(df), [[c, schema.by_name[c].dtype] for c in cols]]).encode())
     for c in cols:
@@ -186,14 +211,16 @@ def fingerprint(
 # %% ../nbs/01_schema.ipynb #8b1a0c91
 def schema_to_dict(schema: Schema) -> dict:
     "The schema as plain JSON data."
-    return dict(columns=[{k: v for k, v in dict(name=c.name, kind=c.kind, na=c.na, doc=c.doc, domain=list(c.domain) if c.domain else None).items()
+    return dict(columns=[{k: v for k, v in dict(name=c.name, kind=c.kind, na=c.na, doc=c.doc, domain=list(c.domain)
+                                                if c.domain else None).items()
                           if v not in ("", None)} for c in schema.columns],
                 na_strings=list(schema.na_strings), fingerprint_version=schema.fingerprint_version)
 
 # %% ../nbs/01_schema.ipynb #7d449281
 def schema_from_dict(d: dict) -> Schema:
     "A schema from `schema_to_dict`'s JSON data."
-    cols = tuple(Column(c["name"], c["kind"], c.get("na", "unknown"), c.get("doc", ""), tuple(c["domain"]) if c.get("domain") else None)
+    cols = tuple(Column(c["name"], c["kind"], c.get("na", "unknown"), c.get("doc", ""), tuple(c["domain"])
+                        if c.get("domain") else None)
                  for c in d["columns"])
     return Schema(cols, tuple(d.get("na_strings", ("NA", ""))), d.get("fingerprint_version", "tabular-fingerprint-v1"))
 
@@ -203,11 +230,13 @@ def draft_schema(
     id_column: str, # The row identifier
     target: str, # The column to predict
     task: str = "regression", # "regression" (the target is a number) or "classification" (a label)
-    max_codes: int = 20, # A whole-number column with at most this many distinct values is drafted as categorical (a code)
+    # A whole-number column with at most this many distinct values is drafted as categorical (a code)
+    max_codes: int = 20,
 ) -> Schema:
     "A first declaration of `raw`'s columns, to be reviewed by a person."
     for name in (id_column, target):
-        if name not in raw.columns: raise ValueError(f"column {name!r} is not in the data; its columns are: {', '.join(map(str, raw.columns))}")
+        if name not in raw.columns:
+            raise ValueError(f"column {name!r} is not in the data; its columns are: {', '.join(map(str, raw.columns))}")
     cols = []
     for name in raw.columns:
         s = raw[name]
@@ -220,5 +249,6 @@ def draft_schema(
         else: kind = "categorical"
         cols.append(Column(str(name), kind, "unknown" if missing else "required"))
     if cols[[c.name for c in cols].index(target)].kind == "categorical":
-        raise ValueError(f"target {target!r} is not numeric: a regression needs a numeric target (is this a classification task?)")
+        raise ValueError(f"target {target!r} is not numeric: a regression needs a numeric target (is this a "
+                         "classification task?)")
     return Schema(tuple(cols))

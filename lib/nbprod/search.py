@@ -38,12 +38,14 @@ class ProjectModel(BaseEstimator):
 
 # %% ../nbs/24_search.ipynb #b069a67c
 class HeadlineScore:
-    "A scikit-learn scorer: the project's headline metric of a fitted estimator on (X, y), negated when lower is better (a search maximises)."
+    """A scikit-learn scorer: the project's headline metric of a fitted estimator on (X, y), negated when lower is
+    better (a search maximises)."""
     def __init__(self, project: Project | None = None): self.project = project
     def __call__(self, estimator, X, y) -> float:
         p = self.project or get_project()
         if p.task == "classification":  # a classifier's metrics read the probabilities too
-            value = p.evaluate(np.asarray(y), estimator.predict(X), estimator.predict_proba(X), [str(c) for c in estimator.classes_])[p.headline.name]
+            value = p.evaluate(np.asarray(y), estimator.predict(X), estimator.predict_proba(X),
+                               [str(c) for c in estimator.classes_])[p.headline.name]
         else: value = p.evaluate(np.asarray(y), estimator.predict(X))[p.headline.name]
         return float(value if p.headline.higher_is_better else -value)
 
@@ -61,9 +63,12 @@ def candidates(
     from sklearn.model_selection import ParameterGrid, ParameterSampler
     if kind not in SEARCH_KINDS: raise ValueError(f"search must be one of {', '.join(SEARCH_KINDS)}, got {kind!r}")
     if not space: raise ValueError("the project declares no search space (Project.search_space): nothing to search")
-    if unknown := sorted(set(space) - set(base)): raise ValueError(f"the search space names parameter(s) the job does not have: {', '.join(unknown)}")
-    if bad := [k for k, v in space.items() if not isinstance(v, (list, tuple)) or not v]: raise ValueError(f"search values must be non-empty lists: {', '.join(bad)}")
-    combos = list(ParameterGrid(space)) if kind == "grid" else list(ParameterSampler(space, n_iter=n_iter, random_state=seed))
+    if unknown := sorted(set(space) - set(base)):
+        raise ValueError(f"the search space names parameter(s) the job does not have: {', '.join(unknown)}")
+    if bad := [k for k, v in space.items() if not isinstance(v, (list, tuple)) or not v]:
+        raise ValueError(f"search values must be non-empty lists: {', '.join(bad)}")
+    combos = list(ParameterGrid(space)) if kind == "grid" else list(ParameterSampler(space, n_iter=n_iter,
+        random_state=seed))
     return [{**base, **c} for c in combos]
 
 # %% ../nbs/24_search.ipynb #3a70bd0a
@@ -90,16 +95,21 @@ def fits_progress(
 # %% ../nbs/24_search.ipynb #599083e2
 def cluster_versions(
     client, # A Dask client
-    names: tuple[str, ...] | None = None, # Distributions to compare; default: those that shape a model (see `environment.shaping_packages`)
+    # Distributions to compare; default: those that shape a model (see `environment.shaping_packages`)
+    names: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
-    "The cluster's scheduler, workers and library versions, after checking that every worker has this process's versions of `names`."
+    """The cluster's scheduler, workers and library versions, after checking that every worker has this process's
+    versions of `names`."""
     names = tuple(names or shaping_packages())
-    client.get_versions(check=True)  # Dask's own: python, dask, distributed, msgpack, cloudpickle, ... the same everywhere
+    # Dask's own: python, dask, distributed, msgpack, cloudpickle, ... the same everywhere
+    client.get_versions(check=True)
     here = package_versions(names)
     workers = client.run(package_versions, names)
     if bad := {w: {k: v for k, v in got.items() if v != here[k]} for w, got in workers.items() if got != here}:
-        detail = "; ".join(f"{w}: " + ", ".join(f"{k} {v} (here {here[k]})" for k, v in d.items()) for w, d in bad.items())
-        raise RuntimeError(f"worker(s) with other library versions than this process, refused before any work: {detail}")
+        detail = "; ".join(f"{w}: " + ", ".join(f"{k} {v} (here {here[k]})" for k, v in d.items()) for w,
+                           d in bad.items())
+        raise RuntimeError("worker(s) with other library versions than this process, refused before any work: "
+                           f"{detail}")
     return dict(scheduler=client.scheduler.address, workers=len(workers), versions=here)
 
 # %% ../nbs/24_search.ipynb #1fb2ddfa
@@ -111,21 +121,26 @@ def search(
     folds: int = 5, # Folds of the cross-validation
     seed: int = 0, # Seed of the folds' shuffle
     engine: str = "local", # "local": this machine's cores (joblib); "dask": a Dask cluster
-    scheduler: str | None = None, # Dask: a running scheduler's address; None: a local cluster (see `cluster.dask_client`)
+    # Dask: a running scheduler's address; None: a local cluster (see `cluster.dask_client`)
+    scheduler: str | None = None,
     n_jobs: int | None = None, # Local: processes (default: one per core)
     n_iter: int | None = None, # Random search: how many were drawn (recorded)
     project: Project | None = None, # Defaults to `get_project()`
     progress: bool = True, # A progress bar of the fits on stderr (see `fits_progress`)
 ) -> SearchRecord:
-    "Cross-validate every candidate on `train` by the project's headline metric, here or on Dask; the record of the search, its best candidate first in rank."
+    """Cross-validate every candidate on `train` by the project's headline metric, here or on Dask; the record of the
+    search, its best candidate first in rank."""
     import joblib
     from sklearn.model_selection import GridSearchCV, KFold
     p = project or get_project()
     if engine not in ("local", "dask"): raise ValueError(f"engine must be 'local' or 'dask', got {engine!r}")
-    gs = GridSearchCV(ProjectModel(project=project), {"params": candidates}, scoring=HeadlineScore(project), refit=False,
-                      cv=KFold(folds, shuffle=True, random_state=seed), n_jobs=(n_jobs or os.cpu_count()) if engine == "local" else -1, error_score="raise")
+    gs = GridSearchCV(ProjectModel(project=project), {"params": candidates}, scoring=HeadlineScore(project),
+                      refit=False,
+                      cv=KFold(folds, shuffle=True, random_state=seed), n_jobs=(n_jobs or os.cpu_count())
+                      if engine == "local" else -1, error_score="raise")
     X, y, cluster = train[p.schema.features], train[p.schema.target], None
-    bar = lambda: fits_progress(len(candidates) * folds, desc=f"{len(candidates)} candidates x {folds} folds", disable=not progress)
+    bar = lambda: fits_progress(len(candidates) * folds, desc=f"{len(candidates)} candidates x {folds} folds",
+                                disable=not progress)
     if engine == "local":
         with bar(): gs.fit(X, y)
     else:
@@ -135,13 +150,16 @@ def search(
                 raise RuntimeError("worker(s) not set up like the training kernel, refused before any work: " +
                                    "; ".join(f"{w}: {', '.join(pr)}" for w, pr in problems.items()))
             cluster = cluster_versions(client)
-            print(f"searching {len(candidates)} candidates x {folds} folds on Dask: {cluster['workers']} worker(s) at {cluster['scheduler']}, "
-                  f"dashboard {client.dashboard_link}", flush=True)
+            print(f"searching {len(candidates)} candidates x {folds} folds on Dask: {cluster['workers']} worker(s) at "
+                  f"{cluster['scheduler']}, dashboard {client.dashboard_link}", flush=True)
             with joblib.parallel_config(backend="dask"), bar(): gs.fit(X, y)
     r, sign = gs.cv_results_, 1.0 if p.headline.higher_is_better else -1.0
-    cands = [Candidate(params={k: c[k] for k in space}, scores=[sign * float(r[f"split{i}_test_score"][j]) for i in range(folds)],
-                       mean=sign * float(r["mean_test_score"][j]), std=float(r["std_test_score"][j]), rank=int(r["rank_test_score"][j]))
+    cands = [Candidate(params={k: c[k] for k in space},
+                       scores=[sign * float(r[f"split{i}_test_score"][j]) for i in range(folds)],
+                       mean=sign * float(r["mean_test_score"][j]), std=float(r["std_test_score"][j]),
+                       rank=int(r["rank_test_score"][j]))
              for j, c in enumerate(candidates)]
     best = min(range(len(cands)), key=lambda j: (cands[j].rank, j))
-    return SearchRecord(kind=kind, space=space, n_iter=n_iter, seed=seed, folds=folds, metric=p.headline.name, higher_is_better=bool(p.headline.higher_is_better),
+    return SearchRecord(kind=kind, space=space, n_iter=n_iter, seed=seed, folds=folds, metric=p.headline.name,
+                        higher_is_better=bool(p.headline.higher_is_better),
                         candidates=cands, best=cands[best].params, engine=engine, cluster=cluster)

@@ -53,7 +53,8 @@ MAX_LISTED_ISSUES = 1000 # Problems listed per answer; a record after that gets 
 def service_models(
     contract: Contract | dict, # The input contract (see `contract.derive_contract`)
 ) -> SimpleNamespace:
-    "The request's answer types (Issue, Prediction, PredictResponse, ErrorResponse), with the contract's id and prediction names as field names."
+    """The request's answer types (Issue, Prediction, PredictResponse, ErrorResponse), with the contract's id and
+    prediction names as field names."""
     contract = Contract.of(contract)
     idn, pred = contract.id, contract.prediction_name
     cfg = ConfigDict(populate_by_name=True, serialize_by_alias=True)
@@ -65,40 +66,57 @@ def service_models(
         field=(str | None, Field(None, description="The field")),
         value=(str | None, Field(None, description="The value received (repr, cut to a short prefix), when relevant")),
         msg=(str, Field(description="What is wrong, or what was done about it")),
-        type=(str, Field("value_error", description="'value_error' (record refused), 'type_error' (request refused) or 'warning' (record scored)")))
+        type=(str, Field("value_error", description="'value_error' (record refused), 'type_error' (request refused) or "
+                                                    "'warning' (record scored)")))
     classes = contract.classes if contract.task == "classification" else None
-    probabilities = {f"proba_{j}": (float | None, Field(None, alias=f"p_{c}", description=f"Probability that {pred} is {c!r} (null when refused)"))
+    probabilities = {f"proba_{j}": (float | None, Field(None, alias=f"p_{c}",
+                                                        description=f"Probability that {pred} is {c!r} (null when "
+                                                                    "refused)"))
                      for j, c in enumerate(classes or [])}
-    Prediction = create_model("Prediction", __config__=cfg, __doc__="The answer for one record: its prediction, or its errors.",
+    Prediction = create_model("Prediction", __config__=cfg,
+                              __doc__="The answer for one record: its prediction, or its errors.",
         record=(int, Field(description="Index of the record in the request")),
         record_id=record_id,
-        prediction=((str if classes else float) | None, Field(None, alias=pred, description=f"The predicted {pred}" + (f", one of {classes}" if classes else "")
-                                                                                      + "; null when the record was refused")),
+        prediction=((str if classes else float) | None,
+                    Field(None, alias=pred,
+                          description=f"The predicted {pred}" + (f", one of {classes}" if classes else "")
+                                      + "; null when the record was refused")),
         **probabilities,
-        warnings=(list[Issue], Field(default_factory=list, description="Values that were imputed, unseen categories, ignored fields")),
-        errors=(list[Issue], Field(default_factory=list, description="Why the record was refused (empty when it was scored)")))
-    PredictResponse = create_model("PredictResponse", __config__=cfg, __doc__="An answer for every record of the request, in request order.",
-        run_id=(str, ...), scored=(int, Field(description="Records scored")), refused=(int, Field(description="Records refused, each with its errors")),
+        warnings=(list[Issue], Field(default_factory=list,
+                                     description="Values that were imputed, unseen categories, ignored fields")),
+        errors=(list[Issue], Field(default_factory=list,
+                                   description="Why the record was refused (empty when it was scored)")))
+    PredictResponse = create_model("PredictResponse", __config__=cfg,
+                                   __doc__="An answer for every record of the request, in request order.",
+        run_id=(str, ...), scored=(int, Field(description="Records scored")),
+        refused=(int, Field(description="Records refused, each with its errors")),
         predictions=(list[Prediction], ...))
-    ErrorResponse = create_model("ErrorResponse", __config__=cfg, __doc__="Why the request was refused.", detail=(list[Issue] | str, ...))
-    return SimpleNamespace(Issue=Issue, Prediction=Prediction, PredictResponse=PredictResponse, ErrorResponse=ErrorResponse)
+    ErrorResponse = create_model("ErrorResponse", __config__=cfg, __doc__="Why the request was refused.",
+                                 detail=(list[Issue] | str, ...))
+    return SimpleNamespace(Issue=Issue, Prediction=Prediction, PredictResponse=PredictResponse,
+                           ErrorResponse=ErrorResponse)
 
 # %% ../nbs/16_service.ipynb #f0f953c4
 def record_schema(contract: Contract | dict) -> dict[str, Any]:
     "JSON schema of one record, generated from the input contract."
     contract = Contract.of(contract)
-    props = {contract.id: {"type": ["integer", "string", "null"], "minimum": -2**63, "maximum": 2**63 - 1, "pattern": r"^[+-]?[0-9]{1,19}$",
-                           "description": "Row identifier: a 64-bit integer (or its digits as a string), echoed in the answer (optional)"}}
+    props = {contract.id: {"type": ["integer", "string", "null"], "minimum": -2**63, "maximum": 2**63 - 1,
+                           "pattern": r"^[+-]?[0-9]{1,19}$",
+                           "description": "Row identifier: a 64-bit integer (or its digits as a string), echoed in the "
+                                          "answer (optional)"}}
     for f in contract.fields:
         na = {"required": "must have a value", "absent": "missing means it does not exist",
               "unknown": "missing is imputed from the training data"}[f.na]
         if f.kind == "numeric":
             p = {"type": ["number", "string", "null"],
-                 "description": f"{f.doc or f.name}: a number, or a number written as a string ({na}; seen in training: {f.observed_min:g} to {f.observed_max:g})"}
+                 "description": f"{f.doc or f.name}: a number, or a number written as a string ({na}; seen in "
+                                f"training: {f.observed_min:g} to {f.observed_max:g})"}
         else:
-            shown = ", ".join(f.categories[:50]) + (f" and {len(f.categories) - 50} more" if len(f.categories) > 50 else "")
+            shown = ", ".join(f.categories[:50]) + (f" and {len(f.categories) - 50} more" if len(f.categories) > 50
+                                                    else "")
             p = {"type": ["string", "integer", "null"],
-                 "description": f"{f.doc or f.name}: a category, or a whole-number code ({na}; categories seen in training: {shown})",
+                 "description": f"{f.doc or f.name}: a category, or a whole-number code ({na}; categories seen in "
+                                f"training: {shown})",
                  "examples": f.categories[:3]}
         props[f.name] = p
     return {"title": "Record", "type": "object", "properties": props, "additionalProperties": True}
@@ -107,7 +125,8 @@ def record_schema(contract: Contract | dict) -> dict[str, Any]:
 _ID_TEXT = re.compile(r"[+-]?[0-9]{1,19}")
 
 def _valid_id(v) -> bool:
-    "Whether an id of an accepted JSON type is a 64-bit integer (written as digits, if a string): the contract's own rule, `contract.parse_id`."
+    """Whether an id of an accepted JSON type is a 64-bit integer (written as digits, if a string): the contract's own
+    rule, `contract.parse_id`."""
     return (not isinstance(v, str) or bool(_ID_TEXT.fullmatch(v))) and not parse_id(v)[1]
 
 # %% ../nbs/16_service.ipynb #c98a8a4d
@@ -123,30 +142,38 @@ def _takes(types: list[str], v) -> bool:
 def type_issues(
     records: list, # The request's records
     contract: Contract | dict, # The input contract
-    types: dict[str, list[str]] | None = None, # Field -> JSON types it takes, from `record_schema` (computed once by the service)
+    # Field -> JSON types it takes, from `record_schema` (computed once by the service)
+    types: dict[str, list[str]] | None = None,
 ) -> list[tuple[int, str | None, Any, str]]:
-    "(record, field, value, message) for every value the request schema excludes: a record that is no object, a field of another JSON type."
+    """(record, field, value, message) for every value the request schema excludes: a record that is no object, a field
+    of another JSON type."""
     contract = Contract.of(contract)
     props = types or {k: p["type"] for k, p in record_schema(contract)["properties"].items()}
     out = []
     for i, r in enumerate(records):
-        if not isinstance(r, dict): out.append((i, None, r, f"expected a record (a JSON object), got {type(r).__name__}")); continue
+        if not isinstance(r, dict):
+            out.append((i, None, r, f"expected a record (a JSON object), got {type(r).__name__}")); continue
         for k, v in r.items():
             t = props.get(k)
-            if t is not None and not _takes(t, v): out.append((i, k, v, f"expected {' or '.join(x for x in t if x != 'null')}, got {type(v).__name__}"))
-            elif k == contract.id and v is not None and not _valid_id(v): out.append((i, k, v, "expected a 64-bit integer (or its digits as a string)"))
+            if t is not None and not _takes(t, v):
+                out.append((i, k, v, f"expected {' or '.join(x for x in t if x != 'null')}, got {type(v).__name__}"))
+            elif k == contract.id and v is not None and not _valid_id(v):
+                out.append((i, k, v, "expected a 64-bit integer (or its digits as a string)"))
     return out
 
 # %% ../nbs/16_service.ipynb #bf0924e3
 def request_schema(contract: Contract | dict) -> dict[str, Any]:
     "JSON schema of a /predict request body: one record, a list of records, or {'records': [...]}."
     rec = record_schema(contract)
-    return {"anyOf": [rec, {"type": "array", "items": rec, "minItems": 1},  # no records: nothing to answer, 422; {"records": [...]} is the wrapper
-                      {"type": "object", "properties": {"records": {"type": "array", "items": rec, "minItems": 1}}, "required": ["records"]}]}
+    # no records: nothing to answer, 422; {"records": [...]} is the wrapper
+    return {"anyOf": [rec, {"type": "array", "items": rec, "minItems": 1},
+                      {"type": "object", "properties": {"records": {"type": "array", "items": rec, "minItems": 1}},
+                       "required": ["records"]}]}
 
 # %% ../nbs/16_service.ipynb #cf007f10
 class LimitAndLog:
-    "ASGI middleware: refuse bodies over `max_body_bytes` with 413, log one JSON line per request, and count it in `metrics`."
+    """ASGI middleware: refuse bodies over `max_body_bytes` with 413, log one JSON line per request, and count it in
+    `metrics`."""
     def __init__(self, app, max_body_bytes: int, metrics: ServiceMetrics | None = None):
         self.app, self.max_body_bytes, self.metrics = app, max_body_bytes, metrics
 
@@ -161,10 +188,12 @@ class LimitAndLog:
             if status["replied"]: return  # the 413 is out; whatever the app says after it is dropped
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
-                message = {**message, "headers": [*message.get("headers", []), (b"x-request-id", rid.encode("latin-1"))]}
+                message = {**message, "headers": [*message.get("headers", []),
+                                                  (b"x-request-id", rid.encode("latin-1"))]}
             await send(message)
         async def too_large():
-            await JSONResponse({"detail": f"request body larger than {self.max_body_bytes} bytes"}, status_code=413)(scope, receive, send_logged)
+            await JSONResponse({"detail": f"request body larger than {self.max_body_bytes} bytes"},
+                               status_code=413)(scope, receive, send_logged)
             status["replied"] = True
         async def receive_limited():
             message = await receive()
@@ -181,8 +210,10 @@ class LimitAndLog:
             else: await self.app(scope, receive_limited, send_logged)
         finally:
             seconds = time.perf_counter() - start
-            if self.metrics is not None: self.metrics.request(getattr(scope.get("route"), "path", "unmatched"), status["code"], seconds)
-            log.info(json.dumps({"request_id": rid, "method": scope.get("method"), "path": scope.get("path"), "status": status["code"],
+            if self.metrics is not None:
+                self.metrics.request(getattr(scope.get("route"), "path", "unmatched"), status["code"], seconds)
+            log.info(json.dumps({"request_id": rid, "method": scope.get("method"), "path": scope.get("path"),
+                                 "status": status["code"],
                                  "records": scope["state"].get("records"), "latency_ms": round(seconds * 1000, 3)}))
 
 # %% ../nbs/16_service.ipynb #248c6b59
@@ -190,19 +221,28 @@ _UNSEEN = unseen_message("\0").split("\0")[1] # How the message of an unseen cat
 
 class ServiceMetrics:
     "The service's Prometheus metrics, in a registry of its own; the input log's counts are read when scraped."
-    BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0) # Latency buckets, seconds
+    # Latency buckets, seconds
+    BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
     def __init__(self):
         from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
         self.registry, self.content_type, self.input_log = CollectorRegistry(), CONTENT_TYPE_LATEST, None
         r = self.registry
-        self.requests = Counter("model_requests", "HTTP requests answered, by route and status code", ["route", "status"], registry=r)
-        self.latency = Histogram("model_request_duration_seconds", "Time to answer an HTTP request, by route", ["route"], buckets=self.BUCKETS, registry=r)
-        self.records = Counter("model_records", "Records received by POST /predict, by outcome: scored or refused", ["outcome"], registry=r)
-        self.errors = Counter("model_record_errors", "Errors that refused a record, by field (empty: the record as a whole)", ["field"], registry=r)
-        self.unseen = Counter("model_unseen_categories", "Values of a category not seen in training (scored as unknown), by field", ["field"], registry=r)
-        self.model = Gauge("model_info", "The run whose model is serving (value 1), and how its held-out predictions agree with the run's here",
-                           ["run_id", "numerics"], registry=r)
+        self.requests = Counter("model_requests", "HTTP requests answered, by route and status code",
+                                ["route", "status"], registry=r)
+        self.latency = Histogram("model_request_duration_seconds", "Time to answer an HTTP request, by route",
+                                 ["route"], buckets=self.BUCKETS, registry=r)
+        self.records = Counter("model_records", "Records received by POST /predict, by outcome: scored or refused",
+                               ["outcome"], registry=r)
+        self.errors = Counter("model_record_errors",
+                              "Errors that refused a record, by field (empty: the record as a whole)",
+                              ["field"], registry=r)
+        self.unseen = Counter("model_unseen_categories",
+                              "Values of a category not seen in training (scored as unknown), by field",
+                              ["field"], registry=r)
+        self.model = Gauge("model_info",
+                           "The run whose model is serving (value 1), and how its held-out predictions agree with the "
+                           "run's here", ["run_id", "numerics"], registry=r)
         self._serving: tuple[str, str] | None = None
         r.register(self)  # `collect` below: the input log's counts
 
@@ -211,16 +251,20 @@ class ServiceMetrics:
     def collect(self):
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
         if self.input_log is None: return
-        rows = CounterMetricFamily("model_input_log_rows", "Rows handed to the input log, by outcome: written; dropped (its queue was full); failed (not written)",
-                                   labels=["outcome"])
+        rows = CounterMetricFamily("model_input_log_rows",
+                                   "Rows handed to the input log, by outcome: written; dropped (its queue was full); "
+                                   "failed (not written)", labels=["outcome"])
         for k in ("written", "dropped", "failed"): rows.add_metric([k], getattr(self.input_log, f"{k}_rows"))
         yield rows
-        yield GaugeMetricFamily("model_input_log_queue", "Requests waiting for the input log's writer", value=self.input_log.queued)
+        yield GaugeMetricFamily("model_input_log_queue", "Requests waiting for the input log's writer",
+                                value=self.input_log.queued)
 
     def serving(self, predictor: Predictor):
-        "Say which run serves, and the tier of its held-out predictions here (after a reload: instead of the one before)."
+        """Say which run serves, and the tier of its held-out predictions here (after a reload: instead of the one
+        before)."""
         if self._serving is not None: self.model.remove(*self._serving)
-        self._serving = (str(predictor.run_id), predictor.agreement.tier if predictor.agreement is not None else "not verified")
+        self._serving = (str(predictor.run_id), predictor.agreement.tier if predictor.agreement is not None
+                         else "not verified")
         self.model.labels(*self._serving).set(1)
 
     def request(self, route: str, status: int, seconds: float):
@@ -235,16 +279,20 @@ class ServiceMetrics:
         iss = scored.issues
         if not len(iss): return
         err = iss.level == "error"
-        for field, n in zip(*np.unique(iss.column[err].astype(str), return_counts=True)): self.errors.labels(field).inc(int(n))
+        for field, n in zip(*np.unique(iss.column[err].astype(str), return_counts=True)):
+            self.errors.labels(field).inc(int(n))
         unseen = [c for c, m, lv in zip(iss.column, iss.message, iss.level) if lv == "warning" and m.endswith(_UNSEEN)]
-        for field, n in zip(*np.unique(np.array(unseen, dtype=str), return_counts=True)): self.unseen.labels(field).inc(int(n))
+        for field, n in zip(*np.unique(np.array(unseen, dtype=str), return_counts=True)):
+            self.unseen.labels(field).inc(int(n))
 
     def exposition(self) -> bytes: 
         from prometheus_client import generate_latest
         return generate_latest(self.registry)
 
 # %% ../nbs/16_service.ipynb #d8181edb
-SMALL_BODY_BYTES = 64 << 10 # Bodies up to this size (and up to `SMALL_BATCH` records) are parsed and scored on the event loop; larger ones on a worker thread
+# Bodies up to this size (and up to `SMALL_BATCH` records) are parsed and scored on the event loop; larger ones on a
+# worker thread
+SMALL_BODY_BYTES = 64 << 10
 
 class _Record(dict):
     "A JSON object as the request gave it, and the keys it held more than once (`duplicated`)."
@@ -261,18 +309,22 @@ def _object(pairs: list[tuple[str, Any]]) -> dict:
 
 # %% ../nbs/16_service.ipynb #5e5ea169
 def parse_body(raw: bytes) -> Any:
-    "The JSON value of a request body (NaN and Infinity accepted, as Python's parser does); objects that hold a key twice say so. Raises ValueError."
+    """The JSON value of a request body (NaN and Infinity accepted, as Python's parser does); objects that hold a key
+    twice say so. Raises ValueError."""
     try: return json.loads(raw, object_pairs_hook=_object)
-    except RecursionError: raise ValueError("arrays or objects nested too deeply") from None  # [[[[...: the parser's recursion, not a crash
+    # [[[[...: the parser's recursion, not a crash
+    except RecursionError: raise ValueError("arrays or objects nested too deeply") from None
 
 # %% ../nbs/16_service.ipynb #2fcaebb1
-TWICE = "given more than once in this record: which value was meant is unknown; send each field once" # The error of a repeated key
+# The error of a repeated key
+TWICE = "given more than once in this record: which value was meant is unknown; send each field once"
 
 def refuse_duplicated(
     scored: Scored, # The scored records
     records: list, # The records, as `parse_body` read them
 ) -> Scored:
-    "Refuse each record that held a key twice (see `parse_body`), with an error per repeated key; the other records keep their answers."
+    """Refuse each record that held a key twice (see `parse_body`), with an error per repeated key; the other records
+    keep their answers."""
     twice = [(i, k) for i, r in enumerate(records) for k in getattr(r, "duplicated", ())]
     for i, k in twice: scored.issues = scored.issues.plus([i], k, [show_value(records[i][k])], TWICE)
     if rows := sorted({i for i, _ in twice}):
@@ -286,42 +338,51 @@ class ServiceSettings(BaseSettings):
     "What the service serves, its limits and its input log: given, or from `NBPROD_SERVICE_*` environment variables."
     model_config = SettingsConfigDict(env_prefix="NBPROD_SERVICE_", frozen=True, extra="forbid")
     run: Path # The finished run whose model to serve at start-up
-    reload_ref: str | None = None # What a reload serves: the run this names then (an alias, a run id; None: production, else the newest)
+    # What a reload serves: the run this names then (an alias, a run id; None: production, else the newest)
+    reload_ref: str | None = None
     runs_dir: Path | None = None # The run store `reload_ref` is resolved in; default: the folder that holds `run`
     max_body_bytes: int = Field(10 * 2**20, gt=0) # Larger request bodies get 413
     max_records: int = Field(10_000, gt=0) # More records in one request get 413
     admin_token: SecretStr | None = None # Bearer token of POST /admin/reload; without one, only SIGHUP reloads
     log_inputs: Path | None = None # Log scored inputs and outputs to this folder (see `inputlog`); None: no input log
     log_exclude: tuple[str, ...] = () # Fields (or the id) never written to the input log
-    log_max_bytes: int = Field(1 << 30, gt=0) # Largest total size of the input log's files: the oldest are removed beyond it
-    allow_unsigned: bool = False # Load a run whose signature is missing or does not check out (see `predict.LoadPolicy`)
+    # Largest total size of the input log's files: the oldest are removed beyond it
+    log_max_bytes: int = Field(1 << 30, gt=0)
+    # Load a run whose signature is missing or does not check out (see `predict.LoadPolicy`)
+    allow_unsigned: bool = False
     allow_version_mismatch: bool = False # Load a run made with other versions of the libraries that shape predictions
-    rtol: float = Field(RTOL, ge=0) # Held-out predictions within this relative difference of the run's load, with a warning
+    # Held-out predictions within this relative difference of the run's load, with a warning
+    rtol: float = Field(RTOL, ge=0)
     strict: bool = False # Load only a run whose held-out predictions are its own to the last bit
 
     @field_validator("admin_token")
     @classmethod
     def _long_enough(cls, token: SecretStr | None) -> SecretStr | None:
-        if token is not None and len(token.get_secret_value()) < 16: raise ValueError("an admin token must have at least 16 characters")
+        if token is not None and len(token.get_secret_value()) < 16:
+            raise ValueError("an admin token must have at least 16 characters")
         return token
 
     @property
     def policy(self) -> LoadPolicy:
         "The trust decisions of loading, as one value."
-        return LoadPolicy(allow_unsigned=self.allow_unsigned, allow_version_mismatch=self.allow_version_mismatch, rtol=self.rtol, strict=self.strict)
+        return LoadPolicy(allow_unsigned=self.allow_unsigned, allow_version_mismatch=self.allow_version_mismatch,
+                          rtol=self.rtol, strict=self.strict)
 
 # %% ../nbs/16_service.ipynb #76c45e2b
 class Service:
-    "The state of one app: settings, the serving run's contract and answer types, metrics, the input log, the model serving now."
+    """The state of one app: settings, the serving run's contract and answer types, metrics, the input log, the model
+    serving now."""
     def __init__(self, settings: ServiceSettings):
         self.settings, self.run_dir = settings, Path(settings.run)
         self.runs_dir = Path(settings.runs_dir) if settings.runs_dir is not None else self.run_dir.resolve().parent
-        self.predictor = Predictor.load(self.run_dir, settings.policy)  # loaded and verified (signature first) before the server starts
+        # loaded and verified (signature first) before the server starts
+        self.predictor = Predictor.load(self.run_dir, settings.policy)
         self.manifest, self.contract = self.predictor.manifest, self.predictor.contract
         self.models = service_models(self.contract)
         self.types = {k: p["type"] for k, p in record_schema(self.contract)["properties"].items()}
         self.max_values = settings.max_records * (len(self.contract.fields) + 1)
-        if settings.log_inputs is not None: log_schema(self.contract, settings.log_exclude)  # a column that is no field: refused now
+        # a column that is no field: refused now
+        if settings.log_inputs is not None: log_schema(self.contract, settings.log_exclude)
         self.metrics, self.input_log, self.last_reload = ServiceMetrics(), None, None
         self.reload_lock: asyncio.Lock | None = None  # made on the server's event loop (see `lifespan`)
 
@@ -331,7 +392,8 @@ class Service:
                              "numerics": self.predictor.numerics()}))
         self.metrics.serving(self.predictor)
         s = self.settings
-        if s.log_inputs is not None: self.input_log = InputLog(s.log_inputs, self.contract, s.log_exclude, s.log_max_bytes)
+        if s.log_inputs is not None:
+            self.input_log = InputLog(s.log_inputs, self.contract, s.log_exclude, s.log_max_bytes)
         self.metrics.input_log, self.reload_lock = self.input_log, asyncio.Lock()
 
 # %% ../nbs/16_service.ipynb #34210ce7
@@ -347,17 +409,20 @@ async def _swap(service: Service) -> dict:
     if run.name == old.run_id: return {"status": "unchanged", "run_id": old.run_id}
     new = await run_in_threadpool(Predictor.load, run, s.policy)
     if _fields(new.contract) != _fields(old.contract):
-        raise ValueError(f"run {new.run_id} reads other fields than the serving run {old.run_id}: restart the service to serve it")
+        raise ValueError(f"run {new.run_id} reads other fields than the serving run {old.run_id}: restart the service "
+                         "to serve it")
     service.predictor = new  # the swap
     service.metrics.serving(new)
     return {"status": "swapped", "run_id": new.run_id, "previous": old.run_id}
 
 # %% ../nbs/16_service.ipynb #db8c6581
 async def reload_model(service: Service) -> dict:
-    "Reload (see above), one at a time; whatever goes wrong, the old model keeps serving. The outcome, also kept as `last_reload`."
+    """Reload (see above), one at a time; whatever goes wrong, the old model keeps serving. The outcome, also kept as
+    `last_reload`."""
     async with service.reload_lock:
         try: outcome = await _swap(service)
-        except Exception as e: outcome = {"status": "failed", "run_id": service.predictor.run_id, "error": f"{type(e).__name__}: {e}"}
+        except Exception as e:
+            outcome = {"status": "failed", "run_id": service.predictor.run_id, "error": f"{type(e).__name__}: {e}"}
         outcome["time"] = datetime.now(UTC).isoformat(timespec="seconds")
         service.last_reload = outcome
         (log.warning if outcome["status"] == "failed" else log.info)(json.dumps({"event": "reload", **outcome}))
@@ -366,14 +431,17 @@ async def reload_model(service: Service) -> dict:
 # %% ../nbs/16_service.ipynb #13b62bd0
 @asynccontextmanager
 async def lifespan(app: FastAPI):
-    "Open the app's service; reload on SIGHUP while it runs; close its input log (what is queued is written) when it stops."
+    """Open the app's service; reload on SIGHUP while it runs; close its input log (what is queued is written) when it
+    stops."""
     service: Service = app.state.service
     service.open()
-    loop, tasks = asyncio.get_running_loop(), set()  # the loop keeps only weak references to tasks: these keep reloads alive
+    # the loop keeps only weak references to tasks: these keep reloads alive
+    loop, tasks = asyncio.get_running_loop(), set()
     def on_sighup():
         task = loop.create_task(reload_model(service)); tasks.add(task); task.add_done_callback(tasks.discard)
     try: loop.add_signal_handler(signal.SIGHUP, on_sighup)
-    except (RuntimeError, ValueError, NotImplementedError): pass  # not the main thread (a test client): no signal handler
+    # not the main thread (a test client): no signal handler
+    except (RuntimeError, ValueError, NotImplementedError): pass
     try: yield
     finally:
         try: loop.remove_signal_handler(signal.SIGHUP)
@@ -402,7 +470,8 @@ async def require_admin(
     "Refuse a request without the admin token: 403 when none is configured, 401 when it is wrong or missing."
     token = service.settings.admin_token
     if token is None:
-        raise HTTPException(403, "reloading over HTTP is off: no admin token is configured (serve --admin-token-file); SIGHUP reloads")
+        raise HTTPException(403, "reloading over HTTP is off: no admin token is configured (serve --admin-token-file); "
+                                 "SIGHUP reloads")
     if not hmac.compare_digest((authorization or "").encode(), f"Bearer {token.get_secret_value()}".encode()):
         raise HTTPException(401, "wrong or missing admin token (Authorization: Bearer <token>)")
 
@@ -417,25 +486,31 @@ async def health(predictor: PredictorDep) -> dict:
 # %% ../nbs/16_service.ipynb #9501bc6e
 @router.get("/model")
 async def model(service: ServiceDep, predictor: PredictorDep) -> dict:
-    "Which model this is: run id, metrics, library versions, how its held-out predictions agree here, data fingerprint, input contract."
+    """Which model this is: run id, metrics, library versions, how its held-out predictions agree here, data
+    fingerprint, input contract."""
     m = predictor.manifest
-    return {"run_id": m.run_id, "metrics": m.metrics, "versions": m.environment.packages, "numerics": predictor.numerics(),
+    return {"run_id": m.run_id, "metrics": m.metrics, "versions": m.environment.packages,
+            "numerics": predictor.numerics(),
             "data": m.data.model_dump(include={"reference", "fingerprint", "rows", "columns"}),
-            "trained": m.job.finished if m.job else None, "contract": predictor.contract.to_json(), "last_reload": service.last_reload}
+            "trained": m.job.finished if m.job else None, "contract": predictor.contract.to_json(),
+            "last_reload": service.last_reload}
 
 # %% ../nbs/16_service.ipynb #75a44aa8
 @router.get("/metrics", response_class=Response,
             responses={200: {"content": {"text/plain": {}}, "description": "The Prometheus text format"}})
 def metrics_endpoint(service: ServiceDep) -> Response:
-    "The service's metrics in the Prometheus text format: requests, latency, records, per-field errors, unseen categories, model, input log."
+    """The service's metrics in the Prometheus text format: requests, latency, records, per-field errors, unseen
+    categories, model, input log."""
     return Response(service.metrics.exposition(), media_type=service.metrics.content_type)
 
 # %% ../nbs/16_service.ipynb #44309f74
 @router.post("/admin/reload", dependencies=[Depends(require_admin)],
-             responses={401: {"description": "Wrong or missing token"}, 403: {"description": "No admin token is configured"},
+             responses={401: {"description": "Wrong or missing token"},
+                        403: {"description": "No admin token is configured"},
                         409: {"description": "The new model failed: the old one still serves"}})
 async def admin_reload(service: ServiceDep):
-    "Serve the run the service's run reference names now (production, unless started with another): loaded and verified, then swapped."
+    """Serve the run the service's run reference names now (production, unless started with another): loaded and
+    verified, then swapped."""
     outcome = await reload_model(service)
     return JSONResponse(outcome, status_code=409 if outcome["status"] == "failed" else 200)
 
@@ -454,17 +529,20 @@ def _id(scored, r: int) -> int | None:
 # %% ../nbs/16_service.ipynb #70a0374a
 def _refused(status: int, detail) -> JSONResponse:
     "A refusal of the whole request: a text, or a list of issues."
-    return JSONResponse({"detail": detail if isinstance(detail, str) else [d.model_dump() for d in detail]}, status_code=status)
+    return JSONResponse({"detail": detail if isinstance(detail, str) else [d.model_dump() for d in detail]},
+                        status_code=status)
 
 # %% ../nbs/16_service.ipynb #496710a2
 def _listed(scored, r, c, v, m, kind, Issue):
     "One issue of record `r` as the answer lists it."
-    return Issue(loc=["body", "records", r] + ([str(c)] if c else []), record=r, record_id=_id(scored, r), field=str(c) or None,
+    return Issue(loc=["body", "records", r] + ([str(c)] if c else []), record=r, record_id=_id(scored, r),
+                 field=str(c) or None,
                  value=v or None, msg=str(m), type=kind)
 
 # %% ../nbs/16_service.ipynb #c138d371
 def _issues(scored, level, Issue) -> dict[int, list]:
-    "Record -> its issues of `level`, at most `MAX_ISSUES_PER_RECORD` each and `MAX_LISTED_ISSUES` in all, the rest counted."
+    """Record -> its issues of `level`, at most `MAX_ISSUES_PER_RECORD` each and `MAX_LISTED_ISSUES` in all, the rest
+    counted."""
     iss, out, listed = scored.issues, {}, 0
     sel = np.flatnonzero(iss.level == level)
     sel = sel[np.argsort(iss.row[sel], kind="stable")]  # by record: the first records' problems are the ones listed
@@ -480,30 +558,36 @@ def _issues(scored, level, Issue) -> dict[int, list]:
         why = (f"at most {MAX_ISSUES_PER_RECORD} are listed per record" if len(shown) == MAX_ISSUES_PER_RECORD else
                f"an answer lists the first {MAX_LISTED_ISSUES} of a request")
         out[r] = shown + [Issue(loc=["body", "records", r], record=r, record_id=_id(scored, r),
-                                msg=f"{len(mine) - len(shown)} more {'problem' if level == 'error' else 'warning'}(s), not listed ({why})", type=kind)]
+                                msg=f"{len(mine) - len(shown)} more {'problem' if level == 'error' else 'warning'}(s), "
+                                    f"not listed ({why})", type=kind)]
     return out
 
 # %% ../nbs/16_service.ipynb #20505a36
 def _type_refusal(bad: list, Issue) -> JSONResponse:
     "422 for the values the request schema excludes (see `type_issues`), the first `MAX_LISTED_ISSUES` listed."
-    detail = [Issue(loc=["body", "records", i] + ([k] if k is not None else []), record=i, field=k, value=show_value(v), msg=m, type="type_error")
+    detail = [Issue(loc=["body", "records", i] + ([k] if k is not None else []), record=i, field=k,
+                    value=show_value(v), msg=m, type="type_error")
               for i, k, v, m in bad[:MAX_LISTED_ISSUES]]
     if len(bad) > MAX_LISTED_ISSUES:
-        detail.append(Issue(loc=["body"], msg=f"{len(bad) - MAX_LISTED_ISSUES} more problem(s), not listed", type="type_error"))
+        detail.append(Issue(loc=["body"], msg=f"{len(bad) - MAX_LISTED_ISSUES} more problem(s), not listed",
+                            type="type_error"))
     return _refused(422, detail)
 
 # %% ../nbs/16_service.ipynb #7b7b786e
 def _hold_back(scored, errors: dict, Issue):
     "With `all_or_nothing`: no record is scored; the refused ones say why, the others that they were held back."
-    held = Issue(loc=["query", "all_or_nothing"], msg="not scored: another record of the request was refused, and all_or_nothing is set",
+    held = Issue(loc=["query", "all_or_nothing"],
+                 msg="not scored: another record of the request was refused, and all_or_nothing is set",
                  type="value_error")
     for i in np.flatnonzero(scored.ok):
-        errors[int(i)] = [held.model_copy(update=dict(loc=["body", "records", int(i)], record=int(i), record_id=_id(scored, int(i))))]
+        errors[int(i)] = [held.model_copy(update=dict(loc=["body", "records", int(i)], record=int(i),
+                                                      record_id=_id(scored, int(i))))]
     scored.ok[:] = False
 
 # %% ../nbs/16_service.ipynb #46cda102
 def answer(service: Service, predictor: Predictor, records: list, all_or_nothing: bool) -> Response:
-    "The answer to a request of `records` within the limits: 422 for what the request schema excludes, else one answer per record."
+    """The answer to a request of `records` within the limits: 422 for what the request schema excludes, else one answer
+    per record."""
     M = service.models
     if bad := type_issues(records, service.contract, service.types): return _type_refusal(bad, M.Issue)
     scored = refuse_duplicated(predictor.score(records), records)
@@ -511,70 +595,89 @@ def answer(service: Service, predictor: Predictor, records: list, all_or_nothing
     errors = _issues(scored, "error", M.Issue)
     if all_or_nothing and errors: _hold_back(scored, errors, M.Issue)
     warnings = _issues(scored, "warning", M.Issue)
-    proba = lambda i: {f"proba_{j}": float(x) for j, x in enumerate(scored.probabilities[i])} if scored.classes and scored.ok[i] else {}
+    proba = lambda i: {f"proba_{j}": float(x) for j,
+                       x in enumerate(scored.probabilities[i])} if scored.classes and scored.ok[i] else {}
     value = lambda i, p: None if not scored.ok[i] else str(p) if scored.classes else float(p)
-    preds = [M.Prediction(record=i, record_id=_id(scored, i), prediction=value(i, p), **proba(i), warnings=warnings.get(i, []),
+    preds = [M.Prediction(record=i, record_id=_id(scored, i), prediction=value(i, p), **proba(i),
+                          warnings=warnings.get(i, []),
                           errors=errors.get(i, [])) for i, p in enumerate(scored.predictions)]
     ok = int(scored.ok.sum())
     out = M.PredictResponse(run_id=predictor.run_id, scored=ok, refused=len(records) - ok, predictions=preds)
-    if service.input_log is not None: service.input_log.log(scored, predictor.run_id, records=records)  # never waits: a full queue drops
-    return Response(out.model_dump_json(by_alias=True), media_type="application/json")  # pydantic's own serialiser: no second validation
+    # never waits: a full queue drops
+    if service.input_log is not None: service.input_log.log(scored, predictor.run_id, records=records)
+    # pydantic's own serialiser: no second validation
+    return Response(out.model_dump_json(by_alias=True), media_type="application/json")
 
 # %% ../nbs/16_service.ipynb #0259ff92
 def _over_limits(service: Service, records: list) -> JSONResponse | None:
     "413 for more records or values than the service takes in one request; None within the limits."
     s = service.settings
-    if len(records) > s.max_records: return _refused(413, f"{len(records)} records in one request; the limit is {s.max_records}")
+    if len(records) > s.max_records:
+        return _refused(413, f"{len(records)} records in one request; the limit is {s.max_records}")
     if (n := sum(len(r) for r in records if isinstance(r, dict))) > service.max_values:
-        return _refused(413, f"{n} values in one request; the limit is {service.max_values} "
-                             f"({s.max_records} records × {len(service.contract.fields) + 1} fields)")
+        return _refused(413, f"{n} values in one request; the limit is {service.max_values} ({s.max_records} records × "
+                             f"{len(service.contract.fields) + 1} fields)")
     return None
 
 # %% ../nbs/16_service.ipynb #747dd8ce
 async def predict(
     request: Request,
     service: ServiceDep,
-    all_or_nothing: Annotated[bool, Query(description="Score no record unless every record can be scored (each still gets its answer)")] = False,
+    all_or_nothing: Annotated[bool, Query(description="Score no record unless every record can be scored (each still "
+                                                      "gets its answer)")] = False,
 ):
     "Predict one or more records: each gets its prediction, or its errors."
-    predictor, Issue = service.predictor, service.models.Issue  # the model serving now: the request finishes on it, whatever a reload does
+    # the model serving now: the request finishes on it, whatever a reload does
+    predictor, Issue = service.predictor, service.models.Issue
     try: raw = await request.body()
-    except ClientDisconnect: return Response(status_code=400)  # the client left, or the body was over the limit (answered 413 already)
-    small = len(raw) <= SMALL_BODY_BYTES  # parsed and checked on the loop only when it costs less than a thread hand-off
+    # the client left, or the body was over the limit (answered 413 already)
+    except ClientDisconnect: return Response(status_code=400)
+    # parsed and checked on the loop only when it costs less than a thread hand-off
+    small = len(raw) <= SMALL_BODY_BYTES
     try: body = parse_body(raw) if small else await run_in_threadpool(parse_body, raw)
-    except ValueError as e: return _refused(422, [Issue(loc=["body"], msg=f"the body is not JSON ({show_value(str(e))[1:-1]})")])
-    if getattr(body, "duplicated", ()) and set(body) == {"records"}: return _refused(422, [Issue(loc=["body", "records"], msg=f"records {TWICE}")])
+    except ValueError as e:
+        return _refused(422, [Issue(loc=["body"], msg=f"the body is not JSON ({show_value(str(e))[1:-1]})")])
+    if getattr(body, "duplicated", ()) and set(body) == {"records"}:
+        return _refused(422, [Issue(loc=["body", "records"], msg=f"records {TWICE}")])
     if (records := _records(body)) is None:
-        return _refused(422, [Issue(loc=["body"], msg="expected a record (JSON object), a list of records, or {\"records\": [...]}")])
+        return _refused(422, [Issue(loc=["body"],
+                                    msg="expected a record (JSON object), a list of records, or {\"records\": [...]}")])
     request.scope["state"]["records"] = len(records)
     if not records: return _refused(422, [Issue(loc=["body"], msg="no records to score")])
     if (too_many := _over_limits(service, records)) is not None: return too_many
     work = lambda: answer(service, predictor, records, all_or_nothing)
-    # a few records in a small body are scored on the event loop (a thread hand-off would cost more), the rest on a worker thread
+    # a few records in a small body are scored on the event loop (a thread hand-off would cost more), the rest on a
+    # worker thread
     return work() if small and len(records) <= SMALL_BATCH else await run_in_threadpool(work)
 
 # %% ../nbs/16_service.ipynb #7d5ff9f8
 def predict_router(service: Service) -> APIRouter:
     "The router of POST /predict, its request and answer schemas those of the service's contract."
     M, r = service.models, APIRouter()
+    refusals = {413: "Body, records or values over the service's limits",
+                422: "A request the schema excludes, every problem by record and field"}
+    body = {"required": True, "content": {"application/json": {"schema": request_schema(service.contract)}}}
     r.add_api_route("/predict", predict, methods=["POST"], response_model=M.PredictResponse,
-                    responses={413: {"model": M.ErrorResponse, "description": "Body, records or values over the service's limits"},
-                               422: {"model": M.ErrorResponse, "description": "A request the schema excludes, every problem by record and field"}},
-                    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": request_schema(service.contract)}}}})
+                    responses={code: {"model": M.ErrorResponse, "description": why} for code, why in refusals.items()},
+                    openapi_extra={"requestBody": body})
     return r
+
 
 # %% ../nbs/16_service.ipynb #bf9359f9
 def add_error_handlers(app: FastAPI, Issue):
-    "Errors FastAPI raises, answered in the service's shape: a body it cannot parse as 422 with an issue, validation errors as issues."
+    """Errors FastAPI raises, answered in the service's shape: a body it cannot parse as 422 with an issue, validation
+    errors as issues."""
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
-        if exc.status_code == 400:  # a body FastAPI cannot parse (not UTF-8, say): answered as any body that is not JSON
+        # a body FastAPI cannot parse (not UTF-8, say): answered as any body that is not JSON
+        if exc.status_code == 400:
             return _refused(422, [Issue(loc=["body"], msg=f"the body is not JSON ({exc.detail})")])
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError):
-        return _refused(422, [Issue(loc=[str(x) for x in e.get("loc", [])], msg=str(e.get("msg")), type=str(e.get("type", "value_error")))
+        return _refused(422, [Issue(loc=[str(x) for x in e.get("loc", [])], msg=str(e.get("msg")),
+                                    type=str(e.get("type", "value_error")))
                               for e in exc.errors()])
 
 # %% ../nbs/16_service.ipynb #7c70da3a
@@ -584,8 +687,10 @@ def create_app(
     "The FastAPI app serving the model of `settings.run`, loaded now; a reload swaps it without downtime."
     service = Service(settings)
     target, run_id = service.contract.prediction_name, service.manifest.run_id
-    app = FastAPIOffline(title=f"Predictions of {target}", version=str(service.manifest.code.package_version), lifespan=lifespan,
-                         description=f"Predicts {target} with the model of training run `{run_id}`.")  # /docs without internet
+    app = FastAPIOffline(title=f"Predictions of {target}", version=str(service.manifest.code.package_version),
+                         lifespan=lifespan,
+                         # /docs without internet
+                         description=f"Predicts {target} with the model of training run `{run_id}`.")
     app.state.service = service
     app.include_router(router)
     app.include_router(predict_router(service))

@@ -25,7 +25,8 @@ __all__ = ['OWN_PARAMS', 'PASSWORD_ENV', 'MIN_TRAINING_ROWS', 'SQL_CHUNK_ROWS', 
 # %% ../nbs/18_sources.ipynb #3072cbff
 OWN_PARAMS = ("table", "query", "as_of_column") # Query parameters of a SQL reference that are ours, not the driver's
 PASSWORD_ENV = "DATABASE_PASSWORD" # Where a database password is taken from when the URL has a user and no password
-MIN_TRAINING_ROWS = 10 # Fewer rows than this are no training data (a header-only file, a query that matched almost nothing)
+# Fewer rows than this are no training data (a header-only file, a query that matched almost nothing)
+MIN_TRAINING_ROWS = 10
 
 @dataclass(frozen=True)
 class DataRef:
@@ -61,7 +62,8 @@ class DataRef:
         if self.kind != "sql": return str(self)
         from sqlalchemy.engine import make_url
         url = make_url(self.location)._replace(password=None)  # URL is a named tuple; set(password=None) would keep it
-        return str(DataRef(self.kind, url.render_as_string(hide_password=False), self.table, self.query, self.as_of_column))
+        return str(DataRef(self.kind, url.render_as_string(hide_password=False), self.table, self.query,
+                           self.as_of_column))
 
     @property
     def password(self) -> str | None:
@@ -85,7 +87,8 @@ def _engine(location: str):
     from sqlalchemy import create_engine
     from sqlalchemy.engine import make_url
     url = make_url(location)
-    if url.username and url.password is None and os.environ.get(PASSWORD_ENV): url = url.set(password=os.environ[PASSWORD_ENV])
+    if url.username and url.password is None and os.environ.get(PASSWORD_ENV):
+        url = url.set(password=os.environ[PASSWORD_ENV])
     return create_engine(url)
 
 # %% ../nbs/18_sources.ipynb #c3f06ffc
@@ -100,12 +103,14 @@ def read_sql(ref: DataRef, as_of=None) -> pd.DataFrame:
         t, ts = parse_as_of(as_of), q(ref.as_of_column)
         sql = f"SELECT * FROM {src}" + (f" WHERE {ts} <= :as_of" if t else "") + f" ORDER BY {q(ID)}"
         with eng.connect() as con:  # in chunks, each stored in Arrow arrays: a fraction of the memory of Python objects
-            chunks = pd.read_sql_query(text(sql), con, params={"as_of": t} if t else None, chunksize=SQL_CHUNK_ROWS, dtype_backend="pyarrow")
+            chunks = pd.read_sql_query(text(sql), con, params={"as_of": t} if t else None, chunksize=SQL_CHUNK_ROWS,
+                                       dtype_backend="pyarrow")
             df = pd.concat(list(chunks), ignore_index=True)
     finally:
         eng.dispose()
     if ref.as_of_column in df.columns:
-        df = df.sort_values([ID, ref.as_of_column], kind="stable").drop_duplicates(ID, keep="last").drop(columns=ref.as_of_column)
+        df = df.sort_values([ID, ref.as_of_column], kind="stable").drop_duplicates(ID,
+            keep="last").drop(columns=ref.as_of_column)
     elif t is not None:
         raise ValueError(f"as_of needs a timestamp column {ref.as_of_column!r}, which {ref.redacted()} does not have")
     return df
@@ -123,14 +128,16 @@ def load(
     if ref.kind == "sql":
         raw, source = read_sql(ref, as_of), ref.redacted()
     else:
-        if as_of not in (None, ""): raise ValueError("as_of applies to SQL tables with a timestamp column, not to files")
+        if as_of not in (None, ""):
+            raise ValueError("as_of applies to SQL tables with a timestamp column, not to files")
         path = Path(ref.location) if root is None or Path(ref.location).is_absolute() else Path(root) / ref.location
         if not path.is_file(): raise FileNotFoundError(f"data file not found: {path}")
         raw = pd.read_parquet(path) if ref.kind == "parquet" else read_raw_csv(path, na_strings=schema.na_strings)
         source = str(path)
     df = to_canonical(raw, schema, target=target, source=source)
     if target and len(df) < MIN_TRAINING_ROWS:
-        raise DataValidationError([dict(column=None, id=None, value=len(df), message=f"{len(df)} row(s): training data needs at least {MIN_TRAINING_ROWS}")], source)
+        msg = f"{len(df)} row(s): training data needs at least {MIN_TRAINING_ROWS}"
+        raise DataValidationError([dict(column=None, id=None, value=len(df), message=msg)], source)
     return df
 
 # %% ../nbs/18_sources.ipynb #c43a8683
@@ -150,13 +157,15 @@ def ingest(
     from sqlalchemy import BigInteger, DateTime, Float, Text
     df = load(source, root)
     t0 = parse_as_of(start) or datetime.now(UTC).replace(tzinfo=None, microsecond=0)
-    types = {c.name: (BigInteger() if c.kind == "id" else Text() if c.dtype == "str" else Float()) for c in get_project().schema.columns if c.name in df.columns}
+    types = {c.name: (BigInteger() if c.kind == "id" else Text() if c.dtype == "str" else Float())
+             for c in get_project().schema.columns if c.name in df.columns}
     types[as_of_column] = DateTime()
     eng, stamps = _engine(into), []
     try:
         for k, part in enumerate(np.array_split(np.arange(len(df)), batches)):
             t = t0 + timedelta(seconds=interval_s * k)
-            df.iloc[part].assign(**{as_of_column: t}).to_sql(table, eng, if_exists="append", index=False, dtype=types, chunksize=10_000)
+            df.iloc[part].assign(**{as_of_column: t}).to_sql(table, eng, if_exists="append", index=False, dtype=types,
+                                                             chunksize=10_000)
             stamps.append(t)
     finally:
         eng.dispose()
@@ -190,5 +199,6 @@ def load_snapshot(fp: str, store: Path | str) -> pd.DataFrame:
     schema = get_project().schema
     df = to_canonical(raw, schema, target=schema.target in raw.columns, source=str(path))
     if (got := fingerprint(df, schema)) != fp:
-        raise SnapshotError(f"snapshot {path} holds data with fingerprint {got[:12]}…, not {fp[:12]}…: it was changed after it was written")
+        raise SnapshotError(f"snapshot {path} holds data with fingerprint {got[:12]}…, not {fp[:12]}…: it was changed "
+                            "after it was written")
     return df

@@ -65,7 +65,9 @@ def toy_rows(
     age[rng.random(n) < 0.1] = np.nan
     colour[rng.random(n) < 0.2] = None
     df = pd.DataFrame({"key": np.arange(start, start + n), "area": area, "age": age, "colour": colour, "grade": grade})
-    if target: df["y" if task == "regression" else "kind"] = y.round(4) if task == "regression" else np.where(y > 8.6, "large", np.where(y > 7.6, "medium", "small"))
+    if target:
+        df["y" if task == "regression" else "kind"] = y.round(4) if task == "regression" else np.where(y > 8.6,
+            "large", np.where(y > 7.6, "medium", "small"))
     return df
 
 # %% ../nbs/04_toy.ipynb #fa0c04c2
@@ -85,7 +87,8 @@ def toy_pipeline(
         ("numeric", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), s.numeric),
         ("categorical", make_pipeline(SimpleImputer(strategy="constant", fill_value="none"),
                                       OneHotEncoder(handle_unknown="ignore", sparse_output=False)), s.categorical)])
-    return Pipeline([("prep", prep), ("model", Ridge(alpha=alpha) if task == "regression" else LogisticRegression(C=1 / alpha, max_iter=500))])
+    return Pipeline([("prep", prep), ("model", Ridge(alpha=alpha) if task == "regression"
+                                      else LogisticRegression(C=1 / alpha, max_iter=500))])
 
 # %% ../nbs/04_toy.ipynb #39929430
 TOY_PARAMS = dict(alpha=1.0) # The toy pipeline's parameters and their defaults (a project's `default_params`)
@@ -94,26 +97,33 @@ TOY_PARAMS = dict(alpha=1.0) # The toy pipeline's parameters and their defaults 
 def toy_project(
     task: str = "regression", # "regression" (target `y`) or "classification" (label `kind`)
 ) -> Project:
-    "The toy as a project (`toy-regression` or `toy-classification`): what the library's examples and tests run against."
+    """The toy as a project (`toy-regression` or `toy-classification`): what the library's examples and tests run
+    against."""
     from sklearn.metrics import log_loss, mean_absolute_error, mean_squared_error
     regression = task == "regression"
 
     def evaluate(actual, predicted, probabilities=None, classes=None) -> dict:
         if regression:
             a, p = np.asarray(actual, dtype="float64"), np.asarray(predicted, dtype="float64")
-            return dict(rmse=float(np.sqrt(mean_squared_error(a, p))), mae=float(mean_absolute_error(a, p)), n=int(len(a)))
+            return dict(rmse=float(np.sqrt(mean_squared_error(a, p))), mae=float(mean_absolute_error(a, p)),
+                        n=int(len(a)))
         a, labels = np.asarray(actual).astype(str), [str(c) for c in classes]
         return dict(accuracy=float(np.mean(a == np.asarray(predicted).astype(str))),
-                    log_loss=float(log_loss(a, np.asarray(probabilities, dtype="float64"), labels=labels)), n=int(len(a)))
+                    log_loss=float(log_loss(a, np.asarray(probabilities, dtype="float64"), labels=labels)),
+                    n=int(len(a)))
 
     def build_pipeline(params: dict | None = None):
         params = {**TOY_PARAMS, **(params or {})}
-        if unknown := sorted(set(params) - set(TOY_PARAMS)): raise ValueError(f"the toy pipeline takes only {sorted(TOY_PARAMS)}, got {unknown}")
+        if unknown := sorted(set(params) - set(TOY_PARAMS)):
+            raise ValueError(f"the toy pipeline takes only {sorted(TOY_PARAMS)}, got {unknown}")
         return toy_pipeline(task, alpha=float(params["alpha"]))
 
-    metrics = ((Metric("rmse", "RMSE", higher_is_better=False), Metric("mae", "MAE", higher_is_better=False)) if regression
-               else (Metric("accuracy", "accuracy", higher_is_better=True), Metric("log_loss", "log loss", higher_is_better=False)))
-    return Project(name=f"toy-{task}", package=f"toy_{task}", task=task, schema=toy_schema(task), prediction="predicted",
+    metrics = ((Metric("rmse", "RMSE", higher_is_better=False), Metric("mae", "MAE", higher_is_better=False))
+               if regression
+               else (Metric("accuracy", "accuracy", higher_is_better=True),
+                     Metric("log_loss", "log loss", higher_is_better=False)))
+    return Project(name=f"toy-{task}", package=f"toy_{task}", task=task, schema=toy_schema(task),
+                   prediction="predicted",
                    metrics=(*metrics, Metric("n", "held-out rows", "{}")), data_file="data/toy.csv",
                    default_params=dict(TOY_PARAMS), build_pipeline=build_pipeline, evaluate=evaluate)
 
@@ -128,10 +138,13 @@ def toy_classification() -> Project:
     return toy_project("classification")
 
 # %% ../nbs/04_toy.ipynb #01072ce1
-TOY_JOB_PARAMETERS = dict(seed=0, test_size=0.1, alpha=1.0, data="data/toy.csv", as_of=None, snapshot=None, runs_dir=None, run_dir=None) # What the toy's job declares
+# What the toy's job declares
+TOY_JOB_PARAMETERS = dict(seed=0, test_size=0.1, alpha=1.0, data="data/toy.csv", as_of=None, snapshot=None,
+                          runs_dir=None, run_dir=None)
 
 _TOY_JOB_CELLS = [  # (markdown or code, source) of the toy's training notebook after its parameters cell
-    ("markdown", "# Toy training job\n\nThe toy's project comes from `NBPROD_PROJECT`, its root from the project's root variable."),
+    ("markdown", "# Toy training job\n\nThe toy's project comes from `NBPROD_PROJECT`, its root from the project's "
+                 "root variable."),
     ("code", """import dataclasses
 from pathlib import Path
 
@@ -149,8 +162,10 @@ from nbprod.train import fit, predict_frame, split, training_manifest
 project, settings = get_project(), get_settings()
 settings = dataclasses.replace(settings, runs_dir=settings.resolve(runs_dir)) if runs_dir else settings
 params = dict(alpha=alpha)
-parameters = dict(seed=seed, test_size=test_size, data=DataRef.parse(data).redacted(), as_of=as_of, snapshot=snapshot, **params)"""),
-    ("code", """df = load_snapshot(snapshot, settings.snapshots_dir) if snapshot else load(data, settings.root, as_of=as_of)
+parameters = dict(seed=seed, test_size=test_size, data=DataRef.parse(data).redacted(), as_of=as_of,
+                  snapshot=snapshot, **params)"""),
+    ("code", """df = (load_snapshot(snapshot, settings.snapshots_dir) if snapshot
+      else load(data, settings.root, as_of=as_of))
 fp, snapshot_path = save_snapshot(df, settings.snapshots_dir)
 train_rows, held_out = split(df, test_size=test_size, seed=seed)
 print(f"{len(df)} rows, fingerprint {fp[:12]}…: {len(train_rows)} for training, {len(held_out)} held out")"""),
@@ -166,8 +181,10 @@ pd.Series(scores).to_frame("held-out")"""),
 profile = reference_profile(train_rows, predictions.predicted, contract)
 run = Path(run_dir) if run_dir else stage_run(settings.runs_dir)
 manifest = save_run(run, pipeline, predictions, scores,
-                    training_manifest(settings, parameters, params, data, as_of, snapshot_path, df, train_rows, held_out, seed, test_size, pipeline),
-                    lock_files=settings.lock_files, contract=contract, held_out=held_out, train_predictions=train_predictions, profile=profile)
+                    training_manifest(settings, parameters, params, data, as_of, snapshot_path, df, train_rows,
+                                      held_out, seed, test_size, pipeline),
+                    lock_files=settings.lock_files, contract=contract, held_out=held_out,
+                    train_predictions=train_predictions, profile=profile)
 if not run_dir: finish_run(run); run = publish_run(run)
 Markdown(run_summary(manifest))"""),
 ]
@@ -175,15 +192,18 @@ Markdown(run_summary(manifest))"""),
 def toy_job(
     path: Path | str, # Where to write the notebook
 ) -> Path:
-    "Write the toy's training notebook (its `parameters` cell holds `TOY_JOB_PARAMETERS`), which `job.run_training` runs; return its path."
+    """Write the toy's training notebook (its `parameters` cell holds `TOY_JOB_PARAMETERS`), which `job.run_training`
+    runs; return its path."""
     import nbformat
     v4 = nbformat.v4
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    parameters = v4.new_code_cell("\n".join(f"{k} = {v!r}" for k, v in TOY_JOB_PARAMETERS.items()), metadata={"tags": ["parameters"]})
+    parameters = v4.new_code_cell("\n".join(f"{k} = {v!r}" for k, v in TOY_JOB_PARAMETERS.items()),
+                                  metadata={"tags": ["parameters"]})
     cells = [v4.new_markdown_cell(s) if kind == "markdown" else v4.new_code_cell(s) for kind, s in _TOY_JOB_CELLS]
     cells = [cells[0], parameters, *cells[1:]]
-    for i, c in enumerate(cells): c.id = f"toy-job-{i}"  # the same bytes each time it is written (its sha256 is in every run)
+    # the same bytes each time it is written (its sha256 is in every run)
+    for i, c in enumerate(cells): c.id = f"toy-job-{i}"
     nbformat.write(v4.new_notebook(cells=cells, metadata={"language_info": {"name": "python"}}), path)
     return path
 
@@ -193,7 +213,8 @@ def use_toy_project(
     root: Path | str | None = None, # The folder to lay the toy project out in; default: a new temporary folder
     n: int = 200, # Rows of `data/toy.csv`
 ) -> Path:
-    "Lay the toy project out in `root` (pyproject.toml, data, its training job, a Jupyter kernel) and make it the project of this process and of those it starts; return `root`."
+    """Lay the toy project out in `root` (pyproject.toml, data, its training job, a Jupyter kernel) and make it the
+    project of this process and of those it starts; return `root`."""
     project = project_at(f"nbprod.toy:toy_{task}")  # the very project the processes it starts find
     root = Path(root or tempfile.mkdtemp(prefix=f"{project.name}-")).resolve()
     (root / "data").mkdir(parents=True, exist_ok=True)
@@ -202,11 +223,15 @@ def use_toy_project(
     toy_job(root / "nbs" / "jobs" / "train.ipynb")
     kernel = root / "jupyter" / "kernels" / project.name  # its kernel, this Python, found through JUPYTER_PATH
     kernel.mkdir(parents=True, exist_ok=True)
-    (kernel / "kernel.json").write_text(json.dumps({"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-                                                     "display_name": project.name, "language": "python"}), encoding="utf-8")
-    os.environ["JUPYTER_PATH"] = os.pathsep.join([str(root / "jupyter"), *filter(None, [os.environ.get("JUPYTER_PATH")])])
+    (kernel / "kernel.json").write_text(json.dumps({"argv": [sys.executable, "-m", "ipykernel_launcher", "-f",
+                                                             "{connection_file}"],
+                                                     "display_name": project.name, "language": "python"}),
+                                                     encoding="utf-8")
+    os.environ["JUPYTER_PATH"] = os.pathsep.join([str(root / "jupyter"),
+                                                  *filter(None, [os.environ.get("JUPYTER_PATH")])])
     use_project(project)
-    os.environ[PROJECT_ENV_VAR] = f"nbprod.toy:toy_{task}"  # for the processes it starts (a job's kernel, a service, a command)
+    # for the processes it starts (a job's kernel, a service, a command)
+    os.environ[PROJECT_ENV_VAR] = f"nbprod.toy:toy_{task}"
     os.environ[project.root_env_var] = str(root)
     return root
 
@@ -216,13 +241,18 @@ def toy_manifest(**changes) -> Manifest:
     base = dict(
         manifest_version=MANIFEST_VERSION, run_id="20260101T000000Z-abcdef", parameters={"seed": 0},
         seeds=Seeds(split=0, model=0), metrics={"score": 0.5, "n": 10},
-        data=DataRecord(reference="data/train.csv", kind="csv", snapshot="runs/.snapshots/f.parquet", fingerprint="f" * 64, rows=100, columns=3,
+        data=DataRecord(reference="data/train.csv", kind="csv", snapshot="runs/.snapshots/f.parquet",
+                        fingerprint="f" * 64, rows=100, columns=3,
                         dtypes={"id": "int64", "x": "float64", "y": "float64"}),
-        split=SplitRecord(seed=0, test_size=0.1, train_rows=90, held_out_rows=10, train_ids_sha256="a" * 64, held_out_ids_sha256="b" * 64),
+        split=SplitRecord(seed=0, test_size=0.1, train_rows=90, held_out_rows=10, train_ids_sha256="a" * 64,
+                          held_out_ids_sha256="b" * 64),
         features=FeatureRecord(input=[InputFeature(name="x", dtype="float64")], output={"model": ["x"]}),
         model=ModelRecord(hyperparameters={"seed": 0}, estimator={"class": "sklearn.linear_model.Ridge", "params": {}},
-                          fitted=FittedRecord(digest="fitted-digest-v1", sha256="c" * 64, attributes={"coef_": "0" * 16}, diagnostics={})),
-        environment=EnvironmentRecord(python="3.11.7", implementation="CPython", platform="Linux", machine="x86_64", executable="python",
-                                      packages={"numpy": metadata.version("numpy")}, distributions={}, threadpools=[], env={}),
+                          fitted=FittedRecord(digest="fitted-digest-v1", sha256="c" * 64,
+                                              attributes={"coef_": "0" * 16}, diagnostics={})),
+        environment=EnvironmentRecord(python="3.11.7", implementation="CPython", platform="Linux", machine="x86_64",
+                                      executable="python",
+                                      packages={"numpy": metadata.version("numpy")}, distributions={}, threadpools=[],
+                                      env={}),
         code=CodeVersion())
     return Manifest(**(base | changes))

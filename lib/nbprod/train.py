@@ -45,8 +45,10 @@ def split(
     "Seeded train / held-out split of the canonical frame; both parts keep their ids and are sorted by them."
     ID = (project or get_project()).schema.id
     if not 0 < test_size < 1: raise ValueError(f"test_size must be between 0 and 1, got {test_size}")
-    if not df[ID].is_monotonic_increasing: raise ValueError(f"split expects the canonical frame, sorted by {ID} (see schema.to_canonical)")
-    if len(df) < 10: raise ValueError(f"too little data to train on: {len(df)} rows (an as_of before the first ingestion?)")
+    if not df[ID].is_monotonic_increasing:
+        raise ValueError(f"split expects the canonical frame, sorted by {ID} (see schema.to_canonical)")
+    if len(df) < 10:
+        raise ValueError(f"too little data to train on: {len(df)} rows (an as_of before the first ingestion?)")
     train, held_out = train_test_split(df, test_size=test_size, random_state=seed, shuffle=True)
     return train.sort_values(ID).reset_index(drop=True), held_out.sort_values(ID).reset_index(drop=True)
 
@@ -66,7 +68,8 @@ def predict_frame(
     df: pd.DataFrame, # Canonical rows; the target is kept if present
     project: Project | None = None, # Defaults to `get_project()`
 ) -> pd.DataFrame:
-    "The id, the actual value when known, the prediction (`predicted`) and, for a classifier, one probability per class (`p_<class>`)."
+    """The id, the actual value when known, the prediction (`predicted`) and, for a classifier, one probability per
+    class (`p_<class>`)."""
     p = project or get_project()
     s = p.schema
     out = df[[s.id] + ([s.target] if s.target in df.columns else [])].copy()
@@ -98,7 +101,8 @@ def training_manifest(
     project: Project | None = None, # Defaults to `get_project()`
     search=None, # The `manifest.SearchRecord` of the search that chose `params`, if the job ran one
 ) -> dict[str, Any]:
-    "The manifest's parts a training job knows: parameters, seeds, data, split, features, model, code (`runs.save_run` adds the rest)."
+    """The manifest's parts a training job knows: parameters, seeds, data, split, features, model, code (`runs.save_run`
+    adds the rest)."""
     s = (project or get_project()).schema
     rel = lambda p: str(p.relative_to(settings.root)) if p.is_relative_to(settings.root) else str(p)
     ref = DataRef.parse(data_ref)
@@ -107,13 +111,17 @@ def training_manifest(
         parameters=parameters,
         seeds=Seeds(split=split_seed, model=params.get("seed"), pythonhashseed=os.environ.get("PYTHONHASHSEED"),
                     random_states=random_states(pipeline)),
-        data=DataRecord(reference=ref.redacted(), kind=ref.kind, as_of=as_of or None, snapshot=rel(snapshot), fingerprint=fingerprint(df, s),
-                        file_sha256=sha256_file(data_file) if data_file else None, rows=int(df.shape[0]), columns=int(df.shape[1]),
+        data=DataRecord(reference=ref.redacted(), kind=ref.kind, as_of=as_of or None, snapshot=rel(snapshot),
+                        fingerprint=fingerprint(df, s),
+                        file_sha256=sha256_file(data_file) if data_file else None, rows=int(df.shape[0]),
+                        columns=int(df.shape[1]),
                         dtypes={c: s.by_name[c].dtype for c in df.columns}),
         split=SplitRecord(seed=split_seed, test_size=test_size, train_rows=len(train), held_out_rows=len(held_out),
                           train_ids_sha256=ids_sha256(train[s.id]), held_out_ids_sha256=ids_sha256(held_out[s.id])),
-        features=FeatureRecord(input=[InputFeature(name=c, dtype=s.by_name[c].dtype) for c in s.features], output=feature_names(pipeline)),
-        model=ModelRecord(hyperparameters=params, estimator=describe_estimator(pipeline), fitted=fitted_digest(pipeline).record()),
+        features=FeatureRecord(input=[InputFeature(name=c, dtype=s.by_name[c].dtype) for c in s.features],
+                               output=feature_names(pipeline)),
+        model=ModelRecord(hyperparameters=params, estimator=describe_estimator(pipeline),
+                          fitted=fitted_digest(pipeline).record()),
         code=code_version(settings.root),
         search=search,
     )

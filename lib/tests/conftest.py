@@ -12,7 +12,8 @@ from toys import TASKS, using_toy
 
 @pytest.fixture(scope="session")
 def shared_dir(tmp_path_factory, worker_id):
-    "A folder that every pytest-xdist worker of this session shares (the session's own folder when there is one process)."
+    """A folder that every pytest-xdist worker of this session shares (the session's own folder when there is one
+    process)."""
     base = tmp_path_factory.getbasetemp()
     return base if worker_id == "master" else base.parent
 

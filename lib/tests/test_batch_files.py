@@ -33,7 +33,8 @@ def text_rows(path, n):
 
 
 def test_scores_every_row(run, new_rows, tmp_path):
-    r = cli("predict", "--run", run, "--no-progress", new_rows, "-o", tmp_path / "out.csv", "--issues-file", tmp_path / "issues.csv")
+    r = cli("predict", "--run", run, "--no-progress", new_rows, "-o", tmp_path / "out.csv", "--issues-file",
+            tmp_path / "issues.csv")
     assert r.returncode == 0, r.stderr
     out = pd.read_csv(tmp_path / "out.csv")
     assert list(out.columns) == ["key", "predicted", "error"]
@@ -46,12 +47,14 @@ def test_scores_every_row(run, new_rows, tmp_path):
 
 def test_parquet_in_and_out_gives_the_same_predictions(run, new_rows, tmp_path):
     pd.read_csv(new_rows, dtype={"colour": object, "grade": object}).to_parquet(tmp_path / "new.parquet")
-    r1 = cli("predict", "--run", run, "--no-progress", "--chunk-size", "70", tmp_path / "new.parquet", "-o", tmp_path / "out.parquet")
+    r1 = cli("predict", "--run", run, "--no-progress", "--chunk-size", "70", tmp_path / "new.parquet", "-o",
+             tmp_path / "out.parquet")
     r2 = cli("predict", "--run", run, "--no-progress", new_rows, "-o", tmp_path / "out.csv")
     assert r1.returncode == r2.returncode == 0, r1.stderr + r2.stderr
     a, b = pd.read_parquet(tmp_path / "out.parquet"), pd.read_csv(tmp_path / "out.csv")
     assert a.key.tolist() == b.key.tolist()
-    assert agree(a.predicted.to_numpy(), b.predicted.to_numpy()).tier != DIFFERENT  # other chunks: BLAS may sum in another order
+    # other chunks: BLAS may sum in another order
+    assert agree(a.predicted.to_numpy(), b.predicted.to_numpy()).tier != DIFFERENT
 
 
 def test_refused_rows_are_kept_with_their_reason_and_fail_the_command(run, new_rows, tmp_path):
@@ -66,7 +69,8 @@ def test_refused_rows_are_kept_with_their_reason_and_fail_the_command(run, new_r
     assert len(out) == 20 and out.predicted.isna().tolist() == [i in (3, 7) for i in range(20)]
     assert out.error[3] == "area: expected a number (got 'lots')"
     assert out.error[7] == "grade: is missing, but this column must have a value"
-    r = cli("predict", "--run", run, "--no-progress", "--allow-errors", tmp_path / "bad.csv", "-o", tmp_path / "out2.csv")
+    r = cli("predict", "--run", run, "--no-progress", "--allow-errors", tmp_path / "bad.csv", "-o",
+            tmp_path / "out2.csv")
     assert r.returncode == 0
 
 
@@ -76,7 +80,8 @@ def test_errors_in_any_chunk_keep_every_row_and_one_output_schema(run, new_rows,
     raw = text_rows(new_rows, 20)
     for i in bad_rows: raw.loc[i, "area"] = "lots"
     raw.to_csv(tmp_path / "in.csv", index=False)
-    r = cli("predict", "--run", run, "--no-progress", "--allow-errors", "--chunk-size", "5", tmp_path / "in.csv", "-o", tmp_path / f"out{suffix}")
+    r = cli("predict", "--run", run, "--no-progress", "--allow-errors", "--chunk-size", "5", tmp_path / "in.csv", "-o",
+            tmp_path / f"out{suffix}")
     assert r.returncode == 0, r.stderr
     out = pd.read_parquet(tmp_path / "out.parquet") if suffix == ".parquet" else pd.read_csv(tmp_path / "out.csv")
     assert list(out.columns) == ["key", "predicted", "error"] and len(out) == 20
@@ -94,8 +99,10 @@ def test_unreadable_input_leaves_no_output(run, tmp_path):
 
 def test_a_file_of_another_shape_is_refused_as_a_whole(run, tmp_path):
     (tmp_path / "other.csv").write_text("a,b\n1,2\n3,4\n")
-    r = cli("predict", "--run", run, "--no-progress", "--allow-errors", tmp_path / "other.csv", "-o", tmp_path / "out.csv")
-    assert r.returncode == 1 and "has none of the model's 4 columns" in r.stderr and "is this the right file?" in r.stderr
+    r = cli("predict", "--run", run, "--no-progress", "--allow-errors", tmp_path / "other.csv", "-o",
+            tmp_path / "out.csv")
+    assert (r.returncode == 1 and "has none of the model's 4 columns" in r.stderr
+            and "is this the right file?" in r.stderr)
     assert r.stderr.count("\n") <= 2 and not (tmp_path / "out.csv").exists()
 
 
@@ -113,10 +120,12 @@ def test_run_defaults_to_the_newest_complete_run(run, new_rows, tmp_path, toy):
 
 def test_sigterm_leaves_no_temporary_output(run, tmp_path):
     toy_rows(300_000, seed=2, target=False).to_csv(tmp_path / "big.csv", index=False)
-    proc = cli_process("predict", "--run", run, "--no-progress", "--chunk-size", "100", tmp_path / "big.csv", "-o", tmp_path / "out.csv",
+    proc = cli_process("predict", "--run", run, "--no-progress", "--chunk-size", "100", tmp_path / "big.csv", "-o",
+                       tmp_path / "out.csv",
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 60
-    while not list(tmp_path.glob(".out.csv.*.tmp")) and time.time() < deadline and proc.poll() is None: time.sleep(0.02)  # its temporary output
+    # its temporary output
+    while not list(tmp_path.glob(".out.csv.*.tmp")) and time.time() < deadline and proc.poll() is None: time.sleep(0.02)
     assert proc.poll() is None, "the batch finished before it could be stopped"
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=60)
@@ -127,9 +136,12 @@ def test_sigterm_leaves_no_temporary_output(run, tmp_path):
 def test_a_write_failure_ends_in_one_line_and_leaves_no_output(run, tmp_path):
     toy_rows(3000, seed=3, target=False).to_csv(tmp_path / "in.csv", index=False)
     (tmp_path / "out").mkdir()
-    limit = lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))  # as on a full disk: writes fail with EFBIG
-    r = subprocess.run([sys.executable, "-m", "nbprod.cli", "predict", "--run", str(run), "--no-progress", "--chunk-size", "200",
-                        str(tmp_path / "in.csv"), "-o", str(tmp_path / "out" / "out.csv")], capture_output=True, text=True, timeout=300,
+    # as on a full disk: writes fail with EFBIG
+    limit = lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+    r = subprocess.run([sys.executable, "-m", "nbprod.cli", "predict", "--run", str(run), "--no-progress",
+                        "--chunk-size", "200",
+                        str(tmp_path / "in.csv"), "-o", str(tmp_path / "out" / "out.csv")], capture_output=True,
+                        text=True, timeout=300,
                        preexec_fn=limit)
     assert r.returncode == 1 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert "File too large" in r.stderr and "out.csv" in r.stderr

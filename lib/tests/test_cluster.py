@@ -39,7 +39,8 @@ def client():
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    "12,000 new toy rows as one CSV and as three Parquet files of text with row groups of 1,000; errors in the second file only."
+    """12,000 new toy rows as one CSV and as three Parquet files of text with row groups of 1,000; errors in the second
+    file only."""
     d = tmp_path_factory.mktemp("data")
     toy_rows(ROWS, seed=9, target=False).to_csv(d / "all.csv", index=False)
     big = read_raw_csv(d / "all.csv")
@@ -47,7 +48,9 @@ def data(tmp_path_factory):
     parts = [big.iloc[a:b].copy() for a, b in zip(cuts, cuts[1:])]
     parts[1].loc[parts[1].index[::97], "area"] = "huge"  # refused rows, in one file
     (d / "pq").mkdir()
-    for i, p in enumerate(parts): pq.write_table(pa.Table.from_pandas(p, preserve_index=False), d / "pq" / f"part-{i}.parquet", row_group_size=1000)
+    for i, p in enumerate(parts):
+        pq.write_table(pa.Table.from_pandas(p, preserve_index=False), d / "pq" / f"part-{i}.parquet",
+                       row_group_size=1000)
     (d / "pq" / "_SUCCESS").write_text("")  # files starting with _ or . are not data (Spark, Hadoop, Dask write such)
     return d
 
@@ -61,20 +64,24 @@ def same(got, want):
     return True
 
 def single(run, path, out, issues=False):
-    "The single-process scorer's output for `path`, concatenated over files (and its issues, rows counted on across files)."
+    """The single-process scorer's output for `path`, concatenated over files (and its issues, rows counted on across
+    files)."""
     p = Predictor.load(run)
     frames, side = [], []
     for i, f in enumerate(input_files(path)):
         score_file(p, f, out / f"one-{i}.parquet", issues_file=out / f"one-{i}.issues.csv")
         frames.append(pd.read_parquet(out / f"one-{i}.parquet"))
-        side.append(pd.read_csv(out / f"one-{i}.issues.csv").assign(row=lambda t: t.row + sum(len(x) for x in frames[:-1])))
-    return (pd.concat(frames, ignore_index=True), pd.concat(side, ignore_index=True)) if issues else pd.concat(frames, ignore_index=True)
+        side.append(pd.read_csv(out / f"one-{i}.issues.csv").assign(row=lambda t: t.row
+                                                                    + sum(len(x) for x in frames[:-1])))
+    return (pd.concat(frames, ignore_index=True), pd.concat(side, ignore_index=True)) if issues else pd.concat(frames,
+        ignore_index=True)
 
 
 def test_a_csv_in_blocks_scores_as_in_one_process(run, client, data, tmp_path):
     summary = score_dataset(client, run, input_files(data / "all.csv"), tmp_path / "out", csv_partition_bytes=2**15)
     files = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert len(files) >= 5 and files == [f"part-{i:06d}.parquet" for i in range(len(files))]  # one per block, zero-padded: they sort
+    # one per block, zero-padded: they sort
+    assert len(files) >= 5 and files == [f"part-{i:06d}.parquet" for i in range(len(files))]
     got = pd.read_parquet(tmp_path / "out")
     assert same(got, single(run, data / "all.csv", tmp_path))
     assert summary.rows == len(got) == ROWS and summary.failed == 0 and got.key.is_monotonic_increasing
@@ -87,11 +94,13 @@ def test_a_parquet_dataset_with_errors_in_one_file_scores_as_in_one_process(run,
     assert summary.failed == got.error.notna().sum() > 0 and got.error.dropna().str.startswith("area:").all()
     schemas = {str(pq.read_schema(p).remove_metadata()) for p in (tmp_path / "out").glob("part-*.parquet")}
     assert len(schemas) == 1  # partitions without an error have the same column types as those with
-    assert len(list((tmp_path / "out").iterdir())) == 2 + 2 + 2  # 4,000 rows per file, row groups of 1,000, at most 2,000 rows a partition
+    # 4,000 rows per file, row groups of 1,000, at most 2,000 rows a partition
+    assert len(list((tmp_path / "out").iterdir())) == 2 + 2 + 2
 
 
 def test_a_worker_killed_mid_job_loses_nothing(run, client, data, tmp_path):
-    "Dask re-runs the dead worker's partitions on a restarted worker: the output is complete and the same, or the job fails and writes nothing."
+    """Dask re-runs the dead worker's partitions on a restarted worker: the output is complete and the same, or the job
+    fails and writes nothing."""
     pids, killed = list(client.run(os.getpid).values()), []
     def kill_after_the_first_partition():
         deadline = time.time() + 120
@@ -119,21 +128,26 @@ def test_a_worker_unlike_the_kernel_is_refused_before_any_work(run, client, data
 
 
 def test_the_command_line(run, data, tmp_path):
-    r = cli("predict", "--engine", "dask", "--workers", "2", "--run", run, data / "pq", "-o", tmp_path / "out", "--no-progress",
+    r = cli("predict", "--engine", "dask", "--workers", "2", "--run", run, data / "pq", "-o", tmp_path / "out",
+            "--no-progress",
                          "--partition-rows", "2000", "--issues-file", tmp_path / "issues.csv")
     assert r.returncode == 1 and "row(s) refused" in r.stderr, r.stderr  # refused rows: exit 1, as without Dask
     assert "dashboard http://127.0.0.1:" in r.stderr and "worker(s)" in r.stderr
     want, want_issues = single(run, data / "pq", tmp_path, issues=True)
     assert same(pd.read_parquet(tmp_path / "out"), want)
-    issues = pd.read_csv(tmp_path / "issues.csv")  # every error and warning of 6 partitions, rows counted on across partitions and files
-    pd.testing.assert_frame_equal(issues, want_issues, check_dtype=False)  # a file whose issues have no value reads that column as numbers
+    # every error and warning of 6 partitions, rows counted on across partitions and files
+    issues = pd.read_csv(tmp_path / "issues.csv")
+    # a file whose issues have no value reads that column as numbers
+    pd.testing.assert_frame_equal(issues, want_issues, check_dtype=False)
     assert (issues.level == "error").sum() == want.error.notna().sum() > 0
-    assert (want.key.to_numpy()[issues.row] == issues.key).all() and sorted(p.name for p in (tmp_path / "out").iterdir())[0] == "part-000000.parquet"
+    assert ((want.key.to_numpy()[issues.row] == issues.key).all()
+            and sorted(p.name for p in (tmp_path / "out").iterdir())[0] == "part-000000.parquet")
     again = cli("predict", "--engine", "dask", "--run", run, data / "pq", "-o", tmp_path / "out")
     assert again.returncode == 1 and "exists already" in again.stderr
     r = cli("predict", "--run", run, data / "pq", "-o", tmp_path / "x.parquet")
     assert r.returncode == 2 and "a folder or a glob needs --engine dask" in r.stderr
-    r = cli("predict", "--engine", "dask", "--run", run, data / "pq", "-o", tmp_path / "y", "--log-inputs", tmp_path / "log")
+    r = cli("predict", "--engine", "dask", "--run", run, data / "pq", "-o", tmp_path / "y", "--log-inputs",
+            tmp_path / "log")
     assert r.returncode == 2 and "--log-inputs cannot be used with --engine dask" in r.stderr
 
 
@@ -144,9 +158,12 @@ def test_an_input_without_rows_gives_one_empty_partition_of_the_same_types(run, 
     empty.to_csv(path, index=False) if kind == "csv" else empty.to_parquet(path, index=False)
     summary = score_dataset(client, run, input_files(path), tmp_path / "out", issues_file=tmp_path / "issues.csv")
     parts = list((tmp_path / "out").iterdir())
-    assert summary.rows == 0 and [p.name for p in parts] == ["part-000000.parquet"] and len(pd.read_parquet(parts[0])) == 0
-    assert pq.read_schema(parts[0]).remove_metadata().equals(output_schema(Predictor.load(run).contract))  # the contract's types, as a partition with rows
-    assert pd.read_csv(tmp_path / "issues.csv").columns.tolist() == ["row", "key", "column", "value", "message", "level"]
+    assert summary.rows == 0 and [p.name
+                                  for p in parts] == ["part-000000.parquet"] and len(pd.read_parquet(parts[0])) == 0
+    # the contract's types, as a partition with rows
+    assert pq.read_schema(parts[0]).remove_metadata().equals(output_schema(Predictor.load(run).contract))
+    assert pd.read_csv(tmp_path / "issues.csv").columns.tolist() == ["row", "key", "column", "value", "message",
+                                                                     "level"]
 
 
 def test_csv_files_with_their_columns_in_other_orders_are_each_read_by_their_own_header(run, client, data, tmp_path):

@@ -1,7 +1,7 @@
-"""Code that is in no commit: a run trained from a checkout with uncommitted changes records it in its version (from git,
-setuptools-scm's scheme), is refused `production` unless forced with a reason (which the log keeps), and the image,
-built from the commit a run was made at, refuses it, and refuses a checkout at another commit than the run's. On runs
-of the toy trained from clones of its checkout, through the real command."""
+"""Code that is in no commit: a run trained from a checkout with uncommitted changes records it in its version (from
+git, setuptools-scm's scheme), is refused `production` unless forced with a reason (which the log keeps), and the image,
+built from the commit a run was made at, refuses it, and refuses a checkout at another commit than the run's. On runs of
+the toy trained from clones of its checkout, through the real command."""
 import re
 import shutil
 import subprocess
@@ -18,7 +18,8 @@ from toys import cli, git
 
 def clone(toy: Path, dest: Path) -> Path:
     "A clone of the toy's checkout at `dest`, to be changed without touching the toy."
-    subprocess.run(["git", "clone", "--quiet", "--shared", str(toy), str(dest)], check=True, capture_output=True, timeout=60)
+    subprocess.run(["git", "clone", "--quiet", "--shared", str(toy), str(dest)], check=True, capture_output=True,
+                   timeout=60)
     return dest
 
 
@@ -47,7 +48,8 @@ def test_a_run_records_the_version_git_gives_its_checkout(dirty_run):
 
 def test_production_takes_only_a_run_of_committed_code_unless_forced_with_a_reason(dirty_run, toy_run):
     store, commit = dirty_run.parent, read_json(dirty_run / "manifest.json")["code"]["git_commit"]
-    with pytest.raises(PromotionRefused, match=rf"made from uncommitted code \(commit {commit[:12]} with changes.*--force --reason"):
+    with pytest.raises(PromotionRefused,
+                       match=rf"made from uncommitted code \(commit {commit[:12]} with changes.*--force --reason"):
         promote(dirty_run.name, "production", store)
     assert not (store / "aliases.json").exists()
     assert promote(dirty_run.name, "staging", store).objections == []  # other aliases take any run
@@ -59,7 +61,8 @@ def test_production_takes_only_a_run_of_committed_code_unless_forced_with_a_reas
     r = cli("runs", "--runs-dir", store, "promote", clean.name)
     assert r.returncode == 0, r.stderr
     code = read_json(clean / "manifest.json")["code"]
-    assert code["git_dirty"] is False and f"code: commit {code['git_commit'][:12]}, nothing uncommitted" in promotions(store)[-1].checked
+    assert (code["git_dirty"] is False
+            and f"code: commit {code['git_commit'][:12]}, nothing uncommitted" in promotions(store)[-1].checked)
 
 
 def image(run: Path):
@@ -68,7 +71,8 @@ def image(run: Path):
 
 def test_the_image_refuses_a_run_of_uncommitted_code(dirty_run):
     r = image(dirty_run)
-    assert r.returncode == 1 and "the image is built from the commit the run was made at, but it was made from uncommitted code" in r.stderr, r.stderr
+    assert (r.returncode == 1 and "the image is built from the commit the run was made at, but it was made from "
+                                  "uncommitted code" in r.stderr), r.stderr
     assert not (dirty_run / "deployments.jsonl").exists()
 
 

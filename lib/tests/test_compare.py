@@ -1,6 +1,6 @@
-"""`runs compare` and promotion on real toy runs: a far more regularised model is found worse, a recipe of about the same
-skill is not found different, runs that held out other rows are refused unless told, and the promotion gate lets through
-what it should, logging every change."""
+"""`runs compare` and promotion on real toy runs: a far more regularised model is found worse, a recipe of about the
+same skill is not found different, runs that held out other rows are refused unless told, and the promotion gate lets
+through what it should, logging every change."""
 import shutil
 
 import pytest
@@ -38,7 +38,8 @@ def test_runs_that_held_out_other_rows_are_refused_unless_told(toy_run, runs):
     other = toy_run(seed=1)
     with pytest.raises(ValueError, match="held out different rows"):
         compare_runs(runs["base"], other)
-    both = len(set(read_predictions(runs["base"]).key) & set(read_predictions(other).key))  # the held-out rows both happen to share
+    # the held-out rows both happen to share
+    both = len(set(read_predictions(runs["base"]).key) & set(read_predictions(other).key))
     if both < 2:
         with pytest.raises(ValueError, match=f"share {both} held-out row"):
             compare_runs(runs["base"], other, allow_different_data=True)

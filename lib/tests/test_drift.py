@@ -43,7 +43,8 @@ def drift(*args):
 
 def test_every_run_records_its_reference_profile(run):
     m = Manifest.read(run / MANIFEST)
-    assert PROFILE in m.artifacts and m.artifacts[PROFILE].bytes < 200_000  # small JSON, its sha256 in the signed manifest
+    # small JSON, its sha256 in the signed manifest
+    assert PROFILE in m.artifacts and m.artifacts[PROFILE].bytes < 200_000
     profile, contract = read_profile(run), Contract.of(read_json(run / CONTRACT))
     assert [c.name for c in profile.columns] == [f.name for f in contract.fields]
     assert [c.kind for c in profile.columns] == [f.kind for f in contract.fields]
@@ -56,20 +57,22 @@ def test_every_run_records_its_reference_profile(run):
 
 
 def test_rows_of_the_same_population_flag_nothing(run, new_csv, tmp_path):
-    """Where a measure alone would mislead, the rule does not: the prediction's reference is the 20 held-out rows, its PSI
-    against 1000 new rows is large on so few, and its test is not significant: not flagged."""
+    """Where a measure alone would mislead, the rule does not: the prediction's reference is the 20 held-out rows, its
+    PSI against 1000 new rows is large on so few, and its test is not significant: not flagged."""
     r = drift("--run", run, new_csv, "--all", "--json", tmp_path / "d.json")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "no drift: none of 4 columns nor the prediction is flagged" in r.stdout
     report = json.loads((tmp_path / "d.json").read_text())
-    assert report["rows"] == 1000 and not [c for c in report["columns"] if c["reasons"]] and not report["prediction"]["reasons"]
+    assert report["rows"] == 1000 and not [c for c in report["columns"]
+                                           if c["reasons"]] and not report["prediction"]["reasons"]
     assert report["prediction"]["psi"] > 0.25 and report["prediction"]["p_value"] > 0.05
     assert max(abs(c["missing_current"] - c["missing_reference"]) for c in report["columns"]) < 0.05
 
 
 @pytest.fixture(scope="module")
 def shifted(tmp_path_factory):
-    "The new rows with their areas 1.5 times larger, a quarter of them in a colour never seen, their ages never recorded."
+    """The new rows with their areas 1.5 times larger, a quarter of them in a colour never seen, their ages never
+    recorded."""
     df = toy_rows(1000, seed=7, target=False, start=5001)
     df["area"] = df.area * 1.5
     df.loc[df.index % 4 == 0, "colour"] = "mauve"
@@ -95,7 +98,8 @@ def test_a_shifted_sample_flags_exactly_what_was_shifted(run, shifted, tmp_path)
 
 
 def test_thresholds_decide_and_bad_ones_are_refused(run, shifted):
-    loose = drift("--run", run, shifted, "--threshold", "missing=1", "--threshold", "unseen=0.5", "--threshold", "p_value=1e-300")
+    loose = drift("--run", run, shifted, "--threshold", "missing=1", "--threshold", "unseen=0.5", "--threshold",
+                  "p_value=1e-300")
     assert loose.returncode == 0, loose.stdout + loose.stderr  # nothing passes such thresholds
     for bad in ("psi", "psi=x", "speed=1", "missing=2"):
         r = drift("--run", run, shifted, "--threshold", bad)
@@ -113,9 +117,11 @@ def test_the_input_log_of_a_batch_compares_as_the_file_does(run, new_csv, tmp_pa
     assert r.returncode == 0, r.stderr
     assert f"input log: 1000 rows written to {log}" in r.stdout
     logged = pd.concat(list(read_log(log)))
-    assert len(logged) == 1000 and "key" not in logged.columns and "colour" not in logged.columns  # left out: personal data, say
+    # left out: personal data, say
+    assert len(logged) == 1000 and "key" not in logged.columns and "colour" not in logged.columns
     out = pd.read_parquet(tmp_path / "out.parquet")
-    assert np.array_equal(logged.predicted.to_numpy(), out.predicted.to_numpy(), equal_nan=True)  # the predictions made then
+    # the predictions made then
+    assert np.array_equal(logged.predicted.to_numpy(), out.predicted.to_numpy(), equal_nan=True)
     assert logged.run_id.unique().tolist() == [run.name]
     assert drift("--run", run, new_csv, "--json", tmp_path / "f.json").returncode == 0
     assert drift("--run", run, "--log", log, "--json", tmp_path / "l.json").returncode == 0
@@ -132,7 +138,8 @@ def test_the_input_log_rotates_at_its_bound(run, new_csv, tmp_path):
     contract = read_json(run / CONTRACT)
     predictor = Predictor.load(run)
     table = pa.Table.from_pandas(read_raw_csv(new_csv).iloc[:100], preserve_index=False)
-    with InputLog(tmp_path, contract, file_rows=100) as probe: probe.log(predictor.score_table(table), run.name, table=table, block=True)
+    with InputLog(tmp_path, contract, file_rows=100) as probe:
+        probe.log(predictor.score_table(table), run.name, table=table, block=True)
     one = next(tmp_path.glob(PART_GLOB)).stat().st_size
     bound = 4 * one + one // 2
     with InputLog(tmp_path, contract, file_rows=100, max_bytes=bound) as ilog:
@@ -144,7 +151,8 @@ def test_the_input_log_rotates_at_its_bound(run, new_csv, tmp_path):
 
 
 def metrics_of(url):
-    "name -> {labels: value} of the counters and gauges (and histogram counts) at /metrics, parsed by Prometheus' own parser."
+    """name -> {labels: value} of the counters and gauges (and histogram counts) at /metrics, parsed by Prometheus' own
+    parser."""
     r = httpx.get(url + "/metrics")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     out = {}
@@ -155,9 +163,11 @@ def metrics_of(url):
 
 
 def test_service_under_load_with_the_input_log_on_and_its_metrics(run, new_csv, tmp_path):
-    "Four clients for ten seconds against a real server logging its inputs: every request answered, every record logged or counted as dropped."
+    """Four clients for ten seconds against a real server logging its inputs: every request answered, every record
+    logged or counted as dropped."""
     log_dir = tmp_path / "log"
-    with serving(tmp_path / "server.log", "--run", run, "--log-inputs", log_dir, "--log-exclude", "key") as (url, _):  # stopped by SIGTERM after
+    # stopped by SIGTERM after
+    with serving(tmp_path / "server.log", "--run", run, "--log-inputs", log_dir, "--log-exclude", "key") as (url, _):
         records = records_of(read_raw_csv(new_csv))
         stop, sent, lock = time.time() + 10, [], threading.Lock()
         def client(seed):
@@ -178,16 +188,19 @@ def test_service_under_load_with_the_input_log_on_and_its_metrics(run, new_csv, 
         m = metrics_of(url)
         assert m["model_requests_total"][(("route", "/predict"), ("status", "200"))] == len(sent)
         assert m["model_request_duration_seconds_count"][(("route", "/predict"),)] == len(sent)
-        assert m["model_records_total"] == {(("outcome", "refused"),): refused, (("outcome", "scored"),): n_records - refused}
+        assert m["model_records_total"] == {(("outcome", "refused"),): refused,
+                                            (("outcome", "scored"),): n_records - refused}
         assert m["model_record_errors_total"] == {(("field", "area"),): refused}
         assert m["model_unseen_categories_total"][(("field", "colour"),)] >= sum(1 for s in sent) * 0.1
-        numerics = httpx.get(url + "/model").json()["numerics"]["tier"]  # measured when the model was loaded, on this machine
+        # measured when the model was loaded, on this machine
+        numerics = httpx.get(url + "/model").json()["numerics"]["tier"]
         assert m["model_info"] == {(("numerics", numerics), ("run_id", run.name)): 1.0}
         logged = m["model_input_log_rows_total"]
         dropped = logged[(("outcome", "dropped"),)]
         assert logged[(("outcome", "failed"),)] == 0
     rows = sum(pq.read_metadata(p).num_rows for p in log_dir.glob(PART_GLOB))
-    assert rows + dropped == n_records and rows > 0, (rows, dropped, n_records)  # written at shutdown, or counted as dropped
+    # written at shutdown, or counted as dropped
+    assert rows + dropped == n_records and rows > 0, (rows, dropped, n_records)
     frame = pd.concat(read_log(log_dir))
     assert "key" not in frame.columns and (frame.colour == "mauve").any()
     assert frame.error.notna().sum() == refused if dropped == 0 else frame.error.notna().sum() <= refused

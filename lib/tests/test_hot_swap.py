@@ -31,11 +31,13 @@ def service(toy_run, tmp_path):
     (tmp_path / "token").write_text(TOKEN)
     with serving(tmp_path / "server.log", "--admin-token-file", tmp_path / "token",
                  env={toy_project().root_env_var: str(store.parent)}) as (url, proc):
-        yield type("Service", (), {"url": url, "proc": proc, "store": store, "base": base.name, "other": other.name, "log": tmp_path / "server.log"})
+        yield type("Service", (), {"url": url, "proc": proc, "store": store, "base": base.name, "other": other.name,
+                                   "log": tmp_path / "server.log"})
 
 
 def load(client, service, record, stop, answers, failures):
-    "One client: POST one record again and again until told to stop; keep (client, time sent, time answered, run id) of each answer."
+    """One client: POST one record again and again until told to stop; keep (client, time sent, time answered, run id)
+    of each answer."""
     with httpx.Client(base_url=service.url, timeout=30) as c:
         while not stop.is_set():
             try:
@@ -62,15 +64,18 @@ def test_sighup_swaps_the_model_under_load_and_loses_no_request(service):
     for t in clients: t.join(timeout=60)
     assert not failures, failures[:5]
     assert {run for *_, run in answers} == {service.base, service.other} and len(answers) > 100
-    for k in range(8):  # each client, asking one request after the other: the old run's answers, then the new run's, never back
+    # each client, asking one request after the other: the old run's answers, then the new run's, never back
+    for k in range(8):
         runs = [run for client, *_, run in answers if client == k]
         assert runs == sorted(runs, key=lambda run: run == service.other), k
-    swapped = min(answered for *_, answered, run in answers if run == service.other)  # the first answer of the new run came back
+    # the first answer of the new run came back
+    swapped = min(answered for *_, answered, run in answers if run == service.other)
     assert swapped > signalled
     later = [run for _, sent, _, run in answers if sent > swapped]  # asked after that: the new run answers every one
     assert len(later) >= 20 and set(later) == {service.other}
     m = httpx.get(service.url + "/model").json()
-    assert m["run_id"] == service.other and m["last_reload"]["status"] == "swapped" and m["last_reload"]["previous"] == service.base
+    assert (m["run_id"] == service.other and m["last_reload"]["status"] == "swapped"
+            and m["last_reload"]["previous"] == service.base)
 
 
 def test_admin_reload_needs_the_token_and_a_failed_model_leaves_the_old_one_serving(service):
@@ -78,7 +83,8 @@ def test_admin_reload_needs_the_token_and_a_failed_model_leaves_the_old_one_serv
     assert r.status_code == 401
     auth = {"Authorization": f"Bearer {TOKEN}"}
     assert httpx.post(service.url + "/admin/reload", headers=auth).json()["status"] == "unchanged"
-    broken = service.store / "20990101T000000Z-bad000"  # a run (the other one, signed under this id) whose model file was damaged after training
+    # a run (the other one, signed under this id) whose model file was damaged after training
+    broken = service.store / "20990101T000000Z-bad000"
     shutil.copytree(service.store / service.other, broken)
     write_json(broken / "manifest.json", {**read_json(broken / "manifest.json"), "run_id": broken.name})
     sign_manifest(broken, Manifest.read(broken / "manifest.json"))
@@ -87,6 +93,7 @@ def test_admin_reload_needs_the_token_and_a_failed_model_leaves_the_old_one_serv
     r = httpx.post(service.url + "/admin/reload", headers=auth)
     assert r.status_code == 409 and r.json()["status"] == "failed" and r.json()["run_id"] == service.base
     m = httpx.get(service.url + "/model").json()
-    assert m["run_id"] == service.base and m["last_reload"]["status"] == "failed" and "sha256" in m["last_reload"]["error"]
+    assert (m["run_id"] == service.base and m["last_reload"]["status"] == "failed"
+            and "sha256" in m["last_reload"]["error"])
     assert httpx.post(service.url + "/predict", json={}).status_code == 200  # still serving
     assert '"event": "reload"' in service.log.read_text()

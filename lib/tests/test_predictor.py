@@ -1,5 +1,6 @@
 """The Predictor on a real run: the input contract, row-level errors, nothing dropped, and the checking paths (value by
-value, column by column, Arrow's) agree on every record, of a toy project's rows and of rows with every kind of problem."""
+value, column by column, Arrow's) agree on every record, of a toy project's rows and of rows with every kind of
+problem."""
 import math
 
 import numpy as np
@@ -38,7 +39,8 @@ def new_frame(new_csv):
 
 @pytest.fixture(scope="module")
 def new_records(new_frame):
-    return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()} for r in new_frame.to_dict("records")]
+    return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+            for r in new_frame.to_dict("records")]
 
 
 def test_contract_is_stored_with_the_run(run, predictor):
@@ -63,7 +65,8 @@ def test_every_row_is_scored(predictor, new_frame):
 def test_records_and_frame_give_the_same_predictions(predictor, new_frame, new_records):
     a = predictor.predict(new_frame).predicted.to_numpy()
     b = np.concatenate([predictor.predict(new_records[i:i + 70]).predicted.to_numpy() for i in range(0, 500, 70)])
-    assert agree(b, a).tier != DIFFERENT  # within RTOL, not to the bit: the toy's ridge sums through BLAS, whose order may follow the rows' count
+    # within RTOL, not to the bit: the toy's ridge sums through BLAS, whose order may follow the rows' count
+    assert agree(b, a).tier != DIFFERENT
 
 
 def corrupted(records):
@@ -71,12 +74,14 @@ def corrupted(records):
     base = records[0]
     return [
         {**base, "area": "abc"}, {**base, "area": True}, {**base, "area": [1]}, {**base, "area": {"a": 1}},
-        {**base, "area": float("nan")}, {**base, "area": float("inf")}, {**base, "area": "inf"}, {**base, "area": "1e3"},
+        {**base, "area": float("nan")}, {**base, "area": float("inf")}, {**base, "area": "inf"},
+        {**base, "area": "1e3"},
         {**base, "area": 84}, {**base, "area": 84.5}, {**base, "area": " 12"}, {**base, "area": ""},
         {**base, "age": None}, {**base, "age": "NaN"}, {**base, "age": -1e400},
         {**base, "grade": None}, {**base, "grade": 3}, {**base, "grade": False}, {**base, "grade": ["A"]},
         {**base, "grade": "Z"}, {**base, "grade": 20}, {**base, "grade": 20.0}, {**base, "grade": 20.5},
-        {**base, "colour": None}, {**base, "colour": ""}, {**base, "key": "x"}, {**base, "key": 3.5}, {**base, "key": True},
+        {**base, "colour": None}, {**base, "colour": ""}, {**base, "key": "x"}, {**base, "key": 3.5},
+        {**base, "key": True},
         {**base, "key": None}, {**base, "extra": 1}, {k: v for k, v in base.items() if k != "grade"},
         {k: v for k, v in base.items() if k != "age"}, {**base, "grade": "Ünïcødé\x00"}, {},
     ]
@@ -91,7 +96,8 @@ def test_value_by_value_and_column_by_column_checks_agree(predictor, new_records
     records = new_records if which == "new rows" else corrupted(new_records)
     before = repr(records)  # (repr, not ==: NaN != NaN)
     f1, ok1, i1 = check_records(records, predictor.contract)
-    f2, ok2, i2 = check_rows(pd.DataFrame.from_records(records), predictor.contract, known=known_categories(predictor.contract))
+    f2, ok2, i2 = check_rows(pd.DataFrame.from_records(records), predictor.contract,
+                             known=known_categories(predictor.contract))
     assert repr(records) == before  # the caller's records are not modified
     assert ok1.tolist() == ok2.tolist()
     pd.testing.assert_frame_equal(f1[ok1].reset_index(drop=True), f2[ok2].reset_index(drop=True))
@@ -121,7 +127,8 @@ def test_empty_input(predictor):
 
 
 TEXT_CASES = {  # text a CSV cell can hold, in a numeric column, a categorical one and the id column
-    "area": ["abc", "inf", "-inf", "nan", "NaN", "1e3", "84.5", " 12", "12 ", "+5", "-0", "1e500", "1e-400", "0x10", "1_000", "１２", "3.4e38", "3.5e38"],
+    "area": ["abc", "inf", "-inf", "nan", "NaN", "1e3", "84.5", " 12", "12 ", "+5", "-0", "1e500", "1e-400", "0x10",
+             "1_000", "１２", "3.4e38", "3.5e38"],
     "grade": ["Z", " A", "a", "Ünïcødé", "20", "20.0"],
     "key": ["x", "3.5", " 7", "007", "+7", "-3", "9223372036854775807", "9223372036854775808", "1e3", "7.0"],
 }
@@ -151,7 +158,8 @@ def test_arrow_and_pandas_checks_agree_on_text(predictor, new_csv, tmp_path, whi
     pd.testing.assert_frame_equal(sorted_issues(i1), sorted_issues(i2))
     assert ids.tolist() == canon.key.tolist()
     for f in predictor.contract.fields:  # the same values: numbers to the bit, categories as codes of the same strings
-        if f.kind == "numeric": assert np.array_equal(cols[f.name][ok1], canon[f.name].to_numpy()[ok1], equal_nan=True), f.name
+        if f.kind == "numeric":
+            assert np.array_equal(cols[f.name][ok1], canon[f.name].to_numpy()[ok1], equal_nan=True), f.name
         else:
             cats = predictor._fast.categories[f.name]
             strings = canon[f.name].to_numpy(dtype=object, na_value=None)

@@ -77,7 +77,8 @@ def copy_run(run):
 
 
 def record_files(run):
-    "Record the run's files' current sha256 (and its folder name as its id) in its manifest and sign it, as if the run had been made so (by the key's owner)."
+    """Record the run's files' current sha256 (and its folder name as its id) in its manifest and sign it, as if the run
+    had been made so (by the key's owner)."""
     m = read_json(run / "manifest.json")
     m["run_id"] = run.name
     m["artifacts"] = {name: a.model_dump() for name, a in artifacts(run).items()}
@@ -98,7 +99,8 @@ def test_pickles_that_differ_only_by_memoization_reproduce(store):
     r = cli("reproduce", run, "--against", other)
     assert r.returncode == 0, r.stdout + r.stderr
     assert re.search(r"fitted parameters\s+ok", r.stdout), r.stdout
-    assert re.search(r"model file\s+note\s+pickle bytes differ although every attribute is equal: pickle memoizes", r.stdout), r.stdout
+    assert re.search(r"model file\s+note\s+pickle bytes differ although every attribute is equal: pickle memoizes",
+                     r.stdout), r.stdout
     assert REPRODUCED in r.stdout
 
 
@@ -118,18 +120,21 @@ def test_a_changed_coefficient_is_named_and_not_reproduced(store):
     predict_frame(model, train).to_csv(other / "train_predictions.csv", index=False)
     p = pd.read_csv(other / "predictions.csv")
     write_json(other / "metrics.json", toy_project().evaluate(p.y, p.predicted))
-    write_json(other / "manifest.json", {**read_json(other / "manifest.json"), "metrics": read_json(other / "metrics.json")})
+    write_json(other / "manifest.json", {**read_json(other / "manifest.json"),
+                                         "metrics": read_json(other / "metrics.json")})
     record_files(other)
     r = cli("reproduce", run, "--against", other)
     assert r.returncode == 1, r.stdout + r.stderr
     assert re.search(r"fitted parameters\s+DIFFERS\s+steps\[model\]\.coef_: "
                      r"1 of \d+ values differ, largest difference", r.stdout), r.stdout
     for rows, n in (("held-out", 20), ("training", 180)):
-        assert re.search(rf"predictions, {rows}\s+DIFFERS\s+\d+ of {n} rows differ, largest relative difference .*beyond 1e-09", r.stdout), r.stdout
+        assert re.search(rf"predictions, {rows}\s+DIFFERS\s+\d+ of {n} rows differ, largest relative difference "
+                         r".*beyond 1e-09", r.stdout), r.stdout
     assert re.search(r"metrics\s+DIFFERS", r.stdout) and "verdict: NOT reproduced" in r.stdout
 
 
-@pytest.mark.parametrize("moved, code, verdict", [(1e-13, 3, "reproduced, numerically equivalent"), (1e-3, 1, "NOT reproduced")])
+@pytest.mark.parametrize("moved, code, verdict",
+                         [(1e-13, 3, "reproduced, numerically equivalent"), (1e-3, 1, "NOT reproduced")])
 def test_predictions_moved_by_a_relative_amount(store, moved, code, verdict):
     [run] = list_runs(store)
     other = copy_run(run)
@@ -174,8 +179,10 @@ def test_a_run_of_another_project_is_refused_by_name(store):
     m["environment"]["packages"].pop("toy-regression")  # the toy is not installed: it records its name with no version
     m["environment"]["packages"]["other-project"] = "1.0"
     write_json(run / "manifest.json", m)
-    sign_manifest(run, Manifest.read(run / "manifest.json"))  # signed with this host's key: trusted, but not this project's
-    with pytest.raises(VersionMismatchError, match=r"was not made by toy-regression: it records no version of it \(it was made with other-project\)"):
+    # signed with this host's key: trusted, but not this project's
+    sign_manifest(run, Manifest.read(run / "manifest.json"))
+    with pytest.raises(VersionMismatchError, match=r"was not made by toy-regression: it records no version of it \(it "
+                                                   r"was made with other-project\)"):
         Predictor.load(run)
 
 
@@ -197,7 +204,8 @@ def test_a_forged_model_with_its_sha256_written_in_is_refused_before_unpickling(
     for args in (["predict", "--run", run, new_csv, "-o", store / "out.csv"],
                  ["serve", "--run", run, "--port", "0"], ["reproduce", "--no-progress", run]):
         r = cli(*args)
-        assert r.returncode == 1 and "does not match its manifest" in r.stdout + r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
+        assert (r.returncode == 1 and "does not match its manifest" in r.stdout + r.stderr
+                and "Traceback" not in r.stderr), (args, r.stderr)
     assert not marker.exists(), "the forged pickle was loaded"
 
 
@@ -226,7 +234,8 @@ def test_damaged_manifest_is_named_and_listed_not_fatal(store, new_csv):
     assert re.search(rf"{good.name}\s+complete", r.stdout) and re.search(rf"{bad.name}\s+damaged", r.stdout), r.stdout
     assert f"{bad.name}: " in r.stderr and "is not readable JSON" in r.stderr
     for args in (["predict", "--run", bad, new_csv, "-o", store / "out.csv"],
-                 ["serve", "--run", bad, "--port", "0"], ["runs", "--runs-dir", store, "show", bad.name], ["reproduce", "--no-progress", bad]):
+                 ["serve", "--run", bad, "--port", "0"], ["runs", "--runs-dir", store, "show", bad.name],
+                 ["reproduce", "--no-progress", bad]):
         r = cli(*args)
         assert r.returncode == 1 and "Traceback" not in r.stderr, (args, r.stderr)
         assert "manifest.json is not readable JSON" in r.stdout + r.stderr, (args, r.stdout, r.stderr)
@@ -235,7 +244,8 @@ def test_damaged_manifest_is_named_and_listed_not_fatal(store, new_csv):
     m["data"]["rows"] = "many"
     (bad / "manifest.json").write_text(json.dumps(m))
     r = cli("predict", "--run", bad, new_csv, "-o", store / "out.csv")
-    assert r.returncode == 1 and "is not a valid manifest (1 problem(s)): data.rows: Input should be a valid integer" in r.stderr, r.stderr
+    assert (r.returncode == 1 and "is not a valid manifest (1 problem(s)): data.rows: Input should be a valid "
+                                  "integer" in r.stderr), r.stderr
 
 
 def test_edited_library_version_is_refused_unless_allowed(store, caplog):
@@ -243,7 +253,8 @@ def test_edited_library_version_is_refused_unless_allowed(store, caplog):
     m = read_json(run / "manifest.json")
     m["environment"]["packages"]["scikit-learn"] = "1.0.0"
     write_json(run / "manifest.json", m)
-    sign_manifest(run, Manifest.read(run / "manifest.json"))  # as the key's owner would: the versions are what is checked here
+    # as the key's owner would: the versions are what is checked here
+    sign_manifest(run, Manifest.read(run / "manifest.json"))
     with pytest.raises(VersionMismatchError, match=r"scikit-learn 1\.0\.0 in the run, 1\.9\.\d+ here"):
         Predictor.load(run)
     with caplog.at_level("WARNING"):
@@ -254,7 +265,8 @@ def test_edited_library_version_is_refused_unless_allowed(store, caplog):
 
 
 def move_held_out_predictions(run, factor):
-    "Multiply the run's recorded held-out predictions by `factor` and re-sign it, as a run made on another machine would record them."
+    """Multiply the run's recorded held-out predictions by `factor` and re-sign it, as a run made on another machine
+    would record them."""
     table = pd.read_csv(run / "predictions.csv")
     table["predicted"] = (table["predicted"] * factor).map(repr)  # every bit kept in the file
     table.to_csv(run / "predictions.csv", index=False)
@@ -263,60 +275,76 @@ def move_held_out_predictions(run, factor):
 
 
 def test_held_out_predictions_moved_in_their_last_bits_load_as_numerically_equivalent(store, caplog, tmp_path, new_csv):
-    "Another CPU or BLAS kernel: the same model with other last bits loads, says so in one line, /model and /metrics; --strict refuses it."
+    """Another CPU or BLAS kernel: the same model with other last bits loads, says so in one line, /model and /metrics;
+    --strict refuses it."""
     [run] = list_runs(store)
     n = move_held_out_predictions(run, 1 + 1e-13)
     with caplog.at_level("WARNING"):
         p = Predictor.load(run)
     [line] = [r.getMessage() for r in caplog.records if "numerically equivalent" in r.getMessage()]
-    assert re.match(rf"run {run.name} loaded as numerically equivalent: {n} of {n} held-out predictions differ, by at most 1e-13 relative "
+    assert re.match(rf"run {run.name} loaded as numerically equivalent: {n} of {n} held-out predictions differ, by at "
+                    r"most 1e-13 relative "
                     r"\(row \d+\), within 1e-09; ", line), line
     assert p.agreement.tier == "numerically equivalent" and p.numerics()["differing_rows"] == n
     assert p._fast is not None, p.slow_reason  # the compiled path gives the pipeline's answers here (within RTOL: BLAS)
     assert p.compiled.startswith("the compiled path gives the pipeline's held-out answers"), p.compiled
-    with pytest.raises(VersionMismatchError, match="numerically equivalent here, not bit-identical .* strict loading accepts only bit-identical"):
+    with pytest.raises(VersionMismatchError, match="numerically equivalent here, not bit-identical .* strict loading "
+                                                   "accepts only bit-identical"):
         Predictor.load(run, strict=True)
     r = cli("predict", "--run", run, new_csv, "-o", tmp_path / "out.csv")
-    assert r.returncode == 0 and "loaded as numerically equivalent" in r.stderr and "300 scored" in r.stdout, r.stdout + r.stderr
+    assert (r.returncode == 0 and "loaded as numerically equivalent" in r.stderr
+            and "300 scored" in r.stdout), r.stdout + r.stderr
     r = cli("runs", "--runs-dir", store, "verify", run.name, "--json", tmp_path / "verify.json")
-    assert r.returncode == 0 and f"run {run.name} loads here: held-out predictions numerically equivalent" in r.stdout, r.stdout + r.stderr
+    assert (r.returncode == 0 and f"run {run.name} loads here: held-out predictions numerically "
+                                  "equivalent" in r.stdout), r.stdout + r.stderr
     assert json.loads((tmp_path / "verify.json").read_text())["numerics"]["tier"] == "numerically equivalent"
     assert cli("runs", "--runs-dir", store, "verify", run.name, "--strict").returncode == 1
     r = cli("predict", "--strict", "--run", run, new_csv, "-o", tmp_path / "strict.csv")
-    assert r.returncode == 1 and "strict loading accepts only bit-identical" in r.stderr and not (tmp_path / "strict.csv").exists()
+    assert (r.returncode == 1 and "strict loading accepts only bit-identical" in r.stderr
+            and not (tmp_path / "strict.csv").exists())
     with serving(tmp_path / "server.log", "--run", run) as (url, _):
         numerics = httpx.get(url + "/model").json()["numerics"]
-        assert numerics["tier"] == "numerically equivalent" and numerics["rtol"] == 1e-9 and 9e-14 < numerics["largest_relative_difference"] < 1.1e-13
+        assert (numerics["tier"] == "numerically equivalent" and numerics["rtol"] == 1e-9
+                and 9e-14 < numerics["largest_relative_difference"] < 1.1e-13)
         assert httpx.post(url + "/predict", json=records_of(read_raw_csv(new_csv).head(2))).json()["scored"] == 2
-        assert f'model_info{{numerics="numerically equivalent",run_id="{run.name}"}} 1.0' in httpx.get(url + "/metrics").text
-    assert '"numerics": {"tier": "numerically equivalent"' in (tmp_path / "server.log").read_text()  # the start-up record says it too
+        assert f'model_info{{numerics="numerically equivalent",run_id="{run.name}"}} 1.0' in httpx.get(url
+            + "/metrics").text
+    # the start-up record says it too
+    assert '"numerics": {"tier": "numerically equivalent"' in (tmp_path / "server.log").read_text()
 
 
 def test_held_out_predictions_moved_beyond_the_tolerance_are_refused(store, tmp_path, new_csv):
-    "Moved by 1e-3: refused by load, predict and serve, naming how many rows and by how much; a larger --rtol is the way to accept it."
+    """Moved by 1e-3: refused by load, predict and serve, naming how many rows and by how much; a larger --rtol is the
+    way to accept it."""
     [run] = list_runs(store)
     n = move_held_out_predictions(run, 1 + 1e-3)
-    with pytest.raises(VersionMismatchError, match=rf"does not reproduce run {run.name}: {n} of {n} held-out predictions differ, "
-                                                   r"by at most 0\.001 relative \(row \d+\), beyond 1e-09"):
+    with pytest.raises(VersionMismatchError,
+                       match=rf"does not reproduce run {run.name}: {n} of {n} held-out predictions differ, by at most "
+                                                   r"0\.001 relative \(row \d+\), beyond 1e-09"):
         Predictor.load(run)
     with pytest.raises(VersionMismatchError, match="does not reproduce"):
-        Predictor.load(run, allow_version_mismatch=True)  # the versions are another decision: they do not excuse the numbers
-    for args in (["predict", "--run", run, new_csv, "-o", tmp_path / "out.csv"], ["serve", "--run", run, "--port", "0"]):
+        # the versions are another decision: they do not excuse the numbers
+        Predictor.load(run, allow_version_mismatch=True)
+    for args in (["predict", "--run", run, new_csv, "-o", tmp_path / "out.csv"],
+                 ["serve", "--run", run, "--port", "0"]):
         r = cli(*args)
-        assert r.returncode == 1 and f"{n} of {n} held-out predictions differ" in r.stderr and "--rtol" in r.stderr, (args, r.stderr)
+        assert (r.returncode == 1 and f"{n} of {n} held-out predictions differ" in r.stderr
+                and "--rtol" in r.stderr), (args, r.stderr)
         assert "Traceback" not in r.stderr
     r = cli("predict", "--rtol", "1e-2", "--run", run, new_csv, "-o", tmp_path / "out.csv")
     assert r.returncode == 0 and "loaded as numerically equivalent" in r.stderr, r.stderr
 
 
 def test_a_run_made_under_another_python_is_refused_at_load_and_by_reproduce(store):
-    "Each Python has its own lock (requirements/3.X/) and wheels: a run made under another one is said so, and refused by default."
+    """Each Python has its own lock (requirements/3.X/) and wheels: a run made under another one is said so, and refused
+    by default."""
     [run] = list_runs(store)
     m = read_json(run / "manifest.json")
     m["environment"]["python"] = "3.99.1"
     write_json(run / "manifest.json", m)
     sign_manifest(run, Manifest.read(run / "manifest.json"))
-    with pytest.raises(VersionMismatchError, match=r"Python 3\.99 in the run, 3\.1\d here \(requirements/3\.99/ holds the run's lock\)"):
+    with pytest.raises(VersionMismatchError,
+                       match=r"Python 3\.99 in the run, 3\.1\d here \(requirements/3\.99/ holds the run's lock\)"):
         Predictor.load(run)
     assert Predictor.load(run, allow_version_mismatch=True).run_id == run.name
     r = cli("reproduce", run, "--no-progress")

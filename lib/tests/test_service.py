@@ -1,4 +1,5 @@
-"""The HTTP service of a toy run on a real uvicorn server on loopback (`python -m nbprod.cli serve`): its answers agree with
+"""The HTTP service of a toy run on a real uvicorn server on loopback (`python -m nbprod.cli serve`): its answers agree
+with
 research's, bad input is answered per record and per field, limits hold, every request is logged, eight clients at once
 get their exact answers, an outside fuzzer finds schema and service agreeing, and the docs render without internet."""
 import json
@@ -64,7 +65,8 @@ def test_openapi_schema_comes_from_the_contract(server):
     schema = spec["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     record = schema["anyOf"][0]
     d = record["properties"]["grade"]["description"]
-    assert "must have a value" in d and "categories seen in training: A, B, C" in d and d.startswith(toy_schema().by_name["grade"].doc)
+    assert ("must have a value" in d and "categories seen in training: A, B, C" in d
+            and d.startswith(toy_schema().by_name["grade"].doc))
     assert "required" not in record  # a missing value refuses the record, not the request
     assert record["properties"]["key"]["maximum"] == 2**63 - 1
     assert set(spec["paths"]["/predict"]["post"]["responses"]) >= {"200", "413", "422"}
@@ -79,7 +81,8 @@ def test_held_out_rows_over_http_agree_with_what_the_job_recorded(server):
     assert [p["key"] for p in preds] == recorded.key.tolist()
     assert agree(np.array([p["predicted"] for p in preds]), recorded.predicted.to_numpy()).tier != DIFFERENT
     with httpx.Client(base_url=server.url, timeout=30) as c:
-        one_by_one = [c.post("/predict", json=rec).json()["predictions"][0]["predicted"] for rec in records_of(held_out)]
+        one_by_one = [c.post("/predict", json=rec).json()["predictions"][0]["predicted"]
+                      for rec in records_of(held_out)]
     assert agree(np.array(one_by_one), recorded.predicted.to_numpy()).tier != DIFFERENT
 
 
@@ -102,11 +105,13 @@ def test_missing_required_field_refuses_that_record_only(server, new_records):
     r = post(server, [rec, new_records[1]], params={"all_or_nothing": "true"})  # none scored unless all can be
     bad, held = answers(r)
     assert (r.json()["scored"], bad["predicted"], held["predicted"]) == (0, None, None)
-    assert bad["errors"][0]["field"] == "grade" and "another record of the request was refused" in held["errors"][0]["msg"]
+    assert (bad["errors"][0]["field"] == "grade"
+            and "another record of the request was refused" in held["errors"][0]["msg"])
 
 
 def test_bad_values_and_nan_per_record_per_field(server, new_records):
-    body = ('{"records": [' + json.dumps(new_records[0]) + "," + json.dumps({**new_records[1], "area": "big", "age": 1e39})
+    body = ('{"records": [' + json.dumps(new_records[0]) + ","
+            + json.dumps({**new_records[1], "area": "big", "age": 1e39})
             + "," + json.dumps({**new_records[2], "area": "NAN_HERE", "x": 1}).replace('"NAN_HERE"', "NaN") + "]}")
     got = answers(post(server, content=body, headers={"content-type": "application/json"}))
     assert np.isfinite(got[0]["predicted"]) and got[0]["errors"] == []
@@ -118,8 +123,10 @@ def test_bad_values_and_nan_per_record_per_field(server, new_records):
 def test_values_of_a_type_the_schema_excludes_refuse_the_request(server, new_records):
     ds = detail(post(server, [new_records[0], {**new_records[1], "age": True, "colour": 1.5, "key": "x"}, 7]))
     got = {(d["record"], d["field"]): d["msg"] for d in ds}
-    assert got == {(1, "age"): "expected number or string, got bool", (1, "colour"): "expected string or integer, got float",
-                   (1, "key"): "expected a 64-bit integer (or its digits as a string)", (2, None): "expected a record (a JSON object), got int"}
+    assert got == {(1, "age"): "expected number or string, got bool",
+                   (1, "colour"): "expected string or integer, got float",
+                   (1, "key"): "expected a 64-bit integer (or its digits as a string)",
+                   (2, None): "expected a record (a JSON object), got int"}
     assert {d["type"] for d in ds} == {"type_error"}
 
 
@@ -130,7 +137,8 @@ def test_every_record_answered_with_exact_keys_and_short_answers(server, new_rec
     big = [{**rec, "key": 2**53 + 1}, {**rec, "key": 2**63 - 1}, {**rec, "key": str(2**62 + 3)}]
     assert [p["key"] for p in answers(post(server, big))] == [2**53 + 1, 2**63 - 1, 2**62 + 3]  # exactly as sent
     assert detail(post(server, {**rec, "key": 2**63}))[0]["field"] == "key"
-    huge = post(server, [{"key": i} for i in range(1999)])  # two problems each: the first MAX_LISTED_ISSUES are listed, the rest counted
+    # two problems each: the first MAX_LISTED_ISSUES are listed, the rest counted
+    huge = post(server, [{"key": i} for i in range(1999)])
     preds = answers(huge)
     assert len(preds) == 1999 and len(huge.content) < 2**20, len(huge.content)
     assert sum(len([e for e in p["errors"] if e["field"]]) for p in preds) == MAX_LISTED_ISSUES
@@ -145,9 +153,11 @@ def test_unknown_category_is_scored_with_a_warning(server, new_records):
     assert np.isfinite(p["predicted"]) and "'mauve' was not seen in training" in w["msg"] and w["type"] == "warning"
 
 
-@pytest.mark.parametrize("content", [b"", b"not json", b"{", b"[1, 2]", b'"a string"', b"42", b"null", b"[]", b'{"records": []}',
+@pytest.mark.parametrize("content", [b"", b"not json", b"{", b"[1, 2]", b'"a string"', b"42", b"null", b"[]",
+                                     b'{"records": []}',
                                      b'{"records": "x"}', b'[{"area": {"nested": [1, 2]}}]', b'{"area": [1e400]}',
-                                     b"\xff\xfe", b'{"records": [null]}', b"[" * 200_000, b'[{"area": ' + b"1" * 5000 + b"}]"])
+                                     b"\xff\xfe", b'{"records": [null]}', b"[" * 200_000, b'[{"area": ' + b"1" * 5000
+                                     + b"}]"])
 def test_malformed_bodies_get_422_never_500(server, content):
     assert detail(post(server, content=content, headers={"content-type": "application/json"}))
 
@@ -164,13 +174,15 @@ def test_oversized_requests_get_413(server):
 
 
 def test_settings_come_from_the_environment_and_a_flag_given_wins(toy_run, tmp_path, new_records):
-    "NBPROD_SERVICE_* sets what no flag gives; a flag given on the command line wins over the environment; a bad value stops serve."
+    """NBPROD_SERVICE_* sets what no flag gives; a flag given on the command line wins over the environment; a bad value
+    stops serve."""
     env = {"NBPROD_SERVICE_MAX_RECORDS": "3", "NBPROD_SERVICE_MAX_BODY_BYTES": "100000"}
     with serving(tmp_path / "env.log", "--run", toy_run(), env=env) as (url, _):
         r = httpx.post(url + "/predict", json=new_records[:4], timeout=60)
         assert r.status_code == 413 and "the limit is 3" in r.json()["detail"]
         assert httpx.post(url + "/predict", json=new_records[:3], timeout=60).status_code == 200
-        r = httpx.post(url + "/predict", content=b" " * 100_001, headers={"content-type": "application/json"}, timeout=60)
+        r = httpx.post(url + "/predict", content=b" " * 100_001, headers={"content-type": "application/json"},
+                       timeout=60)
         assert r.status_code == 413 and "larger than 100000 bytes" in r.json()["detail"]
     with serving(tmp_path / "flag.log", "--run", toy_run(), "--max-records", "5", env=env) as (url, _):
         assert httpx.post(url + "/predict", json=new_records[:5], timeout=60).status_code == 200
@@ -189,12 +201,14 @@ def test_one_json_log_line_per_request_with_request_id(server, new_records):
 
 
 def test_eight_concurrent_clients_good_and_hostile_for_thirty_seconds(server, new_records):
-    """Four clients send good batches, four send hostile requests; every good record gets its prediction (the one it gets
-    alone, within RTOL: batches of other sizes may sum in another order), nothing gets a 5xx."""
+    """Four clients send good batches, four send hostile requests; every good record gets its prediction (the one it
+    gets alone, within RTOL: batches of other sizes may sum in another order), nothing gets a 5xx."""
     expected = {p["key"]: p["predicted"] for p in answers(post(server, new_records))}
     rec = new_records[0]
-    hostile = [dict(json=[{}] * 300), dict(json={**rec, "age": 1e39}), dict(json={**rec, "key": 2**63}), dict(json=[{**rec, "area": True}, 7]),
-               dict(json={**rec, "colour": "x" * 100_000}), dict(json=[{"key": i} for i in range(1500)]), dict(content=b'{"records": [{"a": '),
+    hostile = [dict(json=[{}] * 300), dict(json={**rec, "age": 1e39}), dict(json={**rec, "key": 2**63}),
+               dict(json=[{**rec, "area": True}, 7]),
+               dict(json={**rec, "colour": "x" * 100_000}), dict(json=[{"key": i} for i in range(1500)]),
+               dict(content=b'{"records": [{"a": '),
                dict(json={**rec, "area": "9" * 400}), dict(json=[{**rec, "key": str(2**53 + 1)}])]
     stop, results, lock = time.time() + 30, [], threading.Lock()
     def client(seed, good):
@@ -204,8 +218,10 @@ def test_eight_concurrent_clients_good_and_hostile_for_thirty_seconds(server, ne
                 if good:
                     batch = rng.sample(new_records, rng.choice([1, 1, 1, 5, 50]))
                     r = c.post("/predict", json=batch)
-                    ok = (r.status_code == 200 and [p["key"] for p in r.json()["predictions"]] == [b["key"] for b in batch]
-                          and agree(np.array([p["predicted"] for p in r.json()["predictions"]]), np.array([expected[b["key"]] for b in batch])).tier != DIFFERENT)
+                    ok = (r.status_code == 200 and [p["key"] for p in r.json()["predictions"]] == [b["key"]
+                        for b in batch]
+                          and agree(np.array([p["predicted"] for p in r.json()["predictions"]]),
+                                    np.array([expected[b["key"]] for b in batch])).tier != DIFFERENT)
                     mine.append(("good", r.status_code, ok))
                 else:
                     kw = rng.choice(hostile)
@@ -221,22 +237,28 @@ def test_eight_concurrent_clients_good_and_hostile_for_thirty_seconds(server, ne
 
 
 def test_an_outside_fuzzer_finds_the_schema_and_the_service_agreeing(server, tmp_path):
-    "schemathesis generates requests from /openapi.json, valid and invalid: every answer is one the schema documents, never a 5xx."
+    """schemathesis generates requests from /openapi.json, valid and invalid: every answer is one the schema documents,
+    never a 5xx."""
     schemathesis = shutil.which("schemathesis", path=str(Path(sys.executable).parent))
-    r = subprocess.run([schemathesis, "run", server.url + "/openapi.json", "--max-examples", "150", "--seed", "1", "--workers", "1",
+    r = subprocess.run([schemathesis, "run", server.url + "/openapi.json", "--max-examples", "150", "--seed", "1",
+                        "--workers", "1",
                         "--no-color"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
     assert "passed" in r.stdout and "failure" not in r.stdout.split("SUMMARY")[-1].lower(), r.stdout[-2000:]
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="no headless Chromium (Debian's package 'chromium'; .ci/run installs it as root)")
+needs_chromium = (pytest.mark.skipif(CHROMIUM is None, reason="no headless Chromium (Debian's package 'chromium'; "
+                                                              ".ci/run installs it as root)"))
 
 
 def rendered(url, profile):
-    "The page's DOM after its scripts ran in headless Chromium, which can reach 127.0.0.1 and no other host (every name resolves to nothing)."
-    r = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", f"--user-data-dir={profile}",
-                        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1", "--virtual-time-budget=15000", "--dump-dom", url],
+    """The page's DOM after its scripts ran in headless Chromium, which can reach 127.0.0.1 and no other host (every
+    name resolves to nothing)."""
+    r = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                        f"--user-data-dir={profile}",
+                        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1", "--virtual-time-budget=15000",
+                        "--dump-dom", url],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "<html" in r.stdout, r.stderr[-2000:]
     return r.stdout
@@ -253,7 +275,8 @@ def test_the_docs_render_without_internet(server, tmp_path):
 
 @needs_chromium
 def test_without_the_service_own_assets_the_docs_would_be_blank_here(tmp_path):
-    "The control: FastAPI's stock /docs (its assets from a CDN) in the same browser stays empty, so the block above is real."
+    """The control: FastAPI's stock /docs (its assets from a CDN) in the same browser stays empty, so the block above is
+    real."""
     import fastapi
     import uvicorn
     app = fastapi.FastAPI()

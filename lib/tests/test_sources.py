@@ -24,7 +24,8 @@ REPRODUCED = "verdict: reproduced"  # bit-identical or numerically equivalent: t
 def postgres():
     "A real PostgreSQL server on loopback, in a temporary directory, for this test session."
     if server_binaries() is None:
-        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed: apt-get install postgresql (.ci/run does)")
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed: apt-get install postgresql "
+                    "(.ci/run does)")
     with temporary_postgres() as url:
         yield url
 
@@ -39,14 +40,16 @@ def shuffled_table(root, url, table):
 
 def test_same_fingerprint_from_csv_parquet_sqlite_postgres_and_shuffled_tables(toy, postgres, tmp_path):
     csv_fp = fp(load(DATA, toy))
-    pd.read_csv(toy / DATA, dtype=str, keep_default_na=False).sample(frac=1, random_state=1).to_csv(tmp_path / "shuffled.csv", index=False)
+    pd.read_csv(toy / DATA, dtype=str,
+                keep_default_na=False).sample(frac=1, random_state=1).to_csv(tmp_path / "shuffled.csv", index=False)
     load(DATA, toy).to_parquet(tmp_path / "toy.parquet")
     sqlite = f"sqlite:///{tmp_path}/t.db"
     shuffled_table(toy, sqlite, "rows")
     shuffled_table(toy, postgres, "rows_shuffled")
     ingest(DATA, postgres, "rows_ingested", batches=4, root=toy)
     refs = [tmp_path / "shuffled.csv", tmp_path / "toy.parquet", f"{sqlite}?table=rows",
-            f"{postgres}?table=rows_shuffled", f"{postgres}?table=rows_ingested", f"{postgres}?query=SELECT * FROM rows_shuffled"]
+            f"{postgres}?table=rows_shuffled", f"{postgres}?table=rows_ingested",
+            f"{postgres}?query=SELECT * FROM rows_shuffled"]
     assert {str(r): fp(load(str(r), toy)) for r in refs} == {str(r): csv_fp for r in refs}
     r = cli("data", "fingerprint", f"{postgres}?table=rows_shuffled")
     assert r.returncode == 0 and r.stdout.startswith(csv_fp)
@@ -73,7 +76,8 @@ def test_as_of_is_unchanged_by_later_appends_and_updates(toy, tmp_path, db, requ
 def test_training_from_postgres_reproduced_after_the_table_changed(toy, postgres, tmp_path):
     ingest(DATA, postgres, "rows_train", batches=2, start="2026-04-01T00:00:00", root=toy)
     ref = f"{postgres}?table=rows_train"
-    r = cli("train", "--no-progress", "-p", "runs_dir", tmp_path, "-p", "data", ref, "-p", "as_of", "2026-04-01T12:00:00")
+    r = cli("train", "--no-progress", "-p", "runs_dir", tmp_path, "-p", "data", ref, "-p", "as_of",
+            "2026-04-01T12:00:00")
     assert r.returncode == 0, r.stderr
     [run] = list_runs(tmp_path)
     d = read_json(run / "manifest.json")["data"]
@@ -115,7 +119,8 @@ def test_corrupted_training_data_is_reported_and_nothing_is_trained(toy, tmp_pat
 
 
 @pytest.mark.parametrize("kind", ["parquet", "sqlite"])
-def test_training_from_parquet_and_sqlite_gives_the_csv_model_and_reproduces_without_snapshot(toy, tmp_path, kind, toy_run):
+def test_training_from_parquet_and_sqlite_gives_the_csv_model_and_reproduces_without_snapshot(toy, tmp_path, kind,
+    toy_run):
     runs = tmp_path / "runs"
     if kind == "parquet":
         ref = str(tmp_path / "rows.parquet")
@@ -135,7 +140,8 @@ def test_training_from_parquet_and_sqlite_gives_the_csv_model_and_reproduces_wit
 
 
 def test_a_database_password_is_never_written_down(toy, tmp_path):
-    "A password in the data URL: used, and found in no file of the run store nor in any output; reproduce needs it from the environment."
+    """A password in the data URL: used, and found in no file of the run store nor in any output; reproduce needs it
+    from the environment."""
     if server_binaries() is None: pytest.skip("PostgreSQL server binaries are not installed")
     pw = "pw-" + secrets.token_hex(12)
     with temporary_postgres(password=pw) as url:  # the server asks for the password
@@ -144,9 +150,11 @@ def test_a_database_password_is_never_written_down(toy, tmp_path):
         assert r.returncode == 0, r.stderr
         [run] = list_runs(tmp_path)
         leaks = [str(p) for p in tmp_path.rglob("*") if p.is_file() and pw.encode() in p.read_bytes()]
-        assert not leaks and pw not in r.stdout + r.stderr, leaks  # manifest, executed notebook, report, snapshot, metrics...
+        # manifest, executed notebook, report, snapshot, metrics...
+        assert not leaks and pw not in r.stdout + r.stderr, leaks
         m = json.loads((run / "manifest.json").read_text())
-        assert m["data"]["reference"] == url.replace(f":{pw}@", "@") + "?table=rows_pw" == m["parameters"]["data"] == m["job"]["injected"]["data"]
+        assert (m["data"]["reference"] == url.replace(f":{pw}@", "@")
+                + "?table=rows_pw" == m["parameters"]["data"] == m["job"]["injected"]["data"])
         shutil.rmtree(tmp_path / ".snapshots")  # reproduce must load the table again
         r = cli("reproduce", "--no-progress", run, env={"DATABASE_PASSWORD": ""})
         assert r.returncode == 1 and "cannot be loaded again" in r.stdout and pw not in r.stdout + r.stderr, r.stdout

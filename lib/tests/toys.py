@@ -23,7 +23,8 @@ _ENVIRON = (PROJECT_ENV_VAR, "JUPYTER_PATH", *(toy_project(t).root_env_var for t
 
 @contextmanager
 def using_toy(task: str, root: Path):
-    "The toy project of `task`, laid out in `root` (a git checkout with one commit), as the process's project; then none."
+    """The toy project of `task`, laid out in `root` (a git checkout with one commit), as the process's project; then
+    none."""
     saved = {k: os.environ.get(k) for k in _ENVIRON}
     fresh = not (root / ".git").is_dir()
     try:
@@ -41,11 +42,13 @@ GIT_IDENTITY = ["-c", "user.name=tests", "-c", "user.email=tests@example.invalid
 
 
 def git(root: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(root), *GIT_IDENTITY, *args], check=True, capture_output=True, text=True, timeout=60).stdout
+    return subprocess.run(["git", "-C", str(root), *GIT_IDENTITY, *args], check=True, capture_output=True, text=True,
+                          timeout=60).stdout
 
 
 def commit_all(root: Path, message: str) -> str:
-    "Commit everything in `root` (made a git checkout if it is not one, its runs and kernels ignored); return the commit."
+    """Commit everything in `root` (made a git checkout if it is not one, its runs and kernels ignored); return the
+    commit."""
     if not (root / ".git").is_dir():
         git(root, "init", "--quiet")
         (root / ".gitignore").write_text("runs/\njupyter/\n")
@@ -74,11 +77,12 @@ def free_port() -> int:
 
 @contextmanager
 def serving(log_path: Path, *args, env=None, timeout=60):
-    """A real `python -m nbprod.cli serve ARGS...` process of the process's project on a free loopback port, its output in
-    `log_path`: yields (url, process) once /health answers, and stops it after."""
+    """A real `python -m nbprod.cli serve ARGS...` process of the process's project on a free loopback port, its output
+    in `log_path`: yields (url, process) once /health answers, and stops it after."""
     port = free_port()
     with open(log_path, "w") as log:
-        proc = cli_process("serve", "--port", port, *args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+        proc = cli_process("serve", "--port", port, *args, stdout=log, stderr=subprocess.STDOUT,
+                           env={**os.environ, **(env or {})})
         url, deadline = f"http://127.0.0.1:{port}", time.time() + timeout
         try:
             while True:
@@ -95,11 +99,13 @@ def serving(log_path: Path, *args, env=None, timeout=60):
 
 def records_of(df) -> list[dict]:
     "A frame's rows as JSON records, a missing value as null."
-    return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()} for r in df.to_dict("records")]
+    return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+            for r in df.to_dict("records")]
 
 
 def unseen_csv(folder: Path, n: int, seed: int, start: int) -> Path:
-    "`n` rows of the toy's population that no run trained on (ids from `start`, another `seed`), without the target, as `folder/new.csv`."
+    """`n` rows of the toy's population that no run trained on (ids from `start`, another `seed`), without the target,
+    as `folder/new.csv`."""
     path = folder / "new.csv"
     toy_rows(n, seed=seed, target=False, start=start).to_csv(path, index=False)
     return path
