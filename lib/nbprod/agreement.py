@@ -20,6 +20,7 @@ __all__ = ['BIT_IDENTICAL', 'EQUIVALENT', 'DIFFERENT', 'RTOL', 'relative_differe
 BIT_IDENTICAL, EQUIVALENT, DIFFERENT = "bit-identical", "numerically equivalent", "different" # The tiers, closest first
 RTOL = 1e-9 # Default relative tolerance of "numerically equivalent"
 
+# %% ../nbs/05_agreement.ipynb #1948f6fd
 def relative_difference(
     a: np.ndarray, # Numbers
     b: np.ndarray, # Numbers of the same shape

@@ -35,6 +35,7 @@ PARQUET_SUFFIXES = (".parquet", ".pq")
 # in one)
 CSV_BLOCK_BYTES = 1 << 22
 
+# %% ../nbs/15_batch.ipynb #98a1f746
 def _is_parquet(p: Path) -> bool: return p.suffix.lower() in PARQUET_SUFFIXES
 
 # %% ../nbs/15_batch.ipynb #c2c4f3d6
@@ -54,6 +55,7 @@ def _rechunk(batches: Iterable[pa.RecordBatch], size: int, schema: pa.Schema) ->
 # Magic bytes -> the suffix Arrow reads that compression by
 _COMPRESSED = {b"\x1f\x8b": ".gz", b"BZh": ".bz2", b"\x28\xb5\x2f\xfd": ".zst"}
 
+# %% ../nbs/15_batch.ipynb #68ac2539
 def csv_batches(path: Path, na_strings) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
     "(schema, record batches) of a CSV file, every column as text, the strings of `na_strings` as missing."
     import pyarrow.csv as pa_csv
@@ -252,6 +254,7 @@ def score_file(
 # %% ../nbs/15_batch.ipynb #fb60f8cc
 HEAP_PAD = 64 << 20 # Bytes glibc's allocator keeps at the top of the heap when memory is freed (see `keep_heap`)
 
+# %% ../nbs/15_batch.ipynb #2efbae56
 def keep_heap(pad: int = HEAP_PAD) -> bool:
     """Ask the C allocator (glibc's `mallopt(M_TOP_PAD)`) to keep `pad` bytes of freed memory for reuse; False where
     there is no glibc."""
@@ -259,4 +262,3 @@ def keep_heap(pad: int = HEAP_PAD) -> bool:
     try: mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError): return False  # another C library (macOS, Windows): nothing to tune
     return mallopt(-2, int(pad)) == 1  # -2: M_TOP_PAD in glibc's malloc.h
-

@@ -131,6 +131,7 @@ def reproduce(run_ref, against, strict, rtol, progress, allow_other_python):
 _RUN_HELP = ("Run id, folder or alias whose model to use (default: the run promoted to production, else the newest, "
              "with a warning).")
 
+# %% ../nbs/19_cli.ipynb #2afd915f
 def _load_options(f):
     """What loading a run accepts, shared by `predict`, `serve` and `drift`: four options that the command receives as
     one `predict.LoadPolicy` (its parameter `policy`)."""
@@ -165,42 +166,9 @@ def _input_log_options(f):
                              "see `drift --log`).")(f)
 
 # %% ../nbs/19_cli.ipynb #fce7d060
-@main.command()
-@click.argument("input", type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
-              help="File to write (.csv or .parquet): the id, the prediction, error; one row per input row. With "
-                   "--engine dask: a folder, the Parquet dataset to write (one file per partition).")
-@click.option("--run", "run_ref", default=None, help=_RUN_HELP)
-@click.option("--chunk-size", type=click.IntRange(min=1), default=50_000, show_default=True,
-              help="Rows read and scored at a time.")
-@click.option("--issues-file", type=click.Path(dir_okay=False, path_type=Path),
-              help=("Also write every error and warning to this file (.csv or .parquet): row, the id, column, value, "
-                    "message, level."))
-@click.option("--allow-errors", is_flag=True, help="Exit with 0 even if some rows were refused.")
-@_load_options
-@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
-@_input_log_options
-@click.option("--engine", type=click.Choice(["local", "dask"]), default="local", show_default=True,
-              help=("local: this process, in chunks; dask: a Dask cluster, one output file per partition (INPUT may be "
-                    "a folder or a glob)."))
-@click.option("--scheduler", metavar="ADDRESS", default=None,
-              help="--engine dask: the scheduler of a running cluster (default: a local cluster, a worker per core).")
-@click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="--engine dask without --scheduler: worker processes of the local cluster.")
-@click.option("--partition-rows", type=click.IntRange(min=1), default=None,
-              help="--engine dask: most rows of a Parquet partition (500,000).")
-def predict(input, output, run_ref, chunk_size, issues_file, allow_errors, policy, progress, log_inputs, log_exclude,
-            log_max_mb,
-            engine, scheduler, workers, partition_rows):
-    """Score INPUT (.csv or .parquet: the training data's columns, the target not needed) with the model of a run.
-
-    With --engine dask, INPUT is a file, a folder or a glob of them, and OUTPUT a folder: a Parquet dataset in INPUT's
-    order."""
-    if engine == "dask":
-        return _predict_dask(input, output, run_ref, allow_errors, policy, progress, scheduler, workers,
-                             partition_rows, issues_file, log_inputs)
-    if scheduler or workers or partition_rows:
-        raise click.UsageError("--scheduler, --workers and --partition-rows go with --engine dask")
+def _predict_local(input, output, run_ref, chunk_size, issues_file, allow_errors, policy, progress, log_inputs,
+                   log_exclude, log_max_mb):
+    "`predict --engine local`: score the file INPUT in chunks, in this process."
     if not input.is_file():
         hint = " (a folder or a glob needs --engine dask)" if input.is_dir() or "*" in str(input) else ""
         raise click.BadParameter(f"{input} is not a file{hint}", param_hint="INPUT")
@@ -230,6 +198,45 @@ def predict(input, output, run_ref, chunk_size, issues_file, allow_errors, polic
         click.echo(f"{summary.failed} row(s) refused: see the 'error' column of {output} (or pass --allow-errors)",
                    err=True)
         raise SystemExit(1)
+
+# %% ../nbs/19_cli.ipynb #981d2ab6
+@main.command()
+@click.argument("input", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
+              help="File to write (.csv or .parquet): the id, the prediction, error; one row per input row. With "
+                   "--engine dask: a folder, the Parquet dataset to write (one file per partition).")
+@click.option("--run", "run_ref", default=None, help=_RUN_HELP)
+@click.option("--chunk-size", type=click.IntRange(min=1), default=50_000, show_default=True,
+              help="Rows read and scored at a time.")
+@click.option("--issues-file", type=click.Path(dir_okay=False, path_type=Path),
+              help=("Also write every error and warning to this file (.csv or .parquet): row, the id, column, value, "
+                    "message, level."))
+@click.option("--allow-errors", is_flag=True, help="Exit with 0 even if some rows were refused.")
+@_load_options
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+@_input_log_options
+@click.option("--engine", type=click.Choice(["local", "dask"]), default="local", show_default=True,
+              help=("local: this process, in chunks; dask: a Dask cluster, one output file per partition (INPUT may be "
+                    "a folder or a glob)."))
+@click.option("--scheduler", metavar="ADDRESS", default=None,
+              help="--engine dask: the scheduler of a running cluster (default: a local cluster, a worker per core).")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="--engine dask without --scheduler: worker processes of the local cluster.")
+@click.option("--partition-rows", type=click.IntRange(min=1), default=None,
+              help="--engine dask: most rows of a Parquet partition (500,000).")
+def predict(input, output, run_ref, chunk_size, issues_file, allow_errors, policy, progress, log_inputs, log_exclude,
+            log_max_mb, engine, scheduler, workers, partition_rows):
+    """Score INPUT (.csv or .parquet: the training data's columns, the target not needed) with the model of a run.
+
+    With --engine dask, INPUT is a file, a folder or a glob of them, and OUTPUT a folder: a Parquet dataset in INPUT's
+    order."""
+    if engine == "dask":
+        return _predict_dask(input, output, run_ref, allow_errors, policy, progress, scheduler, workers,
+                             partition_rows, issues_file, log_inputs)
+    if scheduler or workers or partition_rows:
+        raise click.UsageError("--scheduler, --workers and --partition-rows go with --engine dask")
+    _predict_local(input, output, run_ref, chunk_size, issues_file, allow_errors, policy, progress, log_inputs,
+                   log_exclude, log_max_mb)
 
 # %% ../nbs/19_cli.ipynb #aac12636
 def _predict_dask(input, output, run_ref, allow_errors, policy, progress, scheduler, workers, partition_rows,
@@ -268,6 +275,7 @@ def _predict_dask(input, output, run_ref, allow_errors, policy, progress, schedu
 _SERVE_FLAG_OF = {"max_body_bytes": "max_body_mb", "log_max_bytes": "log_max_mb", "admin_token": "admin_token_file",
                   "verify": None}
 
+# %% ../nbs/19_cli.ipynb #a7ef9af5
 def _given(values: dict, flag_of: dict) -> dict:
     """The values whose flag was given on the command line (a setting's flag: `flag_of`, else its own name; None: never
     a flag)."""
@@ -342,6 +350,25 @@ def _thresholds(pairs):  # -> drift.Thresholds
                                  param_hint="--threshold") from None
 
 # %% ../nbs/19_cli.ipynb #e205950c
+def _drift_tally(run, manifest, inputs, log_dir, since, until, policy, chunk_size, progress):
+    "(the run's profile, the tally of the INPUT files and the input log's days against it, what was compared)"
+    from nbprod.drift import Tally, read_profile, tally_files, tally_log
+    from nbprod.predict import Predictor
+    profile = read_profile(run, manifest)
+    tally, sources = Tally(profile), [str(p) for p in inputs]
+    if inputs:
+        predictor = Predictor.load(run, policy)
+        tally_files(tally, predictor, inputs, chunk_size=chunk_size, progress=progress)
+    if log_dir is not None:
+        tally_log(tally, log_dir, since and since.date(), until and until.date())
+        sources.append(f"input log {log_dir}" + (f" from {since.date()}" if since else "")
+                       + (f" to {until.date()}" if until else ""))
+    if not tally.rows:
+        where = " in the input log for those days" if log_dir is not None and not inputs else ""
+        raise ValueError(f"no rows to compare{where}")
+    return profile, tally, sources
+
+# %% ../nbs/19_cli.ipynb #95b99dbc
 @main.command()
 @click.argument("inputs", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path), metavar="[INPUT]...")
 @click.option("--run", "run_ref", default=None, help="Run id, folder or alias whose training data is the reference "
@@ -369,11 +396,10 @@ def drift(inputs, run_ref, log_dir, since, until, thresholds, report, json_file,
     Per column: PSI, a KS (numbers) or chi-squared (categories) test, the missing rate and unseen categories; the same
     for the predictions. Exit code 0: nothing flagged; 3: drift flagged; 1: could not compare."""
     from nbprod.config import get_settings
-    from nbprod.drift import EXIT_DRIFT, Tally, drift_html, drift_report, read_profile, tally_files, tally_log
+    from nbprod.drift import EXIT_DRIFT, drift_html, drift_report
     from nbprod.files import check_outputs
     from nbprod.integrity import check_signature
     from nbprod.manifest import Manifest
-    from nbprod.predict import Predictor
     from nbprod.runs import MANIFEST, resolve_run
     if not inputs and log_dir is None:
         raise click.UsageError("nothing to compare: give INPUT files, --log FOLDER, or both")
@@ -386,18 +412,8 @@ def drift(inputs, run_ref, log_dir, since, until, thresholds, report, json_file,
         run = resolve_run(run_ref, get_settings().runs_dir)
         manifest = Manifest.read(run / MANIFEST)
         check_signature(run, manifest, policy.allow_unsigned)
-        profile = read_profile(run, manifest)
-        tally, sources = Tally(profile), [str(p) for p in inputs]
-        if inputs:
-            predictor = Predictor.load(run, policy)
-            tally_files(tally, predictor, inputs, chunk_size=chunk_size, progress=progress)
-        if log_dir is not None:
-            tally_log(tally, log_dir, since and since.date(), until and until.date())
-            sources.append(f"input log {log_dir}" + (f" from {since.date()}" if since else "")
-                           + (f" to {until.date()}" if until else ""))
-        if not tally.rows:
-            raise ValueError("no rows to compare" + (" in the input log for those days" if log_dir is not None
-                                                     and not inputs else ""))
+        profile, tally, sources = _drift_tally(run, manifest, inputs, log_dir, since, until, policy, chunk_size,
+                                               progress)
         result = drift_report(tally, th, run_id=manifest.run_id, sources=sources)
         if report: drift_html(result, profile, report)
         if json_file: json_file.write_text(result.model_dump_json(indent=2) + "\n")
@@ -418,6 +434,7 @@ def data():
 # %% ../nbs/19_cli.ipynb #fa2efb86
 _as_of_option = click.option("--as-of", default=None, help="SQL: the rows visible at this time (ISO 8601, UTC).")
 
+# %% ../nbs/19_cli.ipynb #85cab758
 @data.command("fingerprint")
 @click.argument("ref", metavar="REF")
 @_as_of_option

@@ -40,6 +40,7 @@ PARTITION_ROWS = 500_000 # Most rows of a Parquet partition (a row group larger 
 # blocks)
 CSV_PARTITION_BYTES = 64 * 2**20
 
+# %% ../nbs/23_cluster.ipynb #4ea3ecc5
 def input_files(
     spec: str | Path, # A file, a folder (its .csv and .parquet files) or a glob
 ) -> list[Path]:
@@ -101,6 +102,7 @@ def read_part(source: tuple) -> pa.Table:
 PLUGIN = "notebook-template-model" # Name of the worker plugin that holds the model
 ISSUES = "_issues" # Sub-folder of the staging folder where partitions leave their issues
 
+# %% ../nbs/23_cluster.ipynb #acd5c0cb
 def score_part(
     index: int, # The partition's number: its file is part-<index>.parquet
     source: tuple, # What to read (see `read_part`)
@@ -137,6 +139,7 @@ def _write_atomically(table: pa.Table, path: Path):
 # %% ../nbs/23_cluster.ipynb #ebbc2d3c
 WORKER_ENV = JOB_ENV # The environment a worker must have: the training kernel's (hash seed, one BLAS/OpenMP thread)
 
+# %% ../nbs/23_cluster.ipynb #60c72fa5
 def worker_problems(env: dict[str, str] = WORKER_ENV) -> list[str]:
     "How this process differs from a worker set up like the training kernel (nothing: an empty list)."
     from threadpoolctl import threadpool_info
@@ -153,6 +156,7 @@ try:
 except ImportError:  # Dask is not installed: the cluster cannot be used, the rest of the package can
     Nanny = WorkerPlugin = object
 
+# %% ../nbs/23_cluster.ipynb #d5db3b63
 class ModelPlugin(WorkerPlugin):
     """A worker plugin: checks the worker's setup, then loads and verifies a run's model once, for every partition the
     worker scores."""
@@ -203,6 +207,32 @@ def dask_client(
     finally: quiet.setLevel(level)
 
 # %% ../nbs/23_cluster.ipynb #f5e37486
+def _partition_tasks(
+    inputs: list[Path], # CSV or Parquet files, all of one kind
+    staging: Path, # The folder the partitions' files are written to
+    partition_rows: int = PARTITION_ROWS, # Most rows of a Parquet partition
+    csv_partition_bytes: int = CSV_PARTITION_BYTES, # Bytes of CSV text per partition
+    issues: bool = False, # Also write each partition's errors and warnings
+) -> list:
+    "A delayed `score_part` per partition of `inputs`, numbered in input order (not computed yet)."
+    import dask
+    tasks, na = [], tuple(get_project().schema.na_strings)
+    for path in inputs:
+        if path.suffix.lower() in PARQUET_SUFFIXES:
+            sources = [("parquet", str(path.resolve()), groups) for groups in parquet_parts(path, partition_rows)]
+        else:
+            from dask.bytes import read_bytes
+
+            from nbprod.batch import csv_batches
+            header = list(csv_batches(path, na)[0].names)  # each block of a CSV file is read with its file's header
+            _, blocks = read_bytes(str(path.resolve()), delimiter=b"\n", blocksize=csv_partition_bytes, sample=False)
+            sources = [dask.delayed(lambda b, first, header=header: ("csv", header, b, first, na))(b, i == 0)
+                       for i, b in enumerate(blocks[0])]
+        tasks += [dask.delayed(score_part)(len(tasks) + i, s, str(staging), issues=issues)
+                  for i, s in enumerate(sources)]
+    return tasks
+
+# %% ../nbs/23_cluster.ipynb #eebe85e3
 def score_dataset(
     client, # A Dask client (see `dask_client`)
     run_dir: Path | str, # The run whose model scores
@@ -219,7 +249,6 @@ def score_dataset(
 ) -> BatchSummary:
     """Score `inputs` on the cluster into the dataset `output`, one file per partition in input order; return what
     happened."""
-    import dask
     from distributed import as_completed
     from tqdm.auto import tqdm
     output = Path(output)
@@ -229,21 +258,7 @@ def score_dataset(
     client.register_plugin(ModelPlugin(str(Path(run_dir).resolve()), policy))  # every worker, or none: raises
     staging = output.parent / f".{output.name}.tmp-{uuid.uuid4().hex[:8]}"
     staging.mkdir(parents=True)
-    tasks, na = [], tuple(get_project().schema.na_strings)
-    for path in inputs:
-        if path.suffix.lower() in PARQUET_SUFFIXES:
-            sources = [("parquet", str(path.resolve()), groups) for groups in parquet_parts(path, partition_rows)]
-        else:
-            from dask.bytes import read_bytes
-
-            from nbprod.batch import csv_batches
-            header = list(csv_batches(path, na)[0].names)
-            _, blocks = read_bytes(str(path.resolve()), delimiter=b"\n", blocksize=csv_partition_bytes, sample=False)
-            # this file's header
-            sources = [dask.delayed(lambda b, first, header=header: ("csv", header, b, first, na))(b, i == 0) for i,
-                       b in enumerate(blocks[0])]
-        tasks += [dask.delayed(score_part)(len(tasks) + i, s, str(staging), issues=issues_file is not None) for i,
-                  s in enumerate(sources)]
+    tasks = _partition_tasks(inputs, staging, partition_rows, csv_partition_bytes, issues=issues_file is not None)
     summary, futures, side = BatchSummary(), [], None
     try:
         futures = client.compute(tasks)

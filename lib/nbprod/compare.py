@@ -317,6 +317,58 @@ def promotions(runs_dir: Path | str) -> list[Promotion]:
 # %% ../nbs/20_compare.ipynb #a836c445
 PROMOTE_LOCK = ".promote.lock" # In the run store: held while a promotion moves an alias
 
+# %% ../nbs/20_compare.ipynb #c28cd2a5
+def _against_holder(
+    old: Path, # The run that holds the alias now
+    new: Path, # The run to promote
+    alias: str, # The alias
+    gate: Gate, # What `new` must pass
+    resamples: int, # Bootstrap resamples of the comparison
+) -> tuple[list[str], list[str], Comparison | None, list[str]]:
+    "(objections, checks passed, the comparison or None, the contract's changes) of `new` against the holder `old`."
+    objections, checked, comparison = [], [], None
+    if gate.not_worse:
+        try:
+            comparison = compare_runs(old, new, resamples=resamples)
+            checked.append(f"against {old.name}: {comparison.verdict}")
+            if comparison.verdict == "B is worse":
+                objections.append(f"it is worse than {old.name}, which holds {alias!r}: {comparison.metric} "
+                                  f"{comparison.value_b:.6g} against {comparison.value_a:.6g}, difference interval "
+                                  f"[{comparison.low:+.4g}, {comparison.high:+.4g}]")
+        except ValueError as e: objections.append(str(e))
+    changes, breaking = contract_changes(Contract.of(read_json(old / CONTRACT)), Contract.of(read_json(new / CONTRACT)))
+    if gate.compatible_contract:
+        checked.append(f"input contract: {len(changes)} change(s), {len(breaking)} breaking")
+        objections += [f"its input contract breaks clients of {old.name}: {b}" for b in breaking]
+    return objections, checked, comparison, changes
+
+# %% ../nbs/20_compare.ipynb #26240c57
+def _record_promotion(
+    runs_dir: Path, # The run store
+    alias: str, # The alias that moves
+    new: Path, # The run it moves to
+    current: str | None, # The run that held it when the checks began
+    **fields, # The rest of the `Promotion` (reason, checks, objections, comparison, ...)
+) -> Promotion:
+    """Append the promotion to `promotions.jsonl`, then move the alias; refused if another promotion moved it since
+    `current` was read."""
+    with locked(runs_dir / PROMOTE_LOCK):  # one promotion at a time moves aliases: read, check, log, write
+        now = read_aliases(runs_dir)
+        # another promotion moved it while this one was checked: this one's checks are of another holder
+        if now.get(alias) != current:
+            raise PromotionRefused(f"run {new.name} is not promoted to {alias!r}: while it was checked, {alias!r} "
+                                   f"moved from {current} to {now.get(alias)}; promote again to check it against the "
+                                   "new holder")
+        kind = "rollback" if any(p.alias == alias and p.run == new.name for p in promotions(runs_dir)) else "promotion"
+        entry = Promotion(time=datetime.now(UTC).isoformat(timespec="seconds"), user=getpass.getuser(), alias=alias,
+                          run=new.name, previous=current, kind=kind, **fields)
+        with open(runs_dir / PROMOTIONS, "a") as f:  # the log first: an alias never moves without its line
+            f.write(entry.model_dump_json() + "\n"); f.flush(); os.fsync(f.fileno())
+        # the other aliases as they are now, not as they were read before
+        write_json(runs_dir / ALIASES, {**now, alias: new.name})
+    return entry
+
+# %% ../nbs/20_compare.ipynb #8d3b1073
 def promote(
     run: Path | str, # The run to promote (a run id, folder or alias)
     alias: str = DEFAULT_ALIAS, # The alias it is to hold
@@ -350,21 +402,8 @@ def promote(
         if objection := uncommitted(code): objections.append(objection)
         else: checked.append(f"code: commit {code.git_commit[:12]}, nothing uncommitted")
     if current is not None:
-        old = resolve_run(current, runs_dir)
-        if gate.not_worse:
-            try:
-                comparison = compare_runs(old, new, resamples=resamples)
-                checked.append(f"against {current}: {comparison.verdict}")
-                if comparison.verdict == "B is worse":
-                    objections.append(f"it is worse than {current}, which holds {alias!r}: {comparison.metric} "
-                                      f"{comparison.value_b:.6g} against {comparison.value_a:.6g}, difference interval "
-                                      f"[{comparison.low:+.4g}, {comparison.high:+.4g}]")
-            except ValueError as e: objections.append(str(e))
-        changes, breaking = contract_changes(Contract.of(read_json(old / CONTRACT)),
-                                             Contract.of(read_json(new / CONTRACT)))
-        if gate.compatible_contract:
-            checked.append(f"input contract: {len(changes)} change(s), {len(breaking)} breaking")
-            objections += [f"its input contract breaks clients of {current}: {b}" for b in breaking]
+        more, passed, comparison, changes = _against_holder(resolve_run(current, runs_dir), new, alias, gate, resamples)
+        objections += more; checked += passed
     if gate.reproduces and not (objections and not force):
         from dataclasses import replace
 
@@ -376,21 +415,5 @@ def promote(
     if objections and not force:
         raise PromotionRefused(f"run {new.name} is not promoted to {alias!r}: " + "; ".join(objections)
                                + ". To promote it anyway: force with a reason (--force --reason ...)")
-    with locked(runs_dir / PROMOTE_LOCK):  # one promotion at a time moves aliases: read, check, log, write
-        now = read_aliases(runs_dir)
-        # another promotion moved it while this one was checked: this one's checks are of another holder
-        if now.get(alias) != current:
-            raise PromotionRefused(f"run {new.name} is not promoted to {alias!r}: while it was checked, {alias!r} "
-                                   f"moved from {current} to {now.get(alias)}; promote again to check it against the "
-                                   "new holder")
-        kind = "rollback" if any(p.alias == alias and p.run == new.name for p in promotions(runs_dir)) else "promotion"
-        entry = Promotion(time=datetime.now(UTC).isoformat(timespec="seconds"), user=getpass.getuser(), alias=alias,
-                          run=new.name,
-                          previous=current, kind=kind, reason=reason, forced=bool(objections), checked=checked,
-                          objections=objections,
-                          comparison=comparison, contract_changes=changes)
-        with open(runs_dir / PROMOTIONS, "a") as f:  # the log first: an alias never moves without its line
-            f.write(entry.model_dump_json() + "\n"); f.flush(); os.fsync(f.fileno())
-        # the other aliases as they are now, not as they were read before
-        write_json(runs_dir / ALIASES, {**now, alias: new.name})
-    return entry
+    return _record_promotion(runs_dir, alias, new, current, reason=reason, forced=bool(objections), checked=checked,
+                             objections=objections, comparison=comparison, contract_changes=changes)

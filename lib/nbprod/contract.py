@@ -31,6 +31,7 @@ __all__ = ['CONTRACT_VERSION', 'SHOWN_CHARS', 'NUMBER_RE', 'NUMBER_MAX_CHARS', '
 # %% ../nbs/07_contract.ipynb #e5b63966
 CONTRACT_VERSION = 1 # Version of `contract.json`'s layout
 
+# %% ../nbs/07_contract.ipynb #6844bec3
 class ContractField(BaseModel):
     "One column the model reads: its kind, what a missing value means, and what training saw."
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -126,6 +127,7 @@ class Issues:
 # %% ../nbs/07_contract.ipynb #1d312cb8
 SHOWN_CHARS = 60 # A value is echoed in an issue as its repr, cut to this many characters
 
+# %% ../nbs/07_contract.ipynb #c883ff32
 def show_value(v) -> str:
     "How a value is shown in an issue: its `repr`, cut to `SHOWN_CHARS` characters."
     r = repr(v)
@@ -170,6 +172,7 @@ TOO_LARGE = f"expected a finite number within ±{MAX_MAGNITUDE:.3g}" # The error
 # %% ../nbs/07_contract.ipynb #55159289
 _NUMBER_TYPES = (int, float, np.integer, np.floating, Decimal)
 
+# %% ../nbs/07_contract.ipynb #7097131f
 def _types(s: pd.Series) -> pd.Series | None:
     "Python type of each value, for object columns (None when pandas typed the column already)."
     return s.map(type) if s.dtype == object else None
@@ -289,6 +292,7 @@ ID_EXPECTED = "expected a whole number (a 64-bit integer)" # The error of an id 
 _INTEGER = re.compile(r"[+-]?[0-9]{1,20}")
 _PLAIN_NUMBER = re.compile(NUMBER_RE)
 
+# %% ../nbs/07_contract.ipynb #4efc768e
 def _id_of_float(v) -> int | None:
     """A float's exact integer value, or None when it has a fraction or is beyond 2**53 (where floats are no longer
     exact)."""
@@ -327,6 +331,7 @@ def known_categories(contract: Contract) -> dict[str, frozenset]:
     "Column -> the categories seen in training, as sets for fast membership tests."
     return {f.name: frozenset(f.categories) for f in contract.fields if f.kind == "categorical"}
 
+# %% ../nbs/07_contract.ipynb #a3e00992
 IGNORED = "is not a field of the model: ignored" # The warning of a column the model does not read
 
 # %% ../nbs/07_contract.ipynb #fd995839
@@ -400,6 +405,7 @@ def parse_category(v) -> tuple[str | None | float, str | None]:
 _MISSING_MSG = {"required": ("error", "is missing, but this column must have a value"),
                 "unknown": ("warning", "is missing: imputed from the training data"), "absent": (None, None)}
 
+# %% ../nbs/07_contract.ipynb #69f9268d
 def _field_plan(fields, known, codes) -> list[tuple]:
     """Per field, what checking one of its values needs, looked up once per batch rather than once per value: (name,
     parser, the value a refused or missing one becomes, (level, message) of a missing one, its seen categories, its
@@ -411,7 +417,6 @@ def _field_plan(fields, known, codes) -> list[tuple]:
                      _MISSING_MSG[f.na],
                      known[f.name] if cat else None, codes[f.name] if cat and codes is not None else None))
     return plan
-
 
 # %% ../nbs/07_contract.ipynb #236c2625
 def _as_arrays(cols: dict[str, list], fields, n: int, codes) -> dict[str, np.ndarray]:

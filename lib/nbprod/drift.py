@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from .contract import Contract, check_rows
+from .contract import Contract, check_rows, known_categories
 from .inputlog import read_log
 from .integrity import verify_artifact
 from .manifest import Manifest
@@ -33,6 +33,7 @@ PROFILE_VERSION = 1 # Version of `profile.json`'s layout
 BINS = 10 # Bins of a numeric column: cut at its deciles in training
 POINTS = 200 # Most points at which a numeric column's cumulative distribution is kept
 
+# %% ../nbs/22_drift.ipynb #2a2ae546
 class ColumnProfile(BaseModel):
     """How one column's values were spread in training: missing values, counts per bin or category, cumulative
     distribution."""
@@ -189,6 +190,7 @@ class Tally:
 # %% ../nbs/22_drift.ipynb #a80189f9
 PSI_FLOOR = 1e-4 # A share of 0 counts as this in the PSI (the logarithm of 0 is not finite)
 
+# %% ../nbs/22_drift.ipynb #681c2290
 def psi(
     reference, # Counts (or shares) per bin in the reference
     current, # Counts (or shares) per bin now, on the same bins
@@ -249,6 +251,7 @@ class ColumnDrift(BaseModel):
 # %% ../nbs/22_drift.ipynb #a992a916
 MIN_EXPECTED = 5 # Categories seen fewer times in training are pooled for the chi-squared test
 
+# %% ../nbs/22_drift.ipynb #c943975d
 def column_drift(
     tally: ColumnTally, # The current counts of the column
     thresholds: Thresholds | None = None, # When it counts as drifted (default: `Thresholds()`)
@@ -296,6 +299,7 @@ def column_drift(
 # Exit code of `drift` when a column or the prediction is flagged (0: nothing is; 1: it could not compare)
 EXIT_DRIFT = 3
 
+# %% ../nbs/22_drift.ipynb #d46b0595
 class DriftReport(BaseModel):
     "Current data against a run's reference: every column, the prediction, and what is flagged."
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -442,11 +446,12 @@ def tally_files(
     from tqdm.auto import tqdm
 
     from nbprod.batch import read_chunks
+    known = known_categories(predictor.contract)
     for path in paths:
         total, chunks = read_chunks(path, chunk_size)
         with tqdm(total=total, unit="rows", disable=not progress, file=sys.stderr, desc=Path(path).name) as bar:
             for chunk in chunks:
-                canon, _, _ = check_rows(chunk.to_pandas(), predictor.contract, known=predictor._known)
+                canon, _, _ = check_rows(chunk.to_pandas(), predictor.contract, known=known)
                 tally.add(canon, predictor.score_table(chunk).predictions)
                 bar.update(chunk.num_rows)
     return tally

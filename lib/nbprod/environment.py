@@ -29,6 +29,7 @@ LIBRARY = "nbprod" # This library's distribution: a run records its version, and
 SHAPING_LIBRARIES = ("scikit-learn", "numpy", "scipy", "pandas", "joblib")
 TOOL_PACKAGES = ("threadpoolctl", "papermill", "ipykernel", "nbdev") # Recorded with them, not checked at load
 
+# %% ../nbs/08_environment.ipynb #96500a47
 def shaping_packages() -> tuple[str, ...]:
     "This library and the libraries whose versions must match to load a model."
     return (LIBRARY, *SHAPING_LIBRARIES)
@@ -38,6 +39,7 @@ def key_packages() -> tuple[str, ...]:
     "The project, the shaping libraries and the tools: the packages a run records by name."
     return (get_project().name, *shaping_packages(), *TOOL_PACKAGES)
 
+# %% ../nbs/08_environment.ipynb #ccffcba9
 NUMERIC_ENV_VARS = ("PYTHONHASHSEED", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                     # What of the environment can change the last bits
                     "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "MKL_CBWR")

@@ -39,6 +39,7 @@ class NotCompilable(TypeError):
 # Column name -> 1-D array: float64 for numbers; for categories object (str or NaN) or codes (see `category_codes`)
 Columns = Mapping[str, np.ndarray]
 
+# %% ../nbs/17_fastpath.ipynb #51d25035
 def category_codes(
     values: np.ndarray, # One column's values: str, or None/NaN where missing
     categories: pd.Index, # The categories the codes refer to
@@ -134,10 +135,9 @@ def _fill_one_hot(lut, codes, out):
 # %% ../nbs/17_fastpath.ipynb #3813d812
 _UNSEEN = "\x00unseen category\x00"
 
-def _categorical_branch(t, names: list[str], categories: Mapping[str, pd.Index]):
-    """(width, fill) for a fitted branch of categorical columns (an encoder, after an optional imputer); `fill(codes,
-    out)` writes the branch's output for a (rows × columns) block of codes into `out`, a zeroed block of `width`
-    columns."""
+# %% ../nbs/17_fastpath.ipynb #57d0fad2
+def _categorical_encoder(t) -> tuple:
+    "(the encoder, whether it is one-hot) of a branch the compiled path can fill; raises `NotCompilable` otherwise."
     steps = [s for _, s in t.steps] if isinstance(t, Pipeline) else [t]
     *pre, enc = steps
     if not all(isinstance(s, SimpleImputer) and not s.add_indicator for s in pre) or len(pre) > 1:
@@ -149,6 +149,12 @@ def _categorical_branch(t, names: list[str], categories: Mapping[str, pd.Index])
         raise NotCompilable("OrdinalEncoder(handle_unknown='error')")
     if not isinstance(enc, (OneHotEncoder, OrdinalEncoder)):
         raise NotCompilable(f"{type(enc).__name__} inside a ColumnTransformer")
+    return enc, one_hot
+
+# %% ../nbs/17_fastpath.ipynb #05ea64ac
+def _probe_codes(t, enc, one_hot: bool, names: list[str], categories: Mapping[str, pd.Index]) -> tuple:
+    """(table, width): per column and code (its categories, unseen, and missing last) the output column it sets
+    (one-hot) or the value it becomes (ordinal), found by transforming a probe with the branch itself."""
     m = len(names)
     if one_hot:
         owner = np.array([int(n.split("_", 1)[0][1:]) for n in enc.get_feature_names_out([f"f{j}" for j in range(m)])])
@@ -175,7 +181,12 @@ def _categorical_branch(t, names: list[str], categories: Mapping[str, pd.Index])
                 lut[j, r] = own[nz[0]] if len(nz) else -1
         else:
             lut[j, rows] = out[:, j]
-    width = len(owner) if one_hot else m
+    return lut, (len(owner) if one_hot else m)
+
+# %% ../nbs/17_fastpath.ipynb #7d35b154
+def _code_fill(lut: np.ndarray, one_hot: bool, names: list[str], categories: Mapping[str, pd.Index]):
+    "`fill(codes, out)` for the table of `_probe_codes`: each code checked, then looked up (by Numba, if it can)."
+    m = len(names)
     # each column's code for a category it never saw
     cols, unseen = np.arange(m), np.array([len(categories[c]) for c in names])
     def check(codes):  # a code out of range would index outside the table: the compiled loop does not check
@@ -194,11 +205,20 @@ def _categorical_branch(t, names: list[str], categories: Mapping[str, pd.Index])
             k = lut[cols, codes]
             r, j = np.nonzero(k >= 0)
             out[r, k[r, j]] = 1.0
-        return width, fill_one_hot if kernel is not None else fill_one_hot_numpy
+        return fill_one_hot if kernel is not None else fill_one_hot_numpy
     def fill_ordinal(codes, out):
         check(codes)
         out[:] = lut[cols, codes]
-    return width, fill_ordinal
+    return fill_ordinal
+
+# %% ../nbs/17_fastpath.ipynb #abcb4e1c
+def _categorical_branch(t, names: list[str], categories: Mapping[str, pd.Index]):
+    """(width, fill) for a fitted branch of categorical columns (an encoder, after an optional imputer); `fill(codes,
+    out)` writes the branch's output for a (rows × columns) block of codes into `out`, a zeroed block of `width`
+    columns."""
+    enc, one_hot = _categorical_encoder(t)
+    lut, width = _probe_codes(t, enc, one_hot, names, categories)
+    return width, _code_fill(lut, one_hot, names, categories)
 
 
 # %% ../nbs/17_fastpath.ipynb #b81ba563
@@ -238,6 +258,7 @@ MAX_LEAVES = 64
 # byte -> position of its lowest set bit
 _LOWEST_BIT = np.array([0] + [(b & -b).bit_length() - 1 for b in range(1, 256)], dtype=np.int64)
 
+# %% ../nbs/17_fastpath.ipynb #23352a53
 def _quickscore_tables(trees: Sequence[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...] | None:
     """The tables `_quickscore` reads, for trees given as (left child, right child, feature, threshold, missing values
     go left, value) per node (-1 as a leaf's children): per split its feature, threshold, where missing values go and
@@ -499,6 +520,7 @@ def _model(est, categories: Mapping[str, pd.Index], own: list[str]) -> Callable[
 # batch 9 % faster than 8,192)
 BLOCK_ROWS = 2048
 
+# %% ../nbs/17_fastpath.ipynb #a2536c60
 def compile_pipeline(
     pipeline, # A fitted pipeline
     # Categorical column -> the categories its codes refer to; default: read off the encoders
@@ -526,7 +548,6 @@ def compile_pipeline(
         return np.concatenate(blocks) if not classifier else tuple(np.concatenate(part) for part in zip(*blocks))
     predict.categories, predict.own = cats, tuple(own)
     return predict
-
 
 # %% ../nbs/17_fastpath.ipynb #475660dd
 def _encoder_categories(est) -> dict[str, list[str]]:

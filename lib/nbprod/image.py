@@ -33,6 +33,7 @@ __all__ = ['DEPLOYMENTS', 'SMOKE_ROWS', 'NUMERICS', 'ImageError', 'engine_comman
 class ImageError(RuntimeError):
     "The image cannot be built: said in one sentence."
 
+# %% ../nbs/25_image.ipynb #8cddd652
 DEPLOYMENTS = "deployments.jsonl" # In the run folder: one line per image built from the run
 SMOKE_ROWS = 20 # Held-out rows the build scores before it may finish
 # In the image: how the run's held-out predictions agree there (`runs verify`)

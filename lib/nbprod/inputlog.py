@@ -20,6 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from fastcore.basics import patch
 
 from .contract import Contract, parse_category, parse_number
 from .files import temporary_path
@@ -35,6 +36,7 @@ __all__ = ['log', 'LOGGED_AT', 'RUN_ID', 'ERROR', 'PART_GLOB', 'POLL_SECONDS', '
 # Columns the log adds to the id, the fields and the prediction
 LOGGED_AT, RUN_ID, ERROR = "logged_at", "run_id", "error"
 
+# %% ../nbs/21_inputlog.ipynb #9560c8ef
 def log_schema(
     contract: Contract | dict, # The model's input contract
     exclude: Iterable[str] = (), # Fields (or the id) not to log
@@ -133,6 +135,7 @@ def log_rows(
 # %% ../nbs/21_inputlog.ipynb #ba1e45b1
 PART_GLOB = "date=*/part-*.parquet" # The log's files, under its folder
 
+# %% ../nbs/21_inputlog.ipynb #12881ff0
 def write_part(
     folder: Path, # The log's folder
     day: str, # The date of its rows, YYYY-MM-DD
@@ -224,66 +227,74 @@ class InputLog:
         with self._lock: self.dropped_rows += len(scored.ok)
         return False
 
-    def _drain(self):
-        while self._pending:
-            item = self._pending.popleft()
-            # converted when written: many requests at once
-            self._buffer.setdefault(item[0].date().isoformat(), []).append(item)
-            self._buffered += len(item[1].ok)
-            self._since = self._since or time.monotonic()
-            if self._buffered >= self.file_rows: self._flush()
-
-    def _run(self):
-        """The writer: wakes a few times a second (a request never wakes it), takes what is queued, writes a file when
-        one is due."""
-        while not self._stop.wait(POLL_SECONDS):
-            self._drain()
-            if self._since is not None and time.monotonic() - self._since >= self.flush_seconds: self._flush()
-        self._drain(); self._flush()
-
-    def _flush(self):
-        "Write what is buffered, one file per date, then remove the oldest files beyond the bound."
-        buffer, self._buffer, self._buffered, self._since = self._buffer, {}, 0, None
-        for day, entries in buffer.items():
-            rows = sum(len(e[1].ok) for e in entries)
-            try: table = log_rows(self.schema, self.contract, entries)
-            except Exception as e:  # a value nothing could convert: counted, never raised into a request
-                with self._lock: self.failed_rows += rows
-                log.warning("input log: could not convert %d row(s) (%s: %s)", rows, type(e).__name__, e)
-                continue
-            try:
-                write_part(self.folder, day, table, next(self._seq))
-                with self._lock: self.written_rows += rows
-            except OSError as e:  # a full disk, a permission: the rows are lost, counted and said, the service goes on
-                with self._lock: self.failed_rows += rows
-                log.warning("input log: could not write %d row(s) to %s (%s)", rows, self.folder / f"date={day}",
-                            e.strerror or e)
-        if buffer:
-            removed = remove_oldest(self.folder, self.max_bytes)
-            with self._lock: self.removed_files += removed
-
-    def close(
-        self,
-        timeout: float = 30.0, # Longest wait for what is queued to be written
-    ):
-        "Write what is queued and stop the writer; what could not be written in time is counted as dropped."
-        if self._closed: return
-        self._closed = True
-        self._stop.set()
-        if self._thread.is_alive(): self._thread.join(timeout)
-        left = sum(len(item[1].ok) for item in self._pending) + (self._buffered if self._thread.is_alive() else 0)
-        self._pending.clear()
-        with self._lock: self.dropped_rows += left
-        if self.dropped_rows or self.failed_rows:
-            log.warning("input log %s: %d row(s) written, %d dropped (the writer could not keep up), %d failed",
-                        self.folder,
-                        self.written_rows, self.dropped_rows, self.failed_rows)
-
     def __enter__(self): return self
     def __exit__(self, *exc): self.close()
 
     @property
     def queued(self) -> int: return len(self._pending)
+
+# %% ../nbs/21_inputlog.ipynb #0cf86f78
+@patch
+def _drain(self: InputLog):
+    while self._pending:
+        item = self._pending.popleft()
+        # converted when written: many requests at once
+        self._buffer.setdefault(item[0].date().isoformat(), []).append(item)
+        self._buffered += len(item[1].ok)
+        self._since = self._since or time.monotonic()
+        if self._buffered >= self.file_rows: self._flush()
+
+# %% ../nbs/21_inputlog.ipynb #4c5c107f
+@patch
+def _run(self: InputLog):
+    """The writer: wakes a few times a second (a request never wakes it), takes what is queued, writes a file when
+    one is due."""
+    while not self._stop.wait(POLL_SECONDS):
+        self._drain()
+        if self._since is not None and time.monotonic() - self._since >= self.flush_seconds: self._flush()
+    self._drain(); self._flush()
+
+# %% ../nbs/21_inputlog.ipynb #fc603b8b
+@patch
+def _flush(self: InputLog):
+    "Write what is buffered, one file per date, then remove the oldest files beyond the bound."
+    buffer, self._buffer, self._buffered, self._since = self._buffer, {}, 0, None
+    for day, entries in buffer.items():
+        rows = sum(len(e[1].ok) for e in entries)
+        try: table = log_rows(self.schema, self.contract, entries)
+        except Exception as e:  # a value nothing could convert: counted, never raised into a request
+            with self._lock: self.failed_rows += rows
+            log.warning("input log: could not convert %d row(s) (%s: %s)", rows, type(e).__name__, e)
+            continue
+        try:
+            write_part(self.folder, day, table, next(self._seq))
+            with self._lock: self.written_rows += rows
+        except OSError as e:  # a full disk, a permission: the rows are lost, counted and said, the service goes on
+            with self._lock: self.failed_rows += rows
+            log.warning("input log: could not write %d row(s) to %s (%s)", rows, self.folder / f"date={day}",
+                        e.strerror or e)
+    if buffer:
+        removed = remove_oldest(self.folder, self.max_bytes)
+        with self._lock: self.removed_files += removed
+
+# %% ../nbs/21_inputlog.ipynb #0c9a7366
+@patch
+def close(
+    self: InputLog,
+    timeout: float = 30.0, # Longest wait for what is queued to be written
+):
+    "Write what is queued and stop the writer; what could not be written in time is counted as dropped."
+    if self._closed: return
+    self._closed = True
+    self._stop.set()
+    if self._thread.is_alive(): self._thread.join(timeout)
+    left = sum(len(item[1].ok) for item in self._pending) + (self._buffered if self._thread.is_alive() else 0)
+    self._pending.clear()
+    with self._lock: self.dropped_rows += left
+    if self.dropped_rows or self.failed_rows:
+        log.warning("input log %s: %d row(s) written, %d dropped (the writer could not keep up), %d failed",
+                    self.folder,
+                    self.written_rows, self.dropped_rows, self.failed_rows)
 
 # %% ../nbs/21_inputlog.ipynb #c8d19e22
 def log_files(

@@ -47,6 +47,7 @@ SIGNATURE = "manifest.sig" # The manifest's signature, beside it in the run fold
 SIGNING_KEY_ENV, SIGNING_KEY_FILE_ENV = "RUN_SIGNING_KEY", "RUN_SIGNING_KEY_FILE"
 log = logging.getLogger(__name__)
 
+# %% ../nbs/09_integrity.ipynb #ec6ea12c
 class SignatureError(IntegrityError):
     "A run's manifest is unsigned, signed with another key, or not what was signed."
 
@@ -60,6 +61,7 @@ def signing_key_path() -> Path:
 # A shorter key can be guessed: refused for signing and for checking (a new key is 32 random bytes, as 64 hex digits)
 MIN_KEY_BYTES = 32
 
+# %% ../nbs/09_integrity.ipynb #25eebb12
 def _strong(key: bytes, where: str) -> bytes:
     "`key`, unless it is too short to be a secret (an empty or blank file, a word typed by hand): then SignatureError."
     if len(key) < MIN_KEY_BYTES:

@@ -60,6 +60,7 @@ class UnknownParameterError(JobError, KeyError):
 # %% ../nbs/13_job.ipynb #c40967f1
 RUNNER_PARAMETERS = ("run_dir",) # Parameters that the runner sets itself
 
+# %% ../nbs/13_job.ipynb #81d5ed94
 def job_parameters(
     notebook: Path | str, # The job notebook
 ) -> dict[str, Any]:
@@ -141,6 +142,7 @@ def ipc_kernel_manager(
 # %% ../nbs/13_job.ipynb #1af65698
 KERNEL_LOG = ".kernel.log" # The kernel process's own log lines, in the staged run (kept only when the job fails)
 
+# %% ../nbs/13_job.ipynb #4c9a0d3b
 def _unwritable(staged: Path, e: OSError) -> JobError:
     "The one-line error for a run that could not be written; what was written moves to `.failed/`."
     return JobError(f"cannot write run {staged.name} ({e.strerror or e}{f': {e.filename}' if e.filename else ''}); "
@@ -243,6 +245,7 @@ def run_training(
 # %% ../nbs/13_job.ipynb #f4d6dc4c
 SAME, CLOSE, DIFFERS, NOTE, SKIPPED = "same", "close", "differs", "note", "not compared" # Outcomes of a check
 
+# %% ../nbs/13_job.ipynb #c54fe406
 @dataclass
 class Check:
     "One line of a reproduction verdict."
@@ -454,6 +457,46 @@ def _data_check(m: Manifest, settings: Settings, store: Path) -> tuple[Check, st
 _COMPARED = ("held-out rows", "fitted parameters", "diagnostics", "model file", "predictions, held-out",
              "predictions, training", "metrics")
 
+# %% ../nbs/13_job.ipynb #8a1d215e
+def _files_check(
+    run: Path, # A run folder
+    name: str, # The check's name
+) -> tuple[Check, Manifest | None]:
+    "Whether `run`'s files match its signed manifest, and the manifest (None when it cannot be read)."
+    try: man = Manifest.read(run / MANIFEST)
+    except ManifestError as e: return Check(name, DIFFERS, str(e)), None
+    bad = []
+    try: check_signature(run, man)
+    except IntegrityError as e: bad.append(str(e))
+    for artifact in man.artifacts:
+        try: verify_artifact(run, artifact, man)
+        except IntegrityError as e: bad.append(str(e))
+    return Check(name, DIFFERS if bad else SAME, "; ".join(bad) or f"{len(man.artifacts)} files"), man
+
+# %% ../nbs/13_job.ipynb #b158c0d9
+def _rerun_checks(
+    m: Manifest, # The run's manifest
+    settings: Settings, # The project's settings
+    snapshots: Path, # Where the run store keeps its data snapshots
+    allow_other_python: bool, # Re-execute under another Python than the run's
+) -> tuple[list[Check], Path | None, dict]:
+    """What must hold before a run's job is executed again (its Python, its data, its parameters still declared); the
+    snapshot to load, and the job's declared parameters."""
+    checks = []
+    if (py := python_difference(m)) and not allow_other_python:
+        checks.append(Check("Python", DIFFERS, f"{py[0]}: reproduce under the run's Python (make "
+                                               f"PYTHON=python{'.'.join(m.environment.python.split('.')[:2])}), "
+                                               "or allow another one (--allow-other-python)"))
+    data_check, snapshot = _data_check(m, settings, snapshots)
+    checks.append(data_check)
+    declared = job_parameters(settings.job_notebook)
+    gone = [k for k in m.parameters if k not in declared]
+    checks.append(Check("parameters still declared", DIFFERS if gone else SAME,
+                        f"the job notebook no longer declares: {', '.join(gone)}" if gone
+                        else f"{len(m.parameters)} parameters"))
+    return checks, snapshot, declared
+
+# %% ../nbs/13_job.ipynb #18041dc7
 def reproduce(
     ref: Path | str, # Run id, run folder, or "latest"
     settings: Settings | None = None, # Project settings; defaults to `get_settings()`
@@ -471,19 +514,11 @@ def reproduce(
     runs = [run] + ([resolve_run(against, settings.runs_dir)] if against is not None else [])
     manifests = []
     for r in runs:
-        try: man = Manifest.read(r / MANIFEST)
-        except ManifestError as e:  # nothing to compare with: say so, as a check that fails
-            v.checks.append(Check("run files match manifest" if r == run else "other run's files", DIFFERS, str(e)))
+        check, man = _files_check(r, "run files match manifest" if r == run else "other run's files")
+        v.checks.append(check)
+        if man is None:  # nothing to compare with: say so, as a check that fails
             v.checks += [Check(name, SKIPPED, "a manifest cannot be read") for name in _COMPARED]
             return v
-        bad = []
-        try: check_signature(r, man)
-        except IntegrityError as e: bad.append(str(e))
-        for name in man.artifacts:
-            try: verify_artifact(r, name, man)
-            except IntegrityError as e: bad.append(str(e))
-        v.checks.append(Check("run files match manifest" if r == run else "other run's files", DIFFERS if bad else SAME,
-                              "; ".join(bad) or f"{len(man.artifacts)} files"))
         manifests.append(man)
     m = manifests[0]
     if against is not None:
@@ -492,18 +527,9 @@ def reproduce(
             v.checks += reproduction_checks(run, v.new_run, rtol)
             v.notes = environment_differences(m, manifests[1], here=f"in {v.new_run.name}")
         return v
-    if (py := python_difference(m)) and not allow_other_python:
-        v.checks.append(Check("Python", DIFFERS, f"{py[0]}: reproduce under the run's Python (make "
-                                                 f"PYTHON=python{'.'.join(m.environment.python.split('.')[:2])}), "
-                                                 "or allow another one (--allow-other-python)"))
-    data_check, snapshot = _data_check(m, settings, run.parent / ".snapshots")
-    v.checks.append(data_check)
-    declared = job_parameters(settings.job_notebook)
+    checks, snapshot, declared = _rerun_checks(m, settings, run.parent / ".snapshots", allow_other_python)
+    v.checks += checks
     recorded = m.parameters
-    gone = [k for k in recorded if k not in declared]
-    v.checks.append(Check("parameters still declared", DIFFERS if gone else SAME,
-                          f"the job notebook no longer declares: {', '.join(gone)}" if gone
-                          else f"{len(recorded)} parameters"))
     if not all(c.status == SAME for c in v.checks):
         v.checks += [Check(name, SKIPPED, "the job was not re-executed") for name in _COMPARED]
         return v

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from fastcore.basics import patch
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 # %% auto #0
@@ -227,6 +228,7 @@ def json_safe(v: Any) -> Any:
 # %% ../nbs/11_manifest.ipynb #3a710066
 _CHILD_LISTS = ("steps", "transformers", "estimators")
 
+# %% ../nbs/11_manifest.ipynb #f205d017
 def describe_estimator(est) -> dict[str, Any]:
     "The estimator's tree: class, JSON-safe parameters, and named children."
     from sklearn.base import BaseEstimator
@@ -300,82 +302,90 @@ class _Digester:
     def value(self, v) -> bytes:
         h = hashlib.sha256(); self._feed(h, v); return h.digest()
 
-    def _feed(self, h, v):
-        from sklearn.base import BaseEstimator
-        put = lambda tag, b: h.update(tag + len(b).to_bytes(8, "little") + b)
-        if v is None: put(b"N", b"")
-        elif isinstance(v, np.ndarray):
-            if v.dtype.hasobject:
-                put(b"O", repr(v.shape).encode())
-                for x in v.ravel(order="C"): self._feed(h, x)
-            else:
-                put(b"A", f"{v.dtype.descr}{v.shape}".encode()); h.update(np.ascontiguousarray(v).tobytes())
-        elif isinstance(v, np.generic): put(b"G", v.dtype.str.encode() + v.tobytes())
-        elif isinstance(v, bool): put(b"B", bytes([v]))
-        elif isinstance(v, int): put(b"I", str(v).encode())
-        elif isinstance(v, float): put(b"F", v.hex().encode())
-        elif isinstance(v, complex): put(b"X", f"{v.real.hex()},{v.imag.hex()}".encode())
-        elif isinstance(v, str): put(b"S", v.encode("utf-8", "surrogatepass"))
-        elif isinstance(v, (bytes, bytearray)): put(b"Y", bytes(v))
-        elif isinstance(v, BaseEstimator): put(b"E", self.estimator(v))
-        elif id(v) in self._stack: put(b"R", b"")  # a cycle: its content is already being digested
+# %% ../nbs/11_manifest.ipynb #5f9451f4
+@patch
+def _feed(self: _Digester, h, v):
+    from sklearn.base import BaseEstimator
+    put = lambda tag, b: h.update(tag + len(b).to_bytes(8, "little") + b)
+    if v is None: put(b"N", b"")
+    elif isinstance(v, np.ndarray):
+        if v.dtype.hasobject:
+            put(b"O", repr(v.shape).encode())
+            for x in v.ravel(order="C"): self._feed(h, x)
         else:
-            self._stack.add(id(v))
-            try: self._feed_container(h, v, put)
-            finally: self._stack.discard(id(v))
+            put(b"A", f"{v.dtype.descr}{v.shape}".encode()); h.update(np.ascontiguousarray(v).tobytes())
+    elif isinstance(v, np.generic): put(b"G", v.dtype.str.encode() + v.tobytes())
+    elif isinstance(v, bool): put(b"B", bytes([v]))
+    elif isinstance(v, int): put(b"I", str(v).encode())
+    elif isinstance(v, float): put(b"F", v.hex().encode())
+    elif isinstance(v, complex): put(b"X", f"{v.real.hex()},{v.imag.hex()}".encode())
+    elif isinstance(v, str): put(b"S", v.encode("utf-8", "surrogatepass"))
+    elif isinstance(v, (bytes, bytearray)): put(b"Y", bytes(v))
+    elif isinstance(v, BaseEstimator): put(b"E", self.estimator(v))
+    elif id(v) in self._stack: put(b"R", b"")  # a cycle: its content is already being digested
+    else:
+        self._stack.add(id(v))
+        try: self._feed_container(h, v, put)
+        finally: self._stack.discard(id(v))
 
-    def _feed_container(self, h, v, put):
-        if isinstance(v, (list, tuple)):
-            put(b"L" if isinstance(v, list) else b"T", str(len(v)).encode())
-            for x in v: self._feed(h, x)
-        elif isinstance(v, dict):  # by key, not by insertion order (which can follow string hashing)
-            put(b"D", _qualname(v).encode() + str(len(v)).encode())
-            for k in sorted(v, key=repr): self._feed(h, k); self._feed(h, v[k])
-        elif isinstance(v, (set, frozenset)):
-            put(b"Z", b"".join(sorted(self.value(x) for x in v)))
-        elif isinstance(v, type) or (callable(v) and hasattr(v, "__name__")):  # classes, functions, ufuncs: by name
-            put(b"C", f"{getattr(v, '__module__', None) or ''}.{getattr(v, '__qualname__', v.__name__)}".encode())
-        elif isinstance(v, np.random.RandomState): self._feed(h, ("RandomState", v.get_state(legacy=False)))
-        elif isinstance(v, np.random.Generator): self._feed(h, ("Generator", v.bit_generator.state))
-        elif isinstance(v, np.dtype): put(b"d", str(v.descr).encode())
-        else:  # any other object: through what it pickles (its class, arguments and state)
-            r = v.__reduce_ex__(4)
-            if isinstance(r, str): put(b"P", r.encode()); return
-            put(b"P", _qualname(v).encode())
-            self._feed(h, tuple(r[1:3]))
-            for extra in r[3:5]: self._feed(h, None if extra is None else list(extra))
+# %% ../nbs/11_manifest.ipynb #10612c2e
+@patch
+def _feed_container(self: _Digester, h, v, put):
+    if isinstance(v, (list, tuple)):
+        put(b"L" if isinstance(v, list) else b"T", str(len(v)).encode())
+        for x in v: self._feed(h, x)
+    elif isinstance(v, dict):  # by key, not by insertion order (which can follow string hashing)
+        put(b"D", _qualname(v).encode() + str(len(v)).encode())
+        for k in sorted(v, key=repr): self._feed(h, k); self._feed(h, v[k])
+    elif isinstance(v, (set, frozenset)):
+        put(b"Z", b"".join(sorted(self.value(x) for x in v)))
+    elif isinstance(v, type) or (callable(v) and hasattr(v, "__name__")):  # classes, functions, ufuncs: by name
+        put(b"C", f"{getattr(v, '__module__', None) or ''}.{getattr(v, '__qualname__', v.__name__)}".encode())
+    elif isinstance(v, np.random.RandomState): self._feed(h, ("RandomState", v.get_state(legacy=False)))
+    elif isinstance(v, np.random.Generator): self._feed(h, ("Generator", v.bit_generator.state))
+    elif isinstance(v, np.dtype): put(b"d", str(v.descr).encode())
+    else:  # any other object: through what it pickles (its class, arguments and state)
+        r = v.__reduce_ex__(4)
+        if isinstance(r, str): put(b"P", r.encode()); return
+        put(b"P", _qualname(v).encode())
+        self._feed(h, tuple(r[1:3]))
+        for extra in r[3:5]: self._feed(h, None if extra is None else list(extra))
 
-    def estimator(self, est, path: str | None = None) -> bytes:
-        """Digest of `est`: its class and every attribute but the diagnostics; fitted attributes are recorded under
-        `path`."""
-        key = id(est)
-        if key in self._memo and (path is None or key in self._recorded): return self._memo[key][1]
-        if path is not None: self._recorded.add(key)
-        h = hashlib.sha256(_qualname(est).encode())
-        for k in sorted(vars(est)):
-            v, where = vars(est)[k], (f"{path}.{k}" if path else k) if path is not None else None
-            if k in DIAGNOSTICS:
-                if where is not None: self.diagnostics[where] = (self.value(v), v)
-                continue
-            d = self._attribute(v, None if path is None else (f"{path}/{k}" if path else k))
-            h.update(k.encode() + d)
-            if where is not None and k.endswith("_") and not k.startswith("_") and not _holds_estimators(v):
-                self.attributes[where] = (d, v)
-        self._memo[key] = (est, h.digest())
-        return h.digest()
+# %% ../nbs/11_manifest.ipynb #3bd52624
+@patch
+def estimator(self: _Digester, est, path: str | None = None) -> bytes:
+    """Digest of `est`: its class and every attribute but the diagnostics; fitted attributes are recorded under
+    `path`."""
+    key = id(est)
+    if key in self._memo and (path is None or key in self._recorded): return self._memo[key][1]
+    if path is not None: self._recorded.add(key)
+    h = hashlib.sha256(_qualname(est).encode())
+    for k in sorted(vars(est)):
+        v, where = vars(est)[k], (f"{path}.{k}" if path else k) if path is not None else None
+        if k in DIAGNOSTICS:
+            if where is not None: self.diagnostics[where] = (self.value(v), v)
+            continue
+        d = self._attribute(v, None if path is None else (f"{path}/{k}" if path else k))
+        h.update(k.encode() + d)
+        if where is not None and k.endswith("_") and not k.startswith("_") and not _holds_estimators(v):
+            self.attributes[where] = (d, v)
+    self._memo[key] = (est, h.digest())
+    return h.digest()
 
-    def _attribute(self, v, path: str | None) -> bytes:
-        "Digest of an attribute's value; estimators in it become children named after their place."
-        from sklearn.base import BaseEstimator
-        if path is None or not _holds_estimators(v): return self.value(v)
-        if isinstance(v, BaseEstimator): return self.estimator(v, path)
-        h = hashlib.sha256()
-        items = v.items() if isinstance(v, dict) else enumerate(v)
-        for i, x in items:
-            if isinstance(x, tuple):  # (name, estimator, columns...)
-                h.update(self.value(x[0]) + self.estimator(x[1], f"{path}[{x[0]}]") + self.value(x[2:]))
-            else: h.update(self.value(i) + self.estimator(x, f"{path}[{i}]"))
-        return h.digest()
+# %% ../nbs/11_manifest.ipynb #a8c81bac
+@patch
+def _attribute(self: _Digester, v, path: str | None) -> bytes:
+    "Digest of an attribute's value; estimators in it become children named after their place."
+    from sklearn.base import BaseEstimator
+    if path is None or not _holds_estimators(v): return self.value(v)
+    if isinstance(v, BaseEstimator): return self.estimator(v, path)
+    h = hashlib.sha256()
+    items = v.items() if isinstance(v, dict) else enumerate(v)
+    for i, x in items:
+        if isinstance(x, tuple):  # (name, estimator, columns...)
+            h.update(self.value(x[0]) + self.estimator(x[1], f"{path}[{x[0]}]") + self.value(x[2:]))
+        else: h.update(self.value(i) + self.estimator(x, f"{path}[{i}]"))
+    return h.digest()
 
 # %% ../nbs/11_manifest.ipynb #5f670196
 @dataclass
@@ -461,6 +471,7 @@ COMPARED = ("parameters", "seeds", "data", "split", "metrics", "environment.pack
             # What can make two runs differ
             "environment.machine", "environment.threadpools", "environment.env", "code", "job.notebook_sha256")
 
+# %% ../nbs/11_manifest.ipynb #cf7963cd
 def compare_manifests(
     a: dict, # A manifest as JSON data (`Manifest.to_json()`)
     b: dict, # The other
@@ -470,4 +481,3 @@ def compare_manifests(
     fa, fb = _flatten(a), _flatten(b)
     keys = sorted(k for k in set(fa) | set(fb) if any(k == s or k.startswith(s + ".") for s in sections))
     return [(k, fa.get(k), fb.get(k)) for k in keys if fa.get(k) != fb.get(k)]
-

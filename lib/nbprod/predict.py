@@ -14,6 +14,7 @@ import joblib
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from fastcore.basics import patch
 
 from nbprod.agreement import (
     BIT_IDENTICAL,
@@ -44,6 +45,7 @@ __all__ = ['log', 'SMALL_BATCH', 'Scored', 'LoadPolicy', 'Predictor', 'load_pred
 # Up to this many records are checked value by value (`check_records`), more column by column (`check_rows`)
 SMALL_BATCH = 256
 
+# %% ../nbs/12_predict.ipynb #69d7af1c
 @dataclass
 class Scored:
     "The outcome of scoring a batch: a prediction per row (NaN where refused), the ids given, and the issues."
@@ -149,47 +151,55 @@ class Predictor:
         "Score with the fitted pipeline itself, not its compiled path, for `reason`."
         self._fast, self._codes, self.slow_reason = None, None, reason
 
-    def numerics(self) -> dict[str, Any] | None:
-        """How the held-out predictions here agree with the run's, what explains a difference, which path scores (None:
-        not verified)."""
-        if self.agreement is None: return None
-        return {**self.agreement.to_json(), "explained_by": self.explained_by, "compiled_path": self.compiled
-                or self.slow_reason}
-
     @property
     def run_id(self) -> str | None: return self.manifest.run_id if self.manifest else None
 
-    def score(
-        self,
-        data: pd.DataFrame | list[dict] | dict, # A DataFrame, a list of records (dicts), or one record
-    ) -> Scored:
-        """Check every row against the contract and predict the rows that pass: every row gets a prediction or its own
-        errors."""
-        data, not_records = _as_records(data)
-        if not isinstance(data, pd.DataFrame) and len(data) <= SMALL_BATCH:
-            return _finish(self, *_record_inputs(self, data), not_records)
-        # a row per record
-        frame = data if isinstance(data, pd.DataFrame) else pd.DataFrame.from_records(data, index=range(len(data)))
-        return _finish(self, *_frame_inputs(self, frame), not_records)
+# %% ../nbs/12_predict.ipynb #9740ee4d
+@patch
+def numerics(self: Predictor) -> dict[str, Any] | None:
+    """How the held-out predictions here agree with the run's, what explains a difference, which path scores (None:
+    not verified)."""
+    if self.agreement is None: return None
+    return {**self.agreement.to_json(), "explained_by": self.explained_by, "compiled_path": self.compiled
+            or self.slow_reason}
 
-    def score_table(
-        self,
-        table: pa.Table, # A batch read by Arrow, text columns as text (see `batch`)
-    ) -> Scored:
-        """`score` for an Arrow table: checked by `check_table`, predicted by the compiled path (by `score` on its
-        pandas form without one)."""
-        if self._fast is None: return self.score(table.to_pandas())
-        cols, ids, ok, issues = check_table(table, self.contract, self._fast.categories)
-        return _finish(self, lambda idx: cols if len(idx) == len(ok) else {k: v[idx] for k, v in cols.items()}, ok,
-                       ids, issues, [])
+# %% ../nbs/12_predict.ipynb #d840e673
+@patch
+def score(
+    self: Predictor,
+    data: pd.DataFrame | list[dict] | dict, # A DataFrame, a list of records (dicts), or one record
+) -> Scored:
+    """Check every row against the contract and predict the rows that pass: every row gets a prediction or its own
+    errors."""
+    data, not_records = _as_records(data)
+    if not isinstance(data, pd.DataFrame) and len(data) <= SMALL_BATCH:
+        return _finish(self, *_record_inputs(self, data), not_records)
+    # a row per record
+    frame = data if isinstance(data, pd.DataFrame) else pd.DataFrame.from_records(data, index=range(len(data)))
+    return _finish(self, *_frame_inputs(self, frame), not_records)
 
-    def predict(
-        self,
-        data: pd.DataFrame | list[dict] | dict, # A DataFrame, a list of records (dicts), or one record
-    ) -> pd.DataFrame:
-        """One row per input row, in input order: the id (when given), the prediction (missing where refused), error,
-        warnings."""
-        return self.score(data).frame()
+# %% ../nbs/12_predict.ipynb #282d3f5c
+@patch
+def score_table(
+    self: Predictor,
+    table: pa.Table, # A batch read by Arrow, text columns as text (see `batch`)
+) -> Scored:
+    """`score` for an Arrow table: checked by `check_table`, predicted by the compiled path (by `score` on its
+    pandas form without one)."""
+    if self._fast is None: return self.score(table.to_pandas())
+    cols, ids, ok, issues = check_table(table, self.contract, self._fast.categories)
+    return _finish(self, lambda idx: cols if len(idx) == len(ok) else {k: v[idx] for k, v in cols.items()}, ok,
+                   ids, issues, [])
+
+# %% ../nbs/12_predict.ipynb #f5141fd4
+@patch
+def predict(
+    self: Predictor,
+    data: pd.DataFrame | list[dict] | dict, # A DataFrame, a list of records (dicts), or one record
+) -> pd.DataFrame:
+    """One row per input row, in input order: the id (when given), the prediction (missing where refused), error,
+    warnings."""
+    return self.score(data).frame()
 
 # %% ../nbs/12_predict.ipynb #92976ba8
 def _as_records(data) -> tuple[pd.DataFrame | list, list[tuple[int, Any]]]:
@@ -211,6 +221,7 @@ def _record_inputs(p: Predictor, records: list[dict]) -> tuple:
                                          v in cols.items()})[p.features]
     return take, ok, ids, issues
 
+# %% ../nbs/12_predict.ipynb #96d5ce66
 def _frame_inputs(p: Predictor, frame: pd.DataFrame) -> tuple:
     "(take, ok, ids, issues) for a frame, checked column by column."
     canon, ok, issues = check_rows(frame, p.contract, known=p._known)
@@ -230,6 +241,7 @@ def _refuse_non_records(issues: Issues, ok: np.ndarray, not_records: list) -> Is
                        [f"expected a record (an object of field: value), got {type(r).__name__}" for _,
                         r in not_records])
 
+# %% ../nbs/12_predict.ipynb #0d30c856
 def _finish(p: Predictor, take, ok, ids, issues, not_records) -> Scored:
     "Score the rows of `ok` (inputs from `take(idx)`) and make the `Scored` of the batch."
     if not_records: issues = _refuse_non_records(issues, ok, not_records)
@@ -247,6 +259,7 @@ def _fast_answer(p: Predictor, cols, n: int) -> tuple[np.ndarray, np.ndarray | N
     classes, proba = p._fast(cols, n)
     return p.pipeline.classes_[classes], proba
 
+# %% ../nbs/12_predict.ipynb #efa7d971
 def _compute(p: Predictor, inputs, idx: np.ndarray, predictions: np.ndarray, proba: np.ndarray | None):
     """Predict the rows `idx` from `inputs` (columns for the compiled path, else a frame), into `predictions` (and
     `proba`)."""

@@ -48,6 +48,7 @@ class Gate:
 TASKS = ("regression", "classification")
 ENTRY_POINT_GROUP = "nbprod.project" # Where a project registers its description
 
+# %% ../nbs/02_project.ipynb #089b1cd2
 @dataclass(frozen=True)
 class Project:
     "Everything the machinery needs to know about a project."
@@ -108,6 +109,7 @@ def registered_project() -> Project:
 # %% ../nbs/02_project.ipynb #78eb4ffe
 _CHOSEN: dict[str, Project] = {}
 
+# %% ../nbs/02_project.ipynb #0ba60074
 def use_project(
     project: Project | None, # The project to use from now on in this process; None: the registered one again
 ) -> None:
@@ -118,6 +120,7 @@ def use_project(
 # %% ../nbs/02_project.ipynb #4a26ee41
 PROJECT_ENV_VAR = "NBPROD_PROJECT"
 
+# %% ../nbs/02_project.ipynb #de90cba1
 @cache
 def project_at(
     reference: str, # `module:attribute`, the attribute a `Project` or a function without arguments that returns one

@@ -108,6 +108,7 @@ _OFFLINE_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
 {% block html_head_js_mermaidjs %}{% endblock %}
 """
 
+# %% ../nbs/14_report.ipynb #38fc4962
 def notebook_to_html(
     notebook: Path | str, # An executed notebook
     html: Path | str, # The HTML file to write (atomically)

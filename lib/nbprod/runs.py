@@ -39,6 +39,7 @@ CONTRACT, HELD_OUT, TRAIN_PREDICTIONS, PROFILE = ("contract.json", "held_out.csv
                                                   "profile.json")
 STAGING, FAILED, JOB_INFO = ".staging", ".failed", ".job.json"
 
+# %% ../nbs/10_runs.ipynb #b4ba5ebc
 def new_run_id(now: datetime | None = None) -> str:
     "A sortable, unique run id: UTC start time plus 6 random hex digits."
     now = now or datetime.now(UTC)
@@ -155,6 +156,7 @@ ALIASES, PROMOTIONS = "aliases.json", "promotions.jsonl"
 DEFAULT_ALIAS = "production" # The alias that serving and scoring take when told no run
 ALIAS_RE = r"[a-z][a-z0-9_-]{0,39}" # What an alias may look like (never a run id: those start with a digit)
 
+# %% ../nbs/10_runs.ipynb #9987d8d5
 class RunStoreError(ValueError):
     "A file of the run store (its aliases) that is damaged, or names something outside the store."
 
@@ -275,6 +277,7 @@ def run_table(runs_dir: Path | str) -> list[RunEntry]:
 # %% ../nbs/10_runs.ipynb #711932e5
 TMP_AGE_S = 3600 # A temporary file older than this belongs to no writer still at work
 
+# %% ../nbs/10_runs.ipynb #364c62c0
 def clean_runs(
     runs_dir: Path | str, # The run store
     failed: bool = False, # Also the failed runs (kept for their executed notebook)

@@ -90,6 +90,7 @@ def _row_ids(df: pd.DataFrame, mask, id_col: str) -> list:
 # Largest magnitude of a number: models may compute in float32 (trees do)
 MAX_MAGNITUDE = float(np.finfo(np.float32).max)
 
+# %% ../nbs/01_schema.ipynb #3d2e3dfc
 def to_float(v) -> float:
     "One value as a float: ±inf for an integer beyond any float (where `float` raises), NaN when it is no number."
     try: return float(v)

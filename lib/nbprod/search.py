@@ -52,6 +52,7 @@ class HeadlineScore:
 # %% ../nbs/24_search.ipynb #c5e30592
 SEARCH_KINDS = ("grid", "random")
 
+# %% ../nbs/24_search.ipynb #68c1e1e3
 def candidates(
     space: dict[str, list], # Parameter -> the values to try (the project's `search_space`)
     base: dict[str, Any], # The parameters a candidate starts from (the job's)

@@ -25,6 +25,7 @@ from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, R
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
+from fastcore.basics import patch
 from pydantic import ConfigDict, Field, SecretStr, create_model, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette.concurrency import run_in_threadpool
@@ -50,6 +51,7 @@ __all__ = ['log', 'MAX_ISSUES_PER_RECORD', 'MAX_LISTED_ISSUES', 'SMALL_BODY_BYTE
 MAX_ISSUES_PER_RECORD = 5 # Problems listed per record in an answer; more are counted in one further line
 MAX_LISTED_ISSUES = 1000 # Problems listed per answer; a record after that gets one line with its count
 
+# %% ../nbs/16_service.ipynb #4634881b
 def service_models(
     contract: Contract | dict, # The input contract (see `contract.derive_contract`)
 ) -> SimpleNamespace:
@@ -124,6 +126,7 @@ def record_schema(contract: Contract | dict) -> dict[str, Any]:
 # %% ../nbs/16_service.ipynb #764d1a71
 _ID_TEXT = re.compile(r"[+-]?[0-9]{1,19}")
 
+# %% ../nbs/16_service.ipynb #8cf6f362
 def _valid_id(v) -> bool:
     """Whether an id of an accepted JSON type is a 64-bit integer (written as digits, if a string): the contract's own
     rule, `contract.parse_id`."""
@@ -132,6 +135,7 @@ def _valid_id(v) -> bool:
 # %% ../nbs/16_service.ipynb #c98a8a4d
 _JSON_TYPES = {"number": (int, float), "string": (str,), "integer": (int,), "null": (type(None),)}
 
+# %% ../nbs/16_service.ipynb #93ebd211
 def _takes(types: list[str], v) -> bool:
     "Whether JSON value `v` is of one of `types` (a boolean is no number; 2.0 is an integer, as in JSON Schema)."
     if isinstance(v, bool): return False
@@ -219,6 +223,7 @@ class LimitAndLog:
 # %% ../nbs/16_service.ipynb #248c6b59
 _UNSEEN = unseen_message("\0").split("\0")[1] # How the message of an unseen category ends
 
+# %% ../nbs/16_service.ipynb #8b550182
 class ServiceMetrics:
     "The service's Prometheus metrics, in a registry of its own; the input log's counts are read when scraped."
     # Latency buckets, seconds
@@ -248,52 +253,59 @@ class ServiceMetrics:
 
     def describe(self): return []  # the registry then asks `collect` only when scraped
 
-    def collect(self):
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-        if self.input_log is None: return
-        rows = CounterMetricFamily("model_input_log_rows",
-                                   "Rows handed to the input log, by outcome: written; dropped (its queue was full); "
-                                   "failed (not written)", labels=["outcome"])
-        for k in ("written", "dropped", "failed"): rows.add_metric([k], getattr(self.input_log, f"{k}_rows"))
-        yield rows
-        yield GaugeMetricFamily("model_input_log_queue", "Requests waiting for the input log's writer",
-                                value=self.input_log.queued)
-
-    def serving(self, predictor: Predictor):
-        """Say which run serves, and the tier of its held-out predictions here (after a reload: instead of the one
-        before)."""
-        if self._serving is not None: self.model.remove(*self._serving)
-        self._serving = (str(predictor.run_id), predictor.agreement.tier if predictor.agreement is not None
-                         else "not verified")
-        self.model.labels(*self._serving).set(1)
-
     def request(self, route: str, status: int, seconds: float):
         self.requests.labels(route, str(status)).inc()
         self.latency.labels(route).observe(seconds)
 
-    def scored(self, scored: Scored):
-        "Count a scored request's records, the fields of their errors, and their unseen categories."
-        ok = int(scored.ok.sum())
-        self.records.labels("scored").inc(ok)
-        self.records.labels("refused").inc(len(scored.ok) - ok)
-        iss = scored.issues
-        if not len(iss): return
-        err = iss.level == "error"
-        for field, n in zip(*np.unique(iss.column[err].astype(str), return_counts=True)):
-            self.errors.labels(field).inc(int(n))
-        unseen = [c for c, m, lv in zip(iss.column, iss.message, iss.level) if lv == "warning" and m.endswith(_UNSEEN)]
-        for field, n in zip(*np.unique(np.array(unseen, dtype=str), return_counts=True)):
-            self.unseen.labels(field).inc(int(n))
-
     def exposition(self) -> bytes: 
         from prometheus_client import generate_latest
         return generate_latest(self.registry)
+
+# %% ../nbs/16_service.ipynb #13d26bdb
+@patch
+def collect(self: ServiceMetrics):
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+    if self.input_log is None: return
+    rows = CounterMetricFamily("model_input_log_rows",
+                               "Rows handed to the input log, by outcome: written; dropped (its queue was full); "
+                               "failed (not written)", labels=["outcome"])
+    for k in ("written", "dropped", "failed"): rows.add_metric([k], getattr(self.input_log, f"{k}_rows"))
+    yield rows
+    yield GaugeMetricFamily("model_input_log_queue", "Requests waiting for the input log's writer",
+                            value=self.input_log.queued)
+
+# %% ../nbs/16_service.ipynb #f9ee7aab
+@patch
+def serving(self: ServiceMetrics, predictor: Predictor):
+    """Say which run serves, and the tier of its held-out predictions here (after a reload: instead of the one
+    before)."""
+    if self._serving is not None: self.model.remove(*self._serving)
+    self._serving = (str(predictor.run_id), predictor.agreement.tier if predictor.agreement is not None
+                     else "not verified")
+    self.model.labels(*self._serving).set(1)
+
+# %% ../nbs/16_service.ipynb #cb490c7e
+@patch
+def scored(self: ServiceMetrics, scored: Scored):
+    "Count a scored request's records, the fields of their errors, and their unseen categories."
+    ok = int(scored.ok.sum())
+    self.records.labels("scored").inc(ok)
+    self.records.labels("refused").inc(len(scored.ok) - ok)
+    iss = scored.issues
+    if not len(iss): return
+    err = iss.level == "error"
+    for field, n in zip(*np.unique(iss.column[err].astype(str), return_counts=True)):
+        self.errors.labels(field).inc(int(n))
+    unseen = [c for c, m, lv in zip(iss.column, iss.message, iss.level) if lv == "warning" and m.endswith(_UNSEEN)]
+    for field, n in zip(*np.unique(np.array(unseen, dtype=str), return_counts=True)):
+        self.unseen.labels(field).inc(int(n))
 
 # %% ../nbs/16_service.ipynb #d8181edb
 # Bodies up to this size (and up to `SMALL_BATCH` records) are parsed and scored on the event loop; larger ones on a
 # worker thread
 SMALL_BODY_BYTES = 64 << 10
 
+# %% ../nbs/16_service.ipynb #adcd12b7
 class _Record(dict):
     "A JSON object as the request gave it, and the keys it held more than once (`duplicated`)."
     duplicated: tuple[str, ...] = ()
@@ -319,6 +331,7 @@ def parse_body(raw: bytes) -> Any:
 # The error of a repeated key
 TWICE = "given more than once in this record: which value was meant is unknown; send each field once"
 
+# %% ../nbs/16_service.ipynb #1c34381a
 def refuse_duplicated(
     scored: Scored, # The scored records
     records: list, # The records, as `parse_body` read them
@@ -456,10 +469,12 @@ async def get_service(request: Request) -> Service:
 # %% ../nbs/16_service.ipynb #401578e4
 ServiceDep = Annotated[Service, Depends(get_service)]
 
+# %% ../nbs/16_service.ipynb #36d744de
 async def current_predictor(service: ServiceDep) -> Predictor:
     "The model serving now."
     return service.predictor
 
+# %% ../nbs/16_service.ipynb #46ac6620
 PredictorDep = Annotated[Predictor, Depends(current_predictor)]
 
 # %% ../nbs/16_service.ipynb #bcd169a8
@@ -478,6 +493,7 @@ async def require_admin(
 # %% ../nbs/16_service.ipynb #4b770736
 router = APIRouter()
 
+# %% ../nbs/16_service.ipynb #c4f4ba91
 @router.get("/health")
 async def health(predictor: PredictorDep) -> dict:
     "Liveness: the model is loaded."

@@ -28,6 +28,7 @@ PASSWORD_ENV = "DATABASE_PASSWORD" # Where a database password is taken from whe
 # Fewer rows than this are no training data (a header-only file, a query that matched almost nothing)
 MIN_TRAINING_ROWS = 10
 
+# %% ../nbs/18_sources.ipynb #1dd21e2e
 @dataclass(frozen=True)
 class DataRef:
     "A parsed data reference (see the table above)."
@@ -82,6 +83,7 @@ def parse_as_of(as_of: str | datetime | None) -> datetime | None:
 # %% ../nbs/18_sources.ipynb #cd3ee4e2
 SQL_CHUNK_ROWS = 100_000 # Rows fetched from a database at a time
 
+# %% ../nbs/18_sources.ipynb #b169ed2b
 def _engine(location: str):
     "An SQLAlchemy engine; a URL with a user and no password takes it from `$DATABASE_PASSWORD` (when set)."
     from sqlalchemy import create_engine

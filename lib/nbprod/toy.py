@@ -189,6 +189,7 @@ if not run_dir: finish_run(run); run = publish_run(run)
 Markdown(run_summary(manifest))"""),
 ]
 
+# %% ../nbs/04_toy.ipynb #5a849199
 def toy_job(
     path: Path | str, # Where to write the notebook
 ) -> Path:
