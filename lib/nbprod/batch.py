@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from .contract import Contract, missing_columns
 from .files import check_outputs, temporary_path
 from .predict import Predictor
 from .project import get_project
@@ -27,7 +28,8 @@ log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'PARQUET_SUFFIXES', 'CSV_BLOCK_BYTES', 'HEAP_PAD', 'csv_batches', 'read_chunks', 'TableWriter', 'BatchSummary',
-           'issues_schema', 'issues_table', 'score_file', 'keep_heap']
+           'issues_schema', 'issues_table', 'input_issues_table', 'input_columns', 'check_columns', 'score_file',
+           'keep_heap']
 
 # %% ../nbs/15_batch.ipynb #580897c7
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -154,10 +156,15 @@ class BatchSummary:
     with_warnings: int = 0
     errors: Counter = field(default_factory=Counter) # "column: message" -> number of rows
     warnings: Counter = field(default_factory=Counter)
+    # "column: message" -> rows of inputs without that column of the model (said once per input, not per row)
+    missing_columns: Counter = field(default_factory=Counter)
 
     def __str__(self):
         lines = ([f"{self.rows} rows: {self.scored} scored, {self.failed} refused, {self.with_warnings} scored with "
                   "warnings"])
+        if self.missing_columns:
+            lines += ([f"columns the model reads that the input lacks ({len(self.missing_columns)}):"]
+                      + [f"  {n:>8} × {msg}" for msg, n in self.missing_columns.most_common()])
         for title, c in (("refused because", self.errors), ("warnings", self.warnings)):
             if c:
                 lines += ([f"{title}:"] + [f"  {n:>8} × {msg}" for msg, n in c.most_common(10)]
@@ -171,7 +178,11 @@ class BatchSummary:
         for level, counter in (("error", self.errors), ("warning", self.warnings)):
             sel = iss.level == level
             counter.update({f"{c}: {m}": k for (c, m), k in Counter(zip(iss.column[sel], iss.message[sel])).items()})
-        self.with_warnings += len(np.unique(iss.row[iss.level == "warning"]))
+        for name, (_, message) in scored.missing_columns.items():
+            self.missing_columns[f"{name}: {message}"] += len(scored.ok)
+        # a column the input lacks: a warning of every row
+        warned_all = any(level == "warning" for level, _ in scored.missing_columns.values())
+        self.with_warnings += len(scored.ok) if warned_all else len(np.unique(iss.row[iss.level == "warning"]))
         self.rows += len(scored.ok); self.scored += int(scored.ok.sum()); self.failed += int((~scored.ok).sum())
         return self
 
@@ -180,6 +191,7 @@ class BatchSummary:
         self.rows += other.rows; self.scored += other.scored
         self.failed += other.failed; self.with_warnings += other.with_warnings
         self.errors.update(other.errors); self.warnings.update(other.warnings)
+        self.missing_columns.update(other.missing_columns)
         return self
 
 # %% ../nbs/15_batch.ipynb #da886416
@@ -203,6 +215,55 @@ def issues_table(
                      *(pa.array(iss[c].astype(object), pa.string()) for c in ("column", "value", "message", "level"))],
                      schema=issues_schema(scored.id_name))
 
+# %% ../nbs/15_batch.ipynb #5569ae42
+def input_issues_table(
+    missing: dict[str, tuple[str, str]], # The fields an input has no column of (`Scored.missing_columns`)
+    id_name: str, # The id column's name
+    source: str = "", # The input, as the issues' value (its file name)
+) -> pa.Table:
+    """The issues of an input as a whole, in the columns of the issues file: one per field it lacks, with no row and no
+    id, and as its value the input's name."""
+    k = len(missing)
+    return pa.table([pa.nulls(k, pa.int64()), pa.nulls(k, pa.int64()), pa.array(list(missing), pa.string()),
+                     pa.array([source] * k, pa.string()), pa.array([m for _, m in missing.values()], pa.string()),
+                     pa.array([level for level, _ in missing.values()], pa.string())], schema=issues_schema(id_name))
+
+# %% ../nbs/15_batch.ipynb #04610436
+def input_columns(
+    path: Path | str, # CSV or Parquet file
+) -> list[str]:
+    "The columns of a CSV or Parquet file, from its header or its schema alone."
+    path = Path(path)
+    if _is_parquet(path):
+        import pyarrow.parquet as pq
+        return pq.read_schema(path).names
+    return csv_batches(path, ())[0].names
+
+# %% ../nbs/15_batch.ipynb #7457aacf
+def check_columns(
+    contract: Contract, # The model's input contract
+    columns: list[str], # The columns of the input
+    source, # What the input is, for messages (a path)
+    require_all: bool = False, # Refuse an input that lacks any column the model reads
+) -> dict[str, tuple[str, str]]:
+    """The fields the input `source` has no column of, with what every row reads each as (see
+    `contract.missing_columns`); raises `ValueError` for an input with none of the model's columns (the wrong file), or
+    that lacks any with `require_all`."""
+    features = [f.name for f in contract.fields]
+    if columns and not {*features, contract.id} & set(columns):
+        shown = ", ".join(columns[:5]) + (" ..." if len(columns) > 5 else "")
+        raise ValueError(f"{source} has none of the model's {len(features)} columns (such as "
+                         f"{', '.join(features[:3])}); its columns are {shown}: is this the right file?")
+    missing = missing_columns(columns, contract)
+    if missing and require_all:
+        raise ValueError(f"{source} lacks {len(missing)} of the model's {len(features)} columns: {', '.join(missing)}; "
+                         "with every column required it is not scored (a column of empty values is one of missing "
+                         "values)")
+    if missing:
+        log.warning("%s lacks %d of the model's columns, which every row reads as missing (the summary says what each "
+                    "becomes): %s", source, len(missing), ", ".join(missing))
+    return missing
+
 # %% ../nbs/15_batch.ipynb #ab6e5d45
 def score_file(
     predictor: Predictor, # The loaded model
@@ -213,6 +274,8 @@ def score_file(
     issues_file: Path | str | None = None,
     progress: bool = False, # Show a progress bar on stderr
     input_log=None, # An `inputlog.InputLog` to hand each scored chunk to (it waits for room rather than dropping)
+    # Refuse an input without a column the model reads (by default every row reads it as missing, said once)
+    require_all_columns: bool = False,
 ) -> BatchSummary:
     "Score `input` chunk by chunk into `output` (written atomically); return what happened."
     from tqdm.auto import tqdm
@@ -220,18 +283,17 @@ def score_file(
     check_outputs({"the input": input}, {"the output": output, "the issues file": issues_file})
     total, chunks = read_chunks(input, chunk_size)
     out, side = TableWriter(Path(output)), TableWriter(Path(issues_file)) if issues_file else None
-    summary, ID = BatchSummary(), predictor.contract.id
+    summary, ID, first = BatchSummary(), predictor.contract.id, True
     bar = tqdm(total=total, unit="rows", disable=not progress, file=sys.stderr, desc="scoring")
     if predictor.slow_reason:
         log.warning("scoring with scikit-learn's own predict, several times slower than the compiled path: %s",
                     predictor.slow_reason)
     try:
         for chunk in chunks:
-            if summary.rows == 0 and chunk.num_columns and not {*predictor.features, ID} & set(chunk.column_names):
-                shown = ", ".join(chunk.column_names[:5]) + (" ..." if chunk.num_columns > 5 else "")
-                raise ValueError(f"{input} has none of the model's {len(predictor.features)} columns (such as "
-                                 f"{', '.join(predictor.features[:3])}); its columns are {shown}: is this the right "
-                                 "file?")
+            if first:  # before a row is scored
+                missing = check_columns(predictor.contract, chunk.column_names, input, require_all_columns)
+                if side is not None and missing: side.write(input_issues_table(missing, ID, Path(input).name))
+                first = False
             scored = predictor.score_table(chunk)
             if input_log is not None: input_log.log(scored, predictor.run_id, table=chunk, block=True)
             frame = scored.frame(warnings=False)

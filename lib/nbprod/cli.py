@@ -167,7 +167,7 @@ def _input_log_options(f):
 
 # %% ../nbs/19_cli.ipynb #fce7d060
 def _predict_local(input, output, run_ref, chunk_size, issues_file, allow_errors, policy, progress, log_inputs,
-                   log_exclude, log_max_mb):
+                   log_exclude, log_max_mb, require_all_columns):
     "`predict --engine local`: score the file INPUT in chunks, in this process."
     if not input.is_file():
         hint = " (a folder or a glob needs --engine dask)" if input.is_dir() or "*" in str(input) else ""
@@ -184,7 +184,7 @@ def _predict_local(input, output, run_ref, chunk_size, issues_file, allow_errors
         ilog = InputLog(log_inputs, predictor.contract, log_exclude, int(log_max_mb * 2**20)) if log_inputs else None
         try:
             summary = score_file(predictor, input, output, chunk_size=chunk_size, issues_file=issues_file,
-                                 progress=progress, input_log=ilog)
+                                 progress=progress, input_log=ilog, require_all_columns=require_all_columns)
         finally:
             if ilog is not None: ilog.close()
     except _expected() as e: _fail(e)
@@ -212,6 +212,9 @@ def _predict_local(input, output, run_ref, chunk_size, issues_file, allow_errors
               help=("Also write every error and warning to this file (.csv or .parquet): row, the id, column, value, "
                     "message, level."))
 @click.option("--allow-errors", is_flag=True, help="Exit with 0 even if some rows were refused.")
+@click.option("--require-all-columns", is_flag=True,
+              help="Refuse an input without a column the model reads (by default every row reads it as missing, and "
+                   "the summary says so).")
 @_load_options
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
 @_input_log_options
@@ -224,23 +227,23 @@ def _predict_local(input, output, run_ref, chunk_size, issues_file, allow_errors
               help="--engine dask without --scheduler: worker processes of the local cluster.")
 @click.option("--partition-rows", type=click.IntRange(min=1), default=None,
               help="--engine dask: most rows of a Parquet partition (500,000).")
-def predict(input, output, run_ref, chunk_size, issues_file, allow_errors, policy, progress, log_inputs, log_exclude,
-            log_max_mb, engine, scheduler, workers, partition_rows):
+def predict(input, output, run_ref, chunk_size, issues_file, allow_errors, require_all_columns, policy, progress,
+            log_inputs, log_exclude, log_max_mb, engine, scheduler, workers, partition_rows):
     """Score INPUT (.csv or .parquet: the training data's columns, the target not needed) with the model of a run.
 
     With --engine dask, INPUT is a file, a folder or a glob of them, and OUTPUT a folder: a Parquet dataset in INPUT's
     order."""
     if engine == "dask":
         return _predict_dask(input, output, run_ref, allow_errors, policy, progress, scheduler, workers,
-                             partition_rows, issues_file, log_inputs)
+                             partition_rows, issues_file, log_inputs, require_all_columns)
     if scheduler or workers or partition_rows:
         raise click.UsageError("--scheduler, --workers and --partition-rows go with --engine dask")
     _predict_local(input, output, run_ref, chunk_size, issues_file, allow_errors, policy, progress, log_inputs,
-                   log_exclude, log_max_mb)
+                   log_exclude, log_max_mb, require_all_columns)
 
 # %% ../nbs/19_cli.ipynb #aac12636
 def _predict_dask(input, output, run_ref, allow_errors, policy, progress, scheduler, workers, partition_rows,
-                  issues_file, log_inputs):
+                  issues_file, log_inputs, require_all_columns):
     "`predict --engine dask`: score a file, folder or glob on a Dask cluster into a Parquet dataset."
     from nbprod.cluster import PARTITION_ROWS, dask_client, input_files, score_dataset
     from nbprod.config import get_settings
@@ -259,7 +262,8 @@ def _predict_dask(input, output, run_ref, allow_errors, policy, progress, schedu
             click.echo(f"Dask: {len(client.scheduler_info()['workers'])} worker(s) at {client.scheduler.address}; "
                        f"dashboard {client.dashboard_link}", err=True)
             summary = score_dataset(client, run, files, output, partition_rows=partition_rows or PARTITION_ROWS,
-                                    policy=policy, progress=progress, issues_file=issues_file)
+                                    policy=policy, progress=progress, issues_file=issues_file,
+                                    require_all_columns=require_all_columns)
     except (*_expected(), FileExistsError) as e: _fail(e)
     except (ValueError, OSError) as e: _fail(RuntimeError(f"cannot score {input}: {e}"))
     except Exception as e:

@@ -20,12 +20,21 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .batch import PARQUET_SUFFIXES, BatchSummary, issues_table, keep_heap
+from nbprod.batch import (
+    PARQUET_SUFFIXES,
+    BatchSummary,
+    check_columns,
+    input_columns,
+    input_issues_table,
+    issues_table,
+    keep_heap,
+)
 from .config import JOB_ENV
 from .contract import Contract
 from .files import check_outputs, temporary_path
 from .predict import LoadPolicy, Predictor
 from .project import get_project
+from .runs import CONTRACT, read_json
 
 log = logging.getLogger(__name__)
 
@@ -246,6 +255,8 @@ def score_dataset(
     # Also write every error and warning to this file (.csv or .parquet), as `batch.score_file` does (rows counted on
     # across files)
     issues_file: Path | str | None = None,
+    # Refuse inputs without a column the model reads (by default every row reads it as missing, said once per file)
+    require_all_columns: bool = False,
 ) -> BatchSummary:
     """Score `inputs` on the cluster into the dataset `output`, one file per partition in input order; return what
     happened."""
@@ -255,6 +266,8 @@ def score_dataset(
     check_outputs({f"the input {p.name}": p for p in inputs},
                   {"the output folder": output, "the issues file": issues_file})
     if output.exists(): raise FileExistsError(f"{output} exists already: remove it, or write to another folder")
+    contract = Contract.of(read_json(Path(run_dir) / CONTRACT))  # each file's columns, before a worker starts
+    lacking = {p: check_columns(contract, input_columns(p), p, require_all_columns) for p in inputs}
     client.register_plugin(ModelPlugin(str(Path(run_dir).resolve()), policy))  # every worker, or none: raises
     staging = output.parent / f".{output.name}.tmp-{uuid.uuid4().hex[:8]}"
     staging.mkdir(parents=True)
@@ -270,7 +283,8 @@ def score_dataset(
             bar.update(); bar.set_postfix(rows=f"{summary.rows:,}")
         bar.close()
         if issues_file is not None:
-            side = _gather_issues(staging / ISSUES, rows, Path(issues_file), get_project().schema.id)
+            side = _gather_issues(staging / ISSUES, rows, Path(issues_file), contract.id,
+                                  [input_issues_table(m, contract.id, p.name) for p, m in lacking.items() if m])
         shutil.rmtree(staging / ISSUES, ignore_errors=True)
         os.rename(staging, output)
         if side is not None: side.commit()
@@ -282,13 +296,14 @@ def score_dataset(
     return summary
 
 # %% ../nbs/23_cluster.ipynb #677853a2
-def _gather_issues(folder: Path, rows: list[int], path: Path, id_name: str):
-    """The partitions' issues in partition order, rows renumbered by the rows before them, written (not yet in place) to
-    `path`: the writer, to commit."""
+def _gather_issues(folder: Path, rows: list[int], path: Path, id_name: str, first: list[pa.Table] = ()):
+    """The issues of the inputs as a whole (`first`), then the partitions' in partition order, rows renumbered by the
+    rows before them, written (not yet in place) to `path`: the writer, to commit."""
     import pyarrow.compute as pc
 
     from nbprod.batch import TableWriter, issues_schema
     side, offset = TableWriter(path), 0
+    for t in first: side.write(t)  # the issues of the inputs as a whole
     for i, n in enumerate(rows):
         if (part := folder / f"part-{i:06d}.parquet").exists():
             t = pq.read_table(part)

@@ -23,10 +23,10 @@ from .project import get_project
 from .schema import MAX_MAGNITUDE, Schema, to_float
 
 # %% auto #0
-__all__ = ['CONTRACT_VERSION', 'SHOWN_CHARS', 'NUMBER_RE', 'NUMBER_MAX_CHARS', 'TOO_LARGE', 'ID_EXPECTED', 'IGNORED',
-           'ContractField', 'Contract', 'derive_contract', 'Issues', 'show_value', 'unseen_message', 'parse_id',
-           'parse_ids', 'known_categories', 'check_rows', 'parse_number', 'parse_category', 'check_record_arrays',
-           'check_records', 'check_table']
+__all__ = ['CONTRACT_VERSION', 'SHOWN_CHARS', 'MISSING', 'NOT_SENT', 'NUMBER_RE', 'NUMBER_MAX_CHARS', 'TOO_LARGE', 'ID_EXPECTED',
+           'IGNORED', 'ContractField', 'Contract', 'derive_contract', 'Issues', 'show_value', 'not_in_input',
+           'unseen_message', 'parse_id', 'parse_ids', 'known_categories', 'missing_columns', 'check_rows',
+           'parse_number', 'parse_category', 'check_record_arrays', 'check_records', 'omitted_fields', 'check_table']
 
 # %% ../nbs/07_contract.ipynb #e5b63966
 CONTRACT_VERSION = 1 # Version of `contract.json`'s layout
@@ -158,6 +158,32 @@ def _issue(parts, mask, s, name, message, level, shown=True):
         parts.append((idx, full(name), [show_value(v) for v in vals] if shown else full(""),
                       [message(v) for v in vals] if callable(message) else full(message), full(level)))
 
+# %% ../nbs/07_contract.ipynb #3c304eea
+# (level, message) of a missing value (null, NaN or empty text), by the column's rule; absent: nothing to say
+MISSING = {"required": ("error", "is missing, but this column must have a value"),
+           "unknown": ("warning", "is missing: imputed from the training data"),
+           "absent": (None, None)}
+
+# %% ../nbs/07_contract.ipynb #fecd859e
+# (level, message) of a field a record leaves out, by the column's rule: read as missing, and always said
+NOT_SENT = {"required": ("error", "was not sent, but this column must have a value"),
+            "unknown": ("warning", "was not sent: read as missing, imputed from the training data (send null to say "
+                                   "it is unknown)"),
+            "absent": ("warning", "was not sent: read as missing, which for this column means absent (send null to say "
+                                  "so)")}
+
+# %% ../nbs/07_contract.ipynb #dd423974
+def not_in_input(
+    f: ContractField, # A field of the contract
+) -> tuple[str, str]:
+    """(level, message) of field `f` when the input (a file, a table, a frame) has no column of it: what every row reads
+    it as, said once for the input."""
+    if f.na == "required": return "error", "is not in the input, but this column must have a value: every row refused"
+    if f.na == "unknown":
+        return "warning", "is not in the input: every row reads it as missing, imputed from the training data"
+    return "warning", ("is not in the input: every row reads it as missing, which for this column means absent"
+                       + (f" ({f.doc})" if f.doc else ""))
+
 # %% ../nbs/07_contract.ipynb #95d657c2
 # One way only to match each string, so that a failing match costs time linear in its length (the form "\\d+\\.?\\d*"
 # splits
@@ -184,14 +210,18 @@ def _unusable(s: pd.Series) -> bool:
                                       or pd.api.types.is_bool_dtype(s.dtype))
 
 # %% ../nbs/07_contract.ipynb #1bbe42d8
-def _check_missing(missing, s, f, parts):
-    "Issues for the missing values of field `f`, by its rule; the mask of rows refused for it."
-    if f.na == "required":
-        _issue(parts, missing, s, f.name, "is missing, but this column must have a value", "error", shown=False)
-        return missing
-    if f.na == "unknown":
-        _issue(parts, missing, s, f.name, "is missing: imputed from the training data", "warning", shown=False)
-    return np.zeros(len(s), bool)
+def _check_missing(missing, s, f, parts, omitted=None):
+    """Issues for the missing values of field `f`, by its rule, and for the rows of `omitted` (records that did not send
+    it: `NOT_SENT`) apart; the mask of rows refused for it."""
+    said = missing
+    if omitted is not None:
+        level, message = NOT_SENT[f.na]
+        _issue(parts, omitted, s, f.name, message, level, shown=False)
+        said = missing & ~omitted
+    level, message = MISSING[f.na]
+    if level: _issue(parts, said, s, f.name, message, level, shown=False)
+    if f.na != "required": return np.zeros(len(s), bool)
+    return missing if omitted is None else missing | omitted
 
 # %% ../nbs/07_contract.ipynb #07d5f461
 def _number_types(s, f, parts):
@@ -222,7 +252,7 @@ def _to_numbers(s, missing) -> np.ndarray:
                         dtype="float64")
 
 # %% ../nbs/07_contract.ipynb #4417af81
-def _check_numeric(s, f, parts):
+def _check_numeric(s, f, parts, omitted=None):
     "(the values as float64, mask of rows refused) for the numeric field `f`, its issues appended to `parts`."
     orig, t, bad_type = s, _types(s), np.zeros(len(s), bool)
     if _unusable(s):  # a time is no number (its nanoseconds would be read as one), whatever it holds
@@ -241,7 +271,7 @@ def _check_numeric(s, f, parts):
     with np.errstate(invalid="ignore"): inf = np.isinf(vals) | (np.abs(vals) > MAX_MAGNITUDE)
     _issue(parts, inf, orig, f.name, TOO_LARGE, "error")
     bad = not_number | inf | bad_type
-    return vals, bad | _check_missing(missing & ~bad, s, f, parts)
+    return vals, bad | _check_missing(missing & ~bad, s, f, parts, omitted)
 
 # %% ../nbs/07_contract.ipynb #24f53ebb
 def _is_na(v) -> bool: return v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and v != v)
@@ -272,7 +302,7 @@ def _category_types(s, f, parts):
     return conv, bad_type
 
 # %% ../nbs/07_contract.ipynb #fb4b30d4
-def _check_categorical(s, f, parts, known):
+def _check_categorical(s, f, parts, known, omitted=None):
     "(the values as categories, NaN where missing or refused; mask of rows refused) for the categorical field `f`."
     t = _types(s)
     all_text = ((t is not None and t.map(lambda k: k is str).all())
@@ -280,7 +310,7 @@ def _check_categorical(s, f, parts, known):
     if all_text: bad_type = np.zeros(len(s), bool)
     else: s, bad_type = _category_types(s, f, parts)
     missing = _missing(s) & ~bad_type
-    bad = bad_type | _check_missing(missing, s, f, parts)
+    bad = bad_type | _check_missing(missing, s, f, parts, omitted)
     unseen = ~s.isin(known).to_numpy(dtype=bool) & ~missing & ~bad_type
     _issue(parts, unseen, s, f.name, lambda v: unseen_message(show_value(v)), "warning")
     vals = s.astype(object).where(~missing & ~bad_type, np.nan)
@@ -351,14 +381,38 @@ def _check_extra(columns: pd.DataFrame, contract: Contract, ignore, parts):
         s = columns[extra].reset_index(drop=True)
         _issue(parts, ~_missing(s), s, str(extra), IGNORED, "warning", shown=False)
 
+# %% ../nbs/07_contract.ipynb #38bcfb66
+def missing_columns(
+    columns: Iterable[str], # The columns of an input (a file, a table, a frame)
+    contract: Contract | dict, # The input contract
+) -> dict[str, tuple[str, str]]:
+    """The fields of `contract` that an input of `columns` has no column of: for each, (level, what every row reads it
+    as)."""
+    have = set(columns)
+    return {f.name: not_in_input(f) for f in Contract.of(contract).fields if f.name not in have}
+
+# %% ../nbs/07_contract.ipynb #95c3524f
+def _not_in_input(f, n: int, parts, codes: bool = False) -> tuple:
+    """(values, mask refused) of field `f` for the `n` rows of an input without its column: all missing (categories as
+    codes -1 if `codes`); for a required field every row refused, each with its error. What the rows read it as is said
+    once for the input (`missing_columns`), not once per row."""
+    if f.kind == "numeric": vals = np.full(n, np.nan)
+    else: vals = np.full(n, -1, dtype=np.int64) if codes else pd.Series(np.full(n, np.nan, dtype=object))
+    if f.na != "required": return vals, np.zeros(n, bool)
+    _issue(parts, np.ones(n, bool), None, f.name, not_in_input(f)[1], "error", shown=False)
+    return vals, np.ones(n, bool)
+
 # %% ../nbs/07_contract.ipynb #ca85f1bd
 def check_rows(
-    columns: pd.DataFrame, # The batch: one column per field (missing columns count as missing values)
+    columns: pd.DataFrame, # The batch: one column per field (see `missing_columns` for the columns it lacks)
     contract: Contract | dict, # The input contract (see `derive_contract`)
     # Columns that may be present and are not fields; default: the target (in a labelled file)
     ignore: Iterable[str] | None = None,
     # Seen categories per column, as built by `known_categories` (cached by `Predictor`)
     known: dict[str, frozenset] | None = None,
+    # Records: per field, the rows that did not send it (`omitted_fields`); None: a column the batch lacks is not in
+    # the input
+    omitted: Mapping[str, np.ndarray] | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray, Issues]:
     "(canonical frame of all rows, mask of rows that can be scored, issues) for a batch."
     contract = Contract.of(contract)
@@ -366,10 +420,13 @@ def check_rows(
     n, parts, out = len(columns), [], {}
     ok = np.ones(n, bool)
     for f in contract.fields:
-        s = columns[f.name] if f.name in columns.columns else pd.Series([None] * n, index=columns.index, dtype=object)
-        s = s.reset_index(drop=True)
-        vals, bad = _check_numeric(s, f, parts) if f.kind == "numeric" else _check_categorical(s, f, parts,
-            known[f.name])
+        gone = omitted.get(f.name) if omitted else None
+        if f.name in columns.columns or gone is not None:
+            s = columns[f.name] if f.name in columns.columns else pd.Series([None] * n, dtype=object)
+            s = s.reset_index(drop=True)
+            vals, bad = (_check_numeric(s, f, parts, gone) if f.kind == "numeric"
+                         else _check_categorical(s, f, parts, known[f.name], gone))
+        else: vals, bad = _not_in_input(f, n, parts)
         out[f.name], ok = vals, ok & ~bad
     ids, bad = _check_ids(columns, contract, parts)
     _check_extra(columns, contract, (contract.target,) if ignore is None else ignore, parts)
@@ -401,20 +458,19 @@ def parse_category(v) -> tuple[str | None | float, str | None]:
     c = _as_category(v)
     return (c, None) if c is not None else (np.nan, f"expected a string, got {type(v).__name__}")
 
-# %% ../nbs/07_contract.ipynb #b2752c9d
-_MISSING_MSG = {"required": ("error", "is missing, but this column must have a value"),
-                "unknown": ("warning", "is missing: imputed from the training data"), "absent": (None, None)}
+# %% ../nbs/07_contract.ipynb #5a9dc265
+_NOT_SENT = object() # What `dict.get` returns for a field a record leaves out
 
 # %% ../nbs/07_contract.ipynb #69f9268d
 def _field_plan(fields, known, codes) -> list[tuple]:
     """Per field, what checking one of its values needs, looked up once per batch rather than once per value: (name,
-    parser, the value a refused or missing one becomes, (level, message) of a missing one, its seen categories, its
-    codes)."""
+    parser, the value a refused or missing one becomes, (level, message) of a missing one and of one not sent, its seen
+    categories, its codes)."""
     plan = []
     for f in fields:
         cat = f.kind == "categorical"
         plan.append((f.name, parse_category if cat else parse_number, -1 if codes is not None and cat else np.nan,
-                     _MISSING_MSG[f.na],
+                     MISSING[f.na], NOT_SENT[f.na],
                      known[f.name] if cat else None, codes[f.name] if cat and codes is not None else None))
     return plan
 
@@ -452,8 +508,13 @@ def check_record_arrays(
     plan = _field_plan(fields, known, codes)
     for r, rec in enumerate(records):
         # this runs once per value of every record the service receives
-        for name, parse, missing, (level, msg), seen, code_of in plan:
-            v = rec.get(name)
+        for name, parse, missing, (level, msg), (unsent_level, unsent), seen, code_of in plan:
+            v = rec.get(name, _NOT_SENT)
+            if v is _NOT_SENT:  # left out: read as missing, and said
+                add(r, name, "", unsent, unsent_level)
+                if unsent_level == "error": ok[r] = False
+                cols[name][r] = missing
+                continue
             val, err = parse(v)
             if err: add(r, name, show_value(v), err, "error"); ok[r] = False; val = missing
             elif val is None:
@@ -488,6 +549,21 @@ def check_records(
                           for f in contract.fields})
     if ids is not None: frame.insert(0, contract.id, ids)
     return frame, ok, issues
+
+# %% ../nbs/07_contract.ipynb #f89e79ce
+def omitted_fields(
+    records: list, # Records: dicts from field name to value (anything else leaves out nothing: it is refused whole)
+    contract: Contract | dict, # The input contract
+) -> dict[str, np.ndarray]:
+    """Per field that some of `records` leave out, the mask of those records: what `check_rows` needs to tell a field
+    not sent from a null once the records are a frame."""
+    names = [f.name for f in Contract.of(contract).fields]
+    every, out = frozenset(names), {}
+    for r, rec in enumerate(records):
+        if isinstance(rec, dict) and not rec.keys() >= every:  # a set operation per record; fields only where one lacks
+            for name in names:
+                if name not in rec: out.setdefault(name, np.zeros(len(records), bool))[r] = True
+    return out
 
 # %% ../nbs/07_contract.ipynb #6c5128fc
 def _is_text(t) -> bool: return pa.types.is_string(t) or pa.types.is_large_string(t)
@@ -567,7 +643,11 @@ def check_table(
     n, parts, cols, names = table.num_rows, [], {}, set(table.column_names)
     ok = np.ones(n, bool)
     for f in contract.fields:
-        arr = table[f.name] if f.name in names else pa.nulls(n, pa.string())
+        if f.name not in names:  # said once for the input: `missing_columns`
+            cols[f.name], bad = _not_in_input(f, n, parts, codes=True)
+            ok &= ~bad
+            continue
+        arr = table[f.name]
         # a Parquet category column: its values
         if pa.types.is_dictionary(arr.type): arr = arr.cast(arr.type.value_type)
         cols[f.name], bad = (_table_numeric(arr, f, parts) if f.kind == "numeric" else

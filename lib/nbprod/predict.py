@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,17 @@ from nbprod.agreement import (
     numeric_environment,
 )
 from .config import get_settings
-from .contract import Contract, Issues, check_record_arrays, check_rows, check_table, known_categories, show_value
+from nbprod.contract import (
+    Contract,
+    Issues,
+    check_record_arrays,
+    check_rows,
+    check_table,
+    known_categories,
+    missing_columns,
+    omitted_fields,
+    show_value,
+)
 from .environment import VersionMismatchError, key_packages, python_difference, version_differences
 from .fastpath import NotCompilable, compile_pipeline, frame_columns
 from .integrity import check_signature, verify_artifact
@@ -57,11 +67,15 @@ class Scored:
     prediction: str = "prediction" # What to call the predictions in `frame` (the contract's prediction name)
     probabilities: np.ndarray | None = None # Classification: one probability per class and row (NaN where refused)
     classes: list[str] | None = None # Classification: the classes, in the order of `probabilities`' columns
+    # Fields the input has no column of: (level, what every row reads it as), said once (`contract.missing_columns`)
+    missing_columns: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def text(self, level: str) -> np.ndarray:
-        """Per row, its issues of `level` ('error' or 'warning') as one text, in the order they were found; None for a
-        row without."""
+        """Per row, its issues of `level` ('error' or 'warning') as one text, in the order they were found, after the
+        warnings of the input as a whole (`missing_columns`); None for a row without."""
         text = np.full(len(self.predictions), None, dtype=object)
+        if whole := [f"{c}: {m}" for c, (lv, m) in self.missing_columns.items() if lv == level == "warning"]:
+            text[:] = "; ".join(whole)  # the errors of a required column are each row's own issues already
         sel = np.flatnonzero(self.issues.level == level)
         if not len(sel): return text
         sel = sel[np.argsort(self.issues.row[sel], kind="stable")]
@@ -70,7 +84,8 @@ class Scored:
                 zip(self.issues.column[sel], self.issues.message[sel], self.issues.value[sel])]
         starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
         for s, e in zip(starts, [*starts[1:], len(rows)]):
-            text[rows[s]] = msgs[s] if e - s == 1 else "; ".join(msgs[s:e])
+            own = msgs[s] if e - s == 1 else "; ".join(msgs[s:e])
+            text[rows[s]] = own if text[rows[s]] is None else f"{text[rows[s]]}; {own}"
         return text
 
     def frame(self, warnings: bool = True) -> pd.DataFrame:
@@ -172,11 +187,12 @@ def score(
     """Check every row against the contract and predict the rows that pass: every row gets a prediction or its own
     errors."""
     data, not_records = _as_records(data)
-    if not isinstance(data, pd.DataFrame) and len(data) <= SMALL_BATCH:
-        return _finish(self, *_record_inputs(self, data), not_records)
-    # a row per record
-    frame = data if isinstance(data, pd.DataFrame) else pd.DataFrame.from_records(data, index=range(len(data)))
-    return _finish(self, *_frame_inputs(self, frame), not_records)
+    if isinstance(data, pd.DataFrame):  # a column it lacks is not in the input
+        return _finish(self, *_frame_inputs(self, data), not_records, missing_columns(data.columns, self.contract))
+    if len(data) <= SMALL_BATCH: return _finish(self, *_record_inputs(self, data), not_records)
+    # a row per record; a field a record leaves out is told apart from a null
+    frame = pd.DataFrame.from_records(data, index=range(len(data)))
+    return _finish(self, *_frame_inputs(self, frame, omitted_fields(data, self.contract)), not_records)
 
 # %% ../nbs/12_predict.ipynb #282d3f5c
 @patch
@@ -189,7 +205,7 @@ def score_table(
     if self._fast is None: return self.score(table.to_pandas())
     cols, ids, ok, issues = check_table(table, self.contract, self._fast.categories)
     return _finish(self, lambda idx: cols if len(idx) == len(ok) else {k: v[idx] for k, v in cols.items()}, ok,
-                   ids, issues, [])
+                   ids, issues, [], missing_columns(table.column_names, self.contract))
 
 # %% ../nbs/12_predict.ipynb #f5141fd4
 @patch
@@ -222,9 +238,9 @@ def _record_inputs(p: Predictor, records: list[dict]) -> tuple:
     return take, ok, ids, issues
 
 # %% ../nbs/12_predict.ipynb #96d5ce66
-def _frame_inputs(p: Predictor, frame: pd.DataFrame) -> tuple:
-    "(take, ok, ids, issues) for a frame, checked column by column."
-    canon, ok, issues = check_rows(frame, p.contract, known=p._known)
+def _frame_inputs(p: Predictor, frame: pd.DataFrame, omitted: dict[str, np.ndarray] | None = None) -> tuple:
+    "(take, ok, ids, issues) for a frame, checked column by column (of records: the fields each left out, `omitted`)."
+    canon, ok, issues = check_rows(frame, p.contract, known=p._known, omitted=omitted)
     ids = canon[p.contract.id].array if p.contract.id in canon.columns else None
     # all rows: no copy
     rows_of = lambda idx: canon[p.features] if len(idx) == len(canon) else canon[p.features].iloc[idx]
@@ -242,14 +258,16 @@ def _refuse_non_records(issues: Issues, ok: np.ndarray, not_records: list) -> Is
                         r in not_records])
 
 # %% ../nbs/12_predict.ipynb #0d30c856
-def _finish(p: Predictor, take, ok, ids, issues, not_records) -> Scored:
-    "Score the rows of `ok` (inputs from `take(idx)`) and make the `Scored` of the batch."
+def _finish(p: Predictor, take, ok, ids, issues, not_records, missing: dict | None = None) -> Scored:
+    """Score the rows of `ok` (inputs from `take(idx)`) and make the `Scored` of the batch (`missing`: the fields the
+    input has no column of, see `Scored.missing_columns`)."""
     if not_records: issues = _refuse_non_records(issues, ok, not_records)
     n = len(ok)  # before any is predicted: NaN numbers, or no label and NaN probabilities
     predictions, proba = (np.full(n, np.nan), None) if p.classes is None else (np.full(n, None, dtype=object),
                                                                                np.full((n, len(p.classes)), np.nan))
     issues = _predict_ok(p, take, ok, predictions, proba, issues)
-    return Scored(predictions, ok, ids, issues, probabilities=proba, classes=p.classes, **p._names)
+    return Scored(predictions, ok, ids, issues, probabilities=proba, classes=p.classes, missing_columns=missing or {},
+                  **p._names)
 
 # %% ../nbs/12_predict.ipynb #dd87319d
 def _fast_answer(p: Predictor, cols, n: int) -> tuple[np.ndarray, np.ndarray | None]:

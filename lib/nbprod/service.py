@@ -33,7 +33,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from .agreement import RTOL
-from .contract import Contract, parse_id, show_value, unseen_message
+from .contract import NOT_SENT, Contract, parse_id, show_value, unseen_message
 from .inputlog import InputLog, log_schema
 from .predict import SMALL_BATCH, LoadPolicy, Predictor, Scored
 from .runs import resolve_run
@@ -222,6 +222,7 @@ class LimitAndLog:
 
 # %% ../nbs/16_service.ipynb #248c6b59
 _UNSEEN = unseen_message("\0").split("\0")[1] # How the message of an unseen category ends
+_NOT_SENT = frozenset(message for _, message in NOT_SENT.values()) # The messages of a field a record left out
 
 # %% ../nbs/16_service.ipynb #8b550182
 class ServiceMetrics:
@@ -242,6 +243,9 @@ class ServiceMetrics:
         self.errors = Counter("model_record_errors",
                               "Errors that refused a record, by field (empty: the record as a whole)",
                               ["field"], registry=r)
+        self.not_sent = Counter("model_fields_not_sent",
+                                "Fields a record left out, read as missing (an explicit null is not counted), by field",
+                                ["field"], registry=r)
         self.unseen = Counter("model_unseen_categories",
                               "Values of a category not seen in training (scored as unknown), by field",
                               ["field"], registry=r)
@@ -287,7 +291,7 @@ def serving(self: ServiceMetrics, predictor: Predictor):
 # %% ../nbs/16_service.ipynb #cb490c7e
 @patch
 def scored(self: ServiceMetrics, scored: Scored):
-    "Count a scored request's records, the fields of their errors, and their unseen categories."
+    "Count a scored request's records, the fields of their errors, their unseen categories, the fields they left out."
     ok = int(scored.ok.sum())
     self.records.labels("scored").inc(ok)
     self.records.labels("refused").inc(len(scored.ok) - ok)
@@ -299,6 +303,9 @@ def scored(self: ServiceMetrics, scored: Scored):
     unseen = [c for c, m, lv in zip(iss.column, iss.message, iss.level) if lv == "warning" and m.endswith(_UNSEEN)]
     for field, n in zip(*np.unique(np.array(unseen, dtype=str), return_counts=True)):
         self.unseen.labels(field).inc(int(n))
+    not_sent = [c for c, m in zip(iss.column, iss.message) if m in _NOT_SENT]
+    for field, n in zip(*np.unique(np.array(not_sent, dtype=str), return_counts=True)):
+        self.not_sent.labels(field).inc(int(n))
 
 # %% ../nbs/16_service.ipynb #d8181edb
 # Bodies up to this size (and up to `SMALL_BATCH` records) are parsed and scored on the event loop; larger ones on a

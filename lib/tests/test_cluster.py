@@ -173,3 +173,26 @@ def test_csv_files_with_their_columns_in_other_orders_are_each_read_by_their_own
     whole.iloc[5000:].iloc[:, ::-1].to_csv(tmp_path / "in" / "b.csv", index=False)  # the same columns, reversed
     score_dataset(client, run, input_files(tmp_path / "in"), tmp_path / "out", csv_partition_bytes=2**16)
     assert same(pd.read_parquet(tmp_path / "out"), single(run, data / "all.csv", tmp_path))
+
+
+def test_a_file_without_a_column_is_said_once_and_refused_when_every_column_is_required(run, client, data, tmp_path):
+    whole = pd.read_csv(data / "all.csv", dtype=str, keep_default_na=False)
+    (tmp_path / "in").mkdir()
+    whole.iloc[:5000].to_csv(tmp_path / "in" / "a.csv", index=False)
+    whole.iloc[5000:].drop(columns=["age"]).to_csv(tmp_path / "in" / "b.csv", index=False)
+    files = input_files(tmp_path / "in")
+    with pytest.raises(ValueError, match="b.csv lacks 1 of the model's 4 columns: age"):  # before any partition
+        score_dataset(client, run, files, tmp_path / "never", require_all_columns=True)
+    assert not (tmp_path / "never").exists() and not list(tmp_path.glob(".never*"))
+    summary = score_dataset(client, run, files, tmp_path / "out", csv_partition_bytes=2**16,
+                            issues_file=tmp_path / "issues.csv")
+    read_as = "age: is not in the input: every row reads it as missing, imputed from the training data"
+    assert dict(summary.missing_columns) == {read_as: ROWS - 5000}  # b's rows only, over all of its partitions
+    issues = pd.read_csv(tmp_path / "issues.csv")
+    assert issues[issues.row.isna()][["column", "value", "level"]].values.tolist() == [["age", "b.csv", "warning"]]
+    assert issues[(issues.row >= 5000) & (issues.column == "age")].empty  # said once, not per row
+    # b's rows as the single-process scorer scores that file
+    one = score_file(Predictor.load(run), tmp_path / "in" / "b.csv", tmp_path / "b.parquet")
+    assert dict(one.missing_columns) == {read_as: ROWS - 5000}
+    b = pd.read_parquet(tmp_path / "out").iloc[5000:].reset_index(drop=True)
+    assert same(b, pd.read_parquet(tmp_path / "b.parquet"))

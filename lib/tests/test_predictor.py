@@ -8,7 +8,15 @@ import pandas as pd
 import pytest
 
 from nbprod.agreement import DIFFERENT, agree
-from nbprod.contract import ID_EXPECTED, TOO_LARGE, check_records, check_rows, check_table, known_categories
+from nbprod.contract import (
+    ID_EXPECTED,
+    TOO_LARGE,
+    check_records,
+    check_rows,
+    check_table,
+    known_categories,
+    omitted_fields,
+)
 from nbprod.predict import Predictor
 from nbprod.runs import read_json
 from nbprod.schema import read_raw_csv
@@ -96,8 +104,10 @@ def test_value_by_value_and_column_by_column_checks_agree(predictor, new_records
     records = new_records if which == "new rows" else corrupted(new_records)
     before = repr(records)  # (repr, not ==: NaN != NaN)
     f1, ok1, i1 = check_records(records, predictor.contract)
+    # a frame of records, with which fields each left out (a frame has NaN for a field not sent as for a null)
     f2, ok2, i2 = check_rows(pd.DataFrame.from_records(records), predictor.contract,
-                             known=known_categories(predictor.contract))
+                             known=known_categories(predictor.contract),
+                             omitted=omitted_fields(records, predictor.contract))
     assert repr(records) == before  # the caller's records are not modified
     assert ok1.tolist() == ok2.tolist()
     pd.testing.assert_frame_equal(f1[ok1].reset_index(drop=True), f2[ok2].reset_index(drop=True))
