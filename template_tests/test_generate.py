@@ -170,6 +170,13 @@ def test_classification_project_trains_and_passes_its_tests(classification_proje
     scored = pd.read_csv(p / "scored.csv")
     assert len(scored) == 344 and scored.error.isna().all() and set(scored.species) <= {"Adelie", "Chinstrap", "Gentoo"}
     assert "slower" not in r.stderr, r.stderr
+    # a file without a column the model reads: scored as missing in every row, said once with what that becomes
+    pd.read_csv(p / "data/train.csv").drop(columns=["sex"]).to_csv(p / "no_sex.csv", index=False)
+    r = run(p / ".venv/bin/penguin-species", "predict", p / "no_sex.csv", "-o", p / "no_sex_out.csv", "--no-progress", cwd=p)
+    assert "344 × sex: is not in the input: every row reads it as missing, which becomes 'missing', a category of its own" in r.stdout, r.stdout
+    refused = subprocess.run([p / ".venv/bin/penguin-species", "predict", p / "no_sex.csv", "-o", p / "never.csv", "--require-all-columns"],
+                             cwd=p, capture_output=True, text=True)
+    assert refused.returncode == 1 and "lacks 1 of the model's" in refused.stderr and not (p / "never.csv").exists()
     # the classifier compiles too: classes and probabilities from the compiled path, with scikit-learn's bits
     check = ("from nbprod.config import get_settings; from nbprod.runs import resolve_run; "
              "from nbprod.predict import Predictor; import numpy as np; s = get_settings(); "

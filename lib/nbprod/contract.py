@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numbers
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal
@@ -24,9 +24,10 @@ from .schema import MAX_MAGNITUDE, Schema, to_float
 
 # %% auto #0
 __all__ = ['CONTRACT_VERSION', 'SHOWN_CHARS', 'MISSING', 'NOT_SENT', 'NUMBER_RE', 'NUMBER_MAX_CHARS', 'TOO_LARGE', 'ID_EXPECTED',
-           'IGNORED', 'ContractField', 'Contract', 'derive_contract', 'Issues', 'show_value', 'not_in_input',
-           'unseen_message', 'parse_id', 'parse_ids', 'known_categories', 'missing_columns', 'check_rows',
-           'parse_number', 'parse_category', 'check_record_arrays', 'check_records', 'omitted_fields', 'check_table']
+           'IGNORED', 'ContractField', 'Contract', 'missing_values', 'derive_contract', 'Issues', 'show_value',
+           'not_in_input', 'unseen_message', 'parse_id', 'parse_ids', 'known_categories', 'missing_columns',
+           'check_rows', 'parse_number', 'parse_category', 'check_record_arrays', 'check_records', 'omitted_fields',
+           'check_table']
 
 # %% ../nbs/07_contract.ipynb #e5b63966
 CONTRACT_VERSION = 1 # Version of `contract.json`'s layout
@@ -43,6 +44,8 @@ class ContractField(BaseModel):
     categories: list[str] | None = None # Categorical: the categories seen in training
     observed_min: float | None = None # Numeric: the smallest value seen in training
     observed_max: float | None = None # Numeric: the largest value seen in training
+    # What the fitted pipeline makes of a missing value (its imputer's value, a category of its own), where it says
+    missing_becomes: str | None = None
 
 # %% ../nbs/07_contract.ipynb #9977c355
 class Contract(BaseModel):
@@ -68,21 +71,80 @@ class Contract(BaseModel):
         "The contract as JSON data (what `contract.json` holds)."
         return self.model_dump(mode="json", exclude_none=True)
 
+# %% ../nbs/07_contract.ipynb #726e097d
+def _estimators(est) -> Iterator:
+    """The fitted estimator `est` and every estimator inside it: pipeline steps, a column transformer's fitted
+    transformers, a feature union's, the fitted estimators of meta-estimators (a target transformer, an ensemble)."""
+    from sklearn.base import BaseEstimator
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import FeatureUnion, Pipeline
+    yield est
+    if isinstance(est, Pipeline): inner = [s for _, s in est.steps]
+    elif isinstance(est, ColumnTransformer): inner = [t for _, t, _ in getattr(est, "transformers_", est.transformers)]
+    elif isinstance(est, FeatureUnion): inner = [t for _, t in est.transformer_list]
+    else:
+        inner = []
+        for attr in ("regressor_", "classifier_", "estimator_", "best_estimator_", "estimators_"):
+            v = getattr(est, attr, None)
+            inner += v if isinstance(v, list) else [v]
+    for sub in inner:
+        if isinstance(sub, BaseEstimator): yield from _estimators(sub)
+
+# %% ../nbs/07_contract.ipynb #10f16c88
+def _imputed(value, strategy: str) -> str:
+    "In words, what an imputer fitted with `strategy` fills in: `value` and where it came from."
+    shown = repr(value) if isinstance(value, str) else f"{float(value):g}"
+    if strategy == "constant": return f"{shown}, a category of its own" if isinstance(value, str) else shown
+    how = {"median": "the median", "mean": "the mean", "most_frequent": "the most frequent value"}.get(strategy,
+                                                                                                    strategy)
+    return f"{shown}, {how} in training"
+
+# %% ../nbs/07_contract.ipynb #ac6895cb
+def missing_values(
+    pipeline, # A fitted scikit-learn estimator
+    names: Iterable[str], # The columns to say it of
+) -> dict[str, str]:
+    """What the fitted `pipeline` makes of a missing value of each of `names`, in words, for the columns an imputer
+    was fitted on by name; where two imputers (of two branches of an ensemble) fill in different values, both."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.preprocessing import FunctionTransformer
+    found: dict[str, list[str]] = {}
+    def say(name, text: str):
+        said = found.setdefault(str(name), [])
+        if text not in said: said.append(text)
+    for est in _estimators(pipeline):
+        if isinstance(est, SimpleImputer) and hasattr(est, "statistics_") and hasattr(est, "feature_names_in_"):
+            for name, value in zip(est.feature_names_in_, est.statistics_): say(name, _imputed(value, est.strategy))
+        elif isinstance(est, ColumnTransformer) and hasattr(est, "transformers_"):
+            given = list(getattr(est, "feature_names_in_", []))
+            for _, trans, cols in est.transformers_:  # passed through: the model takes a missing value as it is
+                # (fitted, scikit-learn holds "passthrough" as a FunctionTransformer without a function)
+                if (isinstance(trans, str) and trans == "passthrough") or (isinstance(trans, FunctionTransformer)
+                                                                          and trans.func is None):
+                    for c in [cols] if isinstance(cols, str) else list(cols):
+                        say(given[c] if isinstance(c, (int, np.integer)) and given else c,
+                            "a missing value the model takes as it is")
+    return {n: "; ".join(found[n]) for n in names if n in found}
+
 # %% ../nbs/07_contract.ipynb #7a5e1b30
 def derive_contract(
     train: pd.DataFrame, # The canonical training rows
     schema: Schema | None = None, # Their schema; defaults to the project's
     prediction: str | None = None, # Name of the prediction in outputs; defaults to the project's
+    pipeline=None, # The fitted pipeline: what it makes of a missing value is recorded (see `missing_values`)
 ) -> Contract:
-    "The input contract of a model trained on `train`: per column, its kind, missing-value rule and seen categories."
+    """The input contract of a model trained on `train`: per column, its kind, missing-value rule, seen categories and,
+    given the fitted pipeline, what a missing value becomes."""
     schema = schema or get_project().schema
+    becomes = missing_values(pipeline, schema.features) if pipeline is not None else {}
     fields = []
     for c in schema.features:
         col = schema.by_name[c]
         if col.kind == "categorical": seen = dict(categories=sorted(train[c].dropna().astype(str).unique().tolist()))
         else: seen = dict(observed_min=float(train[c].min()), observed_max=float(train[c].max()))
         fields.append(ContractField(name=c, kind=col.kind, na=col.na, required=col.na == "required", doc=col.doc,
-                                    **seen))
+                                    missing_becomes=becomes.get(c), **seen))
     classes = (sorted(train[schema.target].dropna().astype(str).unique().tolist()) if schema.task == "classification"
                else None)
     return Contract(id=schema.id, target=schema.target, task=schema.task, prediction=prediction
@@ -177,12 +239,14 @@ def not_in_input(
     f: ContractField, # A field of the contract
 ) -> tuple[str, str]:
     """(level, message) of field `f` when the input (a file, a table, a frame) has no column of it: what every row reads
-    it as, said once for the input."""
+    it as (and what that becomes, where the contract says), said once for the input."""
     if f.na == "required": return "error", "is not in the input, but this column must have a value: every row refused"
     if f.na == "unknown":
-        return "warning", "is not in the input: every row reads it as missing, imputed from the training data"
+        return "warning", "is not in the input: every row reads it as missing, " + (
+            f"which becomes {f.missing_becomes}" if f.missing_becomes else "imputed from the training data")
     return "warning", ("is not in the input: every row reads it as missing, which for this column means absent"
-                       + (f" ({f.doc})" if f.doc else ""))
+                       + (f" ({f.doc})" if f.doc else "") + (f"; it becomes {f.missing_becomes}" if f.missing_becomes
+                                                             else ""))
 
 # %% ../nbs/07_contract.ipynb #95d657c2
 # One way only to match each string, so that a failing match costs time linear in its length (the form "\\d+\\.?\\d*"

@@ -29,6 +29,9 @@ class Column:
     na: str = "unknown"
     doc: str = "" # Short description
     domain: tuple[float, float] | None = None # For numbers: the declared range [low, high], checked in training data
+    # Whether production supplies it; False for a column only training data has (an outcome known later, a field
+    # another system fills in afterwards): no model may read it
+    in_production: bool = True
 
     @property
     def dtype(self) -> str:
@@ -52,6 +55,9 @@ class Schema:
                              f"{kinds.count('id')} and {targets}")
         if bad := sorted({k for k in kinds} - {"id", "target", "label", "numeric", "categorical"}):
             raise ValueError(f"unknown column kind(s): {bad}")
+        if bad := [c.name for c in self.columns if not c.in_production and c.kind not in ("numeric", "categorical")]:
+            raise ValueError(f"only a numeric or categorical column can be declared not in production, not {bad} (the "
+                             "id is how production names a row; the target is never an input)")
 
     @cached_property
     def by_name(self) -> dict[str, Column]: return {c.name: c for c in self.columns}
@@ -65,11 +71,17 @@ class Schema:
         kind = next((c.kind for c in self.columns if c.kind in ("target", "label")), None)
         return {"target": "regression", "label": "classification"}.get(kind)
     @property
-    def features(self) -> list[str]: return [c.name for c in self.columns if c.kind in ("numeric", "categorical")]
+    # The columns a model reads: numbers and categories that production supplies
+    def features(self) -> list[str]: return [c.name for c in self.columns if c.kind in ("numeric", "categorical")
+                                             and c.in_production]
     @property
-    def numeric(self) -> list[str]: return [c.name for c in self.columns if c.kind == "numeric"]
+    def numeric(self) -> list[str]: return [c for c in self.features if self.by_name[c].kind == "numeric"]
     @property
-    def categorical(self) -> list[str]: return [c.name for c in self.columns if c.kind == "categorical"]
+    def categorical(self) -> list[str]: return [c for c in self.features if self.by_name[c].kind == "categorical"]
+    @property
+    # Numbers and categories only training data has (`Column.in_production` False): never a model's input
+    def training_only(self) -> list[str]: return [c.name for c in self.columns if c.kind in ("numeric", "categorical")
+                                                  and not c.in_production]
 
 # %% ../nbs/01_schema.ipynb #85c812ee
 class DataValidationError(ValueError):
@@ -212,8 +224,10 @@ def fingerprint(
 # %% ../nbs/01_schema.ipynb #8b1a0c91
 def schema_to_dict(schema: Schema) -> dict:
     "The schema as plain JSON data."
+    # in_production: written for every number and category, so that a draft shows it to its reviewer
     return dict(columns=[{k: v for k, v in dict(name=c.name, kind=c.kind, na=c.na, doc=c.doc, domain=list(c.domain)
-                                                if c.domain else None).items()
+                                                if c.domain else None, in_production=c.in_production if c.kind in
+                                                ("numeric", "categorical") else None).items()
                           if v not in ("", None)} for c in schema.columns],
                 na_strings=list(schema.na_strings), fingerprint_version=schema.fingerprint_version)
 
@@ -221,7 +235,7 @@ def schema_to_dict(schema: Schema) -> dict:
 def schema_from_dict(d: dict) -> Schema:
     "A schema from `schema_to_dict`'s JSON data."
     cols = tuple(Column(c["name"], c["kind"], c.get("na", "unknown"), c.get("doc", ""), tuple(c["domain"])
-                        if c.get("domain") else None)
+                        if c.get("domain") else None, c.get("in_production", True))
                  for c in d["columns"])
     return Schema(cols, tuple(d.get("na_strings", ("NA", ""))), d.get("fingerprint_version", "tabular-fingerprint-v1"))
 

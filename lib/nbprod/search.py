@@ -17,6 +17,7 @@ from sklearn.base import BaseEstimator
 from .environment import package_versions, shaping_packages
 from .manifest import Candidate, SearchRecord
 from .project import Project, get_project
+from .train import check_pipeline_columns
 
 # %% auto #0
 __all__ = ['SEARCH_KINDS', 'ProjectModel', 'HeadlineScore', 'candidates', 'fits_progress', 'cluster_versions', 'search']
@@ -139,6 +140,7 @@ def search(
                       refit=False,
                       cv=KFold(folds, shuffle=True, random_state=seed), n_jobs=(n_jobs or os.cpu_count())
                       if engine == "local" else -1, error_score="raise")
+    for params in candidates: check_pipeline_columns(p.build_pipeline(params), p.schema)  # before any fit
     X, y, cluster = train[p.schema.features], train[p.schema.target], None
     bar = lambda: fits_progress(len(candidates) * folds, desc=f"{len(candidates)} candidates x {folds} folds",
                                 disable=not progress)

@@ -109,6 +109,7 @@ def record_schema(contract: Contract | dict) -> dict[str, Any]:
     for f in contract.fields:
         na = {"required": "must have a value", "absent": "missing means it does not exist",
               "unknown": "missing is imputed from the training data"}[f.na]
+        if f.missing_becomes and f.na != "required": na += f"; missing becomes {f.missing_becomes}"
         if f.kind == "numeric":
             p = {"type": ["number", "string", "null"],
                  "description": f"{f.doc or f.name}: a number, or a number written as a string ({na}; seen in "

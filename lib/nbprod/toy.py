@@ -177,7 +177,7 @@ if project.task == "classification":
     scores = project.evaluate(target, predictions.predicted, probabilities, list(pipeline.classes_))
 else: scores = project.evaluate(target, predictions.predicted)
 pd.Series(scores).to_frame("held-out")"""),
-    ("code", """contract = derive_contract(train_rows)
+    ("code", """contract = derive_contract(train_rows, pipeline=pipeline)
 profile = reference_profile(train_rows, predictions.predicted, contract)
 run = Path(run_dir) if run_dir else stage_run(settings.runs_dir)
 manifest = save_run(run, pipeline, predictions, scores,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +30,11 @@ from nbprod.manifest import (
     random_states,
 )
 from .project import Project, get_project
-from .schema import fingerprint
+from .schema import Schema, fingerprint
 from .sources import DataRef
 
 # %% auto #0
-__all__ = ['split', 'fit', 'predict_frame', 'ids_sha256', 'training_manifest']
+__all__ = ['split', 'check_pipeline_columns', 'fit', 'predict_frame', 'ids_sha256', 'training_manifest']
 
 # %% ../nbs/03_train.ipynb #da4f07a5
 def split(
@@ -52,15 +53,57 @@ def split(
     train, held_out = train_test_split(df, test_size=test_size, random_state=seed, shuffle=True)
     return train.sort_values(ID).reset_index(drop=True), held_out.sort_values(ID).reset_index(drop=True)
 
+# %% ../nbs/03_train.ipynb #3f2e1e2c
+def _named_columns(est, where: str = "") -> Iterator[tuple[str, str]]:
+    """(step, column) for every column named by a `ColumnTransformer` in `est`, however deep (pipelines, feature unions,
+    meta-estimators)."""
+    from sklearn.base import BaseEstimator
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import FeatureUnion, Pipeline
+    at = lambda name: f"{where} → {name}" if where else str(name)
+    if isinstance(est, Pipeline):
+        for name, step in est.steps: yield from _named_columns(step, at(name))
+    elif isinstance(est, ColumnTransformer):
+        for name, trans, cols in est.transformers:
+            # a selector (`make_column_selector`) picks from the given columns only
+            names = [cols] if isinstance(cols, str) else [] if callable(cols) or isinstance(cols, slice) else list(cols)
+            yield from ((at(name), c) for c in names if isinstance(c, str))
+            yield from _named_columns(trans, at(name))
+    elif isinstance(est, FeatureUnion):
+        for name, t in est.transformer_list: yield from _named_columns(t, at(name))
+    elif isinstance(est, BaseEstimator):
+        for attr in ("estimator", "regressor", "classifier", "transformer", "base_estimator"):
+            if isinstance(sub := getattr(est, attr, None), BaseEstimator): yield from _named_columns(sub, at(attr))
+
+# %% ../nbs/03_train.ipynb #d8eab110
+def check_pipeline_columns(
+    pipeline, # An unfitted (or fitted) scikit-learn estimator
+    schema: Schema, # The project's schema
+):
+    "Raises `ValueError` when `pipeline` names a column that production does not supply, naming column and step."
+    unsupplied = set(schema.training_only)
+    if bad := [(where, c) for where, c in _named_columns(pipeline) if c in unsupplied]:
+        raise ValueError("the pipeline reads column(s) that production does not supply (declared in_production false): "
+                         + "; ".join(f"{c!r} in step {where}" for where, c in bad)
+                         + ": leave them out of the pipeline, or declare them supplied")
+
 # %% ../nbs/03_train.ipynb #243f2156
 def fit(
     train: pd.DataFrame, # Canonical training rows, with the target
     params: dict[str, Any] | None = None, # Pipeline parameters (see the project's `default_params`)
     project: Project | None = None, # Defaults to `get_project()`
 ):
-    "Build the project's pipeline from `params` and fit it on `train`."
+    """Build the project's pipeline from `params` and fit it on `train`'s features, after checking that it reads no
+    column production does not supply."""
     p = project or get_project()
-    return p.build_pipeline(params).fit(train[p.schema.features], train[p.schema.target])
+    pipeline = p.build_pipeline(params)
+    check_pipeline_columns(pipeline, p.schema)
+    try: return pipeline.fit(train[p.schema.features], train[p.schema.target])
+    except KeyError as e:  # a transformer of the project's own that takes a column by name
+        if e.args and e.args[0] in p.schema.training_only:
+            raise ValueError(f"the pipeline reads {e.args[0]!r}, which production does not supply (declared "
+                             "in_production false): leave it out of the pipeline, or declare it supplied") from e
+        raise
 
 # %% ../nbs/03_train.ipynb #e7dc8a9f
 def predict_frame(

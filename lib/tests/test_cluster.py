@@ -17,6 +17,7 @@ import pytest
 from nbprod.agreement import DIFFERENT, agree
 from nbprod.batch import score_file
 from nbprod.cluster import WORKER_ENV, ModelPlugin, dask_client, input_files, output_schema, score_dataset
+from nbprod.contract import not_in_input
 from nbprod.predict import Predictor
 from nbprod.schema import read_raw_csv
 from nbprod.toy import toy_rows
@@ -186,7 +187,8 @@ def test_a_file_without_a_column_is_said_once_and_refused_when_every_column_is_r
     assert not (tmp_path / "never").exists() and not list(tmp_path.glob(".never*"))
     summary = score_dataset(client, run, files, tmp_path / "out", csv_partition_bytes=2**16,
                             issues_file=tmp_path / "issues.csv")
-    read_as = "age: is not in the input: every row reads it as missing, imputed from the training data"
+    age = next(f for f in Predictor.load(run).contract.fields if f.name == "age")
+    read_as = f"age: {not_in_input(age)[1]}"  # what the run's fitted pipeline makes of it: its median
     assert dict(summary.missing_columns) == {read_as: ROWS - 5000}  # b's rows only, over all of its partitions
     issues = pd.read_csv(tmp_path / "issues.csv")
     assert issues[issues.row.isna()][["column", "value", "level"]].values.tolist() == [["age", "b.csv", "warning"]]

@@ -1,24 +1,30 @@
-"""A field a record leaves out and a column a file lacks are not missing values: a record's left-out field is said
-(a warning, or the error of a field that must have a value) and counted in the service's metrics, on the one-record
-path and the many-record path alike; a file's missing column is said once, with what every row reads it as, in the
-command's summary and the issues file, and refused with --require-all-columns. On a toy run, through the real command
-and service."""
+"""What production does not supply is never read as "none" in silence. A column declared not in production is no
+feature, and a pipeline that reads it is refused before anything is fitted. A field a record leaves out is said (a
+warning, or the error of a field that must have a value) and counted in the service's metrics, on the one-record path
+and the many-record path alike; a file's missing column is said once, with what every row reads it as (what the fitted
+pipeline makes of it), in the command's summary and the issues file, and refused with --require-all-columns. On a toy
+run, through the real command and service."""
 import csv
+import dataclasses
 
 import httpx
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
 
 from nbprod.agreement import DIFFERENT, agree
 from nbprod.batch import score_file
 from nbprod.contract import MISSING, NOT_SENT, derive_contract, not_in_input
 from nbprod.predict import SMALL_BATCH, Predictor
 from nbprod.schema import to_canonical
-from nbprod.toy import toy_pipeline, toy_rows, toy_schema
+from nbprod.toy import toy_pipeline, toy_project, toy_rows, toy_schema
+from nbprod.train import fit
 
 from toys import cli, records_of, serving
 
@@ -30,8 +36,8 @@ NOT_SENT_MESSAGES = {m for _, m in NOT_SENT.values()}
 
 def toy_predictor():
     train = to_canonical(toy_rows(300), SCHEMA)
-    return Predictor(toy_pipeline().fit(train[SCHEMA.features], train[SCHEMA.target]),
-                     derive_contract(train, SCHEMA, prediction="y"))
+    pipeline = toy_pipeline().fit(train[SCHEMA.features], train[SCHEMA.target])
+    return Predictor(pipeline, derive_contract(train, SCHEMA, prediction="y", pipeline=pipeline))
 
 
 PREDICTOR = toy_predictor()
@@ -77,7 +83,8 @@ def test_a_field_left_out_is_said_apart_from_a_null_on_every_path(left_out, null
         w = csv.DictWriter(f, fieldnames=list(rec)); w.writeheader(); w.writerow({k: "" if v is None else v
                                                                                    for k, v in rec.items()})
     summary = score_file(PREDICTOR, d / "in.csv", d / "out.csv")
-    lacking = {c: not_in_input(SCHEMA.by_name[c])[1] for c in FIELDS if c in left_out}
+    fields = {f.name: f for f in PREDICTOR.contract.fields}
+    lacking = {c: not_in_input(fields[c])[1] for c in FIELDS if c in left_out}
     assert dict(summary.missing_columns) == {f"{c}: {m}": 1 for c, m in lacking.items()}
     assert summary.failed == (not alone.ok[0])
 
@@ -142,3 +149,33 @@ def test_the_service_tells_a_field_left_out_from_a_null_and_counts_it(toy_run, t
         assert p["predicted"] is None and p["errors"][0]["msg"] == NOT_SENT["required"][1]
         m = metrics_of(url)
         assert m["model_fields_not_sent"] == {(("field", "colour"),): 3.0, (("field", "grade"),): 1.0}
+
+
+def test_a_column_production_does_not_supply_is_no_feature_and_a_pipeline_reading_it_is_refused_before_fitting():
+    toy = toy_project()
+    schema = dataclasses.replace(SCHEMA, columns=tuple(dataclasses.replace(c, in_production=False) if c.name == "age"
+                                                       else c for c in SCHEMA.columns))
+    later = dataclasses.replace(toy, schema=schema, build_pipeline=lambda params=None: toy_pipeline(schema=schema))
+    train = to_canonical(toy_rows(300), schema)  # still declared: checked in training data
+    pipeline = fit(train, project=later)  # the toy's pipeline takes its columns from the schema's features
+    contract = derive_contract(train, schema, prediction="y", pipeline=pipeline)
+    assert [f.name for f in contract.fields] == ["area", "colour", "grade"]  # production is never asked for it
+    naming = dataclasses.replace(later, build_pipeline=lambda params=None: toy_pipeline(schema=SCHEMA))
+    with pytest.raises(ValueError, match=r"does not supply .*'age' in step prep → numeric"):
+        fit(train, project=naming)
+    own = dataclasses.replace(later, build_pipeline=lambda params=None: make_pipeline(
+        FunctionTransformer(lambda X: X.assign(age_squared=X["age"] ** 2)), toy_pipeline(schema=schema)))
+    with pytest.raises(ValueError, match="reads 'age', which production does not supply"):
+        fit(train, project=own)  # a transformer of the project's own that takes the column by name
+
+
+def test_the_contract_and_the_service_say_what_a_missing_value_becomes(toy_run, tmp_path):
+    run = toy_run()
+    contract = Predictor.load(run).contract
+    becomes = {f.name: f.missing_becomes for f in contract.fields}
+    assert becomes["colour"] == "'none', a category of its own" and becomes["age"].endswith(", the median in training")
+    with serving(tmp_path / "server.log", "--run", run) as (url, _):
+        model = httpx.get(url + "/model").json()
+        said = {f["name"]: f.get("missing_becomes") for f in model["contract"]["fields"]}
+        assert said == becomes
+        assert "missing becomes 'none', a category of its own" in httpx.get(url + "/openapi.json").text  # per field
