@@ -17,8 +17,8 @@ from .agreement import RTOL
 
 # %% auto #0
 __all__ = ['main', 'train', 'reproduce', 'predict', 'serve', 'drift', 'data', 'data_fingerprint', 'data_validate',
-           'data_draft_schema', 'data_ingest', 'runs', 'runs_list', 'runs_clean', 'runs_show', 'runs_verify',
-           'runs_compare', 'runs_promote', 'image', 'image_build', 'image_debian_base']
+           'data_draft_schema', 'data_ingest', 'runs', 'runs_list', 'runs_clean', 'runs_erase_snapshot', 'runs_show',
+           'runs_verify', 'runs_compare', 'runs_promote', 'image', 'image_build', 'image_debian_base']
 
 # %% ../nbs/19_cli.ipynb #e5612239
 def _expected() -> tuple[type[Exception], ...]:
@@ -541,10 +541,11 @@ def _fmt(v, spec):
 @runs.command("list")
 @_pass_runs_dir
 def runs_list(runs_dir):
-    "One line per run, oldest first: id, status, start time, seeds, held-out metrics, the aliases it holds."
+    """One line per run, oldest first: id, status, start time, seeds, held-out metrics, the aliases it holds, and where
+    its data can be had again from when it has no snapshot."""
     from nbprod.project import get_project
-    from nbprod.runs import read_aliases, run_table
-    rows = run_table(runs_dir)
+    from nbprod.runs import data_status, read_aliases, run_table
+    rows, snapshots = run_table(runs_dir), Path(runs_dir) / ".snapshots"
     if not rows: click.echo(f"no runs in {runs_dir}"); return
     shown = get_project().metrics[:2]  # the headline metric and the next one
     held = {}
@@ -558,6 +559,10 @@ def runs_list(runs_dir):
                    f"{_fmt(p.get('split_seed'), 'd'):>5} "
                    + " ".join(f"{m.show(met[m.name]) if m.name in met else '':>10}" for m in shown)
                    + ("  " + ",".join(held.get(r.id, [])) if r.id in held else ""))
+    unkept = {r.id: s for r in rows if r.manifest and (s := data_status(r.manifest, snapshots)) != "snapshot"}
+    if unkept:  # after the table, whose lines keep their shape
+        click.echo("runs without a snapshot of their data, and where it can be had again from:")
+        for run_id, status in unkept.items(): click.echo(f"  {run_id}  {status}")
     for r in rows:
         if r.problem: click.echo(f"{r.id}: {r.problem}", err=True)
 
@@ -575,6 +580,24 @@ def runs_clean(runs_dir, failed, yes):
     if not gone: click.echo(f"nothing to clean in {runs_dir}")
     elif not yes: click.echo(f"{len(gone)} item(s); run again with --yes to remove them")
 
+# %% ../nbs/19_cli.ipynb #a82b864e
+@runs.command("erase-snapshot")
+@click.argument("run_ref", metavar="RUN")
+@click.option("--yes", is_flag=True, help="Erase it; without it, only say what erasing it would do.")
+@_pass_runs_dir
+def runs_erase_snapshot(runs_dir, run_ref, yes):
+    """Erase the snapshot of RUN's data (large or personal data), saying for every run trained on it whether it can
+    still be reproduced bit for bit."""
+    from nbprod.manifest import Manifest, ManifestError
+    from nbprod.runs import MANIFEST, erase_snapshot, resolve_run
+    try: m = Manifest.read(resolve_run(run_ref, runs_dir) / MANIFEST)
+    except (FileNotFoundError, ManifestError) as e: _fail(e)
+    try: path, after = erase_snapshot(runs_dir, m.data.fingerprint, dry_run=not yes)
+    except FileNotFoundError as e: _fail(e)
+    click.echo(f"{'erased' if yes else 'would erase'} {path} ({len(after)} run(s) trained on it); then:")
+    for run_id, status in after.items(): click.echo(f"  {run_id}  data: {status}")
+    if not yes: click.echo("run again with --yes to erase it")
+
 # %% ../nbs/19_cli.ipynb #7e87759f
 @runs.command("show")
 @click.argument("run_ref", metavar="RUN", default="latest")
@@ -583,7 +606,7 @@ def runs_clean(runs_dir, failed, yes):
 def runs_show(runs_dir, run_ref, as_json):
     "Summarise RUN (default: the newest): parameters, data, metrics, environment, code, files."
     from nbprod.manifest import Manifest, ManifestError
-    from nbprod.runs import MANIFEST, resolve_run
+    from nbprod.runs import MANIFEST, data_status, resolve_run
     try: run = resolve_run(run_ref, runs_dir)
     except FileNotFoundError as e: _fail(e)
     try: m = Manifest.read(run / MANIFEST)
@@ -597,7 +620,7 @@ def runs_show(runs_dir, run_ref, as_json):
     click.echo("parameters  " + ", ".join(f"{k}={v}" for k, v in sorted(m.parameters.items())))
     click.echo(f"data        {d.reference}" + (f" as of {d.as_of}" if d.as_of else "")
                + f": {d.rows} rows × {d.columns} columns, fingerprint {d.fingerprint}")
-    click.echo(f"snapshot    {d.snapshot}")
+    click.echo(f"snapshot    {d.snapshot or 'none kept'} (data: {data_status(m, run.parent / '.snapshots')})")
     click.echo("metrics     " + ", ".join(f"{k}={_fmt(v, '.6g')}" for k, v in sorted(m.metrics.items())))
     click.echo(f"environment Python {e.python} on {e.machine}; "
                + ", ".join(f"{k} {v}" for k, v in e.packages.items() if v))

@@ -443,7 +443,8 @@ def _data_check(m: Manifest, settings: Settings, store: Path) -> tuple[Check, st
         return Check("data fingerprint", DIFFERS,
                      f"the run's snapshot is gone and its data cannot be loaded again: {e}"), ""
     fp = fingerprint(df, get_project().schema)
-    again = f"snapshot gone; reloaded {d.reference}" + (f" as of {d.as_of}" if d.as_of else "")
+    again = (("no snapshot kept" if d.snapshot is None else "snapshot gone") + f"; reloaded {d.reference}"
+             + (f" as of {d.as_of}" if d.as_of else ""))
     if fp == rec:
         return Check("data fingerprint", SAME, f"{fp[:12]}… ({again}: {len(df)} rows × {df.shape[1]} columns)"), ""
     why = []
@@ -535,6 +536,8 @@ def reproduce(
         return v
     inject = {k: val for k, val in recorded.items() if k not in RUNNER_PARAMETERS and k != "runs_dir"}
     if "snapshot" in declared: inject["snapshot"] = snapshot
+    # no snapshot: the data read again as of the cut-off the run recorded (the load time, when none was given)
+    if not snapshot and m.data.as_of and "as_of" in declared: inject["as_of"] = m.data.as_of
     v.new_run = run_training({**inject, "runs_dir": str(run.parent)}, settings=settings, progress=progress,
                              reproduces=m.run_id)
     v.checks += reproduction_checks(run, v.new_run, rtol, data=False)

@@ -48,8 +48,10 @@ class DataRecord(Record):
     "The data a run trained on."
     reference: str # The data reference as the job was given it (a password redacted)
     kind: str # "csv", "parquet" or "sql"
-    as_of: str | None = None # The `as_of` cut-off it was loaded with (SQL)
-    snapshot: str # The content-addressed snapshot, relative to the project root
+    # The cut-off it was read at (SQL): the `as_of` given, else the load time where the source can be read as of it
+    as_of: str | None = None
+    # The content-addressed snapshot, relative to the project root; None: none kept (`keep_snapshot` false)
+    snapshot: str | None
     fingerprint: str # sha256 of the canonical frame (see `schema.fingerprint`)
     file_sha256: str | None = None # sha256 of the file's bytes (files only)
     rows: int # Rows of the canonical frame

@@ -30,7 +30,7 @@ __all__ = ['log', 'MODEL', 'MANIFEST', 'METRICS', 'PREDICTIONS', 'NOTEBOOK', 'RE
            'TRAIN_PREDICTIONS', 'PROFILE', 'STAGING', 'FAILED', 'JOB_INFO', 'ALIASES', 'PROMOTIONS', 'DEFAULT_ALIAS',
            'ALIAS_RE', 'TMP_AGE_S', 'new_run_id', 'stage_run', 'publish_run', 'fail_run', 'write_json', 'read_json',
            'save_run', 'artifacts', 'finish_run', 'read_predictions', 'RunStoreError', 'read_aliases', 'default_run',
-           'list_runs', 'resolve_run', 'RunEntry', 'run_table', 'clean_runs']
+           'list_runs', 'resolve_run', 'RunEntry', 'run_table', 'clean_runs', 'data_status', 'erase_snapshot']
 
 # %% ../nbs/10_runs.ipynb #a0900494
 MODEL, MANIFEST, METRICS, PREDICTIONS, NOTEBOOK, REPORT = ("model.joblib", "manifest.json", "metrics.json",
@@ -295,3 +295,30 @@ def clean_runs(
     if not dry_run:
         for p in gone: shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
     return gone
+
+# %% ../nbs/10_runs.ipynb #d6622757
+def data_status(
+    manifest: Manifest, # A run's manifest
+    snapshots: Path | str | None, # The run store's snapshots folder; None: as if the run's snapshot were gone
+) -> str:
+    "How a run's data can be had again, to reproduce the run bit for bit (see above)."
+    d = manifest.data
+    if snapshots is not None and (Path(snapshots) / f"{d.fingerprint}.parquet").is_file(): return "snapshot"
+    if d.kind == "sql":
+        return f"read again as of {d.as_of}" if d.as_of else "not reproducible: no snapshot, no cut-off to read it at"
+    return f"only while {d.reference} is unchanged"
+
+# %% ../nbs/10_runs.ipynb #18f36540
+def erase_snapshot(
+    runs_dir: Path | str, # The run store
+    fingerprint: str, # The snapshot's fingerprint (a run's `manifest.data.fingerprint`)
+    dry_run: bool = True, # Only say what erasing it would do
+) -> tuple[Path, dict[str, str]]:
+    """(the snapshot's file, each run trained on it -> its `data_status` once the snapshot is gone); the file removed
+    unless `dry_run`."""
+    runs_dir = Path(runs_dir)
+    path = runs_dir / ".snapshots" / f"{fingerprint}.parquet"
+    if not path.is_file(): raise FileNotFoundError(f"no snapshot {fingerprint[:12]}… in {path.parent}")
+    users = [r for r in run_table(runs_dir) if r.manifest is not None and r.manifest.data.fingerprint == fingerprint]
+    if not dry_run: path.unlink()
+    return path, {r.id: data_status(r.manifest, None) for r in users}

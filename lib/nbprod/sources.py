@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,13 +15,14 @@ from urllib.parse import parse_qsl, urlencode
 import numpy as np
 import pandas as pd
 
+from .config import Settings
 from .files import temporary_path
 from .project import get_project
 from .schema import DataValidationError, fingerprint, read_raw_csv, to_canonical
 
 # %% auto #0
-__all__ = ['OWN_PARAMS', 'PASSWORD_ENV', 'MIN_TRAINING_ROWS', 'SQL_CHUNK_ROWS', 'DataRef', 'parse_as_of', 'read_sql', 'load',
-           'ingest', 'SnapshotError', 'save_snapshot', 'load_snapshot']
+__all__ = ['OWN_PARAMS', 'PASSWORD_ENV', 'MIN_TRAINING_ROWS', 'SQL_CHUNK_ROWS', 'DataRef', 'parse_as_of', 'read_sql', 'load_data',
+           'load', 'ingest', 'SnapshotError', 'save_snapshot', 'load_snapshot', 'training_data']
 
 # %% ../nbs/18_sources.ipynb #3072cbff
 OWN_PARAMS = ("table", "query", "as_of_column") # Query parameters of a SQL reference that are ours, not the driver's
@@ -93,42 +95,58 @@ def _engine(location: str):
         url = url.set(password=os.environ[PASSWORD_ENV])
     return create_engine(url)
 
+# %% ../nbs/18_sources.ipynb #d5645c26
+_AS_OF_PARAM = re.compile(r"(?<![:\w]):as_of\b") # The bound parameter a query takes the cut-off as
+
 # %% ../nbs/18_sources.ipynb #c3f06ffc
-def read_sql(ref: DataRef, as_of=None) -> pd.DataFrame:
-    "Raw rows of a SQL reference, visible at `as_of` (last version per id), ordered by the id column."
+def read_sql(ref: DataRef, as_of=None) -> tuple[pd.DataFrame, datetime | None]:
+    """(raw rows of a SQL reference visible at `as_of`, last version per id, ordered by the id column; the cut-off they
+    were read at: `as_of`, else the load time where one applies, else None)."""
     from sqlalchemy import text
     ID = get_project().schema.id
+    t = parse_as_of(as_of)
+    uses_cut_off = bool(ref.query) and bool(_AS_OF_PARAM.search(ref.query))
+    if ref.query and t is not None and not uses_cut_off:
+        raise ValueError(f"a query loaded as of a time must use the cut-off itself, as the bound parameter :as_of (for "
+                         f"example WHERE ts <= :as_of), so that what it aggregates stops there too: {ref.query!r}")
+    cut = t or datetime.now(UTC).replace(tzinfo=None, microsecond=0)  # what a load as of it would see again
     eng = _engine(ref.location)
     try:
         q = eng.dialect.identifier_preparer.quote
-        src = q(ref.table) if ref.table else f"({ref.query}) AS q"
-        t, ts = parse_as_of(as_of), q(ref.as_of_column)
-        sql = f"SELECT * FROM {src}" + (f" WHERE {ts} <= :as_of" if t else "") + f" ORDER BY {q(ID)}"
+        if ref.table:
+            ts = q(ref.as_of_column)
+            sql = f"SELECT * FROM {q(ref.table)}" + (f" WHERE {ts} <= :as_of" if t else "") + f" ORDER BY {q(ID)}"
+        else: sql = f"SELECT * FROM ({ref.query}) AS q ORDER BY {q(ID)}"  # the query applies the cut-off itself
+        params = {"as_of": cut} if (ref.table and t) or uses_cut_off else None
         with eng.connect() as con:  # in chunks, each stored in Arrow arrays: a fraction of the memory of Python objects
-            chunks = pd.read_sql_query(text(sql), con, params={"as_of": t} if t else None, chunksize=SQL_CHUNK_ROWS,
-                                       dtype_backend="pyarrow")
+            chunks = pd.read_sql_query(text(sql), con, params=params, chunksize=SQL_CHUNK_ROWS, dtype_backend="pyarrow")
             df = pd.concat(list(chunks), ignore_index=True)
     finally:
         eng.dispose()
     if ref.as_of_column in df.columns:
         df = df.sort_values([ID, ref.as_of_column], kind="stable").drop_duplicates(ID,
             keep="last").drop(columns=ref.as_of_column)
-    elif t is not None:
+        # a table by its timestamps; a query by the cut-off it applied
+        return df, cut if ref.table or uses_cut_off else None
+    if ref.table and t is not None:
         raise ValueError(f"as_of needs a timestamp column {ref.as_of_column!r}, which {ref.redacted()} does not have")
-    return df
+    return df, cut if uses_cut_off else None
 
 # %% ../nbs/18_sources.ipynb #2d58ee7e
-def load(
+def load_data(
     ref: str | DataRef, # A data reference (see `DataRef`)
     root: Path | str | None = None, # Where relative paths start (the project root)
     as_of: str | datetime | None = None, # SQL: load the rows visible at this time
     target: bool = True, # Whether the data must have the target column
-) -> pd.DataFrame:
-    "The canonical frame of a data reference; raises `DataValidationError` for data that does not fit the schema."
+) -> tuple[pd.DataFrame, str | None]:
+    """(the canonical frame of a data reference, the cut-off it was read at, ISO 8601 in UTC: `as_of`, or where no
+    `as_of` is given the load time for a SQL table with a timestamp column or a query using `:as_of`, so that it can be
+    read again as it was; None for a file); raises `DataValidationError` for data that does not fit the schema."""
     ref = DataRef.parse(ref) if isinstance(ref, str) else ref
     schema = get_project().schema
+    cut = None
     if ref.kind == "sql":
-        raw, source = read_sql(ref, as_of), ref.redacted()
+        (raw, cut), source = read_sql(ref, as_of), ref.redacted()
     else:
         if as_of not in (None, ""):
             raise ValueError("as_of applies to SQL tables with a timestamp column, not to files")
@@ -140,7 +158,17 @@ def load(
     if target and len(df) < MIN_TRAINING_ROWS:
         msg = f"{len(df)} row(s): training data needs at least {MIN_TRAINING_ROWS}"
         raise DataValidationError([dict(column=None, id=None, value=len(df), message=msg)], source)
-    return df
+    return df, cut.isoformat() if cut else None
+
+# %% ../nbs/18_sources.ipynb #fa9ba340
+def load(
+    ref: str | DataRef, # A data reference (see `DataRef`)
+    root: Path | str | None = None, # Where relative paths start (the project root)
+    as_of: str | datetime | None = None, # SQL: load the rows visible at this time
+    target: bool = True, # Whether the data must have the target column
+) -> pd.DataFrame:
+    "The canonical frame of a data reference (`load_data` without the cut-off)."
+    return load_data(ref, root, as_of, target)[0]
 
 # %% ../nbs/18_sources.ipynb #c43a8683
 def ingest(
@@ -204,3 +232,27 @@ def load_snapshot(fp: str, store: Path | str) -> pd.DataFrame:
         raise SnapshotError(f"snapshot {path} holds data with fingerprint {got[:12]}…, not {fp[:12]}…: it was changed "
                             "after it was written")
     return df
+
+# %% ../nbs/18_sources.ipynb #14722d46
+def training_data(
+    data: str, # The data reference (see `DataRef`)
+    settings: Settings, # The project's settings: its root and its snapshots folder
+    as_of: str | None = None, # SQL: the cut-off; default: the load time, where the source has one
+    snapshot: str | None = None, # Train on the stored snapshot of this fingerprint instead (as `reproduce` does)
+    keep_snapshot: bool = True, # Store a snapshot of the frame; False only for data that can be read again as it was
+) -> tuple[pd.DataFrame, str, Path | None, str | None]:
+    """(the canonical frame a training job trains on, its fingerprint, its snapshot's path or None when none is kept,
+    the cut-off it was read at)."""
+    ref = DataRef.parse(data)
+    if not keep_snapshot and ref.kind != "sql":
+        raise ValueError(f"keep_snapshot=False is for data that can be read again as it was (a SQL table with a "
+                         f"timestamp column, or a query using :as_of); {data} is a file, which can change or vanish "
+                         "without trace: keep its snapshot")
+    if snapshot: df, cut = load_snapshot(snapshot, settings.snapshots_dir), (as_of or None)
+    else: df, cut = load_data(ref, settings.root, as_of or None)
+    if keep_snapshot: return df, *save_snapshot(df, settings.snapshots_dir), cut
+    if cut is None:
+        raise ValueError(f"keep_snapshot=False needs data that can be read again as it was: {ref.redacted()} has no "
+                         f"timestamp column {ref.as_of_column!r} and is no query using :as_of, so what it holds now "
+                         "cannot be read later: keep its snapshot")
+    return df, fingerprint(df, get_project().schema), None, cut

@@ -140,7 +140,7 @@ def toy_classification() -> Project:
 # %% ../nbs/04_toy.ipynb #01072ce1
 # What the toy's job declares
 TOY_JOB_PARAMETERS = dict(seed=0, test_size=0.1, alpha=1.0, data="data/toy.csv", as_of=None, snapshot=None,
-                          runs_dir=None, run_dir=None)
+                          keep_snapshot=True, runs_dir=None, run_dir=None)
 
 _TOY_JOB_CELLS = [  # (markdown or code, source) of the toy's training notebook after its parameters cell
     ("markdown", "# Toy training job\n\nThe toy's project comes from `NBPROD_PROJECT`, its root from the project's "
@@ -156,17 +156,15 @@ from nbprod.drift import reference_profile
 from nbprod.project import get_project
 from nbprod.report import run_summary
 from nbprod.runs import finish_run, publish_run, save_run, stage_run
-from nbprod.sources import DataRef, load, load_snapshot, save_snapshot
+from nbprod.sources import DataRef, training_data
 from nbprod.train import fit, predict_frame, split, training_manifest
 
 project, settings = get_project(), get_settings()
 settings = dataclasses.replace(settings, runs_dir=settings.resolve(runs_dir)) if runs_dir else settings
 params = dict(alpha=alpha)
 parameters = dict(seed=seed, test_size=test_size, data=DataRef.parse(data).redacted(), as_of=as_of,
-                  snapshot=snapshot, **params)"""),
-    ("code", """df = (load_snapshot(snapshot, settings.snapshots_dir) if snapshot
-      else load(data, settings.root, as_of=as_of))
-fp, snapshot_path = save_snapshot(df, settings.snapshots_dir)
+                  snapshot=snapshot, keep_snapshot=keep_snapshot, **params)"""),
+    ("code", """df, fp, snapshot_path, as_of = training_data(data, settings, as_of, snapshot, keep_snapshot)
 train_rows, held_out = split(df, test_size=test_size, seed=seed)
 print(f"{len(df)} rows, fingerprint {fp[:12]}…: {len(train_rows)} for training, {len(held_out)} held out")"""),
     ("code", """pipeline = fit(train_rows, params)

@@ -133,8 +133,8 @@ def training_manifest(
     parameters: dict[str, Any], # Every job parameter
     params: dict[str, Any], # The pipeline parameters
     data_ref: str, # The data reference as the job was given it
-    as_of: str | None, # The `as_of` cut-off the data was loaded with
-    snapshot: Path, # The snapshot of the data the run trained on
+    as_of: str | None, # The cut-off the data was read at (see `sources.training_data`)
+    snapshot: Path | None, # The snapshot of the data the run trained on; None when none is kept
     df: pd.DataFrame, # The canonical frame loaded from it
     train: pd.DataFrame, # Training rows
     held_out: pd.DataFrame, # Held-out rows
@@ -154,7 +154,8 @@ def training_manifest(
         parameters=parameters,
         seeds=Seeds(split=split_seed, model=params.get("seed"), pythonhashseed=os.environ.get("PYTHONHASHSEED"),
                     random_states=random_states(pipeline)),
-        data=DataRecord(reference=ref.redacted(), kind=ref.kind, as_of=as_of or None, snapshot=rel(snapshot),
+        data=DataRecord(reference=ref.redacted(), kind=ref.kind, as_of=as_of or None,
+                        snapshot=rel(snapshot) if snapshot is not None else None,
                         fingerprint=fingerprint(df, s),
                         file_sha256=sha256_file(data_file) if data_file else None, rows=int(df.shape[0]),
                         columns=int(df.shape[1]),

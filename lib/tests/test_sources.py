@@ -3,6 +3,7 @@ validation, no password written. Trained by the toy's real job and reproduced by
 import json
 import secrets
 import shutil
+from urllib.parse import urlencode
 
 import numpy as np
 import pandas as pd
@@ -161,3 +162,65 @@ def test_a_database_password_is_never_written_down(toy, tmp_path):
         r = cli("reproduce", "--no-progress", run, env={"DATABASE_PASSWORD": pw})
         assert r.returncode == 0 and REPRODUCED in r.stdout, r.stdout + r.stderr
         assert not [str(p) for p in tmp_path.rglob("*") if p.is_file() and pw.encode() in p.read_bytes()]
+
+
+WINDOW = ("SELECT h.*, (SELECT AVG(r.area) FROM readings r WHERE r.key = h.key AND r.at <= :as_of "
+          "AND r.at > datetime(:as_of, '-7 days')) AS area FROM homes h")  # each row's area: its week's mean reading
+
+
+def test_a_window_aggregate_trained_as_of_two_times_without_snapshots_is_reproduced_after_later_events(toy, tmp_path):
+    events = f"sqlite:///{tmp_path}/events.db"
+    homes = load(DATA, toy)
+    homes.drop(columns="area").to_sql("homes", events, index=False)
+    days = pd.date_range("2026-03-01", periods=20, freq="D")
+    readings = pd.DataFrame([(k, t, a * (1 + 0.01 * i)) for k, a in zip(homes.key, homes.area)
+                             for i, t in enumerate(days)], columns=["key", "at", "area"])
+    readings.to_sql("readings", events, index=False)
+    ref, runs, times = f"{events}?" + urlencode({"query": WINDOW}), tmp_path / "runs", ["2026-03-08T12:00:00",
+                                                                                        "2026-03-15T12:00:00"]
+    for t in times:
+        r = cli("train", "--no-progress", "-p", "runs_dir", runs, "-p", "data", ref, "-p", "as_of", t, "-p",
+                "keep_snapshot", "false")
+        assert r.returncode == 0, r.stderr
+    made = list_runs(runs)
+    data = [read_json(run / "manifest.json")["data"] for run in made]
+    assert [d["as_of"] for d in data] == times and [d["snapshot"] for d in data] == [None, None]
+    assert data[0]["fingerprint"] != data[1]["fingerprint"] and not list(runs.glob(".snapshots/*.parquet"))
+    r = cli("runs", "--runs-dir", runs, "list")
+    assert "without a snapshot of their data" in r.stdout and r.stdout.count("  read again as of 2026-03-") == 2, (
+        r.stdout)
+    # readings after both cut-offs: each run's query, as of its own time, reads what it trained on
+    readings.assign(at=readings["at"] + pd.Timedelta(days=20)).to_sql("readings", events, index=False,
+                                                                     if_exists="append")
+    for run in made:
+        r = cli("reproduce", "--no-progress", run)
+        assert r.returncode == 0 and REPRODUCED in r.stdout and "no snapshot kept; reloaded" in r.stdout, r.stdout
+    blind = f"{events}?" + urlencode({"query": "SELECT h.*, (SELECT AVG(r.area) FROM readings r "
+                                               "WHERE r.key = h.key) AS area FROM homes h"})
+    r = cli("train", "--no-progress", "-p", "runs_dir", runs, "-p", "data", blind, "-p", "as_of", times[0])
+    assert r.returncode == 1 and "must use the cut-off itself, as the bound parameter :as_of" in r.stderr, r.stderr
+    r = cli("train", "--no-progress", "-p", "runs_dir", runs, "-p", "keep_snapshot", "false")  # the toy's file
+    assert r.returncode == 1 and "is a file, which can change or vanish" in r.stderr, r.stderr
+
+
+def test_a_table_read_without_as_of_records_the_load_time_and_its_erased_snapshot_is_read_again(toy, tmp_path):
+    url, runs = f"sqlite:///{tmp_path}/t.db", tmp_path / "runs"
+    ingest(DATA, url, "stream", batches=2, start="2026-03-01T00:00:00", root=toy)
+    r = cli("train", "--no-progress", "-p", "runs_dir", runs, "-p", "data", f"{url}?table=stream")
+    assert r.returncode == 0, r.stderr
+    [run] = list_runs(runs)
+    m = read_json(run / "manifest.json")
+    assert m["parameters"]["as_of"] in (None, "") and m["data"]["as_of"] >= "2026"  # the load time, recorded
+    r = cli("runs", "--runs-dir", runs, "erase-snapshot", run.name)  # a dry run first
+    assert r.returncode == 0 and "would erase" in r.stdout and f"{run.name}  data: read again as of" in r.stdout
+    assert list(runs.glob(".snapshots/*.parquet"))
+    assert cli("runs", "--runs-dir", runs, "erase-snapshot", run.name, "--yes").returncode == 0
+    assert not list(runs.glob(".snapshots/*.parquet"))
+    ingest(DATA, url, "stream", start="2030-01-01T00:00:00", root=toy)  # later rows, updated versions of every row
+    r = cli("reproduce", "--no-progress", run)
+    assert r.returncode == 0 and REPRODUCED in r.stdout and "snapshot gone; reloaded" in r.stdout, r.stdout
+    # a run on a file: erasing its snapshot leaves it reproducible only while the file is unchanged
+    assert cli("train", "--no-progress", "-p", "runs_dir", runs).returncode == 0
+    newest = list_runs(runs)[-1]
+    r = cli("runs", "--runs-dir", runs, "erase-snapshot", newest.name)
+    assert "data: only while data/toy.csv is unchanged" in r.stdout, r.stdout
