@@ -435,6 +435,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                              'nbprod.runs.read_predictions': ('runs.html#read_predictions', 'nbprod/runs.py'),
                              'nbprod.runs.resolve_run': ('runs.html#resolve_run', 'nbprod/runs.py'),
                              'nbprod.runs.run_table': ('runs.html#run_table', 'nbprod/runs.py'),
+                             'nbprod.runs.runs_frame': ('runs.html#runs_frame', 'nbprod/runs.py'),
                              'nbprod.runs.save_run': ('runs.html#save_run', 'nbprod/runs.py'),
                              'nbprod.runs.stage_run': ('runs.html#stage_run', 'nbprod/runs.py'),
                              'nbprod.runs.write_json': ('runs.html#write_json', 'nbprod/runs.py')},

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import joblib
+import numpy as np
 import pandas as pd
 
 from .environment import environment_record
@@ -30,7 +31,8 @@ __all__ = ['log', 'MODEL', 'MANIFEST', 'METRICS', 'PREDICTIONS', 'NOTEBOOK', 'RE
            'TRAIN_PREDICTIONS', 'PROFILE', 'STAGING', 'FAILED', 'JOB_INFO', 'ALIASES', 'PROMOTIONS', 'DEFAULT_ALIAS',
            'ALIAS_RE', 'TMP_AGE_S', 'new_run_id', 'stage_run', 'publish_run', 'fail_run', 'write_json', 'read_json',
            'save_run', 'artifacts', 'finish_run', 'read_predictions', 'RunStoreError', 'read_aliases', 'default_run',
-           'list_runs', 'resolve_run', 'RunEntry', 'run_table', 'clean_runs', 'data_status', 'erase_snapshot']
+           'list_runs', 'resolve_run', 'RunEntry', 'run_table', 'clean_runs', 'data_status', 'erase_snapshot',
+           'runs_frame']
 
 # %% ../nbs/10_runs.ipynb #a0900494
 MODEL, MANIFEST, METRICS, PREDICTIONS, NOTEBOOK, REPORT = ("model.joblib", "manifest.json", "metrics.json",
@@ -322,3 +324,32 @@ def erase_snapshot(
     users = [r for r in run_table(runs_dir) if r.manifest is not None and r.manifest.data.fingerprint == fingerprint]
     if not dry_run: path.unlink()
     return path, {r.id: data_status(r.manifest, None) for r in users}
+
+# %% ../nbs/10_runs.ipynb #5cfb8e07
+def runs_frame(
+    runs_dir: Path | str, # The run store
+) -> pd.DataFrame:
+    """The run store as a DataFrame, a row per run, oldest first: id, status, aliases, start, duration, data, code,
+    library version, then `params.<name>` and `metrics.<name>` for every parameter and metric."""
+    runs_dir = Path(runs_dir)
+    held: dict[str, list[str]] = {}
+    for alias, run_id in sorted(read_aliases(runs_dir).items()): held.setdefault(run_id, []).append(alias)
+    rows = []
+    for r in run_table(runs_dir):
+        row = dict(run_id=r.id, status=r.status, aliases=",".join(held.get(r.id, [])))
+        if (m := r.manifest) is not None:
+            start, end = (pd.Timestamp(m.job.started), pd.Timestamp(m.job.finished)) if m.job else (pd.NaT, pd.NaT)
+            row |= dict(started=start, duration_s=(end - start).total_seconds() if m.job else np.nan,
+                        data=m.data.reference, as_of=m.data.as_of, fingerprint=m.data.fingerprint,
+                        data_status=data_status(m, runs_dir / ".snapshots"), version=m.code.package_version,
+                        commit=m.code.git_commit, dirty=m.code.git_dirty,
+                        nbprod=m.environment.packages.get("nbprod") if m.environment else None,
+                        reproduces=m.job.reproduces if m.job else None)
+            row |= {f"params.{k}": v for k, v in m.parameters.items()}
+            row |= {f"metrics.{k}": v for k, v in m.metrics.items()}
+        rows.append(row)
+    fixed = ["run_id", "status", "aliases", "started", "duration_s", "data", "as_of", "fingerprint", "data_status",
+             "version", "commit", "dirty", "nbprod", "reproduces"]
+    frame = pd.DataFrame(rows, columns=list(dict.fromkeys(fixed + [k for row in rows for k in row])))
+    frame["started"] = pd.to_datetime(frame["started"], utc=True)
+    return frame

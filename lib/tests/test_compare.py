@@ -106,3 +106,19 @@ def test_commands_take_the_production_run_and_list_aliases(runs, store, tmp_path
 def test_a_project_gate_can_require_that_the_run_reproduces(runs, store):
     p = promote(runs["worse"].name, "staging", store, gate=Gate(reproduces=True))
     assert not p.objections and any(c.startswith("reproduces: reproduced") for c in p.checked), p.checked
+
+
+def test_the_store_as_a_frame_holds_every_run_its_aliases_parameters_and_metrics(runs, store):
+    import nbprod
+    from nbprod.runs import runs_frame
+    promote(runs["base"].name, "production", store)
+    frame = runs_frame(store).set_index("run_id")
+    assert sorted(frame.index) == sorted(r.name for r in runs.values()) and (frame.status == "complete").all()
+    assert frame.loc[runs["base"].name, "aliases"] == "production"
+    assert frame["params.alpha"].to_dict() == {runs["base"].name: 1.0, runs["worse"].name: 300.0,
+                                               runs["near"].name: 1.5}
+    rmse = frame["metrics.rmse"]
+    assert (rmse > 0).all() and rmse[runs["worse"].name] == rmse.max()
+    assert (frame.nbprod == nbprod.__version__).all() and (frame.duration_s > 0).all()
+    assert str(frame.started.dt.tz) == "UTC" and frame.fingerprint.nunique() == 1
+    assert (frame.data_status == "only while data/toy.csv is unchanged").all()  # copies: their snapshots stayed behind
