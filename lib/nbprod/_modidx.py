@@ -361,6 +361,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'nbprod.manifest._qualname': ('manifest.html#_qualname', 'nbprod/manifest.py'),
                                  'nbprod.manifest.compare_manifests': ('manifest.html#compare_manifests', 'nbprod/manifest.py'),
                                  'nbprod.manifest.describe_estimator': ('manifest.html#describe_estimator', 'nbprod/manifest.py'),
+                                 'nbprod.manifest.estimator_children': ('manifest.html#estimator_children', 'nbprod/manifest.py'),
                                  'nbprod.manifest.feature_names': ('manifest.html#feature_names', 'nbprod/manifest.py'),
                                  'nbprod.manifest.fitted_differences': ('manifest.html#fitted_differences', 'nbprod/manifest.py'),
                                  'nbprod.manifest.fitted_digest': ('manifest.html#fitted_digest', 'nbprod/manifest.py'),

@@ -523,7 +523,7 @@ def parse_category(v) -> tuple[str | None | float, str | None]:
     return (c, None) if c is not None else (np.nan, f"expected a string, got {type(v).__name__}")
 
 # %% ../nbs/07_contract.ipynb #5a9dc265
-_NOT_SENT = object() # What `dict.get` returns for a field a record leaves out
+_LEFT_OUT = object() # What `dict.get` returns for a field a record leaves out
 
 # %% ../nbs/07_contract.ipynb #69f9268d
 def _field_plan(fields, known, codes) -> list[tuple]:
@@ -573,8 +573,8 @@ def check_record_arrays(
     for r, rec in enumerate(records):
         # this runs once per value of every record the service receives
         for name, parse, missing, (level, msg), (unsent_level, unsent), seen, code_of in plan:
-            v = rec.get(name, _NOT_SENT)
-            if v is _NOT_SENT:  # left out: read as missing, and said
+            v = rec.get(name, _LEFT_OUT)
+            if v is _LEFT_OUT:  # left out: read as missing, and said
                 add(r, name, "", unsent, unsent_level)
                 if unsent_level == "error": ok[r] = False
                 cols[name][r] = missing

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -20,8 +21,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 __all__ = ['MANIFEST_VERSION', 'DIGEST_VERSION', 'DIAGNOSTICS', 'COMPARED', 'ManifestError', 'Record', 'Seeds', 'DataRecord',
            'SplitRecord', 'InputFeature', 'FeatureRecord', 'FittedRecord', 'ModelRecord', 'EnvironmentRecord',
            'CodeVersion', 'JobRecord', 'Artifact', 'Candidate', 'SearchRecord', 'Manifest', 'json_safe',
-           'describe_estimator', 'random_states', 'feature_names', 'FittedDigest', 'fitted_digest', 'value_difference',
-           'fitted_differences', 'compare_manifests']
+           'describe_estimator', 'estimator_children', 'random_states', 'feature_names', 'FittedDigest',
+           'fitted_digest', 'value_difference', 'fitted_differences', 'compare_manifests']
 
 # %% ../nbs/11_manifest.ipynb #9e16a718
 MANIFEST_VERSION = 2
@@ -245,6 +246,17 @@ def describe_estimator(est) -> dict[str, Any]:
     node["params"] = params
     if children: node["children"] = children
     return node
+
+# %% ../nbs/11_manifest.ipynb #fbc00374
+def estimator_children(est) -> Iterator[tuple[str, Any, Any]]:
+    """(name, child, columns or None) of each child an estimator holds among its parameters, unfitted as given: a
+    pipeline's steps, a column transformer's branches with the columns each names, a feature union's and an ensemble's
+    members, a meta-estimator's inner estimator. A child may be a string ('passthrough', 'drop')."""
+    from sklearn.base import BaseEstimator
+    for k, v in est.get_params(deep=False).items():
+        if k in (*_CHILD_LISTS, "transformer_list") and isinstance(v, list):
+            for item in v: yield item[0], item[1], item[2] if len(item) > 2 else None
+        elif isinstance(v, BaseEstimator): yield k, v, None
 
 # %% ../nbs/11_manifest.ipynb #1cb68363
 def random_states(est) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from nbprod.manifest import (
     Seeds,
     SplitRecord,
     describe_estimator,
+    estimator_children,
     feature_names,
     fitted_digest,
     random_states,
@@ -55,25 +56,16 @@ def split(
 
 # %% ../nbs/03_train.ipynb #3f2e1e2c
 def _named_columns(est, where: str = "") -> Iterator[tuple[str, str]]:
-    """(step, column) for every column named by a `ColumnTransformer` in `est`, however deep (pipelines, feature unions,
-    meta-estimators)."""
+    """(step, column) for every column a column transformer in `est` names, however deep (the tree of
+    `manifest.estimator_children`: pipelines, feature unions, ensembles, meta-estimators)."""
     from sklearn.base import BaseEstimator
-    from sklearn.compose import ColumnTransformer
-    from sklearn.pipeline import FeatureUnion, Pipeline
-    at = lambda name: f"{where} → {name}" if where else str(name)
-    if isinstance(est, Pipeline):
-        for name, step in est.steps: yield from _named_columns(step, at(name))
-    elif isinstance(est, ColumnTransformer):
-        for name, trans, cols in est.transformers:
-            # a selector (`make_column_selector`) picks from the given columns only
-            names = [cols] if isinstance(cols, str) else [] if callable(cols) or isinstance(cols, slice) else list(cols)
-            yield from ((at(name), c) for c in names if isinstance(c, str))
-            yield from _named_columns(trans, at(name))
-    elif isinstance(est, FeatureUnion):
-        for name, t in est.transformer_list: yield from _named_columns(t, at(name))
-    elif isinstance(est, BaseEstimator):
-        for attr in ("estimator", "regressor", "classifier", "transformer", "base_estimator"):
-            if isinstance(sub := getattr(est, attr, None), BaseEstimator): yield from _named_columns(sub, at(attr))
+    for name, child, cols in estimator_children(est):
+        here = f"{where} → {name}" if where else str(name)
+        # a selector (`make_column_selector`) picks from the given columns only
+        names = [] if cols is None or callable(cols) or isinstance(cols, slice) else [cols] if isinstance(cols,
+            str) else list(cols)
+        yield from ((here, c) for c in names if isinstance(c, str))
+        if isinstance(child, BaseEstimator): yield from _named_columns(child, here)
 
 # %% ../nbs/03_train.ipynb #d8eab110
 def check_pipeline_columns(
